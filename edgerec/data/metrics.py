@@ -1,0 +1,44 @@
+"""Recognition metrics exactly as PaddleOCR's ``RecMetric`` defines them, plus the scene-text convention.
+
+``acc``: exact match after removing spaces. ``norm_edit_dis``: 1 - mean normalized Levenshtein distance
+(distance / max(len(pred), len(label))), also on space-free strings. ``alnum_acc``: the figure usually
+reported for English scene-text sets: case-insensitive, digits and ASCII letters only.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+from rapidfuzz.distance import Levenshtein
+
+_ALNUM = set(string.digits + string.ascii_letters)
+_EPS = 1e-5
+
+
+def _strip_spaces(text: str) -> str:
+    return text.replace(" ", "")
+
+
+def _alnum_lower(text: str) -> str:
+    return "".join(c for c in text if c in _ALNUM).lower()
+
+
+def rec_metrics(preds: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """{'acc', 'norm_edit_dis', 'alnum_acc', 'num'} for paired predictions and labels."""
+    if len(preds) != len(labels):
+        raise ValueError(f"{len(preds)} predictions for {len(labels)} labels")
+    correct = alnum_correct = 0
+    dist = 0.0
+    for pred, label in zip(preds, labels):
+        p, t = _strip_spaces(pred), _strip_spaces(label)
+        dist += Levenshtein.normalized_distance(p, t)
+        correct += p == t
+        alnum_correct += _alnum_lower(pred) == _alnum_lower(label)
+    n = len(labels)
+    return {
+        "acc": correct / (n + _EPS),
+        "norm_edit_dis": 1 - dist / (n + _EPS),
+        "alnum_acc": alnum_correct / (n + _EPS),
+        "num": n,
+    }

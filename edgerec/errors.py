@@ -1,0 +1,51 @@
+"""Exception types. Every error names the input or model it is about, so a caller can act on it."""
+
+from __future__ import annotations
+
+
+class EdgeRecError(Exception):
+    """Base class of every error edgerec raises on purpose."""
+
+
+class InputError(EdgeRecError, ValueError):
+    """An input (file, array, URL, PDF page) cannot be turned into an image."""
+
+    def __init__(self, source: object, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class ModelNotFoundError(EdgeRecError, KeyError):
+    """No model card or model folder by that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FetchError(EdgeRecError):
+    """A model source could not be downloaded, read or unpacked."""
+
+
+class ChecksumError(FetchError):
+    """A fetched file's SHA-256 differs from the one the model card pins."""
+
+
+class UnsafeArchiveError(FetchError):
+    """A tar member would land outside the folder it is unpacked into."""
+
+
+class ExportError(EdgeRecError):
+    """A model could not be converted to OpenVINO IR."""
+
+
+class ModelError(EdgeRecError):
+    """A model folder is incomplete, corrupt or disagrees with its card."""
+
+
+class DeviceError(EdgeRecError):
+    """The requested device or engine is not available on this machine."""
+
+
+class EngineUnavailableError(EdgeRecError, ImportError):
+    """An optional engine's package is not installed."""

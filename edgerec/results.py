@@ -1,0 +1,220 @@
+"""TextRecResult: the result for one text line, with PaddleX 3.x's surface (print, json, img, save_to_*)."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import math
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .io.fonts import load_font
+from .utils.fs import atomic_write_bytes
+
+__all__ = ["TextRecResult", "IMAGE_SUFFIXES"]
+
+KEYS = ("input_path", "page_index", "rec_text", "rec_score")
+IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+_BLANK_HEIGHT = 48
+
+
+def _plain(obj: Any) -> Any:
+    """NumPy scalars/arrays, paths, tuples -> plain JSON-able Python values."""
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _is_url(s: str) -> bool:
+    parts = urlsplit(s)
+    return bool(parts.scheme) and len(parts.scheme) > 1 and bool(parts.netloc)
+
+
+class TextRecResult(dict):
+    """PaddleX's result for one text line: ``{input_path, page_index, rec_text, rec_score}``.
+
+    ``input_img`` (BGR uint8, kept as an attribute, not a key) feeds the visualisation; ``name`` is the file stem
+    used for saving when there is no ``input_path`` (e.g. ``"ndarray_3"``).
+    """
+
+    def __init__(
+        self,
+        input_path: str | Path | None,
+        page_index: int | None,
+        rec_text: str,
+        rec_score: float,
+        *,
+        input_img: np.ndarray | None = None,
+        name: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        super().__init__()
+        self["input_path"] = None if input_path is None else str(input_path)
+        self["page_index"] = None if page_index is None else int(page_index)
+        self["rec_text"] = str(rec_text)
+        self["rec_score"] = float(rec_score)
+        self.input_img = input_img
+        self.name = name
+        # set when this input could not be read: the message names the input; rec_text is '' and rec_score 0.0
+        self.error = error
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    # dict subclasses pickle their __dict__ and items by default; spell it out so copy/pickle never call __init__
+    # with missing arguments and always keep input_img and name.
+    def __reduce__(self):
+        return (_rebuild, (type(self), dict(self), dict(self.__dict__)))
+
+    def __reduce_ex__(self, protocol):
+        return self.__reduce__()
+
+    def __copy__(self) -> TextRecResult:
+        new = type(self).__new__(type(self))
+        dict.update(new, self)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    # ------------------------------------------------------------------ representations
+    def _res(self) -> dict[str, Any]:
+        known = {k: _plain(self.get(k)) for k in KEYS}
+        extra = {k: _plain(v) for k, v in self.items() if k not in KEYS}
+        return {**known, **extra}
+
+    @property
+    def json(self) -> dict[str, dict[str, Any]]:
+        """``{"res": {input_path, page_index, rec_text, rec_score}}`` with plain Python values."""
+        return {"res": self._res()}
+
+    def _to_str(self, json_format: bool = True, indent: int = 4, ensure_ascii: bool = False) -> str:
+        if json_format:
+            return json.dumps({"res": self._res()}, indent=indent, ensure_ascii=ensure_ascii)
+        return repr({"res": self._res()})
+
+    @property
+    def str(self) -> dict[str, str]:
+        """``{"res": <the result as indented JSON text>}``."""
+        return {"res": json.dumps(self._res(), indent=4, ensure_ascii=False)}
+
+    def __str__(self) -> str:
+        return self._to_str()
+
+    def print(self, json_format: bool = True, indent: int = 4, ensure_ascii: bool = False) -> None:
+        """Print ``{"res": ...}`` as JSON (default) or, with ``json_format=False``, as the Python dict repr."""
+        builtins.print(self._to_str(json_format=json_format, indent=indent, ensure_ascii=ensure_ascii))
+
+    # ------------------------------------------------------------------ visualisation
+    def _crop_rgb(self) -> Image.Image | None:
+        img = self.input_img
+        if img is None:
+            return None
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
+                arr = arr * 255.0
+            arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim == 2:
+            return Image.fromarray(np.ascontiguousarray(arr), "L").convert("RGB")
+        if arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.shape[0] > 0 and arr.shape[1] > 0:
+            return Image.fromarray(np.ascontiguousarray(arr[:, :, 2::-1]), "RGB")  # BGR(A) -> RGB
+        return None
+
+    def _label(self) -> str:
+        text = str(self.get("rec_text", "")).replace("\r", " ").replace("\n", " ")
+        score = self.get("rec_score")
+        try:
+            score_s = f"{float(score):.3f}"
+        except (TypeError, ValueError):
+            score_s = str(score)
+        return f"{text} ({score_s})"
+
+    def _to_img(self) -> Image.Image:
+        crop = self._crop_rgb()
+        crop_w, crop_h = crop.size if crop is not None else (0, _BLANK_HEIGHT)
+        size = min(40, max(14, round(crop_h * 0.6)))
+        font = load_font(size, "cjk")
+        label = self._label()
+        ascent, descent = font.getmetrics()
+        pad_x, pad_y = 4, max(2, size // 5)
+        x0, _, x1, _ = font.getbbox(label, anchor="la")
+        text_w = max(x1, math.ceil(font.getlength(label))) - min(0, x0)
+        width = max(crop_w, text_w + 2 * pad_x, 1)
+        strip_h = ascent + descent + 2 * pad_y
+        canvas = Image.new("RGB", (width, crop_h + strip_h), (255, 255, 255))
+        if crop is not None:
+            canvas.paste(crop, (0, 0))
+        ImageDraw.Draw(canvas).text((pad_x - min(0, x0), crop_h + pad_y), label, font=font, fill=(0, 0, 0), anchor="la")
+        return canvas
+
+    @property
+    def img(self) -> dict[str, Image.Image]:
+        """``{"res": PIL.Image}``: the crop above a white strip with ``text (score)``."""
+        return {"res": self._to_img()}
+
+    # ------------------------------------------------------------------ saving
+    def _stem(self) -> str:
+        path = self.get("input_path")
+        stem = ""
+        if path:
+            path = str(path)
+            if _is_url(path):
+                stem = PurePosixPath(urlsplit(path).path).stem
+            else:
+                stem = Path(path).stem
+        if not stem:
+            stem = str(self.name) if self.name else "res"
+        page = self.get("page_index")
+        if page is not None:
+            stem = f"{stem}_{page}"
+        return stem
+
+    def _target(self, save_path: str | Path, suffixes: tuple[str, ...], default_suffix: str) -> Path:
+        save_path = Path(save_path)
+        if save_path.suffix.lower() in suffixes:
+            return save_path
+        save_path.mkdir(parents=True, exist_ok=True)
+        return save_path / f"{self._stem()}_res{default_suffix}"
+
+    def save_to_json(self, save_path: str | Path, indent: int = 4, ensure_ascii: bool = False) -> Path:
+        """Write the result as JSON: to ``save_path`` if it ends with .json, else to ``<save_path>/<stem>_res.json``."""
+        target = self._target(save_path, (".json",), ".json")
+        text = json.dumps(self._res(), indent=indent, ensure_ascii=ensure_ascii)
+        return atomic_write_bytes(target, text.encode("utf-8"))
+
+    def save_to_img(self, save_path: str | Path) -> Path:
+        """Write the visualisation: to ``save_path`` if it has an image suffix, else ``<save_path>/<stem>_res.png``."""
+        target = self._target(save_path, tuple(IMAGE_SUFFIXES), ".png")
+        buf = io.BytesIO()
+        self._to_img().save(buf, format=IMAGE_SUFFIXES[target.suffix.lower()])
+        return atomic_write_bytes(target, buf.getvalue())
+
+    def save_all(self, save_path: str | Path) -> list[Path]:
+        """Save JSON and visualisation into the folder ``save_path``."""
+        return [self.save_to_json(save_path), self.save_to_img(save_path)]
+
+
+def _rebuild(cls: type, items: dict, attrs: dict) -> TextRecResult:
+    obj = cls.__new__(cls)
+    dict.update(obj, items)
+    obj.__dict__.update(attrs)
+    return obj

@@ -1,0 +1,66 @@
+"""Batching around an engine: group lines of equal input width, run, decode, hand results back in order.
+
+Only lines that PaddleX would feed at the same width share a batch, so no line gets extra right-padding: the
+SVTR neck attends over the whole width, and padding a line beyond its batch-1 width can change its text.
+With equal widths the tensor a line contributes is the same whatever batch it is in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from edgerec.engines.base import Engine
+from edgerec.runtime.decode import ctc_greedy_decode
+from edgerec.runtime.preprocess import MAX_W, MIN_W, preprocess_batch, target_width
+
+
+class RecPredictor:
+    """Preprocess -> engine -> CTC decode, for lists of BGR uint8 line images. Thread-safe."""
+
+    def __init__(self, engine: Engine, classes: list[str], input_height: int = 48,
+                 min_width: int = MIN_W, max_width: int = MAX_W):
+        self.engine = engine
+        self.classes = classes
+        self.input_height = input_height
+        self.min_width = min_width
+        self.max_width = max_width
+
+    def width_of(self, image: np.ndarray) -> int:
+        h, w = image.shape[:2]
+        return target_width(h, w, self.input_height, self.min_width, self.max_width)
+
+    def run_batch(self, images: list[np.ndarray], width: int) -> list[tuple[str, float]]:
+        """Recognize lines that all have input width ``width``."""
+        batch = preprocess_batch(images, width, self.input_height)
+        probs = self.engine.infer(batch)
+        return ctc_greedy_decode(probs, self.classes)
+
+    def recognize(self, images: list[np.ndarray], batch_size: int = 1) -> list[tuple[str, float]]:
+        """(text, score) for every image, in input order."""
+        batch_size = max(1, int(batch_size))
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[self.width_of(img)].append(i)
+        out: list[tuple[str, float] | None] = [None] * len(images)
+        for width, idxs in groups.items():
+            for start in range(0, len(idxs), batch_size):
+                chunk = idxs[start:start + batch_size]
+                for i, res in zip(chunk, self.run_batch([images[i] for i in chunk], width)):
+                    out[i] = res
+        return out  # type: ignore[return-value]
+
+    def recognize_stream(self, images: Iterable[np.ndarray], batch_size: int = 1,
+                         window: int | None = None) -> Iterator[tuple[str, float]]:
+        """Like :meth:`recognize` over an iterable, holding at most ``window`` images in memory."""
+        window = window or max(64, batch_size * 8)
+        pending: list[np.ndarray] = []
+        for img in images:
+            pending.append(img)
+            if len(pending) >= window:
+                yield from self.recognize(pending, batch_size)
+                pending = []
+        if pending:
+            yield from self.recognize(pending, batch_size)

@@ -1,0 +1,51 @@
+"""PaddleX's recognition preprocessing in NumPy: resize to height 48, keep the aspect ratio, normalise, right-pad.
+
+It follows PaddleX ``OCRReisizeNormImg`` for a batch of one: the input width is
+``int(H * max(320 / 48, w / h))`` (so never under 320) and lines wider than ``max_width`` (3200) are squashed to
+it. Images are BGR, as ``cv2.imread`` gives them: the PP-OCR models were trained on BGR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+IMG_H = 48
+MIN_W = 320
+MAX_W = 3200
+
+
+def target_width(h: int, w: int, img_h: int = IMG_H, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
+    """The padded input width PaddleX uses for one line of size h x w at batch size 1."""
+    return min(int(img_h * max(min_w / img_h, w / float(h))), max_w)
+
+
+def resized_width(h: int, w: int, pad_w: int, img_h: int = IMG_H) -> int:
+    """Width the line is resized to before right-padding to ``pad_w`` (PaddleX: ceil, capped at the pad width)."""
+    return max(1, min(int(math.ceil(img_h * w / float(h))), pad_w))
+
+
+def resize_norm_into(img_bgr: np.ndarray, out: np.ndarray) -> None:
+    """Resize and normalise one BGR uint8 line into ``out`` (3 x H x W float32, already zero-filled).
+
+    Writes straight into the batch buffer so the hot path makes no extra copy of the padded tensor.
+    """
+    img_h, pad_w = out.shape[1], out.shape[2]
+    h, w = img_bgr.shape[:2]
+    rw = resized_width(h, w, pad_w, img_h)
+    resized = cv2.resize(img_bgr, (rw, img_h), interpolation=cv2.INTER_LINEAR)
+    chw = resized.transpose(2, 0, 1)
+    # (x / 255 - 0.5) / 0.5 in float32, as PaddleX computes it
+    np.divide(chw, np.float32(255.0), out=out[:, :, :rw], casting="unsafe")
+    out[:, :, :rw] -= np.float32(0.5)
+    out[:, :, :rw] /= np.float32(0.5)
+
+
+def preprocess_batch(images: list[np.ndarray], pad_w: int, img_h: int = IMG_H) -> np.ndarray:
+    """Stack lines into one N x 3 x H x pad_w float32 tensor, each right-padded with zeros."""
+    batch = np.zeros((len(images), 3, img_h, pad_w), dtype=np.float32)
+    for i, img in enumerate(images):
+        resize_norm_into(img, batch[i])
+    return batch

@@ -1,0 +1,225 @@
+"""Export a recognizer to OpenVINO IR whose rt_info makes it self-describing.
+
+Routes: ONNX -> ``openvino.convert_model`` -> IR; Paddle ``inference.pdmodel`` -> OpenVINO's Paddle frontend
+-> IR (no paddle install needed), or -> paddle2onnx -> ONNX -> IR; Paddle 3 ``inference.json`` (PIR), which
+OpenVINO cannot read, always goes through paddle2onnx (needs the ``paddle`` extra).
+
+The IR's ``rt_info["model_info"]`` holds model_name, charset (JSON list of class characters, blank first),
+input_height, precision, source_sha256, source_id, so an IR folder alone is enough to run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgerec.errors import EngineUnavailableError, ExportError, ModelError
+from edgerec.runtime.charset import build_classes, read_dict_file, read_dict_lines
+from edgerec.utils.fs import atomic_dir
+from edgerec.zoo.fetch import ModelSource
+
+log = logging.getLogger(__name__)
+
+IR_NAME = "model.xml"
+RT_KEY = "model_info"
+EXPORT_PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass
+class ModelInfo:
+    """What an exported IR says about itself."""
+
+    model_name: str
+    classes: list[str]
+    input_height: int
+    precision: str
+    source_sha256: str
+    source_id: str = "local"
+    extra: dict | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def read_charset_entries(src: ModelSource) -> list[str]:
+    """The dict entries (without blank and space) of a model source."""
+    kind = src.charset
+    if kind in (None, ""):
+        raise ModelError(f"{src.folder}: no character dict found (expected a *dict*.txt / *keys*.txt file, "
+                         "inference.yml with PostProcess.character_dict, or an ONNX with 'character' metadata)")
+    if kind == "onnx-metadata":
+        import onnx
+
+        model = onnx.load(str(src.model_file), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
+        if "character" not in props:
+            raise ModelError(f"{src.model_file}: no 'character' metadata and no dict file beside it")
+        return read_dict_lines(props["character"])
+    if kind == "inference.yml":
+        import yaml
+
+        path = src.folder / "inference.yml"
+        try:
+            data = yaml.safe_load(path.read_text("utf-8")) or {}
+            chars = data["PostProcess"]["character_dict"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: no PostProcess.character_dict ({exc})") from exc
+        return ["" if c is None else str(c) for c in chars]
+    path = src.folder / kind
+    if not path.is_file():
+        raise ModelError(f"{src.folder}: the charset file {kind} is missing")
+    return read_dict_file(path)
+
+
+def _input_height(src: ModelSource, default: int) -> int:
+    yml = src.folder / "inference.yml"
+    if yml.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(yml.read_text("utf-8")) or {}
+            for op in (data.get("PreProcess") or {}).get("transform_ops") or []:
+                shape = (op.get("RecResizeImg") or {}).get("image_shape") if isinstance(op, dict) else None
+                if shape:
+                    return int(shape[1])
+        except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):
+            pass
+    return default
+
+
+def paddle_to_onnx(src: ModelSource, out: Path, opset: int = 14) -> Path:
+    """Run paddle2onnx in a child process, in a scratch folder, so its temp files and memory go away with it."""
+    try:
+        import paddle  # noqa: F401
+        import paddle2onnx  # noqa: F401
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            f"{src.model_file}: converting a Paddle model through ONNX needs paddlepaddle and paddle2onnx "
+            "(pip install 'edgerec[paddle]')") from exc
+    code = ("import sys, paddle2onnx; paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], "
+            "opset_version=int(sys.argv[4]), enable_onnx_checker=True)")
+    env = dict(os.environ, POLYGRAPHY_AUTOINSTALL_DEPS="0")
+    with tempfile.TemporaryDirectory(prefix="edgerec-p2o-") as scratch:
+        proc = subprocess.run([sys.executable, "-c", code, str(src.model_file.resolve()),
+                               str(src.params_file.resolve()), str(out.resolve()), str(opset)],
+                              cwd=scratch, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise ExportError(f"{src.model_file}: paddle2onnx failed: {tail}")
+    return out
+
+
+def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scratch: Path | None = None):
+    """Convert a source to an ``openvino.Model`` with input [-1, 3, H, -1]."""
+    import openvino as ov
+
+    path = src.model_file
+    if src.format == "paddle" and (via == "paddle2onnx" or path.suffix == ".json"):
+        if scratch is None:
+            raise ExportError("internal: paddle2onnx needs a scratch folder")
+        path = paddle_to_onnx(src, scratch / "paddle2onnx.onnx")
+    elif via not in ("auto", "direct", "paddle2onnx"):
+        raise ExportError(f"unknown export route {via!r} (use auto, direct or paddle2onnx)")
+    try:
+        model = ov.convert_model(str(path))
+    except Exception as exc:
+        raise ExportError(f"{path}: OpenVINO cannot convert it: {str(exc).strip().splitlines()[0]}") from exc
+    if len(model.inputs) != 1 or len(model.outputs) < 1:
+        raise ExportError(f"{path}: expected one input, got {len(model.inputs)}: not a text recognizer")
+    shape = model.inputs[0].partial_shape
+    if shape.rank.is_static and shape.rank.get_length() != 4:
+        raise ExportError(f"{path}: input rank {shape.rank} is not N x 3 x H x W: not a text recognizer")
+    model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, input_height, -1])})
+    return model
+
+
+def num_classes_of(model) -> int:
+    dim = model.outputs[0].partial_shape[-1]
+    if not dim.is_static:
+        raise ExportError("the model's class dimension is dynamic: not a CTC recognizer")
+    return dim.get_length()
+
+
+def export(src: ModelSource, out_dir: str | Path, *, precision: str = "fp32", via: str = "auto",
+           input_height: int = 48, use_space_char: bool = True, expected_classes: int | None = None,
+           model_name: str | None = None) -> Path:
+    """Export ``src`` to ``out_dir/model.xml`` (written atomically) and return the xml path."""
+    import openvino as ov
+
+    from edgerec import __version__
+
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(f"precision {precision!r}: export writes fp32 or fp16 (int8 comes from `edgerec quantize`)")
+    entries = read_charset_entries(src)
+    height = _input_height(src, input_height)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model = convert(src, via=via, input_height=height, scratch=tmp)
+        n = num_classes_of(model)
+        if expected_classes and n != expected_classes:
+            raise ModelError(f"{src.model_file}: the model outputs {n} classes but its card says "
+                             f"{expected_classes}: wrong file for {model_name or src.name}")
+        classes = build_classes(entries, n, use_space_char, source=f"{src.name} ({src.charset})")
+        info = {
+            "model_type": "TextRecognition",
+            "model_name": model_name or src.name,
+            "charset": json.dumps(classes, ensure_ascii=False),
+            "input_height": str(height),
+            "precision": precision,
+            "source_sha256": src.weights_sha256,
+            "source_id": src.source_id,
+            "source_format": src.format,
+            "exported_by": f"edgerec {__version__}",
+        }
+        for key, value in info.items():
+            model.set_rt_info(value, [RT_KEY, key])
+        ov.save_model(model, str(tmp / IR_NAME), compress_to_fp16=(precision == "fp16"))
+        for leftover in tmp.glob("paddle2onnx.onnx"):
+            leftover.unlink()
+    return out_dir / IR_NAME
+
+
+def read_info(xml: str | Path, model=None) -> ModelInfo:
+    """Read the rt_info an edgerec export wrote; a foreign IR gives a ModelError that says how to fix it."""
+    import openvino as ov
+
+    xml = Path(xml)
+    if model is None:
+        try:
+            model = ov.Core().read_model(str(xml))
+        except Exception as exc:
+            raise ModelError(f"{xml}: OpenVINO cannot read this IR ({str(exc).strip().splitlines()[0]}); "
+                             "re-export it with `edgerec export`") from exc
+
+    def get(key: str, default: str | None = None) -> str | None:
+        if model.has_rt_info([RT_KEY, key]):
+            return model.get_rt_info([RT_KEY, key]).astype(str)
+        return default
+
+    charset = get("charset")
+    if charset is None:
+        raise ModelError(f"{xml}: no edgerec metadata (rt_info model_info.charset); export it with "
+                         "`edgerec export` so the IR carries its charset")
+    try:
+        classes = json.loads(charset)
+    except ValueError as exc:
+        raise ModelError(f"{xml}: corrupt charset in rt_info ({exc}); re-export it") from exc
+    n = num_classes_of(model)
+    if n != len(classes):
+        raise ModelError(f"{xml}: the IR outputs {n} classes but its rt_info charset has {len(classes)}; "
+                         "re-export it")
+    extra = {}
+    for key in ("source_format", "exported_by", "quantization"):
+        value = get(key)
+        if value is not None:
+            extra[key] = value
+    return ModelInfo(model_name=get("model_name", xml.parent.name), classes=classes,
+                     input_height=int(get("input_height", "48")), precision=get("precision", "fp32"),
+                     source_sha256=get("source_sha256", ""), source_id=get("source_id", "local"), extra=extra)

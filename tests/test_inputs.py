@@ -1,0 +1,513 @@
+"""The input loader: every input kind -> BGR uint8 HxWx3, and bad items become error items, never exceptions."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from edgerec.errors import InputError
+from edgerec.io.inputs import (
+    IMAGE_SUFFIXES,
+    LoadedItem,
+    _apply_orientation,
+    iter_inputs,
+    load_image,
+    to_bgr,
+)
+
+
+def _items(inputs, **kw) -> list[LoadedItem]:
+    items = list(iter_inputs(inputs, **kw))
+    assert [it.index for it in items] == list(range(len(items)))
+    for it in items:
+        assert (it.image is None) != (it.error is None)
+        if it.image is not None:
+            _assert_bgr(it.image)
+    return items
+
+
+def _assert_bgr(img: np.ndarray) -> None:
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.flags.c_contiguous
+
+
+def _pattern(h: int = 40, w: int = 64) -> np.ndarray:
+    """An asymmetric BGR image: any flip or rotation changes it."""
+    img = np.full((h, w, 3), 255, np.uint8)
+    img[: h // 2, : w // 3] = (0, 0, 255)  # red block top-left
+    img[h // 2 :, w // 2 :] = (255, 0, 0)  # blue block bottom-right
+    img[: h // 4, w - w // 5 :] = (0, 160, 0)  # green block top-right
+    return img
+
+
+def _write(path: Path, img: np.ndarray) -> Path:
+    ok, enc = cv2.imencode(path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".png", img)
+    assert ok
+    path.write_bytes(enc.tobytes())
+    return path
+
+
+# ------------------------------------------------------------------------------------------ to_bgr
+
+
+@pytest.mark.parametrize(
+    "array, expected",
+    [
+        (np.full((2, 3), 7, np.uint8), (7, 7, 7)),
+        (np.full((2, 3, 1), 9, np.uint8), (9, 9, 9)),
+        (np.full((2, 3, 3), (1, 2, 3), np.uint8), (1, 2, 3)),  # user arrays are BGR: kept as they are
+        (np.full((2, 3, 2), (50, 255), np.uint8), (50, 50, 50)),  # opaque gray+alpha
+        (np.full((2, 3, 2), (50, 0), np.uint8), (255, 255, 255)),  # transparent -> white page
+        (np.full((2, 3, 4), (10, 20, 30, 255), np.uint8), (10, 20, 30)),
+        (np.full((2, 3, 4), (10, 20, 30, 0), np.uint8), (255, 255, 255)),
+        (np.full((2, 3, 4), (0, 0, 0, 128), np.uint8), (127, 127, 127)),  # half over white
+        (np.full((2, 3), 65535, np.uint16), (255, 255, 255)),
+        (np.full((2, 3), 32896, np.uint16), (128, 128, 128)),  # 128 * 257
+        (np.full((2, 3), 256, np.uint16), (1, 1, 1)),  # scaling rounds (truncation >> 8 would give 0)
+        (np.full((2, 3), 128, np.uint16), (0, 0, 0)),
+        (np.full((2, 3, 4), (65535, 0, 257, 65535), np.uint16), (255, 0, 1)),
+        (np.full((2, 3), 0.5, np.float32), (128, 128, 128)),
+        (np.full((2, 3), 1.0, np.float64), (255, 255, 255)),
+        (np.full((2, 3), 0.5, np.float16), (128, 128, 128)),
+        (np.full((2, 3, 3), (300.0, -5.0, 100.4), np.float32), (255, 0, 100)),  # max > 1: 0..255, clipped
+        (np.full((2, 3), True), (255, 255, 255)),
+        (np.full((2, 3), False), (0, 0, 0)),
+        (np.full((2, 3, 3), (-5, 300, 42), np.int16), (0, 255, 42)),
+        (np.full((2, 3, 3), (-5, 1000, 42), np.int32), (0, 255, 42)),
+        (np.full((2, 3), -1, np.int8), (0, 0, 0)),
+        (np.full((2, 3), 70000, np.uint32), (255, 255, 255)),
+    ],
+    ids=lambda v: f"{v.dtype}{v.shape}" if isinstance(v, np.ndarray) else None,
+)
+def test_to_bgr_normalises(array, expected):
+    out = to_bgr(array)
+    _assert_bgr(out)
+    assert out.shape[:2] == array.shape[:2]
+    assert tuple(int(v) for v in out[0, 0]) == expected
+
+
+def test_to_bgr_keeps_a_contiguous_bgr_array_and_makes_views_contiguous():
+    img = _pattern()
+    assert to_bgr(img) is img
+    view = img[:, ::-1]
+    out = to_bgr(view)
+    _assert_bgr(out)
+    assert np.array_equal(out, view)
+
+
+def test_to_bgr_mixed_alpha_composites_per_pixel():
+    bgra = np.zeros((1, 2, 4), np.uint8)
+    bgra[0, 0] = (0, 0, 0, 255)  # black ink
+    bgra[0, 1] = (0, 0, 0, 0)  # transparent background
+    out = to_bgr(bgra)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[0, 1].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize(
+    "array, words",
+    [
+        (np.zeros((0, 5), np.uint8), "(0, 5)"),
+        (np.zeros((5, 0, 3), np.uint8), "(5, 0, 3)"),
+        (np.zeros((5,), np.uint8), "(5,)"),
+        (np.zeros((2, 3, 4, 3), np.uint8), "(2, 3, 4, 3)"),
+        (np.zeros((4, 4, 5), np.uint8), "(4, 4, 5)"),
+        (np.full((2, 2), np.nan, np.float32), "NaN"),
+        (np.full((2, 2), np.inf, np.float64), "NaN or infinite"),
+        (np.zeros((2, 2), np.complex64), "dtype complex64"),
+        (np.zeros((2, 2), object), "dtype object"),
+    ],
+)
+def test_to_bgr_refuses_with_shape_or_reason(array, words):
+    with pytest.raises(InputError) as err:
+        to_bgr(array, source="frame7")
+    assert str(err.value).startswith("frame7: ")
+    assert words in str(err.value)
+
+
+def test_to_bgr_refuses_non_arrays():
+    with pytest.raises(InputError, match="expected a numpy array, got list"):
+        to_bgr([[1, 2]])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------ PIL images
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: Image.new("RGB", (4, 3), (255, 0, 0)), (0, 0, 255)),
+        (lambda: Image.new("RGBA", (4, 3), (255, 0, 0, 255)), (0, 0, 255)),
+        (lambda: Image.new("RGBA", (4, 3), (0, 0, 0, 0)), (255, 255, 255)),
+        (lambda: Image.new("L", (4, 3), 77), (77, 77, 77)),
+        (lambda: Image.new("LA", (4, 3), (0, 0)), (255, 255, 255)),
+        (lambda: Image.new("1", (4, 3), 1), (255, 255, 255)),
+        (lambda: Image.new("RGB", (4, 3), (0, 255, 0)).convert("P"), (0, 255, 0)),
+        (lambda: Image.new("CMYK", (4, 3), (0, 0, 0, 0)), (255, 255, 255)),
+        (lambda: Image.fromarray(np.full((3, 4), 65535, np.uint16)), (255, 255, 255)),
+        (lambda: Image.new("I", (4, 3), 32896), (128, 128, 128)),
+        (lambda: Image.new("F", (4, 3), 0.5), (128, 128, 128)),
+    ],
+    ids=["RGB", "RGBA", "RGBA-clear", "L", "LA-clear", "1", "P", "CMYK", "I16", "I", "F"],
+)
+def test_pil_images_become_bgr(make, expected):
+    (item,) = _items(make())
+    assert item.input_path is None and item.page_index is None
+    assert item.image.shape == (3, 4, 3)
+    assert tuple(int(v) for v in item.image[1, 2]) == expected
+
+
+# ------------------------------------------------------------------------------------------ image files
+
+
+def test_gray_png(tmp_path):
+    gray = np.tile(np.arange(64, dtype=np.uint8), (10, 1))
+    path = _write(tmp_path / "gray.png", gray)
+    img = load_image(path)
+    _assert_bgr(img)
+    assert np.array_equal(img[:, :, 0], gray) and np.array_equal(img[:, :, 2], gray)
+
+
+def test_rgba_png_transparent_background_is_white(tmp_path):
+    bgra = np.zeros((10, 20, 4), np.uint8)
+    bgra[2:8, 5:15] = (0, 0, 0, 255)  # black text on a fully transparent (and black) background
+    path = _write(tmp_path / "clear.png", bgra)
+    img = load_image(path)
+    assert img[0, 0].tolist() == [255, 255, 255]
+    assert img[5, 10].tolist() == [0, 0, 0]
+
+
+def test_16bit_png_is_scaled_not_truncated(tmp_path):
+    a = np.zeros((4, 5, 3), np.uint16)
+    a[..., 0], a[..., 1], a[..., 2] = 65535, 256, 32896
+    path = _write(tmp_path / "deep.png", a)
+    img = load_image(path)
+    assert img[0, 0].tolist() == [255, 1, 128]
+
+
+def test_16bit_gray_png_via_pil(tmp_path):
+    path = tmp_path / "deep_gray.png"
+    Image.fromarray(np.full((6, 7), 65535, np.uint16)).save(path)
+    (item,) = _items(str(path))
+    assert item.image.shape == (6, 7, 3) and int(item.image.min()) == 255
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_exif_rotated_jpeg_comes_back_upright(tmp_path, orientation):
+    stored = _pattern(40, 64)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"rot{orientation}.jpg"
+    Image.fromarray(stored[:, :, ::-1]).save(path, quality=95, exif=exif)
+    img = load_image(path)
+    assert img.shape == (64, 40, 3)  # width and height swapped
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))[:, :, ::-1]
+    assert upright.shape == img.shape
+    assert np.abs(upright.astype(int) - img.astype(int)).mean() < 3
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pil(tmp_path, orientation):
+    stored = _pattern(30, 50)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.png"  # lossless, so the comparison is exact
+    Image.fromarray(stored[:, :, ::-1]).save(path, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))[:, :, ::-1]
+    assert np.array_equal(load_image(path), expected)
+    assert np.array_equal(_apply_orientation(stored, orientation), expected)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"])
+def test_formats_round_trip(tmp_path, suffix):
+    img = _pattern()
+    path = _write(tmp_path / f"x{suffix}", img)
+    out = load_image(path)
+    assert out.shape == img.shape
+    assert np.abs(out.astype(int) - img.astype(int)).mean() < 4
+
+
+@pytest.mark.parametrize("suffix", [".pgm", ".pbm"])
+def test_gray_formats(tmp_path, suffix):
+    gray = np.zeros((8, 16), np.uint8)
+    gray[:, 8:] = 255
+    path = tmp_path / f"g{suffix}"
+    Image.fromarray(gray).convert("1" if suffix == ".pbm" else "L").save(path)
+    out = load_image(path)
+    assert out.shape == (8, 16, 3) and out[0, 0].tolist() == [0, 0, 0] and out[0, 15].tolist() == [255] * 3
+
+
+def test_multi_frame_tiff_gives_first_frame(tmp_path):
+    path = tmp_path / "pages.tiff"
+    first, second = Image.new("RGB", (30, 20), (255, 0, 0)), Image.new("RGB", (10, 10), (0, 0, 255))
+    first.save(path, save_all=True, append_images=[second])
+    (item,) = _items(path)
+    assert item.image.shape == (20, 30, 3) and item.image[0, 0].tolist() == [0, 0, 255]
+
+
+def test_non_ascii_file_name(tmp_path):
+    path = _write(tmp_path / "文字_ürün.png", _pattern())
+    (item,) = _items(str(path))
+    assert item.error is None and item.input_path == str(path)
+    assert np.array_equal(item.image, _pattern())
+
+
+def test_uppercase_suffix_file_and_folder(tmp_path):
+    path = _write(tmp_path / "SHOUT.PNG", _pattern())
+    (item,) = _items(path)
+    assert item.error is None and item.input_path == str(path)
+    (item,) = _items(tmp_path)
+    assert item.error is None and item.input_path == str(path)
+
+
+def test_bytes_input_and_load_image_bytes():
+    ok, enc = cv2.imencode(".png", _pattern())
+    (item,) = _items(enc.tobytes())
+    assert item.input_path is None and np.array_equal(item.image, _pattern())
+    assert np.array_equal(load_image(bytearray(enc.tobytes())), _pattern())
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # 400 megapixels, gray
+    idat = zlib.compress(b"\x00" * 64)
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    (item,) = _items([path])
+    assert item.error is not None and "too large" in str(item.error) and "bomb.png" in str(item.error)
+
+
+def test_load_image_raises_for_bad_input(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "doc.pdf").write_bytes(_pdf_bytes(1))
+    with pytest.raises(InputError, match="is a PDF"):
+        load_image(tmp_path / "doc.pdf")
+    with pytest.raises(InputError, match="not a decodable image"):
+        load_image(b"hello", source="blob")
+
+
+# ------------------------------------------------------------------------------------------ bad items
+
+
+def test_bad_files_become_error_items_and_the_rest_still_loads(tmp_path):
+    good1 = _write(tmp_path / "good1.png", _pattern())
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    ok, enc = cv2.imencode(".png", _pattern(200, 300))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(enc.tobytes()[: len(enc) // 2])
+    ok, enc = cv2.imencode(".jpg", _pattern(200, 300))
+    truncated_jpg = tmp_path / "truncated.jpg"
+    truncated_jpg.write_bytes(enc.tobytes()[: len(enc) // 2])
+    text_png = tmp_path / "text.png"
+    text_png.write_text("this is not an image\n")
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    missing = tmp_path / "missing.png"
+    good2 = _write(tmp_path / "good2.jpg", _pattern())
+
+    inputs = [good1, empty, truncated, truncated_jpg, text_png, txt, str(missing), 42, None, good2]
+    items = _items(inputs)
+    assert len(items) == len(inputs)
+    assert items[0].error is None and items[-1].error is None
+    expect = {
+        1: ("empty.png", "file is empty (0 bytes)"),
+        2: ("truncated.png", "not a decodable image (corrupt or unsupported format)"),
+        3: ("truncated.jpg", "not a decodable image"),
+        4: ("text.png", "not a decodable image"),
+        5: ("notes.txt", "unsupported file type '.txt' (supported: "),
+        6: ("missing.png", "no such file or directory"),
+        7: ("42", "unsupported input type int"),
+        8: ("None", "unsupported input type NoneType"),
+    }
+    for i, (name, words) in expect.items():
+        err = items[i].error
+        assert isinstance(err, InputError), i
+        assert name in str(err) and words in str(err), str(err)
+        assert items[i].image is None
+    assert items[1].input_path == str(empty) and items[6].input_path == str(missing)
+    assert items[7].input_path is None
+
+
+def test_empty_folder_and_folder_without_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "label.txt").write_text("a\tb\n")
+    items = _items([str(tmp_path / "empty") + os.sep, tmp_path / "texts"])
+    assert [str(it.error).endswith("folder contains no images") for it in items] == [True, True]
+    assert items[0].error.source == str(tmp_path / "empty") + os.sep
+
+
+def test_unsupported_url_schemes_are_refused():
+    items = _items(["ftp://example.com/a.png", "file:///etc/passwd", "FILE:///x.png"])
+    assert all(it.error is not None and "unsupported URL scheme" in str(it.error) for it in items)
+    assert items[0].input_path == "ftp://example.com/a.png"
+
+
+def test_iter_inputs_never_raises_on_a_failing_iterator():
+    def frames():
+        yield np.zeros((4, 4), np.uint8)
+        raise RuntimeError("camera gone")
+
+    items = _items(frames())
+    assert items[0].error is None and "camera gone" in str(items[1].error)
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+
+def test_folder_is_recursive_and_sorted(tmp_path):
+    for rel in ["b/2.png", "a.png", "b/1.jpg", "sub/deep/x.BMP", "c.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        _write(tmp_path / rel, _pattern())
+    (tmp_path / "b" / "labels.txt").write_text("ignored")
+    items = _items(tmp_path)
+    rels = [os.path.relpath(it.input_path, tmp_path).replace(os.sep, "/") for it in items]
+    assert rels == ["a.png", "b/1.jpg", "b/2.png", "c.png", "sub/deep/x.BMP"]
+    assert all(it.error is None for it in items)
+
+
+def test_folder_items_keep_the_folder_as_given(tmp_path):
+    _write(tmp_path / "one.png", _pattern())
+    (item,) = _items(str(tmp_path) + os.sep)
+    assert item.input_path == os.path.join(str(tmp_path) + os.sep, "one.png")
+
+
+def test_folder_with_symlink_loop_terminates(tmp_path):
+    root = tmp_path / "root"
+    (root / "inner").mkdir(parents=True)
+    _write(root / "inner" / "a.png", _pattern())
+    try:
+        os.symlink(root, root / "inner" / "loop", target_is_directory=True)
+        os.symlink(root / "inner", root / "again", target_is_directory=True)
+    except (OSError, NotImplementedError):
+        pytest.skip("symlinks not supported here")
+    items = _items(root)
+    assert len(items) == 1 and items[0].error is None
+
+
+def test_folder_bad_file_does_not_stop_the_others(tmp_path):
+    (tmp_path / "a_bad.png").write_bytes(b"garbage")
+    _write(tmp_path / "b_good.png", _pattern())
+    items = _items(tmp_path)
+    assert [it.error is None for it in items] == [False, True]
+    assert "a_bad.png" in str(items[0].error)
+
+
+# ------------------------------------------------------------------------------------------ PDF, arrays, lists
+
+
+def _pdf_bytes(pages: int) -> bytes:
+    imgs = [Image.new("RGB", (100 + 20 * i, 50), (255, 0, 0)) for i in range(pages)]
+    buf = io.BytesIO()
+    imgs[0].save(buf, "PDF", save_all=True, append_images=imgs[1:], resolution=72)
+    return buf.getvalue()
+
+
+def test_two_page_pdf_yields_one_item_per_page(tmp_path):
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(_pdf_bytes(2))
+    items = _items([path, _pattern()], pdf_dpi=144)
+    assert [(it.input_path, it.page_index) for it in items] == [(str(path), 0), (str(path), 1), (None, None)]
+    assert items[0].image.shape == (100, 200, 3)  # 144 dpi = 2 pixels per point
+    assert items[1].image.shape == (100, 240, 3)
+    assert items[0].image[50, 100].tolist() == pytest.approx([0, 0, 255], abs=3)
+
+
+def test_pdf_in_folder_and_as_bytes(tmp_path):
+    (tmp_path / "d.PDF").write_bytes(_pdf_bytes(2))
+    _write(tmp_path / "e.png", _pattern())
+    items = _items(tmp_path, pdf_dpi=72)
+    assert [it.page_index for it in items] == [0, 1, None]
+    items = _items(_pdf_bytes(1), pdf_dpi=72)
+    assert len(items) == 1 and items[0].page_index == 0 and items[0].image.shape == (50, 100, 3)
+
+
+def test_corrupt_pdf_is_an_error_item(tmp_path):
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    items = _items([path, _pattern()])
+    assert items[0].error is not None and "broken.pdf" in str(items[0].error)
+    assert items[1].error is None
+
+
+def test_4d_array_is_a_batch():
+    batch = np.zeros((3, 8, 10, 3), np.uint8)
+    batch[1] = 255
+    items = _items(batch)
+    assert len(items) == 3 and [it.index for it in items] == [0, 1, 2]
+    assert all(it.input_path is None and it.page_index is None for it in items)
+    assert int(items[1].image.min()) == 255 and int(items[0].image.max()) == 0
+
+
+def test_bad_array_in_a_list_is_an_error_item_naming_it():
+    items = _items([np.zeros((4, 4), np.uint8), np.zeros((0, 4), np.uint8), np.zeros((4, 4, 3), np.float32)])
+    assert items[0].error is None and items[2].error is None
+    assert "(0, 4)" in str(items[1].error) and "#1" in str(items[1].error)
+
+
+def test_nested_lists_and_tuples_are_flattened_in_order(tmp_path):
+    p = _write(tmp_path / "p.png", _pattern())
+    items = _items([np.zeros((2, 2), np.uint8), (str(p), [Image.new("L", (3, 3)), (p,)]), []])
+    assert [it.input_path for it in items] == [None, str(p), None, str(p)]
+
+
+# ------------------------------------------------------------------------------------------ URLs (local server)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    ok, enc = cv2.imencode(".png", _pattern())
+    _Handler.routes = {"/line.png": enc.tobytes(), "/doc": _pdf_bytes(2), "/big.png": b"\x89PNG" + b"0" * 5000}
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_url_happy_path_404_size_cap_and_pdf(server):
+    urls = [f"{server}/line.png", f"{server}/nope.png", f"{server}/big.png", f"{server}/doc"]
+    items = _items(urls, url_timeout=5, max_url_bytes=4096, pdf_dpi=72)
+    assert [(it.input_path, it.page_index) for it in items] == [
+        (urls[0], None), (urls[1], None), (urls[2], None), (urls[3], 0), (urls[3], 1)]
+    assert np.array_equal(items[0].image, _pattern())
+    assert "HTTP 404" in str(items[1].error) and urls[1] in str(items[1].error)
+    assert "too large" in str(items[2].error)
+    assert items[3].error is None and items[4].image.shape == (50, 120, 3)
