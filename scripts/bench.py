@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgerec.io.inputs import load_image
 
 from edgerec import __version__, create_model
 from edgerec.data.metrics import rec_metrics
+from edgerec.io.inputs import load_image
 from edgerec.utils.fs import atomic_write_text
 
 DEFAULT_SET = Path(__file__).resolve().parents[1].parent / "shared" / "evalsets" / "iiit5k_3000"

@@ -123,3 +123,30 @@ def test_recognize_single_frame(v4, rendered):
 
 def test_english_lines_are_rendered_as_expected(rendered):
     assert [t for t, _ in rendered[: len(EN_LINES)]] == EN_LINES
+
+
+def test_device_strings(v4, rendered):
+    from edgerec import create_model
+    from edgerec.engines.openvino import get_core, resolve_device
+    from edgerec.errors import DeviceError
+
+    assert resolve_device("cpu") == "CPU" and resolve_device(None) == "CPU"
+    assert resolve_device("AUTO") == "AUTO"
+    with pytest.raises(DeviceError, match="NVIDIA"):
+        resolve_device("gpu:0")
+    if not any(d.startswith("GPU") for d in get_core().available_devices):
+        with pytest.raises(DeviceError, match="not available"):
+            create_model(V4, device="GPU", progress=False)
+    auto = create_model(V4, device="AUTO", progress=False)
+    assert auto.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
+
+
+def test_one_model_many_threads(v4, rendered):
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = [img for _, img in rendered]
+    ref = texts(v4, imgs)
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda k: texts(v4, imgs[k % 3:] + imgs[:k % 3], batch_size=1 + k % 3), range(16)))
+    for k, out in enumerate(outs):
+        assert out == ref[k % 3:] + ref[:k % 3]

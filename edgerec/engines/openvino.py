@@ -34,7 +34,7 @@ def resolve_device(device: str | None) -> str:
     dev = (device or "cpu").strip()
     if dev.lower() == "cpu":
         return "CPU"
-    if dev.lower() == "gpu" or dev.lower().startswith("gpu:"):
+    if dev == "gpu" or dev.startswith("gpu:"):  # lower case is PaddleX's NVIDIA GPU; "GPU" is Intel's
         raise DeviceError(
             f"device {dev!r} is an NVIDIA GPU in PaddleX's naming; the OpenVINO engine runs on 'cpu', "
             "'GPU' / 'GPU.N' (Intel GPU) or 'AUTO'. For an NVIDIA GPU use engine='paddle' with a CUDA build "
