@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from edgerec.zoo.export import IR_NAME, ModelInfo, export, read_info
 from edgerec.zoo.fetch import ModelSource, cached_source, fetch, open_local
 
 log = logging.getLogger(__name__)
+_array_names = itertools.count()  # arrays have no file name: number them per process so saves never collide
 
 
 class TextRecognizer:
@@ -70,11 +72,11 @@ class TextRecognizer:
         good = [it for it in items if it.error is None]
         texts = iter(self.predictor.recognize([it.image for it in good], batch_size)) if good else iter(())
         for it in items:
-            name = None if it.input_path is not None else f"ndarray_{it.index}"
+            name = None if it.input_path is not None else f"ndarray_{next(_array_names)}"
             if it.error is not None:
                 if on_error == "raise":
                     raise it.error
-                log.warning("%s", it.error)
+                log.debug("%s", it.error)  # the result carries it; the caller decides how to report
                 yield TextRecResult(it.input_path, it.page_index, "", 0.0, name=name, error=str(it.error))
                 continue
             text, score = next(texts)
@@ -91,7 +93,8 @@ def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, 
         if xml.is_file():
             try:
                 info = read_info(xml)
-                if info.source_sha256 == src.weights_sha256 and info.precision == precision:
+                if (info.source_sha256, info.charset_sha256, info.precision) == (
+                        src.weights_sha256, src.charset_sha256, precision):
                     return xml
                 log.info("%s: IR is stale (other weights or precision); exporting again", xml)
             except ModelError as exc:
@@ -132,7 +135,14 @@ def resolve_model(model_name: str | None, model_dir: str | Path | None, precisio
         raise ModelError("give a model name (see `edgerec models list`) or model_dir")
     card = get_card(model_name)
     xml = homes.ir_dir(card.name, precision) / IR_NAME
-    src = cached_source(card.name, source)
+    src = None
+    if source is None and xml.is_file():
+        # keep using the source the existing IR came from, so alternating sources does not re-export each time
+        try:
+            src = cached_source(card.name, read_info(xml).source_id)
+        except EdgeRecError:
+            src = None
+    src = src or cached_source(card.name, source)
     if src is None:
         if xml.is_file() and source is None:
             return xml, None  # exported earlier; its source was removed, the IR alone is enough
@@ -143,7 +153,8 @@ def resolve_model(model_name: str | None, model_dir: str | Path | None, precisio
 def create_model(model_name: str | None = None, model_dir: str | Path | None = None, device: str | None = None,
                  precision: str = "fp32", use_hpip: bool = False, *, engine: str = "openvino",
                  batch_size: int = 1, threads: int | None = None, source: str | None = None,
-                 hint: str = "LATENCY", cache: bool = True, progress: bool = True) -> TextRecognizer:
+                 hint: str = "LATENCY", cache: bool = True, progress: bool = True, pp_option=None,
+                 hpi_config=None, **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -153,6 +164,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     """
     from edgerec.zoo.cards import get_card
 
+    ignored = [k for k, v in (("pp_option", pp_option), ("hpi_config", hpi_config), *kwargs.items())
+               if v is not None]
+    if ignored:
+        log.warning("create_model: ignoring PaddleX option(s) %s (edgerec configures OpenVINO itself)",
+                    ", ".join(ignored))
     kind = EngineType(engine.lower())
     device = device or "cpu"
     if precision not in homes.PRECISIONS:

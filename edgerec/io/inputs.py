@@ -314,7 +314,8 @@ def _pdf_pages(doc_input: str | bytes, source: str, dpi: int) -> Iterator[tuple[
             doc = pdfium.PdfDocument(doc_input)
             n_pages = len(doc)
     except Exception as exc:
-        yield None, None, InputError(source, f"not a readable PDF ({type(exc).__name__}: {exc})")
+        detail = str(exc).split("(")[0].strip() or type(exc).__name__
+        yield None, None, InputError(source, f"not a readable PDF, or a PDF with no pages ({detail})")
         return
     try:
         if n_pages == 0:

@@ -9,6 +9,8 @@ from edgerec.errors import ModelError
 
 log = logging.getLogger(__name__)
 
+MAX_PAD = 8  # a dict a few entries short lost its trailing lines; more than this is another model's dict
+
 
 def read_dict_lines(data: bytes | str) -> list[str]:
     """Split a PaddleOCR dict file into entries, one per line.
@@ -47,6 +49,10 @@ def build_classes(entries: list[str], num_classes: int | None, use_space_char: b
             f"but the model outputs only {num_classes} classes: wrong dict for this model"
         )
     missing = num_classes - len(classes)
+    if missing > MAX_PAD:
+        raise ModelError(
+            f"{source}: the dict has {len(entries)} entries but the model outputs {num_classes} classes "
+            f"({missing} more than blank + dict + space): wrong dict for this model")
     log.warning("%s: %d classes but the model has %d; padding the dict with %d ' ' entries",
                 source, len(classes), num_classes, missing)
     return classes + [" "] * missing

@@ -7,8 +7,17 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+STALE_TMP_S = 3600  # a temp folder this old belongs to a writer that died
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -24,6 +33,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -44,13 +54,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``final`` in one rename.
 
-    An interrupted write leaves only a ``.tmp-*`` folder, which the next write ignores and cleans.
+    An interrupted write leaves only a ``.tmp-*`` folder, which later writes ignore and, once it is an hour
+    old (its writer is gone), remove.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_TMP_S:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if final.exists():

@@ -42,6 +42,7 @@ class ModelInfo:
     source_sha256: str
     source_id: str = "local"
     extra: dict | None = None
+    charset_sha256: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -160,6 +161,9 @@ def export(src: ModelSource, out_dir: str | Path, *, precision: str = "fp32", vi
     entries = read_charset_entries(src)
     height = _input_height(src, input_height)
     out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / IR_NAME).exists())):
+        raise ExportError(f"{out_dir}: exists and is not an IR folder; export writes a whole folder, so give a new "
+                          "or empty one (or an earlier export's folder to replace it)")
     with atomic_dir(out_dir) as tmp:
         model = convert(src, via=via, input_height=height, scratch=tmp)
         n = num_classes_of(model)
@@ -174,6 +178,7 @@ def export(src: ModelSource, out_dir: str | Path, *, precision: str = "fp32", vi
             "input_height": str(height),
             "precision": precision,
             "source_sha256": src.weights_sha256,
+            "charset_sha256": src.charset_sha256,
             "source_id": src.source_id,
             "source_format": src.format,
             "exported_by": f"edgerec {__version__}",
@@ -222,4 +227,5 @@ def read_info(xml: str | Path, model=None) -> ModelInfo:
             extra[key] = value
     return ModelInfo(model_name=get("model_name", xml.parent.name), classes=classes,
                      input_height=int(get("input_height", "48")), precision=get("precision", "fp32"),
-                     source_sha256=get("source_sha256", ""), source_id=get("source_id", "local"), extra=extra)
+                     source_sha256=get("source_sha256", ""), source_id=get("source_id", "local"), extra=extra,
+                     charset_sha256=get("charset_sha256", ""))

