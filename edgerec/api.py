@@ -100,7 +100,8 @@ def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, 
             except ModelError as exc:
                 log.warning("%s; exporting again", exc)
         if precision == "int8":
-            raise ModelError(f"{src.name}: no int8 model yet; make one with `edgerec quantize {src.name}`")
+            raise ModelError(f"{src.name}: no int8 model in {ir_folder.parent}; int8 models come from NNCF "
+                             "quantization (`edgerec quantize`, not in this version yet): use fp32 or fp16")
         return export(src, ir_folder, precision=precision,
                       input_height=card.input_height if card else 48,
                       use_space_char=card.use_space_char if card else True,
@@ -177,7 +178,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         int8 = homes.ir_dir(get_card(model_name).name, "int8") / IR_NAME
         precision = "int8" if int8.is_file() else precision
         log.warning("use_hpip: %s %s on OpenVINO %s%s", model_name, precision, device,
-                    "" if int8.is_file() else f" (no int8 model: `edgerec quantize {model_name}` makes one)")
+                    "" if int8.is_file() else " (no int8 model in the model home)")
     if kind is EngineType.OPENVINO:
         xml, _ = resolve_model(model_name, model_dir, precision, source=source, progress=progress)
         eng = create_engine(kind, str(xml), device, threads=threads, hint=hint,

@@ -168,3 +168,13 @@ def test_saved_files_follow_the_umask(v4, rendered, tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_int8_without_a_quantized_model_says_so(v4):
+    from edgerec import create_model
+    from edgerec.errors import ModelError
+
+    with pytest.raises(ModelError, match="no int8 model"):
+        create_model(V4, precision="int8", progress=False)
+    hpip = create_model(V4, use_hpip=True, progress=False)
+    assert hpip.precision == "fp32"
