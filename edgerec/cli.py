@@ -187,5 +187,60 @@ def export_cmd(name, model_dir, precision, source, via, output) -> None:
     click.echo(str(xml))
 
 
+@main.command()
+@click.argument("name", required=False)
+@click.option("--model-dir", type=click.Path(exists=True), help="A local model instead of a card name.")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder (train.txt or label.txt) of real crops [default: rendered lines].")
+@click.option("--eval", "eval_dir", type=click.Path(exists=True, file_okay=False),
+              help="Labelled folder (val.txt or label.txt) to check accuracy on [default: rendered lines].")
+@click.option("--subset-size", type=click.IntRange(1, 10000), default=300, show_default=True,
+              help="Calibration crops.")
+@click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True)
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+              help="Largest allowed absolute drop of acc and norm_edit_dis.")
+@click.option("--no-accuracy-control", is_flag=True, help="Do not run NNCF's accuracy-controlled search on a miss.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
+@click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
+def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, no_accuracy_control, seed,
+             force, output) -> None:
+    """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it."""
+    from edgerec.quant.quantize import QuantizationConfig, quantize_model
+
+    if not name and not model_dir:
+        _fail(click.UsageError("give a model NAME or --model-dir"))
+    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, accuracy_control=not no_accuracy_control)
+    try:
+        xml, report = quantize_model(name, model_dir, calibration=calibration, eval_dir=eval_dir,
+                                     subset_size=subset_size, eval_size=eval_size, max_drop=max_drop, seed=seed,
+                                     force=force, config=cfg, output=output)
+    except EdgeRecError as exc:
+        _fail(exc)
+    f, q = report["fp32"], report["int8"]
+    click.echo(f"fp32 acc {f['acc']:.4f} ned {f['norm_edit_dis']:.4f} | int8 acc {q['acc']:.4f} "
+               f"ned {q['norm_edit_dis']:.4f} | same text {report['same_text_as_fp32']:.3f} | {report['method']}")
+    click.echo(str(xml))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--output", type=click.Path(file_okay=False), required=True, help="Dataset folder to write.")
+@click.option("--n", "count", type=click.IntRange(1, 100000), default=300, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def calibrate(name, output, count, seed) -> None:
+    """Render a seeded calibration set for a model's charset (images/ + train.txt), to inspect or reuse."""
+    from edgerec.api import resolve_model
+    from edgerec.quant.calibration import render_lines, save_dataset
+    from edgerec.zoo.export import read_info
+
+    try:
+        xml, _ = resolve_model(name, None, "fp32")
+        folder = save_dataset(render_lines(read_info(xml).classes, count, seed=seed), output)
+    except EdgeRecError as exc:
+        _fail(exc)
+    click.echo(f"{count} lines in {folder}/ (train.txt); use with: edgerec quantize {name} --calibration {folder}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,122 @@
+"""INT8 with NNCF: reproducible calibration recipes, int8 text agreeing with fp32, the max-drop guard."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import V4
+
+
+@pytest.fixture(scope="module")
+def classes(v4):
+    return v4.info.classes
+
+
+def test_rendered_recipe_is_reproducible(classes):
+    from edgerec.quant.calibration import render_lines
+
+    a, b = render_lines(classes, 12, seed=3), render_lines(classes, 12, seed=3)
+    assert [t for _, t in a] == [t for _, t in b]
+    assert all(np.array_equal(x, y) for (x, _), (y, _) in zip(a, b))
+    c = render_lines(classes, 12, seed=4)
+    assert [t for _, t in c] != [t for _, t in a]
+    assert all(im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3 for im, _ in a)
+
+
+def test_common_chars_exclude_rare_symbols():
+    from edgerec.quant.calibration import is_common_char
+
+    assert all(is_common_char(c) for c in "aZ9$中国字あア한")
+    assert not any(is_common_char(c) for c in "◥∞∫█")
+
+
+def test_dataset_folder_round_trip(classes, tmp_path):
+    from edgerec.quant.calibration import dataset_lines, render_lines, save_dataset
+
+    lines = render_lines(classes, 6, seed=1)
+    save_dataset(lines, tmp_path / "calib")
+    back = dataset_lines(tmp_path / "calib")
+    assert sorted(t for _, t in back) == sorted(t for _, t in lines)
+
+
+@pytest.fixture(scope="module")
+def int8_run(v4, tmp_path_factory, rendered):
+    """Quantize the real v4 IR on a small rendered calibration set (kept small for CI)."""
+    from edgerec.quant.quantize import EvalSet, QuantizationConfig, quantize_ir
+
+    out = tmp_path_factory.mktemp("q") / "int8"
+    eval_set = EvalSet([img for _, img in rendered], [t for t, _ in rendered], "rendered test lines")
+    from edgerec.quant.calibration import render_lines
+
+    calib = [img for img, _ in render_lines(v4.info.classes, 32, seed=0)]
+    report = quantize_ir(v4.model_path, calib, eval_set, out,
+                         config=QuantizationConfig(subset_size=32, max_drop=0.2, accuracy_control=False),
+                         calibration_desc="32 rendered")
+    return out, report
+
+
+def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
+    from edgerec import create_model
+
+    out, report = int8_run
+    assert report["installed"] and report["method"] == "ptq"
+    assert report["ignored_scope"], "the last conv must stay in fp32"
+    int8 = create_model(model_dir=out, progress=False)
+    assert int8.precision == "int8"
+    imgs = [img for _, img in rendered]
+    fp32_texts = [r["rec_text"] for r in v4.predict(imgs)]
+    int8_texts = [r["rec_text"] for r in int8.predict(imgs)]
+    same = sum(a == b for a, b in zip(fp32_texts, int8_texts))
+    assert same >= len(imgs) - 1, (fp32_texts, int8_texts)
+    assert (out / "model.bin").stat().st_size < 0.45 * (v4.model_path.parent / "model.bin").stat().st_size
+
+
+def test_int8_ir_describes_how_it_was_made(int8_run):
+    from edgerec.zoo.export import read_info
+
+    out, report = int8_run
+    info = read_info(out / "model.xml")
+    assert info.precision == "int8" and info.model_name == V4
+    made = json.loads(info.extra["quantization"])
+    assert made["method"] == "ptq" and made["calibration"]["count"] == 32
+    saved = json.loads((out / "quantization_report.json").read_text())
+    assert saved["fp32"]["acc"] == report["fp32"]["acc"] and "drop" in saved
+
+
+def test_guard_refuses_a_model_that_misses_the_bound(v4, rendered, tmp_path, monkeypatch):
+    """Force a miss: int8 evaluated worse than fp32 by more than max_drop -> not installed unless forced."""
+    from edgerec.quant import quantize as q
+
+    real_evaluate = q.evaluate
+    calls = []
+
+    def worse_int8(model, classes, eval_set, height=48):
+        metrics, texts = real_evaluate(model, classes, eval_set, height)
+        calls.append(1)
+        if len(calls) > 1:  # the second evaluation is the int8 model's
+            metrics = dict(metrics, acc=metrics["acc"] - 0.01)
+        return metrics, texts
+
+    monkeypatch.setattr(q, "evaluate", worse_int8)
+    from edgerec.quant.calibration import render_lines
+
+    calib = [img for img, _ in render_lines(v4.info.classes, 8, seed=0)]
+    eval_set = q.EvalSet([img for _, img in rendered[:3]], [t for t, _ in rendered[:3]], "tiny")
+    cfg = q.QuantizationConfig(subset_size=8, max_drop=0.0, accuracy_control=False)
+    with pytest.raises(q.QuantizationError, match="not installed"):
+        q.quantize_ir(v4.model_path, calib, eval_set, tmp_path / "int8", config=cfg)
+    assert not (tmp_path / "int8").exists()
+    calls.clear()
+    report = q.quantize_ir(v4.model_path, calib, eval_set, tmp_path / "int8", config=cfg, force=True)
+    assert report["forced"] and report["installed"] and (tmp_path / "int8" / "model.xml").is_file()
+
+
+def test_guard_bound_is_absolute_on_both_metrics():
+    from edgerec.quant.quantize import within_bound
+
+    assert within_bound({"acc": 0.005, "norm_edit_dis": 0.0}, 0.005)
+    assert not within_bound({"acc": 0.0, "norm_edit_dis": 0.0051}, 0.005)
+    assert within_bound({"acc": -0.02, "norm_edit_dis": -0.01}, 0.0)
