@@ -27,8 +27,9 @@ test: $(STAMP)
 	$(PY) -m ruff check edgerec tests scripts
 	$(PY) -m pytest -q tests
 
+# the accuracy-versus-latency report on ../shared/evalsets (skipped when absent); e.g. BENCH_ARGS="--limit 100"
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check edgerec tests scripts

@@ -37,7 +37,7 @@ setup(
     extras_require={
         "onnxruntime": ["onnxruntime==1.32.0"],
         "paddle": ["paddlepaddle==3.3.1"],
-        "dev": ["onnxruntime==1.32.0", "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+        "dev": ["onnxruntime==1.32.0", "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["edgerec=edgerec.cli:main"]},
 )

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.engines.base import EngineType, create_engine
-from edgerec.errors import EdgeRecError, InputError, ModelError
+from edgerec.engines.base import DeviceSpec, EngineType, create_engine, default_engine, parse_device
+from edgerec.errors import DeviceError, EdgeRecError, InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor
+from edgerec.runtime.preprocess import MIN_W
 from edgerec.zoo import home as homes
-from edgerec.zoo.export import IR_NAME, ModelInfo, export, read_info
+from edgerec.zoo.export import IR_NAME, ModelInfo, check_card, check_ir_files, export, read_info
 from edgerec.zoo.fetch import ModelSource, cached_source, fetch, open_local
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class TextRecognizer:
     """A loaded recognizer. ``predict`` is safe to call from several threads at once."""
 
     def __init__(self, predictor: RecPredictor, info: ModelInfo, *, engine: str, device: str,
-                 model_path: Path, batch_size: int = 1):
+                 model_path: Path, batch_size: int = 1, config_summary: str = ""):
         self.predictor = predictor
         self.info = info
         self.model_name = info.model_name
@@ -35,6 +36,8 @@ class TextRecognizer:
         self.device = device
         self.model_path = model_path
         self.batch_size = batch_size
+        # what was loaded and how (engine, device, precision, hints; use_hpip's choice): one line for logs
+        self.config_summary = config_summary or f"{self.model_name} {self.precision} on {engine} {device}"
 
     def __repr__(self) -> str:
         return (f"TextRecognizer(model_name={self.model_name!r}, precision={self.precision!r}, "
@@ -95,6 +98,8 @@ def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, 
                 info = read_info(xml)
                 if (info.source_sha256, info.charset_sha256, info.precision) == (
                         src.weights_sha256, src.charset_sha256, precision):
+                    if card is not None:
+                        check_card(info, card, xml)  # rt_info of another model: export again
                     return xml
                 log.info("%s: IR is stale (other weights or precision); exporting again", xml)
             except ModelError as exc:
@@ -116,12 +121,13 @@ def resolve_model(model_name: str | None, model_dir: str | Path | None, precisio
 
     if model_dir is not None:
         path = Path(model_dir).expanduser()
+        # an IR is loaded as it is; a truncated or half-copied one is refused with what to do
         if path.is_file() and path.suffix == ".xml":
-            return path, None
+            return check_ir_files(path), None
         if path.is_dir() and (path / IR_NAME).is_file():
-            return path / IR_NAME, None
+            return check_ir_files(path / IR_NAME), None
         if path.is_dir() and (path / precision / IR_NAME).is_file():
-            return path / precision / IR_NAME, None
+            return check_ir_files(path / precision / IR_NAME), None
         src = open_local(path, name=model_name)
         card = None
         if model_name:
@@ -146,53 +152,109 @@ def resolve_model(model_name: str | None, model_dir: str | Path | None, precisio
     src = src or cached_source(card.name, source)
     if src is None:
         if xml.is_file() and source is None:
+            check_card(read_info(xml), card, xml)  # nothing to re-export from: a broken IR is refused
             return xml, None  # exported earlier; its source was removed, the IR alone is enough
         src = fetch(card.name, source=source, progress=progress)
     return _ensure_ir(src, homes.ir_dir(card.name, precision), precision, card=card, lock_name=card.name), src
 
 
 def create_model(model_name: str | None = None, model_dir: str | Path | None = None, device: str | None = None,
-                 precision: str = "fp32", use_hpip: bool = False, *, engine: str = "openvino",
+                 precision: str = "fp32", use_hpip: bool = False, *, engine: str | None = None,
                  batch_size: int = 1, threads: int | None = None, source: str | None = None,
-                 hint: str = "LATENCY", cache: bool = True, progress: bool = True, pp_option=None,
-                 hpi_config=None, **kwargs) -> TextRecognizer:
+                 hint: str = "LATENCY", cache: bool = True, progress: bool = True, warmup: bool = True,
+                 pp_option=None, hpi_config=None, **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
-    Paddle / ONNX model folder, tar or .onnx file. ``precision``: fp32, fp16 or int8. ``engine``: openvino
-    (default), onnxruntime or paddle; the latter two run the source model (reference, GPU fallback).
-    ``use_hpip=True`` picks the fastest installed configuration (int8 when it exists, else fp32).
+    Paddle / ONNX model folder, tar or .onnx file. ``precision``: fp32, fp16 or int8 (on an Intel ``GPU``,
+    fp16 also opts in to f16 compute; f32 is the default because f16 has garbled recognizers' text there).
+    ``device``: cpu (default), GPU / GPU.N / AUTO (Intel, OpenVINO), gpu / gpu:N (NVIDIA, Paddle Inference).
+    ``engine``: None picks by device (paddle for gpu[:N], else openvino); openvino, onnxruntime or paddle force
+    one (the latter two run the source model: reference, NVIDIA GPU). ``use_hpip=True`` picks the fastest
+    installed configuration for the device and says which in ``config_summary``. ``warmup`` runs one dummy
+    line at load, so the first real call does not pay for kernel preparation.
     """
-    from edgerec.zoo.cards import get_card
-
     ignored = [k for k, v in (("pp_option", pp_option), ("hpi_config", hpi_config), *kwargs.items())
                if v is not None]
     if ignored:
         log.warning("create_model: ignoring PaddleX option(s) %s (edgerec configures OpenVINO itself)",
                     ", ".join(ignored))
-    kind = EngineType(engine.lower())
-    device = device or "cpu"
+    spec = parse_device(device)
+    try:
+        kind = default_engine(spec) if engine is None else EngineType(str(engine).lower())
+    except ValueError:
+        raise DeviceError(f"engine {engine!r}: use openvino, onnxruntime or paddle (or None to pick by device)"
+                          ) from None
     if precision not in homes.PRECISIONS:
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.PRECISIONS)}")
-    if use_hpip and kind is EngineType.OPENVINO and model_name and model_dir is None:
-        int8 = homes.ir_dir(get_card(model_name).name, "int8") / IR_NAME
-        precision = "int8" if int8.is_file() else precision
-        log.warning("use_hpip: %s %s on OpenVINO %s%s", model_name, precision, device,
-                    "" if int8.is_file() else " (no int8 model in the model home)")
+    _check_device(kind, spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
+    options: dict = {}
+    hpip_note = ""
+    if use_hpip:
+        precision, options, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
     if kind is EngineType.OPENVINO:
         xml, _ = resolve_model(model_name, model_dir, precision, source=source, progress=progress)
-        eng = create_engine(kind, str(xml), device, threads=threads, hint=hint,
-                            cache_dir=homes.cache_dir() if cache else None)
+        f16 = precision == "fp16" and spec.family in ("intel-gpu", "auto")  # opt-in: f32 compute otherwise
+        eng = create_engine(kind, str(xml), spec.text, threads=threads, hint=hint,
+                            cache_dir=homes.cache_dir() if cache else None, infer_precision="f16" if f16 else "f32",
+                            **options)
         info = read_info(xml, model=eng.model)
         path = xml
     else:
-        info, eng, path = _source_engine(kind, model_name, model_dir, device, threads, source, progress)
+        info, eng, path = _source_engine(kind, model_name, model_dir, spec.text, threads, source, progress,
+                                         options)
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height)
+    if warmup and kind is EngineType.OPENVINO:  # the source engines ran a probe line already
+        predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
+    summary = f"{info.model_name} {info.precision}: {eng.describe()}" + (f"; use_hpip: {hpip_note}" if use_hpip
+                                                                          else "")
+    if use_hpip:
+        log.info("use_hpip chose %s", summary)
     return TextRecognizer(predictor, info, engine=kind.value, device=eng.device, model_path=path,
-                          batch_size=batch_size)
+                          batch_size=batch_size, config_summary=summary)
 
 
-def _source_engine(kind: EngineType, model_name, model_dir, device, threads, source, progress):
+def _check_device(kind: EngineType, spec: DeviceSpec) -> None:
+    """Fail fast, naming the device and what to install, when ``kind`` cannot run on ``spec`` here."""
+    if kind is EngineType.OPENVINO:
+        from edgerec.engines.openvino import resolve_device
+
+        resolve_device(spec.text)
+    elif kind is EngineType.PADDLE:
+        from edgerec.engines.paddle import check_device
+
+        check_device(spec.text)
+    elif spec.family != "cpu":
+        raise DeviceError(f"device {spec.text!r}: the onnxruntime engine runs on 'cpu' only")
+
+
+def _hpip_choice(kind: EngineType, spec: DeviceSpec, model_name, model_dir, precision: str
+                 ) -> tuple[str, dict, str]:
+    """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why)."""
+    if kind is EngineType.PADDLE and spec.family == "nvidia":
+        from edgerec.engines.paddle import tensorrt_available
+
+        if tensorrt_available():
+            name = model_name or Path(model_dir).name
+            return precision, {"tensorrt": True, "cache_dir": homes.home() / "cache" / "paddle-trt" / name}, \
+                "Paddle Inference with TensorRT (fp32) on the NVIDIA GPU"
+        return precision, {}, "Paddle Inference on the NVIDIA GPU (this paddlepaddle has no TensorRT)"
+    if kind is not EngineType.OPENVINO:
+        return precision, {}, f"{kind.value} as forced by engine=; nothing to choose"
+    int8 = None
+    if model_dir is not None:
+        folder = Path(model_dir).expanduser()
+        int8 = folder / "int8" / IR_NAME if folder.is_dir() else None
+    elif model_name:
+        from edgerec.zoo.cards import get_card
+
+        int8 = homes.ir_dir(get_card(model_name).name, "int8") / IR_NAME
+    if int8 is not None and int8.is_file():
+        return "int8", {}, f"int8, the fastest installed ({int8.parent})"
+    return precision, {}, f"no int8 model installed (`edgerec quantize` makes one), so {precision}"
+
+
+def _source_engine(kind: EngineType, model_name, model_dir, device, threads, source, progress, options=None):
     """ONNX Runtime or Paddle Inference on the source model, with the same charset the IR would carry."""
     from edgerec.runtime.charset import build_classes
     from edgerec.zoo.cards import get_card
@@ -215,7 +277,7 @@ def _source_engine(kind: EngineType, model_name, model_dir, device, threads, sou
     if src.format != want:
         raise ModelError(f"{src.folder}: the {kind.value} engine needs a {want} model, this is {src.format}")
     path = src.model_file if kind is EngineType.ONNXRUNTIME else src.folder
-    eng = create_engine(kind, str(path), device, threads=threads)
+    eng = create_engine(kind, str(path), device, threads=threads, **(options or {}))
     probe = eng.infer(np.zeros((1, 3, card.input_height if card else 48, 320), np.float32))
     classes = build_classes(read_charset_entries(src), probe.shape[-1],
                             card.use_space_char if card else True, source=src.name)

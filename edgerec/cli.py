@@ -101,6 +101,49 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
         sys.exit(1)
 
 
+@main.command()
+@click.option("--source", required=True, help="Camera index (0), a device (/dev/video0), a video file or rtsp://...")
+@click.option("--roi", "rois", multiple=True, metavar="X,Y,W,H",
+              help="A region to read, in frame pixels; repeat for more [default: the whole frame].")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Recognize every Nth frame.")
+@click.option("--stable", type=click.IntRange(1), default=2, show_default=True,
+              help="Report a new text once it held for this many recognized frames.")
+@click.option("--model", "model_name", help="Model card name [default: PP-OCRv4_mobile_rec unless --model-dir].")
+@click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
+@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@click.option("--max-reconnects", type=click.IntRange(0), default=5, show_default=True,
+              help="Reopen a dropped live stream this many times (with backoff) before giving up.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text change on stdout.")
+@click.option("--save-dir", type=click.Path(file_okay=False), help="Write frameN_roiK.json and _res.png per change.")
+def camera(source, rois, every, stable, model_name, model_dir, precision, device, threads, max_reconnects, as_json,
+           save_dir) -> None:
+    """Read text from camera frames: print each ROI's text when it changes and holds for --stable frames.
+
+    Ends at the end of a file or on Ctrl-C, printing frames read, frames recognized, fps and latency on stderr.
+    """
+    from edgerec.camera import Roi, run
+
+    try:
+        boxes = [Roi.parse(r) for r in rois]
+    except EdgeRecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--roi") from None
+    if model_name is None and model_dir is None:
+        model_name = "PP-OCRv4_mobile_rec"
+    options = {"model_name": model_name, "model_dir": model_dir, "device": device, "precision": precision,
+               "threads": threads, "progress": False}
+    try:
+        code = run(source, boxes, every=every, stable=stable, as_json=as_json, save_dir=save_dir,
+                   max_reconnects=max_reconnects, echo=click.echo, echo_err=lambda m: click.echo(m, err=True),
+                   model_options=options)
+    except EdgeRecError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(f"cannot write results to {save_dir}: {exc}" if save_dir else exc)
+    sys.exit(code)
+
+
 @main.group()
 def models() -> None:
     """List and fetch the models of the registry."""
@@ -240,6 +283,60 @@ def calibrate(name, output, count, seed) -> None:
     except EdgeRecError as exc:
         _fail(exc)
     click.echo(f"{count} lines in {folder}/ (train.txt); use with: edgerec quantize {name} --calibration {folder}")
+
+
+def _csv(choices: tuple[str, ...] | None = None):
+    """A click callback that splits 'a,b' into ['a', 'b'] and checks each against ``choices``."""
+    def parse(ctx, param, value):
+        items = [v.strip() for v in (value or "").split(",") if v.strip()]
+        bad = [v for v in items if choices is not None and v not in choices]
+        if bad or not items:
+            raise click.BadParameter(f"{', '.join(bad) or 'nothing given'}: use a comma-separated list"
+                                     + (f" of {', '.join(choices)}" if choices else ""))
+        return items
+    return parse
+
+
+@main.command()
+@click.option("--models", required=True, callback=_csv(), help="Comma-separated model card names.")
+@click.option("--precisions", default="fp32", show_default=True, callback=_csv(("fp32", "fp16", "int8")),
+              help="fp32,fp16,int8 (fp16/int8 on openvino only; int8 once `edgerec quantize` made it).")
+@click.option("--engines", default="openvino", show_default=True, callback=_csv(("openvino", "onnxruntime", "paddle")),
+              help="openvino,onnxruntime,paddle (the last two run the source model at fp32).")
+@click.option("--dataset", "datasets", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="An evalset folder (label.txt) or a MSTextRecDataset folder (val.txt); repeat for more.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for report.md, report.json and acc_vs_latency.png.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N lines of each data set.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@click.option("--chunk", type=click.IntRange(1, 100000), default=64, show_default=True,
+              help="Lines per alternation step.")
+@click.option("--batch-size", type=click.IntRange(2, 256), default=8, show_default=True,
+              help="Batch size of the throughput pass.")
+@click.option("--scene-text", multiple=True, metavar="NAME",
+              help="Score data set folder NAME with alnum acc too (automatic for iiit5k, svt, icdar, cute).")
+@click.option("--tesseract/--no-tesseract", default=True, show_default=True,
+              help="Add Tesseract --psm 7 as a peer when the binary is on PATH.")
+@click.option("--tesseract-lang", default="eng", show_default=True)
+@click.option("--no-fresh-process", is_flag=True, help="Skip cold start and peak RSS (one new process each).")
+def report(models, precisions, engines, datasets, output, limit, threads, chunk, batch_size, scene_text, tesseract,
+           tesseract_lang, no_fresh_process) -> None:
+    """Accuracy versus latency for every model x precision x engine on every data set.
+
+    Writes report.md, report.json and acc_vs_latency.png to --output and prints the summary table.
+    """
+    from edgerec.report import ReportOptions, run_report, summary_table
+
+    opts = ReportOptions(models=models, datasets=[Path(d) for d in datasets], output=Path(output),
+                         precisions=precisions, engines=engines, limit=limit, threads=threads, chunk=chunk,
+                         batch_size=batch_size, scene_text=list(scene_text), tesseract=tesseract,
+                         tesseract_lang=tesseract_lang, fresh_process=not no_fresh_process)
+    try:
+        rep = run_report(opts)
+    except EdgeRecError as exc:
+        _fail(exc)
+    click.echo("\n".join(summary_table(rep)))
+    click.echo(f"\nwrote {output}/report.md, report.json, acc_vs_latency.png")
 
 
 if __name__ == "__main__":

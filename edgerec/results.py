@@ -6,6 +6,7 @@ import builtins
 import io
 import json
 import math
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -184,6 +185,9 @@ class TextRecResult(dict):
                 stem = Path(path).stem
         if not stem:
             stem = str(self.name) if self.name else "res"
+        # a file name holds 255 bytes and no NUL: long URLs and odd paths still give a name that can be written
+        raw = os.fsencode(stem.replace("\0", "_"))
+        stem = os.fsdecode(raw[:200]) if len(raw) > 200 else stem.replace("\0", "_")
         page = self.get("page_index")
         if page is not None:
             stem = f"{stem}_{page}"
@@ -200,7 +204,8 @@ class TextRecResult(dict):
         """Write the result as JSON: to ``save_path`` if it ends with .json, else to ``<save_path>/<stem>_res.json``."""
         target = self._target(save_path, (".json",), ".json")
         text = json.dumps(self._res(), indent=indent, ensure_ascii=ensure_ascii)
-        return atomic_write_bytes(target, text.encode("utf-8"))
+        # a non-UTF-8 file name arrives with surrogate escapes: write them as JSON \uXXXX escapes, not a crash
+        return atomic_write_bytes(target, text.encode("utf-8", "backslashreplace"))
 
     def save_to_img(self, save_path: str | Path) -> Path:
         """Write the visualisation: to ``save_path`` if it has an image suffix, else ``<save_path>/<stem>_res.png``."""

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.engines.base import Engine
+from edgerec.engines.base import Engine, parse_device
 from edgerec.errors import DeviceError, ModelError
 
 _core = None
 _core_lock = threading.Lock()
+
+# Recognizers on Intel iGPUs have given garbled text at f16 compute, and AMX CPUs default to bf16: ask for f32
+# unless the caller opts in to f16 (GPU only), so a line's text is the same on every device.
+PRECISION_HINTS = ("f32", "f16")
 
 
 def get_core():
@@ -31,24 +35,24 @@ def resolve_device(device: str | None) -> str:
     ``cpu`` -> CPU; ``GPU``/``GPU.N`` (Intel GPU) and ``AUTO`` pass through when OpenVINO lists them.
     ``gpu``/``gpu:N`` mean an NVIDIA GPU in PaddleX; OpenVINO cannot run on those.
     """
-    dev = (device or "cpu").strip()
-    if dev.lower() == "cpu":
+    spec = parse_device(device)
+    if spec.family == "cpu":
         return "CPU"
-    if dev == "gpu" or dev.startswith("gpu:"):  # lower case is PaddleX's NVIDIA GPU; "GPU" is Intel's
+    if spec.family == "nvidia":  # lower case is PaddleX's NVIDIA GPU; "GPU" is Intel's
         raise DeviceError(
-            f"device {dev!r} is an NVIDIA GPU in PaddleX's naming; the OpenVINO engine runs on 'cpu', "
-            "'GPU' / 'GPU.N' (Intel GPU) or 'AUTO'. For an NVIDIA GPU use engine='paddle' with a CUDA build "
-            "of paddlepaddle."
+            f"device {spec.text!r} is an NVIDIA GPU in PaddleX's naming; the OpenVINO engine runs on 'cpu', "
+            "'GPU' / 'GPU.N' (Intel GPU) or 'AUTO'. For an NVIDIA GPU leave engine unset (or engine='paddle') "
+            "with a CUDA build of paddlepaddle."
         )
+    if spec.family == "auto":
+        return spec.text
     available = list(get_core().available_devices)
-    if dev.upper() == "AUTO" or dev.upper().startswith("AUTO:"):
-        return dev.upper()
-    if dev in available or dev.upper() in available:
-        return dev.upper() if dev.upper() in available else dev
-    if dev.upper() == "GPU" and any(d.startswith("GPU") for d in available):
+    if spec.text in available:
+        return spec.text
+    if spec.text == "GPU" and any(d.startswith("GPU") for d in available):
         return "GPU"
     raise DeviceError(
-        f"device {dev!r} is not available to OpenVINO here (available: {', '.join(available) or 'none'}). "
+        f"device {spec.text!r} is not available to OpenVINO here (available: {', '.join(available) or 'none'}). "
         "An Intel GPU needs its driver and libOpenCL.so.1 (e.g. apt-get install ocl-icd-libopencl1 "
         "intel-opencl-icd)."
     )
@@ -58,9 +62,10 @@ class OpenVINOEngine(Engine):
     name = "openvino"
 
     def __init__(self, model_path: str | Path, device: str = "cpu", *, threads: int | None = None,
-                 hint: str = "LATENCY", cache_dir: str | Path | None = None, config: dict | None = None):
-        import openvino as ov
-
+                 hint: str = "LATENCY", cache_dir: str | Path | None = None, config: dict | None = None,
+                 infer_precision: str = "f32"):
+        if infer_precision not in PRECISION_HINTS:
+            raise ValueError(f"infer_precision must be one of {PRECISION_HINTS}, not {infer_precision!r}")
         self.device = resolve_device(device)
         core = get_core()
         path = Path(model_path)
@@ -72,8 +77,10 @@ class OpenVINOEngine(Engine):
         cfg: dict = {"PERFORMANCE_HINT": hint}
         if threads and self.device == "CPU":
             cfg["INFERENCE_NUM_THREADS"] = int(threads)
-        if self.device.startswith("GPU"):
-            cfg["INFERENCE_PRECISION_HINT"] = "f32"  # fp16 on iGPU garbles recognizer output
+        if self.device.startswith(("GPU", "AUTO")):  # AUTO hands the hint to the device it picks
+            cfg["INFERENCE_PRECISION_HINT"] = infer_precision
+        elif self.device == "CPU":
+            cfg["INFERENCE_PRECISION_HINT"] = "f32"  # f16 is an iGPU opt-in; AMX CPUs would otherwise pick bf16
         if cache_dir:
             cfg["CACHE_DIR"] = str(cache_dir)
         cfg.update(config or {})
@@ -82,10 +89,12 @@ class OpenVINOEngine(Engine):
         except Exception as exc:
             raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc)}") from exc
         self.model = model
+        self.config = cfg
         self._local = threading.local()
-        self._ov = ov
 
     def _request(self):
+        # InferRequests are not thread-safe, the CompiledModel is: each thread gets its own request, which
+        # threading.local drops when the thread ends
         req = getattr(self._local, "request", None)
         if req is None:
             req = self._local.request = self.compiled.create_infer_request()
@@ -96,6 +105,16 @@ class OpenVINOEngine(Engine):
         req.infer({0: batch}, share_inputs=True)
         # the output tensor is reused by the next call on this thread: hand the caller its own copy
         return np.array(req.get_output_tensor(0).data, copy=True)
+
+    def describe(self) -> str:
+        hint = self.config.get("INFERENCE_PRECISION_HINT")
+        try:
+            devices = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
+        except Exception:  # not every plugin reports it
+            devices = self.device
+        extra = f", {hint} precision hint" if hint else ""
+        return (f"openvino on {self.device} (runs on {devices}), {self.config.get('PERFORMANCE_HINT')} hint{extra}, "
+                f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,31 +1,80 @@
-"""Paddle Inference engine: the seed's own runtime, for reference on CPU and as the NVIDIA GPU fallback."""
+"""Paddle Inference engine: the seed's own runtime, for reference on CPU and as the NVIDIA GPU fallback.
+
+It runs the Paddle inference model itself (``inference.pdmodel`` or PaddleX 3's ``inference.json``, with
+``inference.pdiparams``); preprocessing and decoding stay edgerec's, so its text matches the OpenVINO engine's.
+"""
 
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgerec.engines.base import Engine
+from edgerec.engines.base import DeviceSpec, Engine, parse_device
 from edgerec.errors import DeviceError, EngineUnavailableError, ModelError
 
+GPU_INSTALL = ("install a CUDA build of paddlepaddle that matches your driver, e.g. "
+               "`pip install paddlepaddle-gpu==3.3.1 -i https://www.paddlepaddle.org.cn/packages/stable/cu126/` "
+               "(see https://www.paddlepaddle.org.cn/install/quick)")
+# PaddleX's high-performance settings for text recognition: (min, opt, max) input shapes of the TensorRT engine
+TRT_SHAPES = ([1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200])
 
-def _import_paddle():
+
+def _import_paddle(spec: DeviceSpec | None = None):
     try:
-        import paddle.inference as pinf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # paddle warns about ccache on import, which is no concern of ours
+            import paddle
+            import paddle.inference as pinf
     except ImportError as exc:
+        if spec is not None and spec.family == "nvidia":
+            raise DeviceError(f"device {spec.text!r} (NVIDIA GPU) runs on Paddle Inference, which is not "
+                              f"installed: {GPU_INSTALL}") from exc
         raise EngineUnavailableError(
             "the paddle engine needs paddlepaddle: pip install 'edgerec[paddle]' "
             "(or a CUDA build of paddlepaddle-gpu for an NVIDIA GPU)") from exc
-    return pinf
+    return paddle, pinf
+
+
+def check_device(device: str | None) -> DeviceSpec:
+    """Check that the paddle engine can run on ``device`` here, before any model is fetched or loaded."""
+    spec = parse_device(device)
+    if spec.family not in ("cpu", "nvidia"):
+        raise DeviceError(f"device {spec.text!r}: the paddle engine runs on 'cpu' or 'gpu' / 'gpu:N' (NVIDIA); "
+                          "Intel devices (GPU, AUTO) run on the openvino engine")
+    paddle, _ = _import_paddle(spec)
+    if spec.family == "nvidia":
+        if not paddle.device.is_compiled_with_cuda():
+            raise DeviceError(f"device {spec.text!r}: the installed paddlepaddle {paddle.__version__} is a CPU "
+                              f"build; {GPU_INSTALL}")
+        count = paddle.device.cuda.device_count()
+        if spec.index is not None and spec.index >= count:
+            raise DeviceError(f"device {spec.text!r}: {count} NVIDIA GPU(s) visible to paddle here "
+                              "(check the driver and CUDA_VISIBLE_DEVICES)")
+    return spec
+
+
+def tensorrt_available() -> bool:
+    """Whether this paddlepaddle was built with TensorRT and can load its runtime."""
+    try:
+        _, pinf = _import_paddle()
+        if tuple(pinf.get_trt_compile_version()) == (0, 0, 0):
+            return False
+        return tuple(pinf.get_trt_runtime_version()) != (0, 0, 0)
+    except Exception:  # a missing libnvinfer surfaces as all sorts of errors
+        return False
 
 
 class PaddleEngine(Engine):
     name = "paddle"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", *, threads: int | None = None, **_ignored):
-        pinf = _import_paddle()
+    def __init__(self, model_path: str | Path, device: str = "cpu", *, threads: int | None = None,
+                 tensorrt: bool = False, trt_precision: str = "fp32", cache_dir: str | Path | None = None,
+                 input_name: str = "x", **_ignored):
+        spec = check_device(device)
+        _, pinf = _import_paddle(spec)
         path = Path(model_path)
         folder = path if path.is_dir() else path.parent
         model_file = next((folder / n for n in ("inference.pdmodel", "inference.json") if (folder / n).exists()),
@@ -35,28 +84,42 @@ class PaddleEngine(Engine):
             raise ModelError(f"{folder}: a Paddle model needs inference.pdmodel (or inference.json) and "
                              "inference.pdiparams")
         cfg = pinf.Config(str(model_file), str(params))
-        dev = (device or "cpu").lower()
-        if dev == "cpu":
+        self.tensorrt = False
+        if spec.family == "cpu":
             cfg.disable_gpu()
             if threads:
                 cfg.set_cpu_math_library_num_threads(int(threads))
-        elif dev == "gpu" or dev.startswith("gpu:"):
-            import paddle
-
-            if not paddle.device.is_compiled_with_cuda() or paddle.device.cuda.device_count() == 0:
-                raise DeviceError(f"device {device!r}: this paddlepaddle has no CUDA GPU; install "
-                                  "paddlepaddle-gpu matching your CUDA version")
-            cfg.enable_use_gpu(256, int(dev.split(":")[1]) if ":" in dev else 0)
+            self.device = "cpu"
         else:
-            raise DeviceError(f"device {device!r}: the paddle engine runs on 'cpu' or 'gpu[:N]'")
+            cfg.enable_use_gpu(256, spec.index or 0)
+            self.device = f"gpu:{spec.index or 0}"
+            if tensorrt:
+                if not tensorrt_available():
+                    raise DeviceError(f"device {spec.text!r}: tensorrt requested, but this paddlepaddle has no "
+                                      "TensorRT (install TensorRT and a paddlepaddle-gpu built with it)")
+                prec = {"fp32": pinf.PrecisionType.Float32, "fp16": pinf.PrecisionType.Half}[trt_precision]
+                # engines are built once per shape range and kept in cache_dir, so a second start is fast
+                cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=TRT_SHAPES[2][0],
+                                           min_subgraph_size=3, precision_mode=prec, use_static=bool(cache_dir),
+                                           use_calib_mode=False)
+                lo, opt, hi = TRT_SHAPES
+                cfg.set_trt_dynamic_shape_info({input_name: lo}, {input_name: hi}, {input_name: opt})
+                if cache_dir:
+                    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+                    cfg.set_optim_cache_dir(str(cache_dir))
+                self.tensorrt = True
         cfg.disable_glog_info()
         cfg.switch_ir_optim(True)
-        self.device = dev
-        self._base = pinf.create_predictor(cfg)
+        try:
+            self._base = pinf.create_predictor(cfg)
+        except Exception as exc:
+            raise ModelError(f"{model_file}: Paddle Inference cannot load this model on {self.device} "
+                             f"({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r})") from exc
         self._local = threading.local()
         self._lock = threading.Lock()
 
     def _predictor(self):
+        # a Paddle predictor is not thread-safe; clones share the weights, so each thread gets its own clone
         pred = getattr(self._local, "pred", None)
         if pred is None:
             with self._lock:
@@ -70,3 +133,6 @@ class PaddleEngine(Engine):
         inp.copy_from_cpu(np.ascontiguousarray(batch))
         pred.run()
         return pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
+
+    def describe(self) -> str:
+        return f"paddle on {self.device}" + (" with TensorRT" if self.tensorrt else "")

