@@ -45,7 +45,10 @@ def _plain(obj: Any) -> Any:
 
 
 def _is_url(s: str) -> bool:
-    parts = urlsplit(s)
+    try:
+        parts = urlsplit(s)
+    except ValueError:  # e.g. "http://[::1/x.png" (a malformed IPv6 host): name it like a path
+        return False
     return bool(parts.scheme) and len(parts.scheme) > 1 and bool(parts.netloc)
 
 

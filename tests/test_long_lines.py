@@ -101,10 +101,12 @@ def test_squash_mode_is_paddlex_faithful(v4, en_long):
 
 
 def test_a_line_too_long_even_for_windows_is_squashed_in_bounded_time(v4):
-    """A 4 px high, 20000 px wide strip would need ~200 windows: it falls back to one squashed pass."""
-    strip = np.full((4, 20000, 3), 255, np.uint8)
-    strip[1:3, ::7] = 0
+    """A 16 px high, 20000 px wide strip would need ~70 windows: it falls back to one squashed pass."""
+    strip = np.full((16, 20000, 3), 255, np.uint8)
+    strip[4:12, ::7] = 0
+    assert needs_split(16, 20000, 48, 3200)
     assert recognize_long(strip, v4.predictor.engine.infer, v4.predictor.classes, 48) is None
+    assert not needs_split(4, 20000, 48, 3200)  # 4 px high holds no text: squashed without trying windows
     t = time.perf_counter()
     text, score = v4.predictor.recognize([strip])[0]
     assert isinstance(text, str) and 0.0 <= score <= 1.0

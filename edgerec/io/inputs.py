@@ -28,7 +28,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 PDF_SUFFIX = ".pdf"
 # Decoding more than this many pixels is refused: a few-KB file can claim gigapixels (decompression bomb).
-MAX_IMAGE_PIXELS = 200_000_000
+MAX_IMAGE_PIXELS = 64_000_000  # 8000 x 8000: ample for a line, a page or a 4K frame; bounds decode time
 
 _SUPPORTED = ", ".join(sorted(IMAGE_SUFFIXES | {PDF_SUFFIX}))
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")

@@ -29,7 +29,8 @@ WINDOW_ASPECT = 24.0  # window width in line heights: 1152 input px at height 48
 OVERLAP_ASPECT = 6.0  # overlap in line heights: ~12 Latin or ~8 CJK characters to align on
 SNAP_ASPECT = 2.0  # how far (in line heights) a window edge may move to land in a blank column
 ALIGN_TOL = 0.5  # two windows' characters are "the same" within this many line heights
-MAX_WINDOWS = 64  # past this (~3000 Latin characters) the line is squashed as PaddleX does: time stays bounded
+MAX_WINDOWS = 24  # past this (~900 Latin characters) the line is squashed as PaddleX does: time stays bounded
+MIN_HEIGHT = 8  # a "line" fewer pixels high than this holds no legible text: squashed, not read in windows
 SEAM_GAP = 2.0  # line heights between two characters' centres that can only be a word gap
 WINDOW_BATCH = 8  # windows of one input width recognized per engine call
 WIDTH_STEP = 64  # window inputs are right-padded to a multiple of this: few distinct shapes for OpenVINO to cache
@@ -46,8 +47,9 @@ class Glyph:
 
 
 def needs_split(h: int, w: int, img_h: int, max_w: int) -> bool:
-    """True when PaddleX would squash the line (its natural input width is over ``max_w``)."""
-    return h > 0 and int(img_h * (w / float(h))) > max_w
+    """True when PaddleX would squash the line (its natural input width is over ``max_w``) and it is tall enough
+    to hold text."""
+    return h >= MIN_HEIGHT and int(img_h * (w / float(h))) > max_w
 
 
 def blank_columns(image: np.ndarray) -> np.ndarray:
