@@ -105,8 +105,8 @@ def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, 
             except ModelError as exc:
                 log.warning("%s; exporting again", exc)
         if precision == "int8":
-            raise ModelError(f"{src.name}: no int8 model in {ir_folder.parent}; int8 models come from NNCF "
-                             "quantization (`edgerec quantize`, not in this version yet): use fp32 or fp16")
+            raise ModelError(f"{src.name}: no int8 model in {ir_folder.parent}; make one with "
+                             f"`edgerec quantize {src.name}` (NNCF, accuracy-checked), or use fp32 / fp16")
         return export(src, ir_folder, precision=precision,
                       input_height=card.input_height if card else 48,
                       use_space_char=card.use_space_char if card else True,
