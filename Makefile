@@ -12,7 +12,10 @@ $(STAMP): setup.py
 	@test -n "$(PYTHON)" || { echo "need python3.11 or python3 (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,paddle]"
+	# torch first, alone and pinned: on these machines pip takes the CPU build of torch==2.13.0 from the image's
+	# wheel folder (pip's find-links); the train extra then finds it installed and adds no CUDA packages
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev,paddle,train]"
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 

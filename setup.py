@@ -37,6 +37,10 @@ setup(
     extras_require={
         "onnxruntime": ["onnxruntime==1.32.0"],
         "paddle": ["paddlepaddle==3.3.1"],
+        # fine-tuning (edgerec train): torch is pinned so that pip takes a CPU build where one is on offer (the
+        # registry's own torch wheel is the CUDA build and pulls several GB of nvidia packages); onnx2torch
+        # brings a torchvision that a CPU torch cannot import, which edgerec never needs (it stubs it)
+        "train": ["torch==2.13.0", "onnx2torch==1.5.15", "onnxruntime==1.32.0"],
         "dev": ["onnxruntime==1.32.0", "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["edgerec=edgerec.cli:main"]},

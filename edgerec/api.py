@@ -162,7 +162,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                  precision: str = "fp32", use_hpip: bool = False, *, engine: str | None = None,
                  batch_size: int = 1, threads: int | None = None, source: str | None = None,
                  hint: str = "LATENCY", cache: bool = True, progress: bool = True, warmup: bool = True,
-                 pp_option=None, hpi_config=None, **kwargs) -> TextRecognizer:
+                 shape_cache: int | None = None, pp_option=None, hpi_config=None, **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -172,7 +172,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     ``engine``: None picks by device (paddle for gpu[:N], else openvino); openvino, onnxruntime or paddle force
     one (the latter two run the source model: reference, NVIDIA GPU). ``use_hpip=True`` picks the fastest
     installed configuration for the device and says which in ``config_summary``. ``warmup`` runs one dummy
-    line at load, so the first real call does not pay for kernel preparation.
+    line at load, so the first real call does not pay for kernel preparation. ``shape_cache``: how many
+    input shapes (batch x width) the OpenVINO CPU plugin keeps prepared kernels for (default
+    ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino``); it bounds memory on crops of many widths.
     """
     ignored = [k for k, v in (("pp_option", pp_option), ("hpi_config", hpi_config), *kwargs.items())
                if v is not None]
@@ -195,6 +197,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if kind is EngineType.OPENVINO:
         xml, _ = resolve_model(model_name, model_dir, precision, source=source, progress=progress)
         f16 = precision == "fp16" and spec.family in ("intel-gpu", "auto")  # opt-in: f32 compute otherwise
+        if shape_cache is not None:
+            options["shape_cache"] = shape_cache
         eng = create_engine(kind, str(xml), spec.text, threads=threads, hint=hint,
                             cache_dir=homes.cache_dir() if cache else None, infer_precision="f16" if f16 else "f32",
                             **options)

@@ -339,5 +339,15 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
     click.echo(f"\nwrote {output}/report.md, report.json, acc_vs_latency.png")
 
 
+from edgerec.commands.dataset import check_dataset_cmd, evaluate_cmd  # noqa: E402
+
+main.add_command(check_dataset_cmd)
+main.add_command(evaluate_cmd)
+
+from edgerec.commands.train import train_cmd  # noqa: E402
+
+main.add_command(train_cmd)
+
+
 if __name__ == "__main__":
     main()

@@ -9,9 +9,10 @@ threads    lines/s and per-call p50 when 1, 2, 4, 8 threads call one predictor (
 coldstart  fresh processes: process start -> first text, without the compiled-model cache, with an empty
            cache (first start writes it), with a warm cache, and with a warm cache loading the IR folder.
 rss        a fresh process per configuration: RSS after warm-up, then every 1000 predictions up to --n, on
-           rendered crops of varying widths and heights; OpenVINO as shipped, OpenVINO on one crop size (a
-           fixed ROI), OpenVINO with a bounded CPU_RUNTIME_CACHE_CAPACITY, and ONNX Runtime for reference.
-capacity   the speed cost of a bounded CPU_RUNTIME_CACHE_CAPACITY, interleaved with the default in one process.
+           rendered crops of varying widths and heights; OpenVINO as edgerec sets it up, on one crop size (a
+           fixed ROI), OpenVINO with about its own cache defaults (openvino-stock), and ONNX Runtime.
+capacity   the speed of other shape-cache sizes (shape_cache; 50 is about OpenVINO's default) next to edgerec's
+           default, interleaved in one process.
 
 Uses the model home in EDGEREC_HOME (default ~/.cache/edgerec); the model must be fetched already.
 The numbers depend on the machine and its load: compare numbers from one run.
@@ -242,27 +243,21 @@ RSS_CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, os.environ["KB_ROOT"])
 import cv2
-from scripts.kiosk_bench import crops, rss_mb
+import numpy as np
+from scripts.kiosk_bench import rss_mb
 n, kind = int(os.environ["KB_N"]), os.environ["KB_KIND"]
-pool = crops(int(os.environ["KB_POOL"]), seed=4)
-if kind.endswith("-fixedroi"):  # a kiosk's fixed ROI: every crop has the same size, so one input width
-    pool = [cv2.resize(c, (560, 64)) for c in pool]
+# the parent rendered the pool to PNG files (rendering here would leave ~180 MB of font and heap behind);
+# kept encoded, so the pool does not dwarf the model's memory
+folder = os.environ["KB_POOL_DIR"] + ("-fixedroi" if kind.endswith("-fixedroi") else "")
+pool = [np.fromfile(os.path.join(folder, f), np.uint8) for f in sorted(os.listdir(folder))]
 from edgerec import create_model
 base = rss_mb()
-if "-cap-" in kind:
-    from edgerec.api import TextRecognizer
-    from edgerec.engines.openvino import OpenVINOEngine
-    from edgerec.runtime.predictor import RecPredictor
-    from edgerec.zoo import home as homes
-    from edgerec.zoo.export import read_info
-    xml = create_model(os.environ["KB_MODEL"], progress=False, warmup=False).model_path
-    eng = OpenVINOEngine(xml, cache_dir=homes.cache_dir(),
-                         config={"CPU_RUNTIME_CACHE_CAPACITY": int(kind.split("-")[-1])})
-    info = read_info(xml, model=eng.model)
-    model = TextRecognizer(RecPredictor(eng, info.classes), info, engine="openvino", device="CPU", model_path=xml)
-else:
-    model = create_model(os.environ["KB_MODEL"], engine=kind.split("-")[0], progress=False)
-one = pool[0]
+engine = kind.split("-")[0]
+cap = int(kind.split("-cap-")[1].split("-")[0]) if "-cap-" in kind else None
+if kind.startswith("openvino-stock"):  # about OpenVINO's own defaults: 5000 kernels, oneDNN's 1024 primitives
+    cap = 50
+model = create_model(os.environ["KB_MODEL"], engine=engine, progress=False, shape_cache=cap)
+one = cv2.imdecode(pool[0], cv2.IMREAD_COLOR)
 for _ in range(5):
     model.recognize(one)
 after_warmup = rss_mb()
@@ -274,7 +269,7 @@ curve, widths, t0, t_last = [], set(), time.perf_counter(), None
 for i in range(n):
     if i == n - len(pool):
         t_last = time.perf_counter()
-    img = pool[i % len(pool)]
+    img = cv2.imdecode(pool[i % len(pool)], cv2.IMREAD_COLOR)
     widths.add(model.predictor.width_of(img))
     model.recognize(img)
     if (i + 1) % 1000 == 0 or i + 1 == n:
@@ -288,12 +283,24 @@ print(json.dumps({"kind": kind, "before_model_mb": base, "after_warmup_mb": afte
 
 
 def bench_rss(model_name: str, n: int, kinds: list[str], pool: int) -> dict:
+    import cv2
+
     out = {}
+    tmp = tempfile.TemporaryDirectory()
+    pool_dir = Path(tmp.name) / "pool"
+    (pool_dir.parent / "pool-fixedroi").mkdir(parents=True)
+    pool_dir.mkdir()
+    for i, c in enumerate(crops(pool, seed=4)):
+        cv2.imwrite(str(pool_dir / f"{i:05d}.png"), c)
+        # a kiosk's fixed ROI: every crop has the same size, so one input width
+        cv2.imwrite(str(pool_dir.parent / "pool-fixedroi" / f"{i:05d}.png"), cv2.resize(c, (560, 64)))
     print(f"\nRSS over {n} predictions cycling {pool} rendered crops of varying size (fresh process per row);")
     print("ms/call: one crop repeated (one width) and the last pass over the pool (every width seen before)")
     for kind in kinds:
-        env = dict(os.environ, KB_ROOT=str(ROOT), KB_N=str(n), KB_KIND=kind, KB_POOL=str(pool), KB_MODEL=model_name,
-                   PYTHONPATH=str(ROOT))
+        env = dict(os.environ, KB_ROOT=str(ROOT), KB_N=str(n), KB_KIND=kind, KB_POOL_DIR=str(pool_dir),
+                   KB_MODEL=model_name, PYTHONPATH=str(ROOT))
+        if kind.startswith("openvino-stock"):
+            env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "1024"
         proc = subprocess.run([sys.executable, "-c", RSS_CHILD], env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"  {kind}: failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -305,6 +312,7 @@ def bench_rss(model_name: str, n: int, kinds: list[str], pool: int) -> dict:
               f"({res['curve'][-1][2]} distinct widths); {res['lines_per_s']:.1f} lines/s overall, "
               f"{res['fixed_width_ms']:.1f} ms/call one width, {res['last_pass_ms']:.1f} ms/call last pass")
         print(f"  {'':22} RSS MB after k lines: {curve}", flush=True)
+    tmp.cleanup()
     return out
 
 
@@ -319,7 +327,7 @@ def bench_capacity(model_name: str, caps: list[int], pool: int, chunk: int = 50,
     lines = crops(pool, seed=4)
     preds = {"default": ref.predictor}
     for cap in caps:
-        eng = OpenVINOEngine(ref.model_path, cache_dir=homes.cache_dir(), config={"CPU_RUNTIME_CACHE_CAPACITY": cap})
+        eng = OpenVINOEngine(ref.model_path, cache_dir=homes.cache_dir(), shape_cache=cap)
         preds[f"cap {cap}"] = RecPredictor(eng, ref.predictor.classes)
     for p in preds.values():  # every width once: what the default cache would keep is in it now
         for c in lines:
@@ -339,7 +347,7 @@ def bench_capacity(model_name: str, caps: list[int], pool: int, chunk: int = 50,
                 preds[name].recognize([one])
             times[name]["one width"].append((time.perf_counter() - t0) / chunk)
         pos += chunk
-    print(f"\nCPU_RUNTIME_CACHE_CAPACITY: ms/call, interleaved chunks of {chunk} ({rounds} rounds, {pool} crops, "
+    print(f"\nshape_cache: ms/call, interleaved chunks of {chunk} ({rounds} rounds, {pool} crops, "
           f"{len({ref.predictor.width_of(c) for c in lines})} widths)")
     out = {}
     for name, t in times.items():
@@ -360,8 +368,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="fresh processes per cold-start mode")
     ap.add_argument("--n", type=int, default=10000, help="predictions per RSS run")
     ap.add_argument("--pool", type=int, default=1000, help="distinct crops the RSS runs cycle through")
-    ap.add_argument("--rss-kinds", default="openvino,openvino-fixedroi,openvino-cap-1000,openvino-cap-200,onnxruntime",
-                    help="openvino, onnxruntime, openvino-cap-N (CPU_RUNTIME_CACHE_CAPACITY=N), *-fixedroi")
+    ap.add_argument("--rss-kinds", default="openvino,openvino-fixedroi,openvino-stock,onnxruntime",
+                    help="openvino (edgerec's default shape cache), onnxruntime, openvino-cap-N (shape_cache=N), "
+                         "openvino-stock (about OpenVINO's own cache defaults), *-fixedroi")
     ap.add_argument("--json", dest="json_out", help="also write the numbers here")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
@@ -375,7 +384,7 @@ def main() -> None:
     if args.what in ("rss", "all"):
         res["rss"] = bench_rss(args.model, args.n, args.rss_kinds.split(","), args.pool)
     if args.what in ("capacity", "all"):
-        res["capacity"] = bench_capacity(args.model, [1000, 200], min(args.pool, 300))
+        res["capacity"] = bench_capacity(args.model, [1, 16, 50], min(args.pool, 300))
     if args.json_out:
         from edgerec.utils.fs import atomic_write_text
 

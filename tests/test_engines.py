@@ -139,6 +139,24 @@ def test_precision_hint_is_f32_unless_fp16_is_asked_for(edgerec_home, rendered):
     assert auto16.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
 
 
+def test_shape_cache_bounds_kernels_without_changing_text(v4, crops):
+    """The bounded shape cache evicts kernels of old widths; a line's text must not depend on what was evicted."""
+    from edgerec.engines.openvino import DEFAULT_SHAPE_CACHE, KERNELS_PER_SHAPE
+
+    assert v4.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == DEFAULT_SHAPE_CACHE * KERNELS_PER_SHAPE
+    widths = {v4.predictor.width_of(c) for c in crops}
+    assert len(widths) > 4  # more widths than the tiny cache below holds, so it evicts
+    tiny = create_model(V4, shape_cache=1, progress=False)
+    assert tiny.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == KERNELS_PER_SHAPE
+    ref = [(r["rec_text"], r["rec_score"]) for r in v4.predict(crops)]
+    for _ in range(2):  # the second pass re-prepares every evicted width
+        got = [(r["rec_text"], r["rec_score"]) for r in tiny.predict(crops)]
+        assert [t for t, _ in got] == [t for t, _ in ref]
+        assert np.allclose([s for _, s in got], [s for _, s in ref], atol=1e-5)
+    with pytest.raises(ValueError, match="shape_cache"):
+        create_model(V4, shape_cache=-1, progress=False)
+
+
 def test_eight_threads_on_one_predictor_match_a_serial_run(v4, crops):
     serial = [(r["rec_text"], r["rec_score"]) for r in v4.predict(crops)]
     order = [np.random.default_rng(k).permutation(len(crops)) for k in range(8)]

@@ -24,13 +24,23 @@ def _alnum_lower(text: str) -> str:
     return "".join(c for c in text if c in _ALNUM).lower()
 
 
-def rec_metrics(preds: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
-    """{'acc', 'norm_edit_dis', 'alnum_acc', 'num'} for paired predictions and labels."""
+def rec_metrics(preds: Sequence[str], labels: Sequence[str],
+                failed: Sequence[bool] | None = None) -> dict[str, float]:
+    """{'acc', 'norm_edit_dis', 'alnum_acc', 'num'} for paired predictions and labels.
+
+    ``failed`` marks samples that got no prediction (an unreadable image): they count as wrong with the largest
+    edit distance (1.0), whatever their label, so an unreadable image with an empty label is not a hit.
+    """
     if len(preds) != len(labels):
         raise ValueError(f"{len(preds)} predictions for {len(labels)} labels")
+    if failed is not None and len(failed) != len(labels):
+        raise ValueError(f"{len(failed)} failure flags for {len(labels)} labels")
     correct = alnum_correct = 0
     dist = 0.0
-    for pred, label in zip(preds, labels):
+    for i, (pred, label) in enumerate(zip(preds, labels)):
+        if failed is not None and failed[i]:
+            dist += 1.0
+            continue
         p, t = _strip_spaces(pred), _strip_spaces(label)
         dist += Levenshtein.normalized_distance(p, t)
         correct += p == t

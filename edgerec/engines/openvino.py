@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -17,12 +18,26 @@ _core_lock = threading.Lock()
 # unless the caller opts in to f16 (GPU only), so a line's text is the same on every device.
 PRECISION_HINTS = ("f32", "f16")
 
+# Lines keep their exact input width (padding changes text), and the CPU plugin prepares kernels for every new
+# input shape and keeps them in its runtime cache (CPU_RUNTIME_CACHE_CAPACITY, counted in kernels, least
+# recently used out). Measured on PP-OCRv4 mobile: ~91 kernels per shape, and each cached shape holds
+# ~15-25 MB; the plugin's default of 5000 kernels (~55 shapes) took a process past 1 GB on crops of varied
+# widths. A shape that is not cached is prepared again when it comes back (about one inference's time); a
+# shape that repeats call after call (a kiosk's fixed ROI) is never looked up at all. So edgerec keeps a few.
+DEFAULT_SHAPE_CACHE = 4
+KERNELS_PER_SHAPE = 100
+# Below the plugin's cache, oneDNN keeps a process-wide cache of 1024 JIT-compiled primitives, another ~100 MB
+# once widths vary; for a new width the plugin's cache misses first anyway, so a small one loses little. It is
+# read once, when the CPU plugin first builds a kernel: set before that, unless the user has set it.
+ONEDNN_PRIMITIVE_CACHE = "64"
+
 
 def get_core():
     """The process-wide ``openvino.Core`` (creating one is slow and they share plugins anyway)."""
     global _core
     with _core_lock:
         if _core is None:
+            os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_PRIMITIVE_CACHE)
             import openvino as ov
 
             _core = ov.Core()
@@ -63,7 +78,7 @@ class OpenVINOEngine(Engine):
 
     def __init__(self, model_path: str | Path, device: str = "cpu", *, threads: int | None = None,
                  hint: str = "LATENCY", cache_dir: str | Path | None = None, config: dict | None = None,
-                 infer_precision: str = "f32"):
+                 infer_precision: str = "f32", shape_cache: int | None = DEFAULT_SHAPE_CACHE):
         if infer_precision not in PRECISION_HINTS:
             raise ValueError(f"infer_precision must be one of {PRECISION_HINTS}, not {infer_precision!r}")
         self.device = resolve_device(device)
@@ -81,6 +96,10 @@ class OpenVINOEngine(Engine):
             cfg["INFERENCE_PRECISION_HINT"] = infer_precision
         elif self.device == "CPU":
             cfg["INFERENCE_PRECISION_HINT"] = "f32"  # f16 is an iGPU opt-in; AMX CPUs would otherwise pick bf16
+        if shape_cache is not None and self.device == "CPU":
+            if int(shape_cache) < 0:
+                raise ValueError(f"shape_cache must be >= 0, not {shape_cache!r}")
+            cfg["CPU_RUNTIME_CACHE_CAPACITY"] = int(shape_cache) * KERNELS_PER_SHAPE
         if cache_dir:
             cfg["CACHE_DIR"] = str(cache_dir)
         cfg.update(config or {})

@@ -100,6 +100,9 @@ def load_cards(directory: Path | None = None) -> dict[str, ModelCard]:
 
 def get_card(name: str) -> ModelCard:
     """The card of model ``name``; an unknown name raises :class:`ModelNotFoundError` with suggestions."""
+    card = _card_by_file_name(name)
+    if card is not None:
+        return card
     cards = load_cards()
     if name in cards:
         return cards[name]
@@ -120,6 +123,24 @@ def list_names() -> list[str]:
 
 # ---------------------------------------------------------------- parsing and validation
 
+def _card_by_file_name(name: str) -> ModelCard | None:
+    """The card in ``<name>.yaml`` when it names ``name``: a process that loads one model parses one card."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = models_dir() / f"{name}.yaml"
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _card_file(path, name, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _card_file(path: Path, name: str, mtime_ns: int, size: int) -> ModelCard | None:
+    card = _parse_file(path)
+    return card if card.name == name else None
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(directory: Path) -> dict[str, ModelCard]:
     if not directory.is_dir():
@@ -135,13 +156,20 @@ def _load_cached(directory: Path) -> dict[str, ModelCard]:
 
 def _parse_file(path: Path) -> ModelCard:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelError(f"{path}: cannot read the model card ({exc})") from exc
     try:
         return _parse_card(data, path)
     except _CardError as exc:
         raise ModelError(f"{path}: {exc}") from None
+
+
+def _safe_load(text: str) -> object:
+    """``yaml.safe_load``, with libyaml's safe loader when PyYAML has it (10x faster; plain data either way)."""
+    if hasattr(yaml, "CSafeLoader"):
+        return yaml.load(text, Loader=yaml.CSafeLoader)
+    return yaml.safe_load(text)
 
 
 class _CardError(ValueError):

@@ -88,10 +88,9 @@ def _read_cached(name: str, source_id: str) -> ModelSource | None:
     if missing:
         raise ModelError(f"{folder}: missing {', '.join(missing)}; run "
                          f"`edgerec models fetch {name} --source {source_id} --force`")
-    src = inspect_folder(folder, name=name)
+    src = inspect_folder(folder, name=name, charset=info.get("charset") or None)
     src.source_id = info.get("source_id", "local")
     src.files = dict(info.get("files", {}))
-    src.charset = info.get("charset") or src.charset
     return src
 
 
@@ -313,8 +312,12 @@ def _find_model_folder(root: Path) -> Path:
     raise FetchError(f"{root}: no inference.onnx, inference.pdmodel or inference.json inside")
 
 
-def inspect_folder(folder: Path, name: str | None = None) -> ModelSource:
-    """Describe a local model folder (Paddle or ONNX), finding its model file and charset."""
+def inspect_folder(folder: Path, name: str | None = None, charset: str | None = None) -> ModelSource:
+    """Describe a local model folder (Paddle or ONNX), finding its model file and charset.
+
+    ``charset``: where the charset is, when already known (a fetched source records it), which spares
+    reading the whole ONNX for its metadata on every start.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"{folder}: not a folder")
@@ -333,7 +336,7 @@ def inspect_folder(folder: Path, name: str | None = None) -> ModelSource:
     else:
         raise ModelError(f"{folder}: no model found (expected inference.onnx, one *.onnx, or "
                          "inference.pdmodel / inference.json with inference.pdiparams)")
-    charset = _find_charset(folder, fmt, model_file)
+    charset = charset or _find_charset(folder, fmt, model_file)
     return ModelSource(name=name or _name_from_yml(folder) or folder.name, folder=folder, format=fmt,
                        model_file=model_file, params_file=params, charset=charset)
 

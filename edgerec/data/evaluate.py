@@ -1,0 +1,125 @@
+"""Evaluate a recognizer on a dataset's ``val.txt``: PaddleOCR's ``acc`` and ``norm_edit_dis`` plus every prediction.
+
+The metrics are :func:`edgerec.data.metrics.rec_metrics` (PaddleOCR's ``RecMetric``: spaces ignored, normalized
+Levenshtein distance), the same code the report tool uses. An image that cannot be read costs only itself: it
+counts as wrong (edit distance 1), is listed in the result, and the other samples are still evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgerec.data.dataset import find_list_file, read_labelled
+from edgerec.data.metrics import rec_metrics
+from edgerec.errors import InputError
+from edgerec.utils.fs import atomic_write_text
+
+if TYPE_CHECKING:
+    from edgerec.api import TextRecognizer
+
+RESULT_FILE = "evaluate_result.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+CHUNK = 256  # images decoded and recognized per step: bounds memory on large val sets
+
+
+def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path, *,
+             model_dir: str | Path | None = None, precision: str = "fp32", batch_size: int = 8,
+             output: str | Path | None = None, device: str | None = None, engine: str | None = None,
+             threads: int | None = None, progress: bool | None = None) -> dict:
+    """Evaluate a model on ``dataset_dir``'s ``val.txt`` (an evalset's ``label.txt`` works too).
+
+    ``model_or_name``: a loaded :class:`~edgerec.api.TextRecognizer`, a model card name, or None with
+    ``model_dir`` (an exported IR folder or a local Paddle / ONNX model, e.g. a fine-tuned ``best_accuracy/``).
+    ``precision``, ``device``, ``engine``, ``threads`` go to ``create_model`` when the model is loaded here.
+    ``output``: when given, writes ``evaluate_result.json`` and ``predictions.jsonl`` (one JSON object per
+    sample: path, label, pred, score, correct, error) there, atomically.
+
+    Returns the content of ``evaluate_result.json``: ``{"done_flag": true, "metrics": {"acc", "norm_edit_dis"},
+    "samples", "correct", "unreadable", "unreadable_images", ...}``.
+    """
+    from tqdm import tqdm
+
+    from edgerec.api import TextRecognizer, create_model
+    from edgerec.io.inputs import load_image
+
+    folder = Path(dataset_dir).expanduser().resolve()
+    list_file = find_list_file(folder, "val")
+    pairs = read_labelled(folder, "val")
+    if not pairs:
+        raise InputError(list_file, "no labelled lines to evaluate on")
+    if isinstance(model_or_name, TextRecognizer):
+        model = model_or_name
+    else:
+        if model_or_name is None and model_dir is None:
+            raise InputError("model", "give a model name or model_dir")
+        model = create_model(model_or_name, model_dir=model_dir, device=device, precision=precision,
+                             engine=engine, batch_size=batch_size, threads=threads,
+                             progress=sys.stderr.isatty() if progress is None else progress)
+
+    rels = [p.relative_to(folder).as_posix() for p, _ in pairs]
+    labels = [label for _, label in pairs]
+    preds: list[str] = []
+    scores: list[float] = []
+    errors: list[str | None] = []
+
+    def load(path: Path):
+        try:
+            return load_image(path), None
+        except InputError as exc:
+            return None, exc.reason
+
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool, tqdm(total=len(pairs), desc="evaluating", unit="line", file=sys.stderr,
+                                             leave=False, disable=not show) as bar:
+        for lo in range(0, len(pairs), CHUNK):
+            loaded = list(pool.map(load, [p for p, _ in pairs[lo:lo + CHUNK]]))
+            good = [img for img, err in loaded if err is None]
+            results = iter(model.predict(good, batch_size=batch_size, on_error="result")) if good else iter(())
+            for _img, err in loaded:
+                if err is None:
+                    res = next(results)
+                    err = res.error
+                    text, score = ("", 0.0) if err else (res["rec_text"], res["rec_score"])
+                else:
+                    text, score = "", 0.0
+                preds.append(text)
+                scores.append(float(score))
+                errors.append(err)
+                bar.update(1)
+    seconds = time.perf_counter() - start
+
+    failed = [e is not None for e in errors]
+    met = rec_metrics(preds, labels, failed=failed)
+    rows = []
+    for rel, label, pred, score, err in zip(rels, labels, preds, scores, errors):
+        correct = err is None and pred.replace(" ", "") == label.replace(" ", "")
+        rows.append({"path": rel, "label": label, "pred": pred, "score": round(score, 6), "correct": correct,
+                     "error": err})
+    result = {
+        "done_flag": True,
+        "metrics": {"acc": met["acc"], "norm_edit_dis": met["norm_edit_dis"]},
+        "alnum_acc": met["alnum_acc"],
+        "samples": len(rows),
+        "correct": sum(r["correct"] for r in rows),
+        "unreadable": sum(failed),
+        "unreadable_images": [f"{r['path']}: {r['error']}" for r in rows if r["error"] is not None],
+        "model": {"name": model.model_name, "precision": model.precision, "engine": model.engine,
+                  "device": model.device, "path": str(model.model_path)},
+        "dataset_path": str(dataset_dir),
+        "list_file": list_file.name,
+        "batch_size": batch_size,
+        "seconds": round(seconds, 3),
+        "predictions": PREDICTIONS_FILE,
+    }
+    if output is not None:
+        out = Path(output)
+        atomic_write_text(out / PREDICTIONS_FILE,
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        atomic_write_text(out / RESULT_FILE, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    return result

@@ -1,0 +1,517 @@
+"""``edgerec train``: fine-tune a pretrained recognizer on a PaddleX MSTextRecDataset with CTC loss.
+
+The model's ONNX (a card's fetched source, a Paddle source converted with paddle2onnx, or a local model folder
+such as an earlier ``best_accuracy/``) becomes a torch module (:mod:`edgerec.train.onnx_torch`); training uses
+the preprocessing the deployed model sees (:mod:`edgerec.runtime.preprocess`) plus seeded line augmentation,
+AdamW with a one-cycle schedule, gradient clipping, BatchNorm frozen and channels_last (5x faster depthwise-conv
+backward on CPU). Validation runs after every epoch (and every ``eval_interval`` steps) with the same width
+grouping and CTC decoding as inference, scored by PaddleOCR's ``acc`` / ``norm_edit_dis``.
+
+Writes PaddleX's outputs into ``output``: ``train_result.json``, ``train.log``, ``config.yaml`` and
+``best_accuracy/`` (highest val acc, ties broken by norm_edit_dis; the pretrained model counts as epoch 0),
+plus ``latest/`` (the weights when training ended; not written after Ctrl-C). Both are model folders that
+``create_model(model_dir=...)``, ``edgerec export --model-dir`` and ``edgerec quantize --model-dir`` take:
+``inference.onnx`` (the original graph with the trained weights), the charset dict and ``inference.yml``.
+Ctrl-C stops training and keeps the best model so far (folders are replaced atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shutil
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.data.dataset import find_list_file
+from edgerec.data.metrics import rec_metrics
+from edgerec.errors import EdgeRecError
+from edgerec.runtime.decode import ctc_greedy_decode
+from edgerec.train import TrainError, require_torch
+from edgerec.train.data import Augment, Sample, TrainBatches, char_index, load_val_batch, read_split, val_batches
+from edgerec.utils.fs import atomic_dir, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+BEST = "best_accuracy"
+LATEST = "latest"
+PROBE_LINES = 64  # training lines (unaugmented) the loss is measured on before and after training
+
+
+@dataclass
+class TrainConfig:
+    """Everything that drives a fine-tuning run; written to ``config.yaml``."""
+
+    model: str                          # a card name, or a local model folder / .onnx
+    dataset: str
+    output: str = "output"
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    device: str = "cpu"                 # cpu | gpu | gpu:N
+    freeze_backbone: bool = False
+    max_steps: int | None = None        # stop after this many optimizer steps in all
+    eval_interval: int = 0              # also validate every N steps (0: after each epoch only)
+    max_width: int = 640                # training input width cap (wider lines are squashed, as PaddleX does)
+    augment: bool = True
+    seed: int = 0
+    threads: int | None = None          # torch CPU threads (default: torch's choice, all cores)
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    warmup: float = 0.1                 # share of steps spent warming the learning rate up
+    source: str | None = None           # a card's source id
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    step: int = 0
+    best: tuple[float, float] | None = None
+    best_at: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class _Log:
+    """train.log (every line, timestamped) plus the terminal (through tqdm.write, so bars stay intact)."""
+
+    def __init__(self, path: Path, echo: bool):
+        self.file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in finetune)
+        self.echo = echo
+
+    def __call__(self, msg: str, *, terminal: bool = True) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        for line in msg.splitlines() or [""]:
+            self.file.write(f"[{stamp}] {line}\n")
+        if terminal and self.echo:
+            from tqdm import tqdm
+
+            tqdm.write(msg, file=sys.stderr)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class _Base:
+    name: str                 # the model name written into inference.yml
+    onnx: Path
+    origin: Path              # the file training started from (the ONNX, or the Paddle model it came from)
+    entries: list[str]        # dict entries (no blank, no space)
+    dict_name: str            # the dict file name in the model folders
+    input_height: int
+    use_space_char: bool
+    source_sha256: str
+
+
+def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
+    """The ONNX to start from, with its charset: a card's source (ONNX preferred) or a local model."""
+    from edgerec.zoo.export import _input_height, read_charset_entries, verify_source_files
+    from edgerec.zoo.fetch import cached_source, fetch, open_local
+
+    card = None
+    path = Path(cfg.model).expanduser()
+    if path.exists():
+        src = open_local(path)
+    else:
+        from edgerec.zoo.cards import get_card
+
+        card = get_card(cfg.model)
+        wanted = [s for s in card.sources if cfg.source is None or s.id == cfg.source]
+        if not wanted:
+            raise TrainError(f"{card.name}: no source {cfg.source!r} in its card")
+        onnx_ids = [s.id for s in wanted if s.format == "onnx"]
+        src = next((c for c in (cached_source(card.name, i) for i in onnx_ids) if c is not None), None)
+        errors = []
+        for sid in onnx_ids if src is None else ():
+            try:
+                src = fetch(card.name, source=sid)
+                break
+            except EdgeRecError as exc:
+                errors.append(f"{sid}: {exc}")
+        if src is None:  # no ONNX source could be had: a Paddle one, converted below
+            src = cached_source(card.name, cfg.source) or fetch(card.name, source=cfg.source)
+        verify_source_files(src)
+    entries = read_charset_entries(src)
+    height = card.input_height if card else _input_height(src, 48)
+    onnx_path = src.model_file
+    if src.format == "paddle":
+        from edgerec.zoo.export import paddle_to_onnx
+
+        log_(f"{src.name}: Paddle model; converting it to ONNX with paddle2onnx ...")
+        onnx_path = paddle_to_onnx(src, scratch / "source.onnx")
+    dict_name = src.charset if src.charset and src.charset.endswith(".txt") else "dict.txt"
+    return _Base(name=card.name if card else src.name, onnx=onnx_path, origin=src.model_file.resolve(),
+                 entries=entries, dict_name=dict_name,
+                 input_height=height, use_space_char=card.use_space_char if card else True,
+                 source_sha256=src.weights_sha256)
+
+
+def _device(spec: str):
+    torch = require_torch()
+    text = (spec or "cpu").strip().lower()
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "gpu" or text.startswith(("gpu:", "cuda")):
+        index = text.split(":", 1)[1] if ":" in text else "0"
+        if not torch.cuda.is_available():
+            build = torch.__version__
+            raise TrainError(f"--device {spec}: this PyTorch ({build}) sees no CUDA GPU"
+                             + (" (it is a CPU-only build)" if torch.version.cuda is None else "")
+                             + "; train with --device cpu, or install a CUDA build of torch==2.13.0 on a machine "
+                             "with an NVIDIA GPU")
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise TrainError(f"--device {spec}: no such GPU ({torch.cuda.device_count()} visible)")
+        return torch.device(f"cuda:{index}")
+    raise TrainError(f"--device {spec!r}: use cpu, gpu or gpu:N")
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+def _ctc_loss(torch, logits, targets: list[list[int]], reduction: str = "mean"):
+    log_probs = torch.log_softmax(logits.float(), dim=-1).permute(1, 0, 2)  # T x N x C
+    steps, n = log_probs.shape[0], log_probs.shape[1]
+    flat = torch.tensor([c for t in targets for c in t], dtype=torch.long)
+    lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    input_lengths = torch.full((n,), steps, dtype=torch.long)
+    return torch.nn.functional.ctc_loss(log_probs, flat.to(logits.device), input_lengths, lengths, blank=0,
+                                        reduction=reduction, zero_infinity=True)
+
+
+def _to_input(torch, x: np.ndarray, device):
+    return torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _set_train_mode(torch, module) -> None:
+    module.train()
+    for m in module.modules():  # BatchNorm keeps the pretrained statistics: small data would wreck them
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def evaluate_module(rec, samples: list[Sample], classes: list[str], batch_size: int, device
+                    ) -> tuple[dict, list[str]]:
+    """acc / norm_edit_dis of the torch module on ``samples``, batched as the predictor batches them."""
+    torch = require_torch()
+    preds: list[str | None] = [None] * len(samples)
+    rec.module.eval()
+    with torch.no_grad():
+        for batch in val_batches(samples, batch_size, rec.input_height):
+            x = load_val_batch(samples, batch, rec.input_height)
+            probs = torch.softmax(rec.module(_to_input(torch, x, device)).float(), dim=-1).cpu().numpy()
+            for i, (text, _score) in zip(batch, ctc_greedy_decode(probs, classes)):
+                preds[i] = text
+    texts = [p or "" for p in preds]
+    return rec_metrics(texts, [s.label for s in samples]), texts
+
+
+def _probe_loss(rec, batches: TrainBatches, idxs: list[int], device) -> float:
+    """Mean CTC loss on fixed, unaugmented training lines (comparable before and after training)."""
+    torch = require_torch()
+    keep = batches.augment
+    batches.augment = None
+    total, count = 0.0, 0
+    rec.module.eval()
+    try:
+        with torch.no_grad():
+            order = sorted(idxs, key=lambda i: batches.samples[i].width / batches.samples[i].height)
+            for j in range(0, len(order), batches.batch_size):
+                chunk = order[j:j + batches.batch_size]
+                x, targets = batches.load(chunk, 0, 0)
+                loss = _ctc_loss(torch, rec.module(_to_input(torch, x, device)), targets, reduction="sum")
+                total += float(loss)
+                count += sum(len(t) for t in targets)
+    finally:
+        batches.augment = keep
+    return total / max(1, count)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _save_model_folder(rec, base: _Base, classes: list[str], folder: Path, info: dict) -> Path:
+    """Write a model folder (inference.onnx with the current weights, the dict, inference.yml), atomically."""
+    import yaml
+
+    from edgerec.train.onnx_torch import write_back
+
+    with atomic_dir(folder) as tmp:
+        write_back(rec, tmp / "inference.onnx")
+        atomic_write_text(tmp / base.dict_name, "".join(f"{e}\n" for e in base.entries))
+        yml = {
+            "Global": {"model_name": base.name},
+            "PreProcess": {"transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"RecResizeImg": {"image_shape": [3, base.input_height, 320]}},
+                {"KeepKeys": {"keep_keys": ["image"]}},
+            ]},
+            "PostProcess": {"name": "CTCLabelDecode", "character_dict": list(base.entries)},
+        }
+        atomic_write_text(tmp / "inference.yml", yaml.safe_dump(yml, allow_unicode=True, sort_keys=False))
+        atomic_write_text(tmp / "train_info.json", json.dumps(
+            {**info, "base_model": base.name, "base_sha256": base.source_sha256, "classes": len(classes)},
+            indent=2, ensure_ascii=False))
+    return folder
+
+
+def _write_config(cfg: TrainConfig, base: _Base | None, out: Path) -> None:
+    import yaml
+
+    doc = {
+        "Global": {"model": cfg.model, "mode": "train", "dataset_dir": str(Path(cfg.dataset).resolve()),
+                   "device": cfg.device, "output": str(out.resolve())},
+        "Train": {"epochs_iters": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+                  "pretrain_weight_path": str(base.origin) if base else None,
+                  "freeze_backbone": cfg.freeze_backbone, "max_steps": cfg.max_steps,
+                  "eval_interval": cfg.eval_interval, "max_width": cfg.max_width, "augment": cfg.augment,
+                  "seed": cfg.seed, "threads": cfg.threads,
+                  "optimizer": {"name": "AdamW", "weight_decay": cfg.weight_decay, "grad_clip_norm": cfg.grad_clip},
+                  "lr_scheduler": {"name": "OneCycle", "warmup": cfg.warmup, "anneal": "cos"},
+                  "loss": "CTCLoss (log_softmax of logits, blank 0, zero_infinity)",
+                  "batch_norm": "frozen (pretrained statistics)"},
+        "edgerec": asdict(cfg),
+    }
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
+    """Run one fine-tuning; returns the train_result.json content. Ctrl-C ends it early, keeping the best model.
+
+    Raises TrainError when it cannot start (no torch, bad dataset, no GPU for --device gpu, model not
+    convertible).
+    """
+    torch = require_torch()
+    if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.learning_rate > 0:
+        raise TrainError("epochs and batch size must be at least 1 and the learning rate above 0")
+    device = _device(cfg.device)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.log").unlink(missing_ok=True)
+    logf = _Log(out / "train.log", echo=progress)
+    state = _State()
+    result: dict = {"model_name": cfg.model, "done_flag": False, "config": "config.yaml", "train_log": "train.log",
+                    "visualdl_log": "", "label_dict": "", "models": {}}
+    try:
+        with warnings.catch_warnings():
+            # onnx2torch's Slice indexes with a list: torch warns on every forward; results are unaffected
+            warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
+            return _run(cfg, torch, device, out, logf, state, result, progress)
+    finally:
+        logf.close()
+        shutil.rmtree(out / ".work", ignore_errors=True)
+
+
+def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    from edgerec.runtime.charset import build_classes
+    from edgerec.train.onnx_torch import load_for_training
+
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    _write_config(cfg, None, out)
+    for split in ("train", "val"):  # a dataset without its list files fails before the model is converted
+        try:
+            find_list_file(cfg.dataset, split)
+        except EdgeRecError as exc:
+            raise TrainError(f"{exc} (a PaddleX MSTextRecDataset needs train.txt and val.txt; "
+                             "`edgerec check-dataset DIR --split ...` makes them)") from None
+    scratch = out / ".work"
+    scratch.mkdir(exist_ok=True)
+    base = _resolve_base(cfg, scratch, logf)
+    _write_config(cfg, base, out)
+    logf(f"edgerec train: {base.name} from {base.onnx} on {device}, torch {torch.__version__}, "
+         f"{torch.get_num_threads()} threads")
+    t0 = time.perf_counter()
+    rec = load_for_training(base.onnx, base.input_height)
+    classes = build_classes(base.entries, rec.num_classes, base.use_space_char, source=base.name)
+    logf(f"converted to torch in {time.perf_counter() - t0:.1f} s: {rec.num_classes} classes")
+    rec.module.to(device)
+    with torch.no_grad():
+        steps_320 = rec.module.eval()(torch.zeros(1, 3, base.input_height, 320, device=device)).shape[1]
+    stride = max(1, round(320 / steps_320))
+
+    index = char_index(classes)
+    train, train_rep = read_split(cfg.dataset, "train", index, input_height=base.input_height,
+                                  max_width=cfg.max_width, stride=stride, keep_all=False)
+    val, val_rep = read_split(cfg.dataset, "val", index, input_height=base.input_height,
+                              max_width=10**6, stride=stride, keep_all=True)
+    for rep in (train_rep, val_rep):
+        for line in rep.summary():
+            logf(line)
+    _check_dataset_dict(Path(cfg.dataset), index, logf)
+    result["dataset"] = {"train": train_rep.as_dict(), "val": val_rep.as_dict()}
+    if not val:
+        raise TrainError(f"dataset {cfg.dataset}: no readable validation line in val.txt")
+    batches = TrainBatches(train, cfg.batch_size, input_height=base.input_height, max_width=cfg.max_width,
+                           seed=cfg.seed, augment=Augment() if cfg.augment else None)
+
+    # what trains: everything (BatchNorm statistics aside), or the neck and head only
+    backbone, rest = rec.parameters_by_part() if cfg.freeze_backbone else ([], list(
+        p for p in rec.module.parameters()))
+    for p in backbone:
+        p.requires_grad_(False)
+    params = [p for p in rest if p.requires_grad]
+    n_train = sum(p.numel() for p in params)
+    logf(f"trainable: {n_train / 1e6:.2f} M parameters"
+         + (f" (backbone frozen: {sum(p.numel() for p in backbone) / 1e6:.2f} M)" if cfg.freeze_backbone else ""))
+    steps_per_epoch = len(batches)
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    optim = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=cfg.learning_rate, total_steps=max(2, total_steps),
+                                                pct_start=cfg.warmup, anneal_strategy="cos")
+    probe = sorted(np.random.default_rng(cfg.seed).permutation(len(train))[:PROBE_LINES].tolist())
+    result["train_loss_probe"] = {"lines": len(probe), "before": round(_probe_loss(rec, batches, probe, device), 6)}
+    logf(f"{len(train)} training lines, {steps_per_epoch} steps of {cfg.batch_size} per epoch, {total_steps} steps "
+         f"in all; {len(val)} validation lines")
+
+    def validate(tag: str) -> dict:
+        t = time.perf_counter()
+        metrics, _ = evaluate_module(rec, val, classes, cfg.batch_size, device)
+        key = (metrics["acc"], metrics["norm_edit_dis"])
+        better = state.best is None or key > state.best
+        entry = {"epoch": state.epoch, "step": state.step, "acc": round(metrics["acc"], 6),
+                 "norm_edit_dis": round(metrics["norm_edit_dis"], 6), "eval_seconds": round(time.perf_counter() - t, 1)}
+        state.history.append({"type": "eval", **entry})
+        logf(f"{tag}: val acc {metrics['acc']:.4f}  norm_edit_dis {metrics['norm_edit_dis']:.4f}"
+             + ("  (best so far: saved to best_accuracy/)" if better else ""))
+        if better:
+            state.best, state.best_at = key, entry
+            _save_model_folder(rec, base, classes, out / BEST, {"val": entry})
+        return entry
+
+    validate("pretrained (epoch 0)")
+    try:
+        while state.epoch < cfg.epochs and (not cfg.max_steps or state.step < cfg.max_steps):
+            state.epoch += 1
+            losses: list[float] = []
+            order = batches.epoch(state.epoch)
+            if cfg.max_steps:
+                order = order[:cfg.max_steps - state.step]
+            bar = tqdm(total=len(order), desc=f"epoch {state.epoch}/{cfg.epochs}", unit="step", file=sys.stderr,
+                       leave=True, disable=not progress, dynamic_ncols=True)
+            try:
+                for k, batch in enumerate(order):
+                    t = time.perf_counter()
+                    x, targets = batches.load(batch, state.epoch, k)
+                    _set_train_mode(torch, rec.module)
+                    logits = rec.module(_to_input(torch, x, device))
+                    loss = _ctc_loss(torch, logits, targets)
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    optim.step()
+                    if state.step + 1 < max(2, total_steps):
+                        sched.step()
+                    state.step += 1
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
+                        raise TrainError(f"the loss became {value} at step {state.step}; try a lower "
+                                         "--learning-rate")
+                    losses.append(value)
+                    state.step_seconds.append(time.perf_counter() - t)
+                    bar.set_postfix(loss=f"{value:.4f}", avg=f"{statistics.fmean(losses):.4f}",
+                                    lr=f"{sched.get_last_lr()[0]:.2e}")
+                    bar.update(1)
+                    logf(f"epoch {state.epoch} step {state.step}: loss {value:.5f} lr {sched.get_last_lr()[0]:.3e} "
+                         f"width {x.shape[3]} {state.step_seconds[-1]:.2f} s", terminal=False)
+                    if cfg.eval_interval and state.step % cfg.eval_interval == 0 and k + 1 < len(order):
+                        validate(f"step {state.step}")
+            finally:
+                bar.close()
+            mean = statistics.fmean(losses) if losses else float("nan")
+            state.history.append({"type": "train", "epoch": state.epoch, "step": state.step,
+                                  "loss": round(mean, 6)})
+            logf(f"epoch {state.epoch}: mean loss {mean:.4f} over {len(losses)} steps")
+            validate(f"epoch {state.epoch}")
+    except KeyboardInterrupt:
+        state.interrupted = True
+        logf(f"interrupted at epoch {state.epoch}, step {state.step}: keeping the best model so far "
+             f"(val acc {state.best_at.get('acc', float('nan')):.4f} at epoch {state.best_at.get('epoch')})")
+    return _finish(cfg, torch, rec, base, classes, batches, probe, device, out, logf, state, result, t_start)
+
+
+def _finish(cfg, torch, rec, base, classes, batches, probe, device, out, logf, state, result, t_start) -> dict:
+    try:
+        # after Ctrl-C the weights may be half-way through an optimizer step: only best_accuracy/ is kept then
+        if not state.interrupted:
+            result["train_loss_probe"]["after"] = round(_probe_loss(rec, batches, probe, device), 6)
+            logf(f"loss on {len(probe)} unaugmented training lines: {result['train_loss_probe']['before']:.4f} -> "
+                 f"{result['train_loss_probe']['after']:.4f}")
+            _save_model_folder(rec, base, classes, out / LATEST, {"epoch": state.epoch, "step": state.step})
+    except KeyboardInterrupt:
+        state.interrupted = True
+    steps = sorted(state.step_seconds)
+    best = state.best_at
+    result.update({
+        "model_name": base.name,
+        "done_flag": not state.interrupted,
+        "interrupted": state.interrupted,
+        "label_dict": f"{BEST}/{base.dict_name}",
+        "models": {
+            "best": {"score": best.get("acc"), "norm_edit_dis": best.get("norm_edit_dis"), "epoch": best.get("epoch"),
+                     "step": best.get("step"), "model_dir": BEST, "onnx": f"{BEST}/inference.onnx",
+                     "inference_config": f"{BEST}/inference.yml"},
+            "last_1": None if state.interrupted else {
+                "epoch": state.epoch, "step": state.step, "model_dir": LATEST, "onnx": f"{LATEST}/inference.onnx",
+                "inference_config": f"{LATEST}/inference.yml"},
+        },
+        "history": state.history,
+        "steps": state.step,
+        "epochs": state.epoch,
+        "seconds_per_step_median": round(steps[len(steps) // 2], 3) if steps else None,
+        "peak_rss_mb": round(_peak_rss_mb() or 0) or None,
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    atomic_write_text(out / "train_result.json", json.dumps(result, indent=2, ensure_ascii=False))
+    logf(f"best: val acc {best.get('acc')} (epoch {best.get('epoch')}, step {best.get('step')}) in {out / BEST}; "
+         f"{state.step} steps, median {result['seconds_per_step_median']} s/step, peak RSS {result['peak_rss_mb']} MB")
+    return result
+
+
+def _check_dataset_dict(folder: Path, index: dict[str, int], logf: _Log) -> None:
+    """A dataset dict.txt that differs from the model's charset: say what edgerec does about it."""
+    path = folder / "dict.txt"
+    if not path.is_file():
+        return
+    from edgerec.runtime.charset import read_dict_file
+
+    extra = [c for c in read_dict_file(path) if c and c not in index]
+    if extra:
+        logf(f"{path}: {len(extra)} characters are not in the model's charset (e.g. {' '.join(extra[:10])}); "
+             "edgerec fine-tunes within the model's charset (growing the CTC head is not supported), so lines "
+             "using them are left out of training")
