@@ -51,6 +51,9 @@ def test_predict_plain_output(v4, runner, rendered, tmp_path):
     assert res.exit_code == 0, res.output
     path, text, score = res.stdout.strip().split("\t")
     assert path == str(good) and text.strip() == rendered[1][0] and 0 < float(score) <= 1
+    bigger = runner.invoke(main, ["predict", str(good), "--shape-cache", "16"])
+    assert bigger.exit_code == 0 and bigger.stdout == res.stdout  # the cache size never changes a text
+    assert runner.invoke(main, ["predict", str(good), "--shape-cache", "-1"]).exit_code == 2
 
 
 def test_unknown_model_is_one_line_error(runner, tmp_path):

@@ -20,11 +20,11 @@ PRECISION_HINTS = ("f32", "f16")
 
 # Lines keep their exact input width (padding changes text), and the CPU plugin prepares kernels for every new
 # input shape and keeps them in its runtime cache (CPU_RUNTIME_CACHE_CAPACITY, counted in kernels, least
-# recently used out). Measured on PP-OCRv4 mobile: ~91 kernels per shape, and each cached shape holds
-# ~15-25 MB; the plugin's default of 5000 kernels (~55 shapes) took a process past 1 GB on crops of varied
-# widths. A shape that is not cached is prepared again when it comes back (about one inference's time); a
-# shape that repeats call after call (a kiosk's fixed ROI) is never looked up at all. So edgerec keeps a few.
-DEFAULT_SHAPE_CACHE = 4
+# recently used out). Measured on PP-OCRv4 mobile: ~91 kernels per shape and some 35 MB of RSS per kept shape;
+# the plugin's default of 5000 kernels (~55 shapes) took a process past 1 GB on crops of varied widths. A
+# shape that repeats call after call (a kiosk's fixed ROI) is never looked up; one that alternates with
+# another is, so two are kept; a shape that has left the cache is prepared again (about one inference's time).
+DEFAULT_SHAPE_CACHE = 2
 KERNELS_PER_SHAPE = 100
 # Below the plugin's cache, oneDNN keeps a process-wide cache of 1024 JIT-compiled primitives, another ~100 MB
 # once widths vary; for a new width the plugin's cache misses first anyway, so a small one loses little. It is

@@ -178,7 +178,7 @@ def _open_header(data: bytes | memoryview, source: str) -> Any:
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # bomb warnings (our own limit applies) and corrupt-EXIF chatter
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         m = _PIL_BOMB_RE.search(str(exc))
@@ -204,7 +204,9 @@ def _orientation(header: Any) -> int:
         # PNG keeps eXIf after the pixels sometimes; getexif() would then decode the image to find it: skip that
         if header.format == "PNG" and "exif" not in header.info:
             return 1
-        value = header.getexif().get(0x0112, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": then there is no orientation to apply
+            value = header.getexif().get(0x0112, 1)
         return int(value) if int(value) in range(1, 9) else 1
     except Exception:
         return 1
@@ -229,19 +231,33 @@ def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return img
 
 
+def _quiet_imdecode(buf: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode without OpenCV's own ``[ERROR] ... grfmt_*.cpp`` lines: a bad file gets one InputError."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    get, set_ = logging.getLogLevel, logging.setLogLevel
+    level = get()
+    set_(logging.LOG_LEVEL_SILENT)  # for this call only
+    try:
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    finally:
+        set_(level)
+
+
 def _decode(buf: np.ndarray, source: str) -> np.ndarray:
     """Decode encoded image bytes (uint8 1-D array) -> BGR uint8; cv2 first (16-bit, alpha), PIL if cv2 cannot."""
     if buf.size == 0:
         raise InputError(source, "file is empty (0 bytes)")
     data = memoryview(buf)
     header = _open_header(data, source)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    img = _quiet_imdecode(buf)
     if img is None or img.size == 0:
         from PIL import Image
 
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: the error below says it
                 pil = Image.open(io.BytesIO(data))
                 _check_pixels(pil.size[0], pil.size[1], source)
                 pil.load()
