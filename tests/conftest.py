@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +41,20 @@ def rendered():
     pairs = [(t, render_line(t, height=48, font_kind="latin")) for t in EN_LINES]
     pairs += [(t, render_line(t, height=48, font_kind="cjk")) for t in ZH_LINES]
     return pairs
+
+
+@contextlib.contextmanager
+def local_http(handler: type[http.server.BaseHTTPRequestHandler], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (bypassing any proxy) for the block; yields the base URL."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -273,11 +273,9 @@ def test_a_folder_nested_deeper_than_the_recursion_limit(v4, good, tmp_path):
 def http_server(monkeypatch):
     """127.0.0.1 server: /big sends 3 MB with no Content-Length; /drip sends a byte every 0.2 s for a minute."""
     import http.server
-    import threading
     import time
 
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    from conftest import local_http
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # no Content-Length: the body ends when the connection closes
@@ -301,15 +299,8 @@ def http_server(monkeypatch):
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_http(Handler, monkeypatch) as url:
+        yield url
 
 
 @pytest.mark.timeout(60)

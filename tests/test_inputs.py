@@ -6,7 +6,6 @@ import http.server
 import io
 import os
 import struct
-import threading
 import zlib
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from edgerec.io.inputs import (
     load_image,
     to_bgr,
 )
+
+from conftest import local_http
 
 
 def _items(inputs, **kw) -> list[LoadedItem]:
@@ -486,19 +487,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     ok, enc = cv2.imencode(".png", _pattern())
     _Handler.routes = {"/line.png": enc.tobytes(), "/doc": _pdf_bytes(2), "/big.png": b"\x89PNG" + b"0" * 5000}
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with local_http(_Handler, monkeypatch) as url:
+        yield url
 
 
 @pytest.mark.timeout(60)
