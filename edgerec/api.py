@@ -203,6 +203,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                             cache_dir=homes.cache_dir() if cache else None, infer_precision="f16" if f16 else "f32",
                             **options)
         info = read_info(xml, model=eng.model)
+        eng.release_model()
         path = xml
     else:
         info, eng, path = _source_engine(kind, model_name, model_dir, spec.text, threads, source, progress,

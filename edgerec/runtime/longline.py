@@ -32,7 +32,9 @@ ALIGN_TOL = 0.5  # two windows' characters are "the same" within this many line 
 MAX_WINDOWS = 24  # past this (~900 Latin characters) the line is squashed as PaddleX does: time stays bounded
 MIN_HEIGHT = 8  # a "line" fewer pixels high than this holds no legible text: squashed, not read in windows
 SEAM_GAP = 2.0  # line heights between two characters' centres that can only be a word gap
-WINDOW_BATCH = 8  # windows of one input width recognized per engine call
+# windows go to the engine one at a time: a batch of n windows is another input shape for every n, each with its
+# own kernels and n times the activation memory, and on a small CPU batching buys fp32 nothing
+WINDOW_BATCH = 1
 WIDTH_STEP = 64  # window inputs are right-padded to a multiple of this: few distinct shapes for OpenVINO to cache
 
 
