@@ -159,7 +159,8 @@ def test_shape_cache_bounds_kernels_without_changing_text(v4, crops):
 
 def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops, monkeypatch):
     """The source ov.Model is dropped after its metadata is read (its weights file is unmapped), and a call whose
-    input shape differs from the request's last one hands freed heap back (glibc's malloc_trim), others do not."""
+    input shape differs from the request's last one hands freed heap back (glibc's malloc_trim, at most once per
+    TRIM_INTERVAL_S), others do not."""
     import platform
 
     from edgerec.engines import openvino as ov_engine
@@ -168,14 +169,16 @@ def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops
     assert v4.predictor.engine.model is None
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert trim_heap() is True
+        assert trim_heap(min_interval=3600) is False  # just trimmed
     calls = []
-    monkeypatch.setattr(ov_engine, "trim_heap", lambda: calls.append(1) or True)
+    monkeypatch.setattr(ov_engine, "trim_heap", lambda **kw: calls.append(kw["min_interval"]) or True)
     narrow, wide = sorted(crops, key=v4.predictor.width_of)[0], sorted(crops, key=v4.predictor.width_of)[-1]
     assert v4.predictor.width_of(narrow) != v4.predictor.width_of(wide)
     want = [v4.recognize(img)["rec_text"] for img in (narrow, wide)]
     calls.clear()
     got = [v4.recognize(img)["rec_text"] for img in (narrow, narrow, narrow, wide, wide)]
-    assert calls == [1, 1]  # narrow after wide, then wide after narrow: two shape changes, two trims
+    # narrow after wide, then wide after narrow: two shape changes, two (rate-limited) trims
+    assert calls == [ov_engine.TRIM_INTERVAL_S] * 2
     assert got == [want[0]] * 3 + [want[1]] * 2
 
 

@@ -31,6 +31,9 @@ KERNELS_PER_SHAPE = 100
 # once widths vary; for a new width the plugin's cache misses first anyway, so a small one loses little. It is
 # read once, when the CPU plugin first builds a kernel: set before that, unless the user has set it.
 ONEDNN_PRIMITIVE_CACHE = "64"
+# After a call with a new input shape, freed heap goes back to the OS (edgerec.utils.memory), at most this often:
+# each trim makes the next calls fault their buffers in again
+TRIM_INTERVAL_S = 1.0
 
 
 def get_core():
@@ -131,7 +134,7 @@ class OpenVINOEngine(Engine):
             # the heap that freed, or RSS creeps up over a run of many widths although nothing is kept
             self._local.shape = batch.shape
             if self.device == "CPU":
-                trim_heap()
+                trim_heap(min_interval=TRIM_INTERVAL_S)
         return out
 
     def release_model(self) -> None:

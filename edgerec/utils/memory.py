@@ -3,8 +3,10 @@
 OpenVINO's CPU plugin allocates and frees tens of MB of kernels, scratch buffers and shape-inference state each
 time an input shape changes. glibc keeps freed chunks in its arenas (one per thread that called malloc) rather
 than returning them, so a kiosk that sees many crop widths reads as "growing" although it holds no more:
-``malloc_trim`` returns the free pages. It costs ~0.1-0.3 ms, so it is called only where a lot was just freed
-(after loading a model, after a call whose input shape changed), not on every call.
+``malloc_trim`` returns the free pages. The call itself takes ~0.1-0.3 ms, but the pages it returns must be
+faulted in again by the next allocations: trimming after every shape change cost ~10 % on crops of ever-changing
+widths. So it runs where a lot was just freed (after loading a model, after a call whose input shape changed), and
+at most once per ``min_interval`` seconds there.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import ctypes
 import ctypes.util
 import sys
 import threading
+import time
 
 _lock = threading.Lock()
 _trim = None
 _looked = False
+_last = float("-inf")
 
 
 def _malloc_trim():
@@ -36,10 +40,20 @@ def _malloc_trim():
         return _trim
 
 
-def trim_heap() -> bool:
-    """Return free heap pages of every malloc arena to the OS; True when glibc's ``malloc_trim`` ran."""
+def trim_heap(min_interval: float = 0.0) -> bool:
+    """Return free heap pages of every malloc arena to the OS; True when glibc's ``malloc_trim`` ran.
+
+    With ``min_interval`` > 0 it does nothing (returns False) when the last trim was less than that many
+    seconds ago.
+    """
+    global _last
     fn = _malloc_trim()
     if fn is None:
         return False
+    with _lock:
+        now = time.monotonic()
+        if now - _last < min_interval:
+            return False
+        _last = now
     fn(0)
     return True
