@@ -12,7 +12,6 @@ whose input shape changed), and at most once per ``min_interval`` seconds there.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 import threading
 import time
@@ -30,8 +29,8 @@ def _malloc_trim():
             _looked = True
             if sys.platform.startswith("linux"):
                 try:
-                    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                    fn = libc.malloc_trim  # glibc only: musl has no such symbol
+                    # the C library this Python runs on, without find_library's ldconfig subprocess
+                    fn = ctypes.CDLL(None).malloc_trim  # glibc only: musl has no such symbol
                     fn.argtypes = [ctypes.c_size_t]
                     fn.restype = ctypes.c_int
                     _trim = fn
