@@ -161,12 +161,14 @@ def main() -> int:
     order = rng.integers(0, len(pool), args.lines)
     took = run(args.lines, order, "soak")
     gc.collect()
+    rss_running = rss_mb()
     trim_heap()
     rss_end = rss_mb()
     growth = rss_end - rss_warm
     print(f"\nsoak: {args.lines} lines on {args.threads} threads (chunks of {args.chunk}, batch size "
           f"{args.batch_size}) in {took:.0f} s: {args.lines / took:.1f} lines/s")
-    print(f"RSS after warm-up {rss_warm:.0f} MB, at the end {rss_end:.0f} MB: growth {growth:+.1f} MB")
+    print(f"RSS after warm-up {rss_warm:.0f} MB, at the end {rss_end:.0f} MB: growth {growth:+.1f} MB "
+          f"(before the final trim_heap: {rss_running:.0f} MB)")
     print(f"results that differ from the serial reference: {state['diffs']}; failed calls: {state['errors']}")
     for e in examples:
         print("  " + e)

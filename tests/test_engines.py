@@ -159,19 +159,22 @@ def test_shape_cache_bounds_kernels_without_changing_text(v4, crops):
 
 def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops, monkeypatch):
     """The source ov.Model is dropped after its metadata is read (its weights file is unmapped), and a call whose
-    input shape differs from the request's last one hands freed heap back (glibc's malloc_trim, at most once per
-    TRIM_INTERVAL_S), others do not."""
+    input shape differs from the request's last one asks for freed heap to go back (glibc's malloc_trim, rate-limited
+    to TRIM_INTERVAL_S); a trim skipped for its interval stays pending for a later call."""
     import platform
 
     from edgerec.engines import openvino as ov_engine
-    from edgerec.utils.memory import trim_heap
+    from edgerec.utils.memory import trim_heap, trim_pending
 
     assert v4.predictor.engine.model is None
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert trim_heap() is True
-        assert trim_heap(min_interval=3600) is False  # just trimmed
+        assert trim_heap(min_interval=3600) is False  # just trimmed: skipped, and left pending
+        assert trim_pending() is True
+        assert trim_heap() is True and trim_pending() is False
     calls = []
     monkeypatch.setattr(ov_engine, "trim_heap", lambda **kw: calls.append(kw["min_interval"]) or True)
+    monkeypatch.setattr(ov_engine, "trim_pending", lambda: False)
     narrow, wide = sorted(crops, key=v4.predictor.width_of)[0], sorted(crops, key=v4.predictor.width_of)[-1]
     assert v4.predictor.width_of(narrow) != v4.predictor.width_of(wide)
     want = [v4.recognize(img)["rec_text"] for img in (narrow, wide)]
@@ -179,6 +182,9 @@ def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops
     got = [v4.recognize(img)["rec_text"] for img in (narrow, narrow, narrow, wide, wide)]
     # narrow after wide, then wide after narrow: two shape changes, two (rate-limited) trims
     assert calls == [ov_engine.TRIM_INTERVAL_S] * 2
+    monkeypatch.setattr(ov_engine, "trim_pending", lambda: True)  # one was skipped: the next call, same shape, trims
+    calls.clear()
+    assert v4.recognize(wide)["rec_text"] == want[1] and calls == [ov_engine.TRIM_INTERVAL_S]
     assert got == [want[0]] * 3 + [want[1]] * 2
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgerec.engines.base import Engine, parse_device
 from edgerec.errors import DeviceError, ModelError
-from edgerec.utils.memory import trim_heap
+from edgerec.utils.memory import trim_heap, trim_pending
 
 _core = None
 _core_lock = threading.Lock()
@@ -129,12 +129,14 @@ class OpenVINOEngine(Engine):
         req.infer({0: batch}, share_inputs=True)
         # the output tensor is reused by the next call on this thread: hand the caller its own copy
         out = np.array(req.get_output_tensor(0).data, copy=True)
-        if batch.shape != self._local.shape:
-            # a new shape made the plugin reshape this request and maybe build (and evict) kernels: give back
-            # the heap that freed, or RSS creeps up over a run of many widths although nothing is kept
+        changed = batch.shape != self._local.shape
+        if changed:
             self._local.shape = batch.shape
-            if self.device == "CPU":
-                trim_heap(min_interval=TRIM_INTERVAL_S)
+        if changed or trim_pending():
+            # a new shape made the plugin reshape this request and maybe build (and evict) kernels: give back
+            # the heap that freed, or RSS creeps up over a run of many widths although nothing is kept. A trim
+            # skipped for its interval is done by a later call, even when the shapes have settled by then.
+            trim_heap(min_interval=TRIM_INTERVAL_S)
         return out
 
     def release_model(self) -> None:

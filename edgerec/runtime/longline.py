@@ -206,7 +206,7 @@ def recognize_long(image: np.ndarray, infer: Callable[[np.ndarray], np.ndarray],
         pad_w = -(-target_width(h, b - a, img_h, MIN_W, 1 << 30) // WIDTH_STEP) * WIDTH_STEP
         by_width.setdefault(pad_w, []).append(k)
     glyphs: list[list[Glyph]] = [[] for _ in windows]
-    for pad_w, ks in by_width.items():
+    for pad_w, ks in by_width.items():  # windows of one width in a row: the engine sees few shape changes
         for s in range(0, len(ks), WINDOW_BATCH):
             chunk = ks[s:s + WINDOW_BATCH]
             crops = [np.ascontiguousarray(image[:, windows[k][0]:windows[k][1]]) for k in chunk]

@@ -1,12 +1,13 @@
 """Hand freed heap memory back to the OS, so a long-running process's RSS tracks what it really holds.
 
 OpenVINO's CPU plugin allocates and frees tens of MB of kernels, scratch buffers and shape-inference state each
-time an input shape changes. glibc keeps freed chunks in its arenas (one per thread that called malloc) rather
+time an input shape changes. glibc keeps freed chunks in its arenas (up to 8 per core, shared by threads) rather
 than returning them, so a kiosk that sees many crop widths reads as "growing" although it holds no more:
 ``malloc_trim`` returns the free pages. The call itself takes ~0.1-0.3 ms, but the pages it returns must be
 faulted in again by the next allocations (trimming after every shape change measured -6 % to +9 % per call on
 ever-changing widths, under load). So it runs where a lot was just freed (after loading a model, after a call
-whose input shape changed), and at most once per ``min_interval`` seconds there.
+whose input shape changed), and at most once per ``min_interval`` seconds there; a trim skipped for that reason
+stays pending (``trim_pending``) so that the next call can do it once the interval has passed.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ _lock = threading.Lock()
 _trim = None
 _looked = False
 _last = float("-inf")
+_pending = False
 
 
 def _malloc_trim():
     global _trim, _looked
+    if _looked:
+        return _trim
     with _lock:
         if not _looked:
             _looked = True
@@ -45,14 +49,20 @@ def trim_heap(min_interval: float = 0.0) -> bool:
     With ``min_interval`` > 0 it does nothing (returns False) when the last trim was less than that many
     seconds ago.
     """
-    global _last
+    global _last, _pending
     fn = _malloc_trim()
     if fn is None:
         return False
     with _lock:
         now = time.monotonic()
         if now - _last < min_interval:
+            _pending = True
             return False
-        _last = now
+        _last, _pending = now, False
     fn(0)
     return True
+
+
+def trim_pending() -> bool:
+    """True when a trim was skipped for its interval and has not run since (a cheap flag read)."""
+    return _pending
