@@ -341,3 +341,24 @@ def test_control_a_good_ir_is_loaded_as_it_is(exported, hello):
     before = ir(exported).stat().st_mtime_ns
     assert load().recognize(hello)["rec_text"].strip() == "Hello World"
     assert ir(exported).stat().st_mtime_ns == before
+
+
+def test_a_broken_compiled_model_cache_entry_does_not_stop_loading(edgerec_home, rendered):
+    """A cache blob another process left half-written (or garbage) costs a recompile, never a failed load."""
+    from edgerec import create_model
+    from edgerec.zoo import home as homes
+
+    create_model(V4, progress=False, warmup=False)
+    blobs = sorted(Path(homes.cache_dir()).rglob("*.blob"))
+    assert blobs, "the compiled-model cache should hold a blob after a load"
+    good = {blob: blob.read_bytes() for blob in blobs}
+    text, img = rendered[1]
+    try:
+        for broken in (lambda data: data[: len(data) // 2], lambda data: b"\x00garbage" * 64):
+            for blob, data in good.items():
+                blob.write_bytes(broken(data))
+            again = create_model(V4, progress=False)
+            assert again.recognize(img)["rec_text"].strip() == text
+    finally:
+        for blob in blobs:  # let OpenVINO write good entries again for the tests after this one
+            blob.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 from edgerec.engines.base import Engine, parse_device
 from edgerec.errors import DeviceError, ModelError
 from edgerec.utils.memory import trim_heap, trim_pending
+
+log = logging.getLogger(__name__)
 
 _core = None
 _core_lock = threading.Lock()
@@ -108,9 +111,18 @@ class OpenVINOEngine(Engine):
             cfg["CACHE_DIR"] = str(cache_dir)
         cfg.update(config or {})
         try:
-            self.compiled = core.compile_model(model, self.device, cfg)
+            self.compiled = _compile(core, model, self.device, cfg)
         except Exception as exc:
-            raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc)}") from exc
+            if not cfg.get("CACHE_DIR"):
+                raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc)}") from exc
+            # a cache entry another process left broken must not stop the model from loading
+            log.warning("%s: compiling with the model cache in %s failed (%s); compiling without it", path,
+                        cfg["CACHE_DIR"], _first_line(exc))
+            cfg.pop("CACHE_DIR")
+            try:
+                self.compiled = core.compile_model(model, self.device, cfg)
+            except Exception as exc2:
+                raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc2)}") from exc2
         self.model = model
         self.config = cfg
         self._local = threading.local()
@@ -154,6 +166,19 @@ class OpenVINOEngine(Engine):
         extra = f", {hint} precision hint" if hint else ""
         return (f"openvino on {self.device} (runs on {devices}), {self.config.get('PERFORMANCE_HINT')} hint{extra}, "
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
+
+
+def _compile(core, model, device: str, cfg: dict):
+    """``compile_model`` under a file lock on the compiled-model cache: OpenVINO writes a cache entry in place, and
+    a second process starting at the same moment read a half-written one ("cannot compile")."""
+    cache = cfg.get("CACHE_DIR")
+    if not cache:
+        return core.compile_model(model, device, cfg)
+    from filelock import FileLock
+
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(Path(cache) / ".compile.lock"), timeout=300):
+        return core.compile_model(model, device, cfg)
 
 
 def _first_line(exc: BaseException) -> str:
