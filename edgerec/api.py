@@ -88,11 +88,10 @@ class TextRecognizer:
 
 def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, lock_name: str) -> Path:
     """Export ``src`` into ``ir_folder`` unless an IR of the same weights is there already."""
-    from filelock import FileLock
+    from edgerec.utils.fs import file_lock
 
     xml = ir_folder / IR_NAME
-    homes.lock_path(lock_name).parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(homes.lock_path(lock_name))):
+    with file_lock(homes.lock_path(lock_name)):
         if xml.is_file():
             try:
                 info = read_info(xml)

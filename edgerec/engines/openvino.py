@@ -174,10 +174,9 @@ def _compile(core, model, device: str, cfg: dict):
     cache = cfg.get("CACHE_DIR")
     if not cache:
         return core.compile_model(model, device, cfg)
-    from filelock import FileLock
+    from edgerec.utils.fs import file_lock
 
-    Path(cache).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(Path(cache) / ".compile.lock"), timeout=300):
+    with file_lock(Path(cache) / ".compile.lock", timeout=300):
         return core.compile_model(model, device, cfg)
 
 

@@ -1,4 +1,4 @@
-"""Atomic file and folder writes: a reader sees the old content or the new one, never half of either."""
+"""Atomic file and folder writes (a reader sees the old content or the new one, never half) and process locks."""
 
 from __future__ import annotations
 
@@ -79,3 +79,12 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_lock(path: str | Path, timeout: float = -1):
+    """An inter-process lock on ``path`` (a ``filelock.FileLock``), its folder created first; ``timeout`` in
+    seconds, -1 waits for ever."""
+    from filelock import FileLock
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path), timeout=timeout)

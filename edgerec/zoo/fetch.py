@@ -99,11 +99,10 @@ def fetch(name: str, *, source: str | None = None, force: bool = False, progress
 
     Sources are tried in the card's order (or only ``source``, an id from the card); the first that works wins.
     """
-    from filelock import FileLock
+    from edgerec.utils.fs import file_lock
 
     card = get_card(name)
-    homes.lock_path(name).parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(homes.lock_path(name)) + ".fetch"):
+    with file_lock(str(homes.lock_path(name)) + ".fetch"):
         if not force:
             cached = cached_source(name, source)
             if cached is not None:
