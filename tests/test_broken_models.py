@@ -269,11 +269,18 @@ def test_two_processes_fetching_and_exporting_at_once_end_with_one_good_copy(hom
 _CHILD = ("import os, sys; sys.path.insert(0, {root!r}); from edgerec import create_model; "
           "create_model({name!r}, progress=False, warmup=False); print('done')")
 
+# An export from ONNX takes well under a second on a fast machine, so a kill timed from outside can land after
+# the rename. This child holds still for a minute once the IR files are written inside the temporary folder:
+# the kill then provably lands inside the export, before the rename, whatever the machine's speed.
+_SLOW_SAVE = ("import time, openvino; _save = openvino.save_model; "
+              "openvino.save_model = lambda *a, **k: (_save(*a, **k), time.sleep(60)); ")
 
-def _kill_when(home: Path, pattern: str, limit: float = 120.0, delay: float = 0.3) -> bool:
+
+def _kill_when(home: Path, pattern: str, limit: float = 120.0, delay: float = 0.3, prelude: str = "") -> bool:
     """Run a child that loads v4; kill -9 it ``delay`` s after ``pattern`` appears under the home. True if killed."""
     env = dict(os.environ, EDGEREC_HOME=str(home))
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD.format(root=str(ROOT), name=V4)], env=env,
+    code = prelude + _CHILD.format(root=str(ROOT), name=V4)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + limit
     try:
@@ -293,7 +300,7 @@ def _kill_when(home: Path, pattern: str, limit: float = 120.0, delay: float = 0.
 
 @pytest.mark.timeout(300)
 def test_kill_9_during_export_leaves_no_model_and_the_next_run_recovers(fetched, hello):
-    killed = _kill_when(fetched, f"models/{V4}/.fp32.tmp-*")
+    killed = _kill_when(fetched, f"models/{V4}/.fp32.tmp-*/model.bin", delay=0.1, prelude=_SLOW_SAVE)
     assert killed, "the export finished before it could be killed"
     xml = ir(fetched)
     assert not xml.exists(), "a half-written IR is visible under its final name"
