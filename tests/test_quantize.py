@@ -63,7 +63,11 @@ def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
 
     out, report = int8_run
     assert report["installed"] and report["method"] == "ptq"
-    assert report["ignored_scope"], "the last conv must stay in fp32"
+    import openvino as ov
+
+    convs = [op.get_friendly_name() for op in ov.Core().read_model(str(v4.model_path)).get_ordered_ops()
+             if op.get_type_name() == "Convolution"]
+    assert report["ignored_scope"] == [convs[0], convs[-1]], "the first and the last conv stay in fp32"
     int8 = create_model(model_dir=out, progress=False)
     assert int8.precision == "int8"
     imgs = [img for _, img in rendered]
@@ -120,3 +124,17 @@ def test_guard_bound_is_absolute_on_both_metrics():
     assert within_bound({"acc": 0.005, "norm_edit_dis": 0.0}, 0.005)
     assert not within_bound({"acc": 0.0, "norm_edit_dis": 0.0051}, 0.005)
     assert within_bound({"acc": -0.02, "norm_edit_dis": -0.01}, 0.0)
+
+
+@pytest.mark.parametrize("first,last,expect", [(True, True, [0, -1]), (False, True, [-1]), (True, False, [0]),
+                                               (False, False, [])])
+def test_recipe_keeps_the_chosen_convolutions_in_fp32(v4, first, last, expect):
+    import openvino as ov
+
+    from edgerec.quant.quantize import QuantizationConfig
+
+    model = ov.Core().read_model(str(v4.model_path))
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    kwargs = QuantizationConfig(ignore_first_conv=first, ignore_last_conv=last).nncf_kwargs(model)
+    names = list(getattr(kwargs.get("ignored_scope"), "names", []))
+    assert names == [convs[i] for i in expect]
