@@ -247,3 +247,26 @@ def test_use_hpip_picks_int8_when_it_is_installed(edgerec_home, tmp_path, monkey
     assert "use_hpip chose" in caplog.text and "int8" in caplog.text
     assert hpip.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
     assert create_model(V4, progress=False).precision == "fp32"  # without use_hpip nothing changes
+
+
+def test_compile_falls_back_to_no_cache_when_the_cache_fails(tmp_path, caplog):
+    """A compile that fails with CACHE_DIR (a broken entry another process left) is retried without the cache."""
+    from edgerec.engines.openvino import _compile
+
+    class Core:
+        def __init__(self, fail_without_cache=False):
+            self.calls, self.fail_without_cache = [], fail_without_cache
+
+        def compile_model(self, model, device, cfg):
+            self.calls.append(dict(cfg))
+            if "CACHE_DIR" in cfg or self.fail_without_cache:
+                raise RuntimeError("Exception from core.cpp:117\nmore")
+            return "compiled"
+
+    core, cfg = Core(), {"PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(tmp_path / "cache")}
+    with caplog.at_level(logging.WARNING, logger="edgerec.engines.openvino"):
+        assert _compile(core, None, "CPU", cfg, tmp_path / "model.xml") == "compiled"
+    assert [("CACHE_DIR" in c) for c in core.calls] == [True, False]
+    assert "CACHE_DIR" not in cfg and "compiling without it" in caplog.text
+    with pytest.raises(RuntimeError, match="core.cpp:117"):  # the engine turns this into a DeviceError
+        _compile(Core(fail_without_cache=True), None, "CPU", {"CACHE_DIR": str(tmp_path / "c2")}, tmp_path / "m")

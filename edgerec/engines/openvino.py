@@ -111,18 +111,9 @@ class OpenVINOEngine(Engine):
             cfg["CACHE_DIR"] = str(cache_dir)
         cfg.update(config or {})
         try:
-            self.compiled = _compile(core, model, self.device, cfg)
+            self.compiled = _compile(core, model, self.device, cfg, path)
         except Exception as exc:
-            if not cfg.get("CACHE_DIR"):
-                raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc)}") from exc
-            # a cache entry another process left broken must not stop the model from loading
-            log.warning("%s: compiling with the model cache in %s failed (%s); compiling without it", path,
-                        cfg["CACHE_DIR"], _first_line(exc))
-            cfg.pop("CACHE_DIR")
-            try:
-                self.compiled = core.compile_model(model, self.device, cfg)
-            except Exception as exc2:
-                raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc2)}") from exc2
+            raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc)}") from exc
         self.model = model
         self.config = cfg
         self._local = threading.local()
@@ -168,16 +159,23 @@ class OpenVINOEngine(Engine):
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
 
 
-def _compile(core, model, device: str, cfg: dict):
+def _compile(core, model, device: str, cfg: dict, path: Path):
     """``compile_model`` under a file lock on the compiled-model cache: OpenVINO writes a cache entry in place, and
-    a second process starting at the same moment read a half-written one ("cannot compile")."""
+    a second process starting at the same moment read a half-written one ("cannot compile"). If compiling with
+    the cache still fails, compile without it (dropping CACHE_DIR from ``cfg``): a broken cache entry must not
+    stop the model from loading."""
     cache = cfg.get("CACHE_DIR")
-    if not cache:
-        return core.compile_model(model, device, cfg)
-    from edgerec.utils.fs import file_lock
+    if cache:
+        from edgerec.utils.fs import file_lock
 
-    with file_lock(Path(cache) / ".compile.lock", timeout=300):
-        return core.compile_model(model, device, cfg)
+        try:
+            with file_lock(Path(cache) / ".compile.lock", timeout=300):
+                return core.compile_model(model, device, cfg)
+        except Exception as exc:
+            log.warning("%s: compiling with the model cache in %s failed (%s); compiling without it", path,
+                        cache, _first_line(exc))
+            cfg.pop("CACHE_DIR")
+    return core.compile_model(model, device, cfg)
 
 
 def _first_line(exc: BaseException) -> str:
