@@ -46,6 +46,7 @@ from edgerec import __version__
 from edgerec.data.dataset import find_list_file, read_labelled
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import EdgeRecError, InputError
+from edgerec.utils.cpu import cpu_info
 from edgerec.utils.fs import atomic_write_bytes, atomic_write_text
 
 ENGINES = ("openvino", "onnxruntime", "paddle")
@@ -632,26 +633,6 @@ def _label_points(ax, labels: list[str], xs: list[float], ys: list[float], front
 
 
 # ------------------------------------------------------------------------------------------------ environment
-
-def cpu_info() -> dict:
-    """CPU model and the ISA features that decide int8 speed and accuracy (AVX2 vs VNNI vs AMX)."""
-    name, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("unknown", "", platform.processor()):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = {k: k in flags for k in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
-                                   "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")}
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"model": name, "isa": isa, "cores": os.cpu_count(), "usable_cores": usable}
-
 
 def _version(dist: str) -> str | None:
     try:

@@ -18,6 +18,24 @@ os.environ["EDGEREC_HOME"] = os.environ.get("EDGEREC_TEST_HOME") or str(ROOT / "
 EN_LINES = ["Hello World", "Total: $1,299.00", "OpenVINO runs PP-OCR on the edge", "ABC-123"]
 ZH_LINES = ["中华人民共和国", "文字识别模块", "北京欢迎你"]
 V4 = "PP-OCRv4_mobile_rec"
+# Scores of one line read in different batch compositions differ in the last float bits on some CPUs (OpenVINO's
+# kernels for a batch of two and for one line round differently with AVX-512): texts must match exactly, scores
+# to this tolerance. Bit-equality stays where the computation is the same (same batch, threads vs serial).
+SCORE_TOL = 1e-5
+
+
+def pytest_report_header(config) -> str:
+    from edgerec.utils.cpu import isa_summary
+
+    return f"cpu: {isa_summary()}"
+
+
+def assert_same_results(got, want, tol: float = SCORE_TOL) -> None:
+    """``got`` and ``want`` are lists of (text, score): texts identical, scores within ``tol``."""
+    assert len(got) == len(want), (len(got), len(want))
+    assert [t for t, _ in got] == [t for t, _ in want]
+    for k, ((_, a), (_, b)) in enumerate(zip(got, want)):
+        assert abs(a - b) <= tol, f"item {k}: score {a!r} vs {b!r} differs by more than {tol}"
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from edgerec import create_model
 from edgerec.engines.base import EngineType, default_engine, parse_device
 from edgerec.errors import DeviceError
 
-from conftest import V4
+from conftest import V4, assert_same_results
 
 
 def texts(model, images):
@@ -151,8 +151,7 @@ def test_shape_cache_bounds_kernels_without_changing_text(v4, crops):
     ref = [(r["rec_text"], r["rec_score"]) for r in v4.predict(crops)]
     for _ in range(2):  # the second pass re-prepares every evicted width
         got = [(r["rec_text"], r["rec_score"]) for r in tiny.predict(crops)]
-        assert [t for t, _ in got] == [t for t, _ in ref]
-        assert np.allclose([s for _, s in got], [s for _, s in ref], atol=1e-5)
+        assert_same_results(got, ref)
     with pytest.raises(ValueError, match="shape_cache"):
         create_model(V4, shape_cache=-1, progress=False)
 

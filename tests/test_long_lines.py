@@ -14,6 +14,8 @@ from edgerec.runtime import longline
 from edgerec.runtime.longline import Glyph, merge, needs_split, plan_windows, recognize_long
 from edgerec.runtime.predictor import RecPredictor
 
+from conftest import assert_same_results
+
 EN_LONG = ("Every morning the small kiosk near the station reads the labels of parcels, the names on tickets and the "
            "prices on long receipts, and it never stops to rest. When a line of text runs far wider than the model "
            "was trained on, the reader cuts it into overlapping windows, reads each one with care, and then joins "
@@ -86,7 +88,7 @@ def test_a_blank_stretch_wider_than_a_window_keeps_a_space(v4):
 def test_long_line_in_a_batch_with_short_ones_keeps_order_and_text(v4, en_long, rendered):
     imgs = [rendered[0][1], en_long, rendered[4][1], en_long[:, :2000]]
     alone = [v4.predictor.recognize([im])[0] for im in imgs]
-    assert v4.predictor.recognize(imgs, batch_size=4) == alone
+    assert_same_results(v4.predictor.recognize(imgs, batch_size=4), alone)  # a different batch composition
     assert alone[1][0].strip() == EN_LONG and alone[0][0].strip() == rendered[0][0]
 
 
