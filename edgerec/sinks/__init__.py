@@ -1,0 +1,1 @@
+"""Where results go beyond stdout: files that survive a crash (``jsonl``)."""

@@ -1,0 +1,98 @@
+"""A JSON Lines results file that survives a kill: whole lines only, written in flushed chunks, resumable.
+
+Each result is one line ``{"input_path", "page_index", "rec_text", "rec_score", "error"}``. Lines are buffered
+and written ``chunk`` at a time with one ``write`` and an ``fsync``, so a kill loses at most the last chunk. A
+kill inside a write can leave a torn last line: :func:`open_results` with ``resume=True`` cuts the file back to
+its last newline, and the inputs already in the file are skipped (``done``) on the rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from edgerec.errors import EdgeRecError
+
+FIELDS = ("input_path", "page_index", "rec_text", "rec_score", "error")
+
+
+def result_key(input_path: str | None, page_index: int | None) -> tuple[str | None, int | None]:
+    """What identifies one input in the file: its path and, for PDF or TIFF pages, its page."""
+    return (input_path, page_index)
+
+
+def repair_and_read(path: Path) -> set[tuple[str | None, int | None]]:
+    """Cut a torn last line (a kill mid-write) and return the keys of the complete lines."""
+    done: set[tuple[str | None, int | None]] = set()
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn last line: dropped here, redone by the rerun
+            fh.truncate(end)
+    for k, raw in enumerate(data[:end].splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            done.add(result_key(rec["input_path"], rec["page_index"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EdgeRecError(f"{path}:{k}: not a results line written by edgerec ({exc}); "
+                               "pass another --output file") from None
+    return done
+
+
+class JsonlSink:
+    """Append results to ``path``; ``done`` holds the keys already there (with ``resume``)."""
+
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+                 chunk: int = 64, max_delay_s: float = 2.0):
+        self.path = Path(path)
+        self.chunk, self.max_delay_s = max(1, chunk), max_delay_s
+        self.done: set[tuple[str | None, int | None]] = set()
+        if self.path.is_dir():
+            raise EdgeRecError(f"--output {self.path}: is a folder; give a file name such as results.jsonl")
+        if self.path.exists():
+            if resume:
+                self.done = repair_and_read(self.path)
+            elif not overwrite:
+                raise EdgeRecError(f"--output {self.path}: exists; pass --resume to continue it or --overwrite "
+                                   "to start it again")
+        mode = "ab" if resume else "wb"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, mode)
+        except OSError as exc:
+            raise EdgeRecError(f"--output {self.path}: cannot write ({exc.strerror or exc})") from None
+        self._buf: list[bytes] = []
+        self._last = time.monotonic()
+        self.written = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        line = json.dumps({k: record.get(k) for k in FIELDS}, ensure_ascii=False)
+        self._buf.append(line.encode("utf-8") + b"\n")
+        if len(self._buf) >= self.chunk or time.monotonic() - self._last >= self.max_delay_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._fh.write(b"".join(self._buf))  # one write per chunk: lines of a chunk land together
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self.written += len(self._buf)
+            self._buf = []
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._fh.close()
+
+    def __enter__(self) -> JsonlSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

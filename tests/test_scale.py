@@ -1,0 +1,173 @@
+"""Scale: the streaming folder walk, the crash-safe JSONL results file with --resume, and the Ray Data UDF."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edgerec.errors import EdgeRecError, InputError
+from edgerec.io.walk import walk_files
+from edgerec.sinks.jsonl import JsonlSink, repair_and_read
+
+from conftest import EN_LINES, V4
+
+SUFFIXES = frozenset({".png", ".jpg", ".pdf"})
+
+
+def _tree(root: Path) -> list[str]:
+    names = ["b.png", "a.png", "a/x.png", "a/b/c.jpg", "a-b.png", "A.png", "z/notes.txt", "z/y.PNG",
+             "deep/" * 40 + "d.png"]
+    for n in names:
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    return names
+
+
+def test_walk_streams_in_the_sorted_path_order(tmp_path):
+    _tree(tmp_path)
+    os.symlink(tmp_path / "a", tmp_path / "a" / "b" / "loop")  # a loop back up: walked once, never forever
+    want = sorted((p for p in tmp_path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                   and "loop" not in p.parts), key=lambda p: p.relative_to(tmp_path).parts)
+    got = list(walk_files(str(tmp_path), SUFFIXES))
+    assert got == [str(p) for p in want]
+    assert got[0].endswith("A.png") and any(g.endswith("y.PNG") for g in got)
+
+
+def test_walk_yields_the_first_file_before_listing_the_rest(tmp_path):
+    (tmp_path / "0.png").write_bytes(b"x")
+    big = tmp_path / "zz"
+    big.mkdir()
+    it = walk_files(str(tmp_path), SUFFIXES)
+    assert next(it).endswith("0.png")  # the sub-folder is not listed yet
+    (big / "late.png").write_bytes(b"x")
+    assert [Path(p).name for p in it] == ["late.png"]
+
+
+def test_walk_of_a_missing_folder_is_an_error_item(tmp_path):
+    got = list(walk_files(str(tmp_path / "nope"), SUFFIXES))
+    assert got == [] or isinstance(got[0], InputError)
+
+
+def test_sink_refuses_to_overwrite_and_resumes_after_a_torn_line(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with JsonlSink(out, chunk=2) as sink:
+        for k in range(5):
+            sink.add({"input_path": f"{k}.png", "page_index": None, "rec_text": "t", "rec_score": 0.5, "error": None})
+    lines = out.read_text("utf-8").splitlines()
+    assert len(lines) == 5 and json.loads(lines[0]) == {"input_path": "0.png", "page_index": None,
+                                                          "rec_text": "t", "rec_score": 0.5, "error": None}
+    with pytest.raises(EdgeRecError, match="--resume"):
+        JsonlSink(out)
+    with open(out, "ab") as fh:
+        fh.write(b'{"input_path": "5.png", "page_in')  # a kill inside a write
+    done = repair_and_read(out)
+    assert done == {(f"{k}.png", None) for k in range(5)}
+    assert out.read_bytes().endswith(b"\n") and len(out.read_text("utf-8").splitlines()) == 5
+    with JsonlSink(out, resume=True) as sink:
+        assert len(sink.done) == 5
+        sink.add({"input_path": "5.png", "page_index": None, "rec_text": "u", "rec_score": 0.1, "error": None})
+    assert len(out.read_text("utf-8").splitlines()) == 6
+
+
+def test_sink_names_a_file_that_is_not_ours(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text("hello\n", encoding="utf-8")
+    with pytest.raises(EdgeRecError, match="r.jsonl:1"):
+        JsonlSink(out, resume=True)
+    assert out.read_text("utf-8") == "hello\n"  # a user's file is left as it was
+
+
+@pytest.fixture(scope="module")
+def crop_tree(tmp_path_factory, rendered):
+    root = tmp_path_factory.mktemp("crops")
+    for k in range(36):
+        text, img = rendered[k % len(EN_LINES)]
+        sub = root / f"d{k % 3}"
+        sub.mkdir(exist_ok=True)
+        cv2.imwrite(str(sub / f"{k:03d}.png"), img)
+    (root / "d1" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edgerec.cli", *args]
+
+
+def test_predict_output_resume_after_a_kill_gives_every_input_once(crop_tree, tmp_path, edgerec_home):
+    out = tmp_path / "results.jsonl"
+    env = {**os.environ, "EDGEREC_JSONL_CHUNK": "4"}
+    child = subprocess.Popen(_cli("predict", str(crop_tree), "--model", V4, "--output", str(out), "--quiet"),
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 8):
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    before = len(out.read_bytes().splitlines())
+    assert 0 < before
+    done = subprocess.run(_cli("predict", str(crop_tree), "--model", V4, "--output", str(out), "--resume",
+                               "--quiet"), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # the broken file is an error line, so the status is 1
+    rows = [json.loads(x) for x in out.read_text("utf-8").splitlines()]
+    paths = [r["input_path"] for r in rows]
+    files = sorted(str(p) for p in crop_tree.rglob("*.png"))
+    assert sorted(paths) == files and len(paths) == len(set(paths))  # every input exactly once
+    bad = [r for r in rows if r["input_path"].endswith("broken.png")]
+    assert bad[0]["error"] and bad[0]["rec_text"] == "" and bad[0]["rec_score"] == 0.0
+    good = [r for r in rows if not r["error"]]
+    assert all(r["rec_text"].strip() in EN_LINES for r in good)
+
+
+def test_ray_udf_gives_the_texts_predict_gives(crop_tree, v4):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'edgerec[ray]')")
+    from edgerec.integrations.ray import TextRecognizerUDF
+
+    files = sorted(str(p) for p in crop_tree.rglob("*.png"))
+    want = {r["input_path"]: (r["rec_text"], r["error"]) for r in v4.predict(files)}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        ds = ray.data.read_binary_files(files, include_paths=True)
+        out = ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={"model_name": V4, "threads": 1},
+                             concurrency=2, num_cpus=1, batch_size=8, batch_format="numpy")
+        rows = out.take_all()
+    finally:
+        ray.shutdown()
+    assert len(rows) == len(files)
+    for row in rows:
+        text, error = want[row["path"]]
+        if error:
+            assert row["error"] and row["rec_text"] == ""
+        else:
+            assert row["rec_text"] == text and not row["error"]
+
+
+def test_reader_pool_keeps_input_order_and_bounds_work_ahead():
+    import threading
+
+    from edgerec.io.prefetch import ordered_prefetch
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def load(k: int) -> int:
+        with lock:
+            started.append(k)
+        time.sleep(0.001 * (k % 5))  # later items finish first sometimes
+        return k * k
+
+    consumed = 0
+    gen = ordered_prefetch(range(200), load, workers=4, ahead=8)
+    for k, v in enumerate(gen):
+        assert v == k * k
+        consumed += 1
+        assert len(started) <= consumed + 8  # never more than `ahead` loads beyond what was consumed
+    assert consumed == 200
