@@ -426,6 +426,17 @@ def test_cli_check_dataset_exit_codes(v4, runner, ds, tmp_path):
     assert res.exit_code == 1 and "unknown model" in res.stderr
 
 
+def test_cli_missing_chars_warn_exit_0_and_fail_with_strict(v4, runner, ds, tmp_path):
+    line = _missing_chars(ds)[1]
+    args = ["check-dataset", str(ds), "--output", str(tmp_path / "out"), "--quiet"]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output  # PaddleX passes it
+    assert "check_pass: true" in res.stdout
+    assert f"edgerec: warning: 1 label(s) with characters missing from the charset: train.txt:{line}" in res.stderr
+    res = runner.invoke(main, [*args, "--strict"])
+    assert res.exit_code == 1 and "check_pass: false" in res.stdout and "the dataset check failed" in res.stderr
+
+
 def test_cli_split_then_check(v4, runner, ds, tmp_path):
     res = runner.invoke(main, ["check-dataset", str(ds), "--split", "--train-percent", "70", "--val-percent", "30",
                                "--seed", "3", "--output", str(tmp_path / "out"), "--quiet"])
