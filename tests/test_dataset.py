@@ -304,7 +304,7 @@ def test_split_is_all_or_nothing_and_names_the_failing_file(good_ds, tmp_path, m
         split_dataset(ds, 70, 30, seed=1)
     monkeypatch.undo()
     assert {n: (ds / n).read_bytes() for n in before} == before
-    assert not [p for p in ds.iterdir() if ".tmp" in p.name]
+    assert not [p for p in ds.iterdir() if ".tmp" in p.name or p.suffix == ".bak"]
 
     real_stage = split_mod._stage
 
@@ -317,7 +317,9 @@ def test_split_is_all_or_nothing_and_names_the_failing_file(good_ds, tmp_path, m
     with pytest.raises(InputError, match=r"val\.txt: cannot write it"):
         split_dataset(ds, 70, 30, seed=1)
     assert {n: (ds / n).read_bytes() for n in before} == before
-    assert not [p for p in ds.iterdir() if ".tmp" in p.name]
+    assert not [p for p in ds.iterdir() if ".tmp" in p.name or p.suffix == ".bak"]
+    monkeypatch.undo()
+    assert split_dataset(ds, 70, 30, seed=1)["backups"] == ["train.txt.bak", "val.txt.bak"]  # now it works
 
 
 def test_split_refuses_a_read_only_list_file_and_keeps_modes(good_ds, tmp_path):

@@ -111,20 +111,9 @@ def split_dataset(dataset_dir: str | Path, train_percent: int, val_percent: int,
     if train_percent and n_train == 0 and n >= 2:
         n_train = 1
 
-    # backups only on the first split: once any .bak exists, the list files are an earlier split's output
-    backups = []
-    if not any((folder / f"{split}.txt.bak").exists() for split in SPLITS):
-        for split, data in originals.items():
-            bak = folder / f"{split}.txt.bak"
-            try:
-                atomic_write_bytes(bak, data)
-            except OSError as exc:
-                raise InputError(bak, f"cannot write the backup ({exc.strerror or exc}); nothing was "
-                                      "changed") from exc
-            backups.append(bak.name)
-
     default_mode = 0o666 & ~_umask()
     staged: dict[str, Path] = {}
+    backups: list[str] = []
     try:
         for split, part in (("train", pool[:n_train]), ("val", pool[n_train:])):
             name = f"{split}.txt"
@@ -134,11 +123,28 @@ def split_dataset(dataset_dir: str | Path, train_percent: int, val_percent: int,
             except OSError as exc:
                 raise InputError(folder / name, f"cannot write it ({exc.strerror or exc}); nothing was "
                                                 "changed") from exc
+        # backups only on the first split: once any .bak exists, the list files are an earlier split's output
+        if not any((folder / f"{split}.txt.bak").exists() for split in SPLITS):
+            for split, data in originals.items():
+                bak = folder / f"{split}.txt.bak"
+                try:
+                    atomic_write_bytes(bak, data)
+                except OSError as exc:
+                    raise InputError(bak, f"cannot write the backup ({exc.strerror or exc}); nothing was "
+                                          "changed") from exc
+                backups.append(bak.name)
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+        for name in backups:
+            (folder / name).unlink(missing_ok=True)
         raise
-    _commit(folder, staged, originals, modes)
+    try:
+        _commit(folder, staged, originals, modes)
+    except BaseException:
+        for name in backups:  # the list files are the user's again: so are the backups' absence
+            (folder / name).unlink(missing_ok=True)
+        raise
     log.info("%s: %d lines -> train %d, val %d (seed %d)", folder, n, n_train, n - n_train, seed)
     return {"train": n_train, "val": n - n_train, "backups": backups}
 
