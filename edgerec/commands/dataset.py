@@ -33,14 +33,17 @@ def _fail(exc: BaseException | str) -> None:
 @click.option("--train-percent", type=click.IntRange(0, 100), default=None, help="With --split: train share.")
 @click.option("--val-percent", type=click.IntRange(0, 100), default=None, help="With --split: val share.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --split: the shuffle's seed.")
+@click.option("--strict", is_flag=True,
+              help="Fail on characters outside the charset too (by default a warning, as in PaddleX).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_percent, val_percent, seed,
-                      quiet) -> None:
+                      strict, quiet) -> None:
     """Check a PaddleX MSTextRecDataset folder (train.txt, val.txt, optional dict.txt).
 
     Decodes every image and reports, with file:line, lines without exactly one tab, empty labels, characters
-    missing from the charset, duplicate paths, unreadable images and paths that leave the folder. The exit
-    status is 1 when the check fails (check_pass false in check_dataset_result.json).
+    missing from the charset, duplicate paths, unreadable images and paths that leave the folder. The verdict
+    follows PaddleX: the exit status is 1 (check_pass false) for unreadable images or list files and lines that
+    are not well formed; characters outside the charset, empty labels and duplicates are warnings unless --strict.
     """
     from edgerec.data.check import check_dataset, split_dataset
 
@@ -59,7 +62,7 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
             click.echo(f"split {done['train'] + done['val']} lines: train.txt {done['train']}, val.txt "
                        f"{done['val']} (seed {seed}){kept}")
         res = check_dataset(dataset_dir, output, model_name=model_name, model_dir=model_dir,
-                            progress=False if quiet else None)
+                            progress=False if quiet else None, strict=strict)
     except EdgeRecError as exc:
         _fail(exc)
     except OSError as exc:
@@ -84,10 +87,12 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
                f"{a['val_samples']} samples; {res['images']['decoded']} images decoded; charset: "
                f"{res['charset']['source'] or '-'})")
     click.echo(f"wrote {Path(output) / 'check_dataset_result.json'} and {Path(output) / 'check_dataset'}/")
+    for warning in res["warnings"]:
+        click.echo(f"edgerec: warning: {warning}", err=True)
     if not res["check_pass"]:
         for reason in res["reasons"]:
             click.echo(f"edgerec: {reason}", err=True)
-        _fail(f"{dataset_dir}: the dataset check failed ({sum(res['problem_counts'].values())} problems)")
+        _fail(f"{dataset_dir}: the dataset check failed ({len(res['reasons'])} kind(s) of problem above)")
 
 
 @click.command("evaluate")

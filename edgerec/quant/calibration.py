@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edgerec.data.dataset import read_labelled
+from edgerec.data.dataset import find_list_file, read_labelled
+from edgerec.errors import InputError
 from edgerec.io.inputs import load_image
 
 
@@ -209,9 +210,10 @@ def dataset_lines(folder: str | Path, n: int | None = None, seed: int = 0, split
                   ) -> list[tuple[np.ndarray, str]]:
     """Up to ``n`` labelled crops from a dataset folder, a seeded random sample when it holds more."""
     try:
-        pairs = read_labelled(folder, split=split)
-    except Exception:
-        pairs = read_labelled(folder, split="any")
+        find_list_file(folder, split)
+    except InputError:  # no list file of that split: any labelled list will do
+        split = "any"
+    pairs = read_labelled(folder, split=split)  # a malformed line raises with file:line, as in training
     if n is not None and len(pairs) > n:
         pairs = random.Random(seed).sample(pairs, n)
     return [(load_image(p), label) for p, label in pairs]

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgerec.data.dataset import find_list_file, read_labelled
+from edgerec.data.dataset import find_list_file, read_lines
 from edgerec.errors import EdgeRecError
 from edgerec.io.inputs import load_image
 from edgerec.runtime.preprocess import MAX_W, MIN_W, resize_norm_into, target_width
@@ -99,15 +99,13 @@ def read_split(folder: str | Path, split: str, index: dict[str, int], *, input_h
     """Read and check one split. ``keep_all``: keep lines that cannot be trained on (validation)."""
     try:
         list_file = find_list_file(folder, split)
-        pairs = read_labelled(folder, split)
+        lines, _ = read_lines(folder, split)  # the reader check-dataset uses: the same lines, the same numbers
     except EdgeRecError as exc:
         raise TrainError(str(exc)) from None
-    # read_labelled skips blank lines: its nth pair is the nth non-blank line of the file
-    linenos = [i for i, ln in enumerate(list_file.read_text("utf-8").splitlines(), 1) if ln.strip()]
-    report = SplitReport(split=split, list_file=str(list_file), lines=len(pairs))
+    report = SplitReport(split=split, list_file=str(list_file), lines=len(lines))
     samples: list[Sample] = []
-    for lineno, (path, label) in enumerate(pairs, 1):
-        where = f"{list_file.name}:{linenos[lineno - 1] if lineno <= len(linenos) else lineno}"
+    for ln in lines:
+        path, label, where = ln.path, ln.label, ln.where
         try:
             img = load_image(path)
         except EdgeRecError as exc:

@@ -32,11 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.data.dataset import find_list_file
-from edgerec.data.metrics import rec_metrics
 from edgerec.errors import EdgeRecError
-from edgerec.runtime.decode import ctc_greedy_decode
 from edgerec.train import TrainError, require_torch
-from edgerec.train.data import Augment, Sample, TrainBatches, char_index, load_val_batch, read_split, val_batches
+from edgerec.train.data import Augment, TrainBatches, char_index, read_split
+from edgerec.train.steps import ctc_loss as _ctc_loss
+from edgerec.train.steps import device_for as _device
+from edgerec.train.steps import evaluate_module
+from edgerec.train.steps import probe_loss as _probe_loss
+from edgerec.train.steps import set_train_mode as _set_train_mode
+from edgerec.train.steps import to_input as _to_input
 from edgerec.utils.fs import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -157,86 +161,6 @@ def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
                  entries=entries, dict_name=dict_name,
                  input_height=height, use_space_char=card.use_space_char if card else True,
                  source_sha256=src.weights_sha256)
-
-
-def _device(spec: str):
-    torch = require_torch()
-    text = (spec or "cpu").strip().lower()
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "gpu" or text.startswith(("gpu:", "cuda")):
-        index = text.split(":", 1)[1] if ":" in text else "0"
-        if not torch.cuda.is_available():
-            build = torch.__version__
-            raise TrainError(f"--device {spec}: this PyTorch ({build}) sees no CUDA GPU"
-                             + (" (it is a CPU-only build)" if torch.version.cuda is None else "")
-                             + "; train with --device cpu, or install a CUDA build of torch==2.13.0 on a machine "
-                             "with an NVIDIA GPU")
-        if not index.isdigit() or int(index) >= torch.cuda.device_count():
-            raise TrainError(f"--device {spec}: no such GPU ({torch.cuda.device_count()} visible)")
-        return torch.device(f"cuda:{index}")
-    raise TrainError(f"--device {spec!r}: use cpu, gpu or gpu:N")
-
-
-# ---------------------------------------------------------------------------------------------- steps
-
-
-def _ctc_loss(torch, logits, targets: list[list[int]], reduction: str = "mean"):
-    log_probs = torch.log_softmax(logits.float(), dim=-1).permute(1, 0, 2)  # T x N x C
-    steps, n = log_probs.shape[0], log_probs.shape[1]
-    flat = torch.tensor([c for t in targets for c in t], dtype=torch.long)
-    lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
-    input_lengths = torch.full((n,), steps, dtype=torch.long)
-    return torch.nn.functional.ctc_loss(log_probs, flat.to(logits.device), input_lengths, lengths, blank=0,
-                                        reduction=reduction, zero_infinity=True)
-
-
-def _to_input(torch, x: np.ndarray, device):
-    return torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)
-
-
-def _set_train_mode(torch, module) -> None:
-    module.train()
-    for m in module.modules():  # BatchNorm keeps the pretrained statistics: small data would wreck them
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-def evaluate_module(rec, samples: list[Sample], classes: list[str], batch_size: int, device
-                    ) -> tuple[dict, list[str]]:
-    """acc / norm_edit_dis of the torch module on ``samples``, batched as the predictor batches them."""
-    torch = require_torch()
-    preds: list[str | None] = [None] * len(samples)
-    rec.module.eval()
-    with torch.no_grad():
-        for batch in val_batches(samples, batch_size, rec.input_height):
-            x = load_val_batch(samples, batch, rec.input_height)
-            probs = torch.softmax(rec.module(_to_input(torch, x, device)).float(), dim=-1).cpu().numpy()
-            for i, (text, _score) in zip(batch, ctc_greedy_decode(probs, classes)):
-                preds[i] = text
-    texts = [p or "" for p in preds]
-    return rec_metrics(texts, [s.label for s in samples]), texts
-
-
-def _probe_loss(rec, batches: TrainBatches, idxs: list[int], device) -> float:
-    """Mean CTC loss on fixed, unaugmented training lines (comparable before and after training)."""
-    torch = require_torch()
-    keep = batches.augment
-    batches.augment = None
-    total, count = 0.0, 0
-    rec.module.eval()
-    try:
-        with torch.no_grad():
-            order = sorted(idxs, key=lambda i: batches.samples[i].width / batches.samples[i].height)
-            for j in range(0, len(order), batches.batch_size):
-                chunk = order[j:j + batches.batch_size]
-                x, targets = batches.load(chunk, 0, 0)
-                loss = _ctc_loss(torch, rec.module(_to_input(torch, x, device)), targets, reduction="sum")
-                total += float(loss)
-                count += sum(len(t) for t in targets)
-    finally:
-        batches.augment = keep
-    return total / max(1, count)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
