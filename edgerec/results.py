@@ -78,9 +78,9 @@ class TextRecResult(dict):
         super().__init__()
         self["input_path"] = None if input_path is None else str(input_path)
         self["page_index"] = None if page_index is None else int(page_index)
+        self["input_img"] = input_img  # keys in PaddleX's order
         self["rec_text"] = str(rec_text) if word_box is None else (str(rec_text), word_box)
         self["rec_score"] = float(rec_score)
-        self["input_img"] = input_img
         self["vis_font"] = VisFont()
         self.name = name
         # set when this input could not be read: the message names the input; rec_text is '' and rec_score 0.0
@@ -97,6 +97,25 @@ class TextRecResult(dict):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def __eq__(self, other: object) -> bool:
+        """Dict equality, with the image compared by content (``==`` on arrays has no single truth value)."""
+        if not isinstance(other, dict) or list(self) != list(other):
+            return False
+        for key, value in self.items():
+            theirs = other[key]
+            if isinstance(value, np.ndarray) or isinstance(theirs, np.ndarray):
+                if not (isinstance(value, np.ndarray) and isinstance(theirs, np.ndarray)
+                        and np.array_equal(value, theirs)):
+                    return False
+            elif value != theirs:
+                return False
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a dict: unhashable
 
     # dict subclasses pickle their __dict__ and items by default; spell it out so copy/pickle never call __init__
     # with missing arguments and always keep input_img and name.
@@ -250,6 +269,11 @@ class TextRecResult(dict):
 
 class VisFont:
     """The font the visualisation draws with; ``.path`` as on PaddleX's ``vis_font`` (resolved when read)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VisFont)
+
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         return "VisFont(cjk)"
