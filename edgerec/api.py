@@ -90,7 +90,7 @@ class TextRecognizer:
                 continue
             text, score, *box = next(texts)
             yield TextRecResult(it.input_path, it.page_index, text, score, input_img=it.image, name=name,
-                                word_box=word_box_of(it.image, box[0] if box else None) if word_box else None)
+                                word_box=(word_box_of(it.image, box[0] if box else None) or []) if word_box else None)
 
 
 def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, lock_name: str) -> Path:

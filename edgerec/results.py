@@ -79,7 +79,8 @@ class TextRecResult(dict):
         self["input_path"] = None if input_path is None else str(input_path)
         self["page_index"] = None if page_index is None else int(page_index)
         self["input_img"] = input_img  # keys in PaddleX's order
-        self["rec_text"] = str(rec_text) if word_box is None else (str(rec_text), word_box)
+        # word_box=[]: asked for, but the line was read in windows (no CTC columns): (text, None)
+        self["rec_text"] = str(rec_text) if word_box is None else (str(rec_text), word_box or None)
         self["rec_score"] = float(rec_score)
         self["vis_font"] = VisFont()
         self.name = name

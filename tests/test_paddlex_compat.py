@@ -219,3 +219,13 @@ def test_one_warning_per_bad_input(v4, line_png, tmp_path, caplog):
     warned = [r.getMessage() for r in caplog.records if r.name == "edgerec.bad_input"]
     assert len(warned) == 2 and "empty.png" in warned[0] and "missing.png" in warned[1]
     assert [r.ok for r in results] == [False, True, False] and results[1]["rec_text"] == "Hello World"
+
+
+def test_return_word_box_on_a_line_read_in_windows(v4):
+    long_line = render_line("the quick brown fox jumps over the lazy dog " * 8, height=48, font_kind="latin")
+    assert long_line.shape[1] > 3200  # wider than the model's widest input: read in overlapping windows
+    [res] = list(v4.predict(long_line, return_word_box=True))
+    # PaddleX squashes such a line and still gives columns; edgerec reads it in windows, which have no single
+    # set of CTC columns: the pair keeps PaddleX's (text, info) shape with info None
+    text, info = res["rec_text"]
+    assert info is None and text.startswith("the quick brown fox")
