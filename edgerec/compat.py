@@ -18,7 +18,8 @@ PADDLEX_ENGINES: dict[str, str | None] = {"paddle": "paddle", "paddle_static": "
                                           "hpi": None, "onnxruntime": "onnxruntime", "openvino": "openvino"}
 _NO_MEANING = ("flexible", "genai_client", "transformers", "tensorrt_llm", "vllm", "sglang")
 # engine_config keys with an OpenVINO meaning -> create_model keyword
-_ENGINE_CONFIG_KEYS = {"cpu_threads": "threads", "threads": "threads", "ov_config": "ov_config",
+_ENGINE_CONFIG_KEYS = {"cpu_threads": "threads", "cpu_num_threads": "threads", "threads": "threads",
+                       "ov_config": "ov_config",
                        "performance_hint": "hint", "hint": "hint"}
 
 

@@ -74,6 +74,16 @@ def test_engine_config_cpu_threads_and_ov_config_are_honoured(caplog, edgerec_ho
     assert any("run_mode" in m for m in warned) and not any("cpu_threads" in m or "ov_config" in m for m in warned)
 
 
+def test_engine_config_mapping_without_a_model(caplog):
+    from edgerec.compat import map_engine_config
+
+    # cpu_threads (PaddleX's Paddle engine) and cpu_num_threads (its hpi OpenVINO backend) both mean threads
+    assert map_engine_config({"cpu_threads": "3"}) == {"threads": 3} == map_engine_config({"cpu_num_threads": 3})
+    assert map_engine_config(None) == {} and not caplog.records
+    with pytest.raises(TypeError, match="ov_config"):
+        map_engine_config({"ov_config": "THROUGHPUT"})
+
+
 def test_paddlex_engine_names():
     from edgerec.compat import map_engine
 
