@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerec.compat import fallback_device, map_engine, map_engine_config, word_box_of
 from edgerec.engines.base import DeviceSpec, EngineType, create_engine, default_engine, parse_device
 from edgerec.errors import DeviceError, EdgeRecError, InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs
@@ -20,6 +21,9 @@ from edgerec.zoo.export import IR_NAME, ModelInfo, check_card, check_ir_files, e
 from edgerec.zoo.fetch import ModelSource, cached_source, fetch, open_local
 
 log = logging.getLogger(__name__)
+# one WARNING per bad input (PaddleX raises; edgerec yields an error result and says so here); the CLI, which
+# reports bad inputs itself, quiets this logger
+bad_input_log = logging.getLogger("edgerec.bad_input")
 _array_names = itertools.count()  # arrays have no file name: number them per process so saves never collide
 
 
@@ -43,14 +47,15 @@ class TextRecognizer:
         return (f"TextRecognizer(model_name={self.model_name!r}, precision={self.precision!r}, "
                 f"engine={self.engine!r}, device={self.device!r})")
 
-    def predict(self, input, batch_size: int | None = None, *, on_error: str = "result"
-                ) -> Iterator[TextRecResult]:
+    def predict(self, input, batch_size: int | None = None, *, on_error: str = "result",
+                return_word_box: bool = False) -> Iterator[TextRecResult]:
         """Yield one result per input image, in input order.
 
         ``input``: ndarray (BGR, gray or BGRA), PIL image, path, folder, PDF, http(s) URL, or a list of these.
         A bad input never loses the others' results: with ``on_error="result"`` (default) it yields a result
         whose ``error`` names the input and the problem (rec_text '' and rec_score 0.0); with ``"raise"`` the
-        InputError is raised when that input is reached.
+        InputError is raised when that input is reached. ``batch_size`` applies to this call only (PaddleX keeps
+        it for later calls). ``return_word_box``: PaddleX's word runs, in ``rec_text`` (see TextRecResult).
         """
         if on_error not in ("result", "raise"):
             raise ValueError("on_error must be 'result' or 'raise'")
@@ -60,10 +65,10 @@ class TextRecognizer:
         for item in iter_inputs(input):
             pending.append(item)
             if len(pending) >= window:
-                yield from self._run(pending, bs, on_error)
+                yield from self._run(pending, bs, on_error, return_word_box)
                 pending = []
         if pending:
-            yield from self._run(pending, bs, on_error)
+            yield from self._run(pending, bs, on_error, return_word_box)
 
     __call__ = predict
 
@@ -71,19 +76,21 @@ class TextRecognizer:
         """One image in, one result out; a bad image raises InputError. The kiosk's per-frame call."""
         return next(iter(self.predict(image, batch_size=1, on_error="raise")))
 
-    def _run(self, items: list[LoadedItem], batch_size: int, on_error: str) -> Iterator[TextRecResult]:
+    def _run(self, items: list[LoadedItem], batch_size: int, on_error: str, word_box: bool = False
+             ) -> Iterator[TextRecResult]:
         good = [it for it in items if it.error is None]
-        texts = iter(self.predictor.recognize([it.image for it in good], batch_size)) if good else iter(())
+        texts = iter(self.predictor.recognize([it.image for it in good], batch_size, word_box)) if good else iter(())
         for it in items:
             name = None if it.input_path is not None else f"ndarray_{next(_array_names)}"
             if it.error is not None:
                 if on_error == "raise":
                     raise it.error
-                log.debug("%s", it.error)  # the result carries it; the caller decides how to report
+                bad_input_log.warning("%s", it.error)  # one line per bad input; the result carries it too
                 yield TextRecResult(it.input_path, it.page_index, "", 0.0, name=name, error=str(it.error))
                 continue
-            text, score = next(texts)
-            yield TextRecResult(it.input_path, it.page_index, text, score, input_img=it.image, name=name)
+            text, score, *box = next(texts)
+            yield TextRecResult(it.input_path, it.page_index, text, score, input_img=it.image, name=name,
+                                word_box=(word_box_of(it.image, box[0] if box else None) or []) if word_box else None)
 
 
 def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, lock_name: str) -> Path:
@@ -161,7 +168,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                  precision: str = "fp32", use_hpip: bool = False, *, engine: str | None = None,
                  batch_size: int = 1, threads: int | None = None, source: str | None = None,
                  hint: str = "LATENCY", cache: bool = True, progress: bool = True, warmup: bool = True,
-                 shape_cache: int | None = None, pp_option=None, hpi_config=None, **kwargs) -> TextRecognizer:
+                 shape_cache: int | None = None, pp_option=None, hpi_config=None, engine_config: dict | None = None,
+                 strict_device: bool = False, **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -174,7 +182,14 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     line at load, so the first real call does not pay for kernel preparation. ``shape_cache``: how many
     input shapes (batch x width) the OpenVINO CPU plugin keeps prepared kernels for (default
     ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino``); it bounds memory on crops of many widths.
+    PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
+    usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
+    engine, hpi = map_engine(engine)
+    use_hpip = use_hpip or hpi
+    mapped = map_engine_config(engine_config)
+    threads, hint = mapped.get("threads", threads), mapped.get("hint", hint)
+    device = fallback_device(device, engine, strict_device)
     ignored = [k for k, v in (("pp_option", pp_option), ("hpi_config", hpi_config), *kwargs.items())
                if v is not None]
     if ignored:
@@ -198,6 +213,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         f16 = precision == "fp16" and spec.family in ("intel-gpu", "auto")  # opt-in: f32 compute otherwise
         if shape_cache is not None:
             options["shape_cache"] = shape_cache
+        if "ov_config" in mapped:
+            options["config"] = mapped["ov_config"]
         eng = create_engine(kind, str(xml), spec.text, threads=threads, hint=hint,
                             cache_dir=homes.cache_dir() if cache else None, infer_precision="f16" if f16 else "f32",
                             **options)

@@ -45,8 +45,10 @@ def main(verbose: bool) -> None:
 @click.option("--save-dir", type=click.Path(file_okay=False), help="Write <stem>_res.json and <stem>_res.png here.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--strict-device", is_flag=True,
+              help="Refuse gpu/gpu:N without a usable NVIDIA GPU (default: warn, run on cpu).")
 def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
-            as_json, quiet):
+            as_json, quiet, strict_device):
     """Recognize the text in line images: files, folders, PDFs, URLs.
 
     Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
@@ -58,9 +60,13 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
     try:
         if model_name is None and model_dir is None:
             model_name = "PP-OCRv4_mobile_rec"
+        logging.getLogger("edgerec.bad_input").setLevel(logging.ERROR)  # reported on stderr below, once each
+        if click.get_current_context().get_parameter_source("engine") is click.core.ParameterSource.DEFAULT:
+            engine = None  # pick by device, so --device gpu can fall back to cpu as PaddleX does
         model = create_model(model_name, model_dir=model_dir, device=device, precision=precision, engine=engine,
                              batch_size=batch_size, threads=threads, progress=not quiet,
-                             shape_cache=shape_cache if engine == "openvino" else None)
+                             shape_cache=shape_cache if engine in ("openvino", None) else None,
+                             strict_device=strict_device)
     except EdgeRecError as exc:
         _fail(exc)
     many = len(inputs) > 1 or any(Path(i).is_dir() or i.lower().endswith(".pdf") for i in inputs)

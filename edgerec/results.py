@@ -14,12 +14,14 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .io.fonts import load_font
+from .io.fonts import font_path, load_font
 from .utils.fs import atomic_write_bytes
 
 __all__ = ["TextRecResult", "IMAGE_SUFFIXES"]
 
 KEYS = ("input_path", "page_index", "rec_text", "rec_score")
+# in the dict, as in PaddleX's, but never in .json / .str / saved JSON (PaddleX pops them there too)
+HIDDEN = ("input_img", "vis_font")
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
                   ".tiff": "TIFF"}
 _BLANK_HEIGHT = 48
@@ -55,8 +57,10 @@ def _is_url(s: str) -> bool:
 class TextRecResult(dict):
     """PaddleX's result for one text line: ``{input_path, page_index, rec_text, rec_score}``.
 
-    ``input_img`` (BGR uint8, kept as an attribute, not a key) feeds the visualisation; ``name`` is the file stem
-    used for saving when there is no ``input_path`` (e.g. ``"ndarray_3"``).
+    The dict also holds ``input_img`` (BGR uint8, feeds the visualisation) and ``vis_font`` (the font it is drawn
+    with, ``.path``) as PaddleX's does; neither is part of ``.json``, ``.str`` or saved JSON. ``name`` is the
+    file stem used for saving when there is no ``input_path`` (e.g. ``"ndarray_3"``). ``word_box`` (PaddleX's
+    ``return_word_box``) makes ``rec_text`` the pair ``(text, [columns, runs, run columns, run states])``.
     """
 
     def __init__(
@@ -69,20 +73,50 @@ class TextRecResult(dict):
         input_img: np.ndarray | None = None,
         name: str | None = None,
         error: str | None = None,
+        word_box: list | None = None,
     ) -> None:
         super().__init__()
         self["input_path"] = None if input_path is None else str(input_path)
         self["page_index"] = None if page_index is None else int(page_index)
-        self["rec_text"] = str(rec_text)
+        self["input_img"] = input_img  # keys in PaddleX's order
+        # word_box=[]: asked for, but the line was read in windows (no CTC columns): (text, None)
+        self["rec_text"] = str(rec_text) if word_box is None else (str(rec_text), word_box or None)
         self["rec_score"] = float(rec_score)
-        self.input_img = input_img
+        self["vis_font"] = VisFont()
         self.name = name
         # set when this input could not be read: the message names the input; rec_text is '' and rec_score 0.0
         self.error = error
 
     @property
+    def input_img(self) -> np.ndarray | None:
+        return self.get("input_img")
+
+    @input_img.setter
+    def input_img(self, value: np.ndarray | None) -> None:
+        self["input_img"] = value
+
+    @property
     def ok(self) -> bool:
         return self.error is None
+
+    def __eq__(self, other: object) -> bool:
+        """Dict equality, with the image compared by content (``==`` on arrays has no single truth value)."""
+        if not isinstance(other, dict) or list(self) != list(other):
+            return False
+        for key, value in self.items():
+            theirs = other[key]
+            if isinstance(value, np.ndarray) or isinstance(theirs, np.ndarray):
+                if not (isinstance(value, np.ndarray) and isinstance(theirs, np.ndarray)
+                        and np.array_equal(value, theirs)):
+                    return False
+            elif value != theirs:
+                return False
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a dict: unhashable
 
     # dict subclasses pickle their __dict__ and items by default; spell it out so copy/pickle never call __init__
     # with missing arguments and always keep input_img and name.
@@ -101,7 +135,7 @@ class TextRecResult(dict):
     # ------------------------------------------------------------------ representations
     def _res(self) -> dict[str, Any]:
         known = {k: _plain(self.get(k)) for k in KEYS}
-        extra = {k: _plain(v) for k, v in self.items() if k not in KEYS}
+        extra = {k: _plain(v) for k, v in self.items() if k not in KEYS and k not in HIDDEN}
         return {**known, **extra}
 
     @property
@@ -145,7 +179,8 @@ class TextRecResult(dict):
         return None
 
     def _label(self) -> str:
-        text = str(self.get("rec_text", "")).replace("\r", " ").replace("\n", " ")
+        text = self.get("rec_text", "")
+        text = str(text[0] if isinstance(text, tuple) else text).replace("\r", " ").replace("\n", " ")
         score = self.get("rec_score")
         try:
             score_s = f"{float(score):.3f}"
@@ -203,6 +238,14 @@ class TextRecResult(dict):
         save_path.mkdir(parents=True, exist_ok=True)
         return save_path / f"{self._stem()}_res{default_suffix}"
 
+    def _image_suffix(self) -> str:
+        path = self.get("input_path")
+        if not path:
+            return ".png"
+        path = str(path)
+        suffix = PurePosixPath(urlsplit(path).path).suffix if _is_url(path) else Path(path).suffix
+        return suffix if suffix.lower() in IMAGE_SUFFIXES else ".png"
+
     def save_to_json(self, save_path: str | Path, indent: int = 4, ensure_ascii: bool = False) -> Path:
         """Write the result as JSON: to ``save_path`` if it ends with .json, else to ``<save_path>/<stem>_res.json``."""
         target = self._target(save_path, (".json",), ".json")
@@ -211,8 +254,11 @@ class TextRecResult(dict):
         return atomic_write_bytes(target, text.encode("utf-8", "backslashreplace"))
 
     def save_to_img(self, save_path: str | Path) -> Path:
-        """Write the visualisation: to ``save_path`` if it has an image suffix, else ``<save_path>/<stem>_res.png``."""
-        target = self._target(save_path, tuple(IMAGE_SUFFIXES), ".png")
+        """Write the visualisation: to ``save_path`` if it has an image suffix, else ``<save_path>/<stem>_res<suffix>``.
+
+        ``<suffix>`` is the input's image suffix (a .jpg input gives ``_res.jpg``, as PaddleX), else ``.png``.
+        """
+        target = self._target(save_path, tuple(IMAGE_SUFFIXES), self._image_suffix())
         buf = io.BytesIO()
         self._to_img().save(buf, format=IMAGE_SUFFIXES[target.suffix.lower()])
         return atomic_write_bytes(target, buf.getvalue())
@@ -220,6 +266,25 @@ class TextRecResult(dict):
     def save_all(self, save_path: str | Path) -> list[Path]:
         """Save JSON and visualisation into the folder ``save_path``."""
         return [self.save_to_json(save_path), self.save_to_img(save_path)]
+
+
+class VisFont:
+    """The font the visualisation draws with; ``.path`` as on PaddleX's ``vis_font`` (resolved when read)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VisFont)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "VisFont(cjk)"
+
+    @property
+    def path(self) -> str:
+        return str(font_path("cjk"))
+
+    def __deepcopy__(self, memo: dict) -> VisFont:
+        return self
 
 
 def _rebuild(cls: type, items: dict, attrs: dict) -> TextRecResult:

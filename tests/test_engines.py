@@ -98,14 +98,14 @@ def test_nvidia_gpu_without_cuda_says_what_to_install():
     # ch_SVTRv2_rec is not fetchable here: the device check must answer before any fetch is tried
     for device in ("gpu", "gpu:0"):
         with pytest.raises(DeviceError, match=rf"device '{device}'.*paddlepaddle-gpu"):
-            create_model("ch_SVTRv2_rec", device=device, progress=False)
+            create_model("ch_SVTRv2_rec", device=device, progress=False, strict_device=True)
 
 
 def test_nvidia_gpu_without_paddle_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "paddle", None)  # import paddle now raises ImportError
     monkeypatch.setitem(sys.modules, "paddle.inference", None)
     with pytest.raises(DeviceError, match=r"device 'gpu:1' \(NVIDIA GPU\).*not installed.*paddlepaddle-gpu"):
-        create_model(V4, device="gpu:1", progress=False)
+        create_model(V4, device="gpu:1", progress=False, strict_device=True)
     from edgerec.errors import EngineUnavailableError
 
     with pytest.raises(EngineUnavailableError, match="pip install"):

@@ -121,8 +121,12 @@ def test_render_line_colours_are_bgr():
 
 def test_keys_and_types():
     r = TextRecResult("word.png", None, "abc", np.float32(0.5), input_img=None, name=None)
-    assert list(r) == ["input_path", "page_index", "rec_text", "rec_score"]
+    # PaddleX's keys and order; input_img and vis_font stay out of .json
+    assert list(r) == ["input_path", "page_index", "input_img", "rec_text", "rec_score", "vis_font"]
+    assert list(r.json["res"]) == ["input_path", "page_index", "rec_text", "rec_score"]
     assert type(r["rec_score"]) is float and r["rec_score"] == 0.5
+    other = TextRecResult("word.png", None, "abc", 0.5, input_img=np.zeros((2, 2, 3), np.uint8))
+    assert r != other and other == copy.deepcopy(other)
     assert isinstance(r, dict)
 
 

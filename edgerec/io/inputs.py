@@ -613,6 +613,8 @@ class _Loader:
                 yield from self._from_folder(path)
             else:
                 yield from self._from_file(path)
+        elif isinstance(obj, dict) and set(obj) == {"img"}:  # PaddleX's documented {"img": path or array}
+            yield from self.load(obj["img"])
         else:
             shown = repr(obj)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."

@@ -42,20 +42,20 @@ class RecPredictor:
         h, w = image.shape[:2]
         return target_width(h, w, self.input_height, self.min_width, self.max_width)
 
-    def run_batch(self, images: list[np.ndarray], width: int) -> list[tuple[str, float]]:
-        """Recognize lines that all have input width ``width``."""
+    def run_batch(self, images: list[np.ndarray], width: int, word_box: bool = False) -> list[tuple]:
+        """Recognize lines that all have input width ``width`` (``word_box``: see ctc_greedy_decode)."""
         t0 = time.perf_counter()
         batch = preprocess_batch(images, width, self.input_height)
         t1 = time.perf_counter()
         probs = self.engine.infer(batch)
         t2 = time.perf_counter()
-        out = ctc_greedy_decode(probs, self.classes)
+        out = ctc_greedy_decode(probs, self.classes, word_box=word_box)
         if self.on_timing is not None:
             self.on_timing(len(images), t1 - t0, t2 - t1, time.perf_counter() - t2)
         return out
 
-    def recognize(self, images: list[np.ndarray], batch_size: int = 1) -> list[tuple[str, float]]:
-        """(text, score) for every image, in input order."""
+    def recognize(self, images: list[np.ndarray], batch_size: int = 1, word_box: bool = False) -> list[tuple]:
+        """(text, score) per image, in input order; ``word_box`` adds PaddleX's word info (not to split lines)."""
         batch_size = max(1, int(batch_size))
         groups: dict[int, list[int]] = defaultdict(list)
         out: list[tuple[str, float] | None] = [None] * len(images)
@@ -68,7 +68,7 @@ class RecPredictor:
         for width, idxs in groups.items():
             for start in range(0, len(idxs), batch_size):
                 chunk = idxs[start:start + batch_size]
-                for i, res in zip(chunk, self.run_batch([images[i] for i in chunk], width)):
+                for i, res in zip(chunk, self.run_batch([images[i] for i in chunk], width, word_box)):
                     out[i] = res
         return out  # type: ignore[return-value]
 
