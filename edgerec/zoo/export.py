@@ -179,7 +179,11 @@ def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scra
     shape = model.inputs[0].partial_shape
     if shape.rank.is_static and shape.rank.get_length() != 4:
         raise ExportError(f"{path}: input rank {shape.rank} is not N x 3 x H x W: not a text recognizer")
-    model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, input_height, -1])})
+    try:
+        model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, input_height, -1])})
+    except Exception as exc:  # e.g. a pooling kernel larger than the feature map at this height
+        raise ExportError(f"{path}: the model does not take input height {input_height} "
+                          f"({str(exc).strip().splitlines()[-1]}); check its inference.yml / card") from exc
     return model
 
 

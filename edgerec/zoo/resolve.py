@@ -130,22 +130,23 @@ def ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card: ModelC
     from edgerec.utils.fs import file_lock
 
     xml = ir_folder / IR_NAME
+    spec = ExportSpec.of(src, card)
     with file_lock(homes.lock_path(lock_name)):
         if xml.is_file():
             try:
                 info = read_info(xml)
-                if (info.source_sha256, info.charset_sha256, info.precision) == (
-                        src.weights_sha256, src.charset_sha256, precision):
+                if (info.source_sha256, info.charset_sha256, info.precision, info.input_height) == (
+                        src.weights_sha256, src.charset_sha256, precision, spec.input_height):
                     if card is not None:
                         check_card(info, card, xml)  # rt_info of another model: export again
                     return xml, info
-                log.info("%s: IR is stale (other weights or precision); exporting again", xml)
+                log.info("%s: IR is stale (other weights, charset, precision or height); exporting again", xml)
             except ModelError as exc:
                 log.warning("%s; exporting again", exc)
         if precision == "int8":
             raise ModelError(f"{src.name}: no int8 model in {ir_folder.parent}; make one with "
                              f"`edgerec quantize {src.name}` (NNCF, accuracy-checked), or use fp32 / fp16")
-        xml = export(src, ir_folder, ExportSpec.of(src, card), precision=precision)
+        xml = export(src, ir_folder, spec, precision=precision)
         return xml, read_info(xml)
 
 
