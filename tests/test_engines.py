@@ -366,3 +366,37 @@ def test_precision_an_engine_cannot_run_is_refused_before_any_fetch():
     # ch_SVTRv2_rec is not fetchable here: the answer must come first
     with pytest.raises(ModelError, match="the onnxruntime engine runs fp32 only"):
         create_model("ch_SVTRv2_rec", engine="onnxruntime", precision="int8", progress=False)
+
+
+def test_adding_an_engine_is_one_module_and_one_register_line(v4, rendered, monkeypatch):
+    """A new engine (here: OpenVINO that counts its calls) is a module with KIND plus ``registry.register``; the
+    API then loads it by name, with its own options checked, and nothing else changes."""
+    import types
+    from dataclasses import dataclass
+
+    from edgerec.engines.base import EngineKind, EngineOptions
+    from edgerec.engines.openvino import OpenVINOEngine
+
+    @dataclass(frozen=True)
+    class CountingOptions(EngineOptions):
+        label: str = "counted"
+
+    class Counting(OpenVINOEngine):
+        name = "counting"
+        calls = 0
+
+        def infer(self, batch):
+            Counting.calls += 1
+            return super().infer(batch)
+
+    module = types.ModuleType("counting_engine")
+    module.KIND = EngineKind("counting", "ir", CountingOptions, check_device=lambda spec: None,
+                             open=lambda path, spec, opts, precision: Counting(path, spec, threads=opts.threads))
+    monkeypatch.setitem(sys.modules, "counting_engine", module)
+    monkeypatch.setattr(registry, "ENGINES", dict(registry.ENGINES))
+    registry.register("counting", "counting_engine")
+    model = create_model(V4, engine="counting", threads=2, warmup=False, progress=False)
+    assert model.engine == "counting" and model.properties()["engine"] == "counting"
+    assert model.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0] and Counting.calls == 1
+    with pytest.raises(EngineOptionError, match="'counting' has no option 'hint'; its options are threads, label"):
+        create_model(V4, engine="counting", hint="LATENCY", progress=False)
