@@ -5,7 +5,7 @@ Importing edgerec loads neither OpenVINO nor any model, and never touches the ne
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from edgerec._version import __version__
 
 __all__ = ["TextRecResult", "TextRecognizer", "__version__", "create_model"]
 

@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.compat import fallback_device, map_engine, map_engine_config, word_box_of
-from edgerec.engines.base import DeviceSpec, EngineType, create_engine, default_engine, parse_device
-from edgerec.errors import DeviceError, EdgeRecError, InputError, ModelError
-from edgerec.io.inputs import LoadedItem, iter_inputs
+from edgerec.engines import registry
+from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
+from edgerec.errors import InputError, ModelError
+from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import MIN_W
 from edgerec.zoo import home as homes
-from edgerec.zoo.export import IR_NAME, ModelInfo, check_card, check_ir_files, export, read_info
-from edgerec.zoo.fetch import ModelSource, cached_source, fetch, open_local
+from edgerec.zoo.export import ModelInfo
+from edgerec.zoo.resolve import installed_ir, resolve_model
 
 log = logging.getLogger(__name__)
 # one WARNING per bad input (PaddleX raises; edgerec yields an error result and says so here); the CLI, which
@@ -76,6 +77,23 @@ class TextRecognizer:
         """One image in, one result out; a bad image raises InputError. The kiosk's per-frame call."""
         return next(iter(self.predict(image, batch_size=1, on_error="raise")))
 
+    def recognize_batch(self, images: list[np.ndarray], batch_size: int | None = None) -> list[tuple[str, float]]:
+        """(text, score) for each array, in order: the call for integrations that hold decoded crops already
+        (a camera's ROIs, a detector's boxes). Arrays are BGR, gray or BGRA; one that is no image raises
+        InputError naming its index. ``batch_size`` defaults to the model's."""
+        bgr = [to_bgr(img, f"images[{i}]") for i, img in enumerate(images)]
+        bs = self.batch_size if batch_size is None else int(batch_size)
+        return self.predictor.recognize(bgr, bs) if bgr else []
+
+    def properties(self) -> dict:
+        """What runs, as the engine reports it (engine, device, compute precision, threads, streams), plus the
+        model's name and precision."""
+        return {"model_name": self.model_name, "model_precision": self.precision, **self.predictor.engine.properties()}
+
+    def files(self) -> list[Path]:
+        """The files the engine loaded the model from."""
+        return self.predictor.engine.files()
+
     def _run(self, items: list[LoadedItem], batch_size: int, on_error: str, word_box: bool = False
              ) -> Iterator[TextRecResult]:
         good = [it for it in items if it.error is None]
@@ -93,95 +111,28 @@ class TextRecognizer:
                                 word_box=(word_box_of(it.image, box[0] if box else None) or []) if word_box else None)
 
 
-def _ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card=None, lock_name: str) -> Path:
-    """Export ``src`` into ``ir_folder`` unless an IR of the same weights is there already."""
-    from edgerec.utils.fs import file_lock
-
-    xml = ir_folder / IR_NAME
-    with file_lock(homes.lock_path(lock_name)):
-        if xml.is_file():
-            try:
-                info = read_info(xml)
-                if (info.source_sha256, info.charset_sha256, info.precision) == (
-                        src.weights_sha256, src.charset_sha256, precision):
-                    if card is not None:
-                        check_card(info, card, xml)  # rt_info of another model: export again
-                    return xml
-                log.info("%s: IR is stale (other weights or precision); exporting again", xml)
-            except ModelError as exc:
-                log.warning("%s; exporting again", exc)
-        if precision == "int8":
-            raise ModelError(f"{src.name}: no int8 model in {ir_folder.parent}; make one with "
-                             f"`edgerec quantize {src.name}` (NNCF, accuracy-checked), or use fp32 / fp16")
-        return export(src, ir_folder, precision=precision,
-                      input_height=card.input_height if card else 48,
-                      use_space_char=card.use_space_char if card else True,
-                      expected_classes=card.num_classes if card else None,
-                      model_name=card.name if card else src.name)
-
-
-def resolve_model(model_name: str | None, model_dir: str | Path | None, precision: str,
-                  source: str | None = None, progress: bool = True) -> tuple[Path, ModelSource | None]:
-    """Find or make the OpenVINO IR for a card name or a local model; returns (model.xml, source or None)."""
-    from edgerec.zoo.cards import get_card
-
-    if model_dir is not None:
-        path = Path(model_dir).expanduser()
-        # an IR is loaded as it is; a truncated or half-copied one is refused with what to do
-        if path.is_file() and path.suffix == ".xml":
-            return check_ir_files(path), None
-        if path.is_dir() and (path / IR_NAME).is_file():
-            return check_ir_files(path / IR_NAME), None
-        if path.is_dir() and (path / precision / IR_NAME).is_file():
-            return check_ir_files(path / precision / IR_NAME), None
-        src = open_local(path, name=model_name)
-        card = None
-        if model_name:
-            try:
-                card = get_card(model_name)
-            except EdgeRecError:
-                card = None
-        key = f"{src.name}-{src.weights_sha256[:12]}"
-        folder = homes.home() / "local-ir" / key / precision
-        return _ensure_ir(src, folder, precision, card=card, lock_name=f"local-{key}"), src
-    if not model_name:
-        raise ModelError("give a model name (see `edgerec models list`) or model_dir")
-    card = get_card(model_name)
-    xml = homes.ir_dir(card.name, precision) / IR_NAME
-    src = None
-    if source is None and xml.is_file():
-        # keep using the source the existing IR came from, so alternating sources does not re-export each time
-        try:
-            src = cached_source(card.name, read_info(xml).source_id)
-        except EdgeRecError:
-            src = None
-    src = src or cached_source(card.name, source)
-    if src is None:
-        if xml.is_file() and source is None:
-            check_card(read_info(xml), card, xml)  # nothing to re-export from: a broken IR is refused
-            return xml, None  # exported earlier; its source was removed, the IR alone is enough
-        src = fetch(card.name, source=source, progress=progress)
-    return _ensure_ir(src, homes.ir_dir(card.name, precision), precision, card=card, lock_name=card.name), src
-
-
 def create_model(model_name: str | None = None, model_dir: str | Path | None = None, device: str | None = None,
                  precision: str = "fp32", use_hpip: bool = False, *, engine: str | None = None,
                  batch_size: int = 1, threads: int | None = None, source: str | None = None,
-                 hint: str = "LATENCY", cache: bool = True, progress: bool = True, warmup: bool = True,
-                 shape_cache: int | None = None, pp_option=None, hpi_config=None, engine_config: dict | None = None,
-                 strict_device: bool = False, **kwargs) -> TextRecognizer:
+                 hint: str | None = None, cache: bool = True, progress: bool = True, warmup: bool = True,
+                 shape_cache: int | None = None, engine_options: dict | None = None, pp_option=None,
+                 hpi_config=None, engine_config: dict | None = None, strict_device: bool = False,
+                 **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
     Paddle / ONNX model folder, tar or .onnx file. ``precision``: fp32, fp16 or int8 (on an Intel ``GPU``,
     fp16 also opts in to f16 compute; f32 is the default because f16 has garbled recognizers' text there).
     ``device``: cpu (default), GPU / GPU.N / AUTO (Intel, OpenVINO), gpu / gpu:N (NVIDIA, Paddle Inference).
-    ``engine``: None picks by device (paddle for gpu[:N], else openvino); openvino, onnxruntime or paddle force
-    one (the latter two run the source model: reference, NVIDIA GPU). ``use_hpip=True`` picks the fastest
-    installed configuration for the device and says which in ``config_summary``. ``warmup`` runs one dummy
-    line at load, so the first real call does not pay for kernel preparation. ``shape_cache``: how many
-    input shapes (batch x width) the OpenVINO CPU plugin keeps prepared kernels for (default
-    ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino``); it bounds memory on crops of many widths.
+    ``engine``: None picks by device (``edgerec.engines.registry``: paddle for gpu[:N], else openvino);
+    openvino, onnxruntime or paddle force one (the latter two run the source model: reference, NVIDIA GPU).
+    ``engine_options``: the engine's own options (its dataclass, e.g. ``OpenVINOOptions``); ``threads``,
+    ``hint`` and ``shape_cache`` are shorthands for those options, and an option the engine does not take is
+    an error. ``use_hpip=True`` picks the fastest installed configuration for the device and says which in
+    ``config_summary``. ``warmup`` runs one dummy line at load, so the first real call does not pay for kernel
+    preparation. ``shape_cache``: how many input shapes (batch x width) the OpenVINO CPU plugin keeps prepared
+    kernels for (default ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino``); it bounds memory on crops
+    of many widths.
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -196,116 +147,72 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         log.warning("create_model: ignoring PaddleX option(s) %s (edgerec configures OpenVINO itself)",
                     ", ".join(ignored))
     spec = parse_device(device)
-    try:
-        kind = default_engine(spec) if engine is None else EngineType(str(engine).lower())
-    except ValueError:
-        raise DeviceError(f"engine {engine!r}: use openvino, onnxruntime or paddle (or None to pick by device)"
-                          ) from None
+    kind = registry.pick(engine, spec)
     if precision not in homes.PRECISIONS:
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.PRECISIONS)}")
-    _check_device(kind, spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
-    options: dict = {}
+    kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
+    values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
+    if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
+        values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""
     if use_hpip:
-        precision, options, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
-    if kind is EngineType.OPENVINO:
-        xml, _ = resolve_model(model_name, model_dir, precision, source=source, progress=progress)
-        f16 = precision == "fp16" and spec.family in ("intel-gpu", "auto")  # opt-in: f32 compute otherwise
-        if shape_cache is not None:
-            options["shape_cache"] = shape_cache
-        if "ov_config" in mapped:
-            options["config"] = mapped["ov_config"]
-        eng = create_engine(kind, str(xml), spec.text, threads=threads, hint=hint,
-                            cache_dir=homes.cache_dir() if cache else None, infer_precision="f16" if f16 else "f32",
-                            **options)
-        info = read_info(xml, model=eng.model)
-        eng.release_model()
-        path = xml
-    else:
-        info, eng, path = _source_engine(kind, model_name, model_dir, spec.text, threads, source, progress,
-                                         options)
+        precision, chosen, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
+        values = {**chosen, **values}  # what the caller set explicitly wins
+    options = kind.make_options(values)  # an unknown option fails here, before any fetch
+    if precision not in kind.precisions:
+        raise ModelError(f"precision {precision!r}: the {kind.name} engine runs {', '.join(kind.precisions)} only "
+                         "(fp16 and int8 are OpenVINO IRs)")
+    resolved = resolve_model(model_name, model_dir, precision, source_format=kind.source_format, source=source,
+                             progress=progress)
+    eng = kind.open(resolved.path, spec, options, resolved.precision)
+    probed = resolved.info is None
+    info = resolved.info or resolved.complete(_probe_classes(eng, resolved.input_height))
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height)
-    if warmup and kind is EngineType.OPENVINO:  # the source engines ran a probe line already
+    if warmup and not probed:  # a probed engine has run a line already
         predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
     summary = f"{info.model_name} {info.precision}: {eng.describe()}" + (f"; use_hpip: {hpip_note}" if use_hpip
                                                                           else "")
     if use_hpip:
         log.info("use_hpip chose %s", summary)
-    return TextRecognizer(predictor, info, engine=kind.value, device=eng.device, model_path=path,
+    return TextRecognizer(predictor, info, engine=kind.name, device=eng.device, model_path=resolved.path,
                           batch_size=batch_size, config_summary=summary)
 
 
-def _check_device(kind: EngineType, spec: DeviceSpec) -> None:
-    """Fail fast, naming the device and what to install, when ``kind`` cannot run on ``spec`` here."""
-    if kind is EngineType.OPENVINO:
-        from edgerec.engines.openvino import resolve_device
+def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hint, shape_cache, cache: bool
+                   ) -> dict:
+    """The engine's option values: ``engine_options`` plus the shorthands that were set (None: not set).
 
-        resolve_device(spec.text)
-    elif kind is EngineType.PADDLE:
-        from edgerec.engines.paddle import check_device
+    The compiled-model cache folder is the model home's, for an engine that has a ``cache_dir`` option.
+    """
+    values = dict(engine_options or {})
+    for key, value in (("threads", threads), ("hint", hint), ("shape_cache", shape_cache)):
+        if value is not None:
+            if key in values and values[key] != value:
+                raise ValueError(f"{key} given twice (as {key}= and in engine_options) with different values")
+            values[key] = value
+    if cache and "cache_dir" in kind.options.__dataclass_fields__:
+        values.setdefault("cache_dir", homes.engine_cache_dir(kind.name))
+    return values
 
-        check_device(spec.text)
-    elif spec.family != "cpu":
-        raise DeviceError(f"device {spec.text!r}: the onnxruntime engine runs on 'cpu' only")
+
+def _probe_classes(eng: Engine, input_height: int) -> int:
+    """How many classes a source model outputs: one blank line through the engine."""
+    return int(eng.infer(np.zeros((1, 3, input_height, MIN_W), np.float32)).shape[-1])
 
 
-def _hpip_choice(kind: EngineType, spec: DeviceSpec, model_name, model_dir, precision: str
+def _hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, precision: str
                  ) -> tuple[str, dict, str]:
     """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why)."""
-    if kind is EngineType.PADDLE and spec.family == "nvidia":
-        from edgerec.engines.paddle import tensorrt_available
-
-        if tensorrt_available():
-            name = model_name or Path(model_dir).name
-            return precision, {"tensorrt": True, "cache_dir": homes.home() / "cache" / "paddle-trt" / name}, \
-                "Paddle Inference with TensorRT (fp32) on the NVIDIA GPU"
-        return precision, {}, "Paddle Inference on the NVIDIA GPU (this paddlepaddle has no TensorRT)"
-    if kind is not EngineType.OPENVINO:
-        return precision, {}, f"{kind.value} as forced by engine=; nothing to choose"
-    int8 = None
-    if model_dir is not None:
-        folder = Path(model_dir).expanduser()
-        int8 = folder / "int8" / IR_NAME if folder.is_dir() else None
-    elif model_name:
-        from edgerec.zoo.cards import get_card
-
-        int8 = homes.ir_dir(get_card(model_name).name, "int8") / IR_NAME
-    if int8 is not None and int8.is_file():
-        return "int8", {}, f"int8, the fastest installed ({int8.parent})"
-    return precision, {}, f"no int8 model installed (`edgerec quantize` makes one), so {precision}"
-
-
-def _source_engine(kind: EngineType, model_name, model_dir, device, threads, source, progress, options=None):
-    """ONNX Runtime or Paddle Inference on the source model, with the same charset the IR would carry."""
-    from edgerec.runtime.charset import build_classes
-    from edgerec.zoo.cards import get_card
-    from edgerec.zoo.export import read_charset_entries
-
-    card = get_card(model_name) if model_name and model_dir is None else None
-    if model_dir is not None:
-        src = open_local(Path(model_dir), name=model_name)
-    else:
-        if card is None:
-            raise ModelError("give a model name or model_dir")
-        want = "onnx" if kind is EngineType.ONNXRUNTIME else "paddle"
-        ids = [s.id for s in card.sources if s.format == want and (source is None or s.id == source)]
-        if not ids:
-            raise ModelError(f"{card.name}: no {want} source in its card; the {kind.value} engine needs one")
-        src = next((c for c in (cached_source(card.name, i) for i in ids) if c is not None), None)
-        if src is None:
-            src = fetch(card.name, source=ids[0], progress=progress)
-    want = "onnx" if kind is EngineType.ONNXRUNTIME else "paddle"
-    if src.format != want:
-        raise ModelError(f"{src.folder}: the {kind.value} engine needs a {want} model, this is {src.format}")
-    path = src.model_file if kind is EngineType.ONNXRUNTIME else src.folder
-    eng = create_engine(kind, str(path), device, threads=threads, **(options or {}))
-    probe = eng.infer(np.zeros((1, 3, card.input_height if card else 48, 320), np.float32))
-    classes = build_classes(read_charset_entries(src), probe.shape[-1],
-                            card.use_space_char if card else True, source=src.name)
-    info = ModelInfo(model_name=card.name if card else src.name, classes=classes,
-                     input_height=card.input_height if card else 48, precision="fp32",
-                     source_sha256=src.weights_sha256, source_id=src.source_id)
-    return info, eng, Path(path)
+    if "int8" in kind.precisions:
+        int8 = installed_ir(model_name, model_dir, "int8")
+        if int8 is not None:
+            return "int8", {}, f"int8, the fastest installed ({int8.parent})"
+    if kind.fastest is not None:
+        values, why = kind.fastest(spec)
+        return precision, values, why
+    if "int8" in kind.precisions:
+        return precision, {}, f"no int8 model installed (`edgerec quantize` makes one), so {precision}"
+    return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
 
 
 __all__ = ["InputError", "TextRecognizer", "create_model", "resolve_model"]

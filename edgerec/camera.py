@@ -322,7 +322,7 @@ class CameraWatcher:
                         tracks = [_Track() for _ in self.rois]
                     t0 = time.perf_counter()
                     crops = self._batch(fr.image)
-                    results = self.model.predictor.recognize(crops, batch_size=len(crops))
+                    results = self.model.recognize_batch(crops, batch_size=len(crops))
                     self.stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
                     self.stats.frames_recognized += 1
                     self._sync(reader, start)

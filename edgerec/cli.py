@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from edgerec import __version__
+from edgerec._version import __version__
+from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
 
 PRECISION = click.Choice(["fp32", "fp16", "int8"])
-ENGINE = click.Choice(["openvino", "onnxruntime", "paddle"])
+ENGINE = click.Choice(registry.names())
 
 
 def _fail(exc: BaseException) -> None:
@@ -36,7 +37,8 @@ def main(verbose: bool) -> None:
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
 @click.option("--precision", type=PRECISION, default="fp32", show_default=True)
-@click.option("--engine", type=ENGINE, default="openvino", show_default=True)
+@click.option("--engine", type=ENGINE, default=None,
+              help="Force an engine [default: by device, as the API picks: paddle for gpu/gpu:N, else openvino].")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
 @click.option("--shape-cache", type=click.IntRange(0, 100000), default=None,
@@ -217,25 +219,13 @@ def models_fetch(names, source, force) -> None:
 @click.option("--output", type=click.Path(file_okay=False), help="Write the IR here instead of the model home.")
 def export_cmd(name, model_dir, precision, source, via, output) -> None:
     """Export a model to OpenVINO IR (model.xml + model.bin, self-describing rt_info)."""
-    from edgerec.zoo import home as homes
-    from edgerec.zoo.cards import get_card
-    from edgerec.zoo.export import export
-    from edgerec.zoo.fetch import fetch, open_local
+    from edgerec.zoo.resolve import export_model
 
     if not name and not model_dir:
         _fail(click.UsageError("give a model NAME or --model-dir"))
     try:
-        card = get_card(name) if name and not model_dir else None
-        src = open_local(model_dir, name=name) if model_dir else fetch(card.name, source=source)
-        out = Path(output) if output else (
-            homes.ir_dir(card.name, precision) if card else homes.home() / "local-ir" /
-            f"{src.name}-{src.weights_sha256[:12]}" / precision)
-        click.echo(f"exporting {src.name} ({src.format}) to {precision} ...", err=True)
-        xml = export(src, out, precision=precision, via=via,
-                     input_height=card.input_height if card else 48,
-                     use_space_char=card.use_space_char if card else True,
-                     expected_classes=card.num_classes if card else None,
-                     model_name=card.name if card else src.name)
+        click.echo(f"exporting {name or model_dir} to {precision} ...", err=True)
+        xml = export_model(name, model_dir, precision, source=source, via=via, output=output)
     except EdgeRecError as exc:
         _fail(exc)
     click.echo(str(xml))
@@ -284,13 +274,12 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
 @click.option("--seed", type=int, default=0, show_default=True)
 def calibrate(name, output, count, seed) -> None:
     """Render a seeded calibration set for a model's charset (images/ + train.txt), to inspect or reuse."""
-    from edgerec.api import resolve_model
     from edgerec.quant.calibration import render_lines, save_dataset
-    from edgerec.zoo.export import read_info
+    from edgerec.zoo.resolve import resolve_model
 
     try:
-        xml, _ = resolve_model(name, None, "fp32")
-        folder = save_dataset(render_lines(read_info(xml).classes, count, seed=seed), output)
+        info = resolve_model(name, None, "fp32").info  # the classes quantize renders for: the IR's
+        folder = save_dataset(render_lines(info.classes, count, seed=seed), output)
     except EdgeRecError as exc:
         _fail(exc)
     click.echo(f"{count} lines in {folder}/ (train.txt); use with: edgerec quantize {name} --calibration {folder}")
@@ -312,8 +301,8 @@ def _csv(choices: tuple[str, ...] | None = None):
 @click.option("--models", required=True, callback=_csv(), help="Comma-separated model card names.")
 @click.option("--precisions", default="fp32", show_default=True, callback=_csv(("fp32", "fp16", "int8")),
               help="fp32,fp16,int8 (fp16/int8 on openvino only; int8 once `edgerec quantize` made it).")
-@click.option("--engines", default="openvino", show_default=True, callback=_csv(("openvino", "onnxruntime", "paddle")),
-              help="openvino,onnxruntime,paddle (the last two run the source model at fp32).")
+@click.option("--engines", default=registry.DEFAULT_ENGINE, show_default=True, callback=_csv(registry.names()),
+              help=f"{','.join(registry.names())} (all but openvino run the source model at fp32).")
 @click.option("--dataset", "datasets", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
               help="An evalset folder (label.txt) or a MSTextRecDataset folder (val.txt); repeat for more.")
 @click.option("--output", required=True, type=click.Path(file_okay=False),

@@ -66,12 +66,16 @@ def test_seed_metrics_filled():
     assert get_card("PP-OCRv4_mobile_rec").metrics["acc"] == 78.74
 
 
+def wheel_sources(card):
+    return tuple(s for s in card.sources if s.kind == "wheel")
+
+
 @pytest.mark.parametrize("name", WHEEL_BACKED)
 def test_wheel_sources_are_pinned(name):
     card = get_card(name)
-    wheel_sources = card.wheel_sources()
-    assert wheel_sources and card.num_classes
-    for src in wheel_sources:
+    wheels = wheel_sources(card)
+    assert wheels and card.num_classes
+    for src in wheels:
         names = [f.name for f in src.files]
         model_files = {"onnx": ["inference.onnx"], "paddle": ["inference.pdmodel", "inference.pdiparams"]}
         assert all(m in names for m in model_files[src.format])
@@ -83,7 +87,7 @@ def test_wheel_sources_are_pinned(name):
 
 def test_every_wheel_charset_resolves():
     for card in load_cards().values():
-        for src in card.wheel_sources():
+        for src in wheel_sources(card):
             assert src.charset is not None
             assert src.charset in {f.name for f in src.files} | CHARSET_BUILTINS
 
@@ -91,7 +95,7 @@ def test_every_wheel_charset_resolves():
 def test_url_only_models_have_no_wheel_source():
     for name in sorted(set(SEED) - set(WHEEL_BACKED)):
         card = get_card(name)
-        assert card.wheel_sources() == () and card.num_classes is None
+        assert wheel_sources(card) == () and card.num_classes is None
 
 
 def test_get_card_suggests_the_right_name():

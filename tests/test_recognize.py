@@ -178,3 +178,18 @@ def test_int8_without_a_quantized_model_says_so(v4):
         create_model(V4, precision="int8", progress=False)
     hpip = create_model(V4, use_hpip=True, progress=False)
     assert hpip.precision == "fp32"
+
+
+def test_recognize_batch_is_the_integration_call(v4, rendered):
+    """Arrays in, (text, score) out, in order: the same as predict, gray and BGRA accepted, a bad one named."""
+    from edgerec.errors import InputError
+
+    imgs = [img for _, img in rendered]
+    got = v4.recognize_batch(imgs, batch_size=4)
+    want = [(r["rec_text"], r["rec_score"]) for r in v4.predict(imgs, batch_size=4)]
+    assert got == want and [t.strip() for t, _ in got] == [t for t, _ in rendered]
+    gray = cv2.cvtColor(imgs[0], cv2.COLOR_BGR2GRAY)
+    assert v4.recognize_batch([gray])[0][0].strip() == rendered[0][0]
+    assert v4.recognize_batch([]) == []
+    with pytest.raises(InputError, match=r"images\[1\]: .*shape \(4,\)"):
+        v4.recognize_batch([imgs[0], np.zeros(4, np.uint8)])

@@ -25,7 +25,7 @@ from pathlib import Path
 from edgerec.data.dataset import MALFORMED, LabelledLine, Problem, parse_list_file, short
 from edgerec.data.histogram import length_histogram, plot_histogram
 from edgerec.data.split import split_dataset
-from edgerec.errors import EdgeRecError, InputError
+from edgerec.errors import InputError
 from edgerec.utils.fs import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -67,39 +67,10 @@ def failing_kinds(strict: bool) -> tuple[str, ...]:
 
 def model_charset(model_name: str | None = None, model_dir: str | Path | None = None,
                   progress: bool = False) -> list[str]:
-    """The characters a model can output (its classes without the CTC blank), without loading the model.
+    """The characters a model can output (its classes without the CTC blank), without loading the model."""
+    from edgerec.zoo.resolve import model_charset as resolved_charset
 
-    A card model is read from its fetched source (fetched first if needed) or its exported IR; ``model_dir``
-    may be an exported IR folder or a local Paddle / ONNX model.
-    """
-    from edgerec.runtime.charset import build_classes
-    from edgerec.zoo import home as homes
-    from edgerec.zoo.export import IR_NAME, read_charset_entries, read_info
-    from edgerec.zoo.fetch import cached_source, fetch, open_local
-
-    if model_dir is not None:
-        path = Path(model_dir).expanduser()
-        for xml in (path, path / IR_NAME, *(path / p / IR_NAME for p in homes.PRECISIONS)):
-            if xml.is_file() and xml.suffix == ".xml":
-                return read_info(xml).classes[1:]
-        return build_classes(read_charset_entries(open_local(path, name=model_name)), None)[1:]
-    from edgerec.zoo.cards import get_card
-
-    card = get_card(model_name or DEFAULT_MODEL)
-    try:
-        src = cached_source(card.name)
-    except EdgeRecError:
-        src = None
-    if src is None:
-        for precision in homes.PRECISIONS:
-            xml = homes.ir_dir(card.name, precision) / IR_NAME
-            if xml.is_file():
-                try:
-                    return read_info(xml).classes[1:]
-                except EdgeRecError:
-                    pass
-        src = fetch(card.name, progress=progress)
-    return build_classes(read_charset_entries(src), None, card.use_space_char)[1:]
+    return resolved_charset(model_name or (DEFAULT_MODEL if model_dir is None else None), model_dir, progress)
 
 
 def _dataset_charset(folder: Path, model_name: str | None, model_dir, progress: bool

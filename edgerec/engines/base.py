@@ -11,24 +11,28 @@ device             means                           engine when not forced
 ``gpu``, ``gpu:N`` NVIDIA GPU N (PaddleX naming)   paddle (CUDA build)
 ``NPU``, others    an OpenVINO device              openvino
 =================  ==============================  =====================
+
+Which engine serves which device by default is the registry's (``edgerec.engines.registry``); each engine's
+module says which devices it runs on (its ``check_device``) and which options it takes (a dataclass).
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgerec.errors import DeviceError
+from edgerec.errors import DeviceError, EdgeRecError
 
 
-class EngineType(str, enum.Enum):
-    OPENVINO = "openvino"
-    ONNXRUNTIME = "onnxruntime"
-    PADDLE = "paddle"
+class EngineOptionError(EdgeRecError, ValueError):
+    """An engine was given an option it does not take, or a value it cannot use."""
 
 
 @dataclass(frozen=True)
@@ -39,22 +43,15 @@ class DeviceSpec:
     family: str
     index: int | None = None
 
-    @property
-    def openvino_name(self) -> str | None:
-        """The name OpenVINO knows this device by; None for an NVIDIA GPU, which OpenVINO cannot run on."""
-        if self.family == "cpu":
-            return "CPU"
-        if self.family == "nvidia":
-            return None
-        return self.text
-
 
 _NVIDIA = re.compile(r"^gpu(?::(\d+))?$")
 _INTEL_GPU = re.compile(r"^GPU(?:\.(\d+))?$")
 
 
-def parse_device(device: str | None) -> DeviceSpec:
+def parse_device(device: str | DeviceSpec | None) -> DeviceSpec:
     """Parse a device string (see the module docstring); a malformed one raises DeviceError naming it."""
+    if isinstance(device, DeviceSpec):
+        return device
     text = (device or "cpu").strip()
     if text.lower() == "cpu":
         return DeviceSpec("cpu", "cpu")
@@ -76,10 +73,26 @@ def parse_device(device: str | None) -> DeviceSpec:
                       "Paddle Inference)")
 
 
-def default_engine(device: str | DeviceSpec | None) -> EngineType:
-    """The engine a device runs on when none is forced: Paddle Inference for NVIDIA, OpenVINO otherwise."""
-    spec = device if isinstance(device, DeviceSpec) else parse_device(device)
-    return EngineType.PADDLE if spec.family == "nvidia" else EngineType.OPENVINO
+@dataclass(frozen=True)
+class EngineOptions:
+    """Options every engine takes; an engine's own dataclass adds its fields. Unknown names are an error, never
+    dropped: an option that silently does nothing is a measurement that silently measures something else."""
+
+    threads: int | None = None  # inference threads (None: the engine's default, usually all cores)
+
+    @classmethod
+    def build(cls, engine: str, values: dict[str, Any] | None = None):
+        """``cls(**values)``, with an error naming the engine and its options for a name it does not take."""
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise EngineOptionError(f"engine {engine!r} has no option {', '.join(map(repr, unknown))}; its options "
+                                    f"are {', '.join(names)}")
+        threads = values.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise EngineOptionError(f"engine {engine!r}: threads must be a positive integer, not {threads!r}")
+        return cls(**values)
 
 
 class Engine(ABC):
@@ -95,6 +108,15 @@ class Engine(ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Return the softmax output for ``batch``; the array is the caller's to keep."""
 
+    def properties(self) -> dict[str, Any]:
+        """What really runs, as the engine reports it (for logs and the benchmark): engine, device, the compute
+        precision, threads and streams at least; None where the engine does not say."""
+        return {"engine": self.name, "device": self.device, "precision": None, "threads": None, "streams": None}
+
+    def files(self) -> list[Path]:
+        """The files this engine loaded the model from (their size is the model's size on disk)."""
+        return []
+
     def describe(self) -> str:
         """A short description of how the engine is configured, for ``TextRecognizer.config_summary``."""
         return f"{self.name} on {self.device}"
@@ -106,17 +128,30 @@ class Engine(ABC):
         return f"{type(self).__name__}(device={self.device!r})"
 
 
-def create_engine(engine: str | EngineType, model_path: str, device: str = "cpu", **options) -> Engine:
-    """Build an engine by name, importing its package only now (a missing optional package gives a clear error)."""
-    kind = EngineType(str(engine).lower()) if not isinstance(engine, EngineType) else engine
-    if kind is EngineType.OPENVINO:
-        from edgerec.engines.openvino import OpenVINOEngine
+@dataclass(frozen=True)
+class EngineKind:
+    """What an engine module declares about itself; the registry maps a name to one of these.
 
-        return OpenVINOEngine(model_path, device=device, **options)
-    if kind is EngineType.ONNXRUNTIME:
-        from edgerec.engines.onnxruntime import ONNXRuntimeEngine
+    ``source_format`` is what the resolver must hand it: ``"ir"`` (an exported OpenVINO IR for the asked
+    precision), ``"onnx"`` (the source .onnx file) or ``"paddle"`` (the Paddle model folder).
+    ``open(path, device, options, precision)`` builds the engine; ``check_device(spec)`` raises DeviceError,
+    naming the device and what to install, before anything is fetched; ``fastest(spec)`` is its ``use_hpip``
+    choice for a device: (option values, why).
+    """
 
-        return ONNXRuntimeEngine(model_path, device=device, **options)
-    from edgerec.engines.paddle import PaddleEngine
+    name: str
+    source_format: str
+    options: type[EngineOptions]
+    open: Callable[[Path, DeviceSpec, EngineOptions, str], Engine]
+    check_device: Callable[[DeviceSpec], None]
+    precisions: tuple[str, ...] = ("fp32",)
+    fastest: Callable[[DeviceSpec], tuple[dict, str]] | None = None
 
-    return PaddleEngine(model_path, device=device, **options)
+    def make_options(self, values: dict[str, Any] | None = None) -> EngineOptions:
+        return self.options.build(self.name, values)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (OpenVINO's and Paddle's run to pages)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -2,35 +2,67 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgerec.engines.base import Engine
+from edgerec.engines.base import DeviceSpec, Engine, EngineKind, EngineOptionError, EngineOptions, parse_device
 from edgerec.errors import DeviceError, EngineUnavailableError, ModelError
+
+
+@dataclass(frozen=True)
+class ONNXRuntimeOptions(EngineOptions):
+    """ONNX Runtime session options (threads is intra_op_num_threads)."""
+
+
+def check_device(spec: DeviceSpec) -> None:
+    if spec.family != "cpu":
+        raise DeviceError(f"device {spec.text!r}: the onnxruntime engine runs on 'cpu' only")
 
 
 class ONNXRuntimeEngine(Engine):
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", *, threads: int | None = None, **_ignored):
+    def __init__(self, model_path: str | Path, device: str | DeviceSpec = "cpu",
+                 options: ONNXRuntimeOptions | None = None, **values):
+        if options is not None and values:
+            raise EngineOptionError("engine 'onnxruntime': give options or keywords, not both")
+        opts = options if options is not None else ONNXRuntimeOptions.build(self.name, values)
+        check_device(parse_device(device))
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise EngineUnavailableError(
                 "the onnxruntime engine needs the onnxruntime package: pip install onnxruntime") from exc
-        if (device or "cpu").lower() != "cpu":
-            raise DeviceError(f"device {device!r}: edgerec's onnxruntime engine runs on 'cpu' only")
         self.device = "cpu"
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.log_severity_level = 3
+        self.path = Path(model_path)
+        so = ort.SessionOptions()
+        if opts.threads:
+            so.intra_op_num_threads = int(opts.threads)
+        so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"{model_path}: ONNX Runtime cannot load this model ({exc})") from exc
         self.input_name = self.session.get_inputs()[0].name
+        self.threads = opts.threads
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+    def properties(self) -> dict[str, Any]:
+        return {"engine": self.name, "device": self.device, "precision": "f32", "threads": self.threads,
+                "streams": 1, "providers": list(self.session.get_providers())}
+
+    def files(self) -> list[Path]:
+        return [self.path]
+
+
+def _open(path: Path, spec: DeviceSpec, options: EngineOptions, precision: str) -> Engine:
+    return ONNXRuntimeEngine(path, spec, options)  # type: ignore[arg-type]
+
+
+KIND = EngineKind(name="onnxruntime", source_format="onnx", options=ONNXRuntimeOptions, open=_open,
+                  check_device=check_device)

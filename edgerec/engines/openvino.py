@@ -5,11 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgerec.engines.base import Engine, parse_device
+from edgerec.engines.base import (
+    DeviceSpec,
+    Engine,
+    EngineKind,
+    EngineOptionError,
+    EngineOptions,
+    first_line,
+    parse_device,
+)
 from edgerec.errors import DeviceError, ModelError
 from edgerec.utils.memory import trim_heap, trim_pending
 
@@ -21,6 +31,7 @@ _core_lock = threading.Lock()
 # Recognizers on Intel iGPUs have given garbled text at f16 compute, and AMX CPUs default to bf16: ask for f32
 # unless the caller opts in to f16 (GPU only), so a line's text is the same on every device.
 PRECISION_HINTS = ("f32", "f16")
+HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 # Lines keep their exact input width (padding changes text), and the CPU plugin prepares kernels for every new
 # input shape and keeps them in its runtime cache (CPU_RUNTIME_CACHE_CAPACITY, counted in kernels, least
@@ -51,7 +62,7 @@ def get_core():
         return _core
 
 
-def resolve_device(device: str | None) -> str:
+def resolve_device(device: str | DeviceSpec | None) -> str:
     """Map edgerec/PaddleX device names to OpenVINO's, checking that the device exists here.
 
     ``cpu`` -> CPU; ``GPU``/``GPU.N`` (Intel GPU) and ``AUTO`` pass through when OpenVINO lists them.
@@ -80,42 +91,73 @@ def resolve_device(device: str | None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class OpenVINOOptions(EngineOptions):
+    """How the OpenVINO engine compiles the IR."""
+
+    hint: str = "LATENCY"                       # PERFORMANCE_HINT: LATENCY, THROUGHPUT, CUMULATIVE_THROUGHPUT
+    cache_dir: str | Path | None = None         # OpenVINO's compiled-model cache (None: off)
+    config: dict | None = None                  # more OpenVINO properties, applied last
+    infer_precision: str | None = None          # f32 | f16; None: f16 for an fp16 IR on an Intel GPU / AUTO
+    shape_cache: int | None = DEFAULT_SHAPE_CACHE  # input shapes the CPU plugin keeps kernels for
+
+    def __post_init__(self):
+        if self.hint not in HINTS:
+            raise EngineOptionError(f"engine 'openvino': hint must be one of {', '.join(HINTS)}, not {self.hint!r}")
+        if self.infer_precision is not None and self.infer_precision not in PRECISION_HINTS:
+            raise EngineOptionError(f"engine 'openvino': infer_precision must be one of {PRECISION_HINTS}, not "
+                                    f"{self.infer_precision!r}")
+        if self.shape_cache is not None and (isinstance(self.shape_cache, bool) or int(self.shape_cache) < 0):
+            raise EngineOptionError(f"engine 'openvino': shape_cache must be >= 0, not {self.shape_cache!r}")
+        if self.config is not None and not isinstance(self.config, dict):
+            raise EngineOptionError(f"engine 'openvino': config must be a dict of OpenVINO properties, not "
+                                    f"{type(self.config).__name__}")
+
+
 class OpenVINOEngine(Engine):
     name = "openvino"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", *, threads: int | None = None,
-                 hint: str = "LATENCY", cache_dir: str | Path | None = None, config: dict | None = None,
-                 infer_precision: str = "f32", shape_cache: int | None = DEFAULT_SHAPE_CACHE):
-        if infer_precision not in PRECISION_HINTS:
-            raise ValueError(f"infer_precision must be one of {PRECISION_HINTS}, not {infer_precision!r}")
-        self.device = resolve_device(device)
+    def __init__(self, model_path: str | Path, device: str | DeviceSpec = "cpu",
+                 options: OpenVINOOptions | None = None, *, precision: str = "fp32", **values):
+        """``options`` (or its fields as keywords); ``precision`` is the IR's, which picks the default compute
+        precision: f16 only for an fp16 IR on an Intel GPU or AUTO (an opt-in), f32 everywhere else."""
+        opts = options if options is not None else OpenVINOOptions.build(self.name, values)
+        if options is not None and values:
+            raise EngineOptionError("engine 'openvino': give options or keywords, not both")
+        spec = parse_device(device)
+        self.device = resolve_device(spec)
+        self.options = opts
+        infer_precision = opts.infer_precision or (
+            "f16" if precision == "fp16" and spec.family in ("intel-gpu", "auto") else "f32")
         core = get_core()
         path = Path(model_path)
+        self.path = path
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError with a long trace
-            raise ModelError(f"{path}: OpenVINO cannot read this model ({_first_line(exc)}); "
+            raise ModelError(f"{path}: OpenVINO cannot read this model ({first_line(exc)}); "
                              "re-export it with `edgerec export`") from exc
-        cfg: dict = {"PERFORMANCE_HINT": hint}
-        if threads and self.device == "CPU":
-            cfg["INFERENCE_NUM_THREADS"] = int(threads)
+        cfg: dict = {"PERFORMANCE_HINT": opts.hint}
+        if opts.threads and self.device == "CPU":
+            cfg["INFERENCE_NUM_THREADS"] = int(opts.threads)
         if self.device.startswith(("GPU", "AUTO")):  # AUTO hands the hint to the device it picks
             cfg["INFERENCE_PRECISION_HINT"] = infer_precision
         elif self.device == "CPU":
             cfg["INFERENCE_PRECISION_HINT"] = "f32"  # f16 is an iGPU opt-in; AMX CPUs would otherwise pick bf16
-        if shape_cache is not None and self.device == "CPU":
-            if int(shape_cache) < 0:
-                raise ValueError(f"shape_cache must be >= 0, not {shape_cache!r}")
-            cfg["CPU_RUNTIME_CACHE_CAPACITY"] = int(shape_cache) * KERNELS_PER_SHAPE
-        if cache_dir:
-            cfg["CACHE_DIR"] = str(cache_dir)
-        cfg.update(config or {})
+        if opts.shape_cache is not None and self.device == "CPU":
+            cfg["CPU_RUNTIME_CACHE_CAPACITY"] = int(opts.shape_cache) * KERNELS_PER_SHAPE
+        if opts.cache_dir:
+            cfg["CACHE_DIR"] = str(opts.cache_dir)
+        cfg.update(opts.config or {})
         try:
             self.compiled = _compile(core, model, self.device, cfg, path)
         except Exception as exc:
-            raise DeviceError(f"{path}: cannot compile for {self.device}: {_first_line(exc)}") from exc
-        self.model = model
+            raise DeviceError(f"{path}: cannot compile for {self.device}: {first_line(exc)}") from exc
         self.config = cfg
+        # the source ov.Model is not kept: the CompiledModel does not need it, and when the CompiledModel came
+        # from the cache dropping it unmaps the weights file (~10 MB of RSS for v4 fp32)
+        del model
+        trim_heap()
         self._local = threading.local()
 
     def _request(self):
@@ -142,21 +184,93 @@ class OpenVINOEngine(Engine):
             trim_heap(min_interval=TRIM_INTERVAL_S)
         return out
 
-    def release_model(self) -> None:
-        """Drop the source ``ov.Model`` once its metadata has been read: the CompiledModel does not need it, and
-        when the CompiledModel came from the cache this unmaps the weights file (~10 MB of RSS for v4 fp32)."""
-        self.model = None
-        trim_heap()
+    def properties(self) -> dict[str, Any]:
+        """As the compiled model reports them: the precision is INFERENCE_PRECISION_HINT read back (what the
+        plugin really computes in), not what was asked for."""
+        got = compiled_properties(self.compiled)
+        return {"engine": self.name, "device": self.device, "precision": got.get("INFERENCE_PRECISION_HINT"),
+                "threads": got.get("INFERENCE_NUM_THREADS"), "streams": got.get("NUM_STREAMS"),
+                "hint": got.get("PERFORMANCE_HINT"), "execution_devices": got.get("EXECUTION_DEVICES", self.device),
+                "cache_dir": self.config.get("CACHE_DIR")}
+
+    def files(self) -> list[Path]:
+        return [self.path, self.path.with_suffix(".bin")]
 
     def describe(self) -> str:
         hint = self.config.get("INFERENCE_PRECISION_HINT")
-        try:
-            devices = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
-        except Exception:  # not every plugin reports it
-            devices = self.device
+        devices = compiled_properties(self.compiled, ("EXECUTION_DEVICES",)).get("EXECUTION_DEVICES", self.device)
         extra = f", {hint} precision hint" if hint else ""
         return (f"openvino on {self.device} (runs on {devices}), {self.config.get('PERFORMANCE_HINT')} hint{extra}, "
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
+
+
+PROPERTY_KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+                 "EXECUTION_DEVICES")
+
+
+def compiled_properties(compiled, keys: tuple[str, ...] = PROPERTY_KEYS) -> dict[str, Any]:
+    """Properties of an ``ov.CompiledModel`` as plain values (a plugin that does not expose one: left out)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        try:
+            val = compiled.get_property(key)
+        except Exception:  # property not exposed by this plugin / version
+            continue
+        if hasattr(val, "to_string"):  # openvino.Type, e.g. f32
+            val = val.to_string()
+        elif isinstance(val, (list, tuple)):
+            val = ",".join(map(str, val))
+        elif not isinstance(val, (int, float, str, bool)):
+            val = str(val)
+        out[key] = val
+    return out
+
+
+class CompiledEngine(Engine):
+    """An ``ov.CompiledModel`` someone else compiled (quantization's candidates), as an engine: so that what
+    NNCF produced is evaluated through RecPredictor, batching and long lines included, as users will run it."""
+
+    name = "openvino"
+
+    def __init__(self, compiled, device: str = "CPU"):
+        self.compiled = compiled
+        self.device = device
+        self._local = threading.local()
+
+    @classmethod
+    def of(cls, model, device: str = "CPU") -> CompiledEngine:
+        """An ``ov.Model`` (or an ``ov.CompiledModel`` as it is) as an engine, compiled as OpenVINOEngine compiles
+        for ``device``: f32 compute (an AMX CPU would otherwise pick bf16, which users do not run)."""
+        import openvino as ov
+
+        if isinstance(model, ov.CompiledModel):
+            return cls(model, device)
+        cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        return cls(get_core().compile_model(model, device, cfg), device)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        req = getattr(self._local, "request", None)
+        if req is None:
+            req = self._local.request = self.compiled.create_infer_request()
+        req.infer({0: batch}, share_inputs=True)
+        return np.array(req.get_output_tensor(0).data, copy=True)
+
+    def properties(self) -> dict[str, Any]:
+        got = compiled_properties(self.compiled)
+        return {"engine": self.name, "device": self.device, "precision": got.get("INFERENCE_PRECISION_HINT"),
+                "threads": got.get("INFERENCE_NUM_THREADS"), "streams": got.get("NUM_STREAMS")}
+
+
+def check_device(spec: DeviceSpec) -> None:
+    resolve_device(spec)
+
+
+def _open(path: Path, spec: DeviceSpec, options: EngineOptions, precision: str) -> Engine:
+    return OpenVINOEngine(path, spec, options, precision=precision)  # type: ignore[arg-type]
+
+
+KIND = EngineKind(name="openvino", source_format="ir", options=OpenVINOOptions, open=_open,
+                  check_device=check_device, precisions=("fp32", "fp16", "int8"))
 
 
 def _compile(core, model, device: str, cfg: dict, path: Path):
@@ -173,11 +287,6 @@ def _compile(core, model, device: str, cfg: dict, path: Path):
                 return core.compile_model(model, device, cfg)
         except Exception as exc:
             log.warning("%s: compiling with the model cache in %s failed (%s); compiling without it", path,
-                        cache, _first_line(exc))
+                        cache, first_line(exc))
             cfg.pop("CACHE_DIR")
     return core.compile_model(model, device, cfg)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

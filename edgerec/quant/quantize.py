@@ -24,13 +24,16 @@ import numpy as np
 
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import EdgeRecError
-from edgerec.runtime.decode import ctc_greedy_decode
+from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch, target_width
 from edgerec.utils.fs import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "quantization_report.json"
+# fp32 and int8 are evaluated through RecPredictor as users run it (width-grouped batches, long lines in windows);
+# batches of this many lines, so that the batched path is what is checked
+EVAL_BATCH = 8
 
 
 class QuantizationError(EdgeRecError):
@@ -81,23 +84,17 @@ class EvalSet:
     description: str
 
 
-def _infer_texts(compiled, classes: list[str], images: list[np.ndarray], height: int) -> list[str]:
-    request = compiled.create_infer_request()
-    out = []
-    for img in images:
-        x = preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
-        request.infer({0: x})
-        out.append(ctc_greedy_decode(request.get_output_tensor(0).data, classes)[0][0])
-    return out
+def evaluate(model, classes: list[str], eval_set: EvalSet, height: int = 48, batch_size: int = EVAL_BATCH
+             ) -> tuple[dict, list[str]]:
+    """acc / norm_edit_dis of an ``openvino.Model`` (or CompiledModel) on the eval set, through RecPredictor."""
+    texts = _predictor(model, classes, height).recognize(eval_set.images, batch_size)
+    return rec_metrics([t for t, _ in texts], eval_set.labels), [t for t, _ in texts]
 
 
-def evaluate(model, classes: list[str], eval_set: EvalSet, height: int = 48) -> tuple[dict, list[str]]:
-    """acc / norm_edit_dis of an ``openvino.Model`` (or CompiledModel) on the eval set, batch 1."""
-    import openvino as ov
+def _predictor(model, classes: list[str], height: int) -> RecPredictor:
+    from edgerec.engines.openvino import CompiledEngine
 
-    compiled = model if isinstance(model, ov.CompiledModel) else ov.Core().compile_model(model, "CPU")
-    texts = _infer_texts(compiled, classes, eval_set.images, height)
-    return rec_metrics(texts, eval_set.labels), texts
+    return RecPredictor(CompiledEngine.of(model), classes, input_height=height)
 
 
 def _drops(fp32: dict, int8: dict) -> dict:
@@ -110,8 +107,7 @@ def within_bound(drops: dict, max_drop: float) -> bool:
 
 
 def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: EvalSet, out_dir: str | Path, *,
-                config: QuantizationConfig | None = None, force: bool = False, calibration_desc: str = "",
-                progress: bool = True) -> dict:
+                config: QuantizationConfig | None = None, force: bool = False, calibration_desc: str = "") -> dict:
     """Quantize ``fp32_xml`` and install ``out_dir/model.xml`` when int8 holds the bound; returns the report."""
     import nncf
     import openvino as ov
@@ -119,9 +115,8 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     from edgerec.zoo.export import IR_NAME, RT_KEY, read_info
 
     config = config or QuantizationConfig()
-    core = ov.Core()
-    model = core.read_model(str(fp32_xml))
-    info = read_info(fp32_xml, model=model)
+    info = read_info(fp32_xml)
+    model = ov.Core().read_model(str(fp32_xml))
     height = info.input_height
     calib_tensors = [preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
                      for img in calibration]
@@ -184,23 +179,22 @@ def _accuracy_control(model, calib_tensors, eval_set: EvalSet, classes, height, 
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    val_items = [(preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height), label)
-                 for img, label in zip(eval_set.images, eval_set.labels)]
+    # the validation items are indices into the eval set: NNCF feeds the model batch-1 tensors of them, and
+    # ``validate`` reads the lines they name through RecPredictor, as ``evaluate`` does
+    def tensor(k: int) -> np.ndarray:
+        img = eval_set.images[k]
+        return preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
 
     def validate(compiled, data) -> float:
-        request = compiled.create_infer_request()
-        preds, labels = [], []
-        for x, label in data:
-            request.infer({0: x})
-            preds.append(ctc_greedy_decode(request.get_output_tensor(0).data, classes)[0][0])
-            labels.append(label)
-        m = rec_metrics(preds, labels)
+        ks = list(data)
+        texts = _predictor(compiled, classes, height).recognize([eval_set.images[k] for k in ks], EVAL_BATCH)
+        m = rec_metrics([t for t, _ in texts], [eval_set.labels[k] for k in ks])
         return 0.5 * m["acc"] + 0.5 * m["norm_edit_dis"]
 
     ac_kwargs = {k: v for k, v in kwargs.items() if k != "ignored_scope"}
     return nncf.quantize_with_accuracy_control(
-        model, nncf.Dataset(calib_tensors, lambda t: t), nncf.Dataset(val_items, lambda item: item[0]), validate,
-        max_drop=config.max_drop, drop_type=nncf.DropType.ABSOLUTE,
+        model, nncf.Dataset(calib_tensors, lambda t: t), nncf.Dataset(list(range(len(eval_set.labels))), tensor),
+        validate, max_drop=config.max_drop, drop_type=nncf.DropType.ABSOLUTE,
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
             max_num_iterations=config.accuracy_control_iterations),
         **ac_kwargs)
@@ -217,13 +211,13 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
     charset. Evaluation crops: a labelled folder when given, else rendered lines with another seed (disjoint
     from the calibration lines). Returns (int8 model.xml, report).
     """
-    from edgerec.api import resolve_model
     from edgerec.quant.calibration import dataset_lines, render_lines
-    from edgerec.zoo import home as homes
-    from edgerec.zoo.export import IR_NAME, read_info
+    from edgerec.zoo.export import IR_NAME
+    from edgerec.zoo.resolve import quantize_target, resolve_model
 
-    xml, _src = resolve_model(model_name, model_dir, "fp32", progress=progress)
-    info = read_info(xml)
+    resolved = resolve_model(model_name, model_dir, "fp32", progress=progress)
+    xml, info = resolved.path, resolved.info
+    assert info is not None  # an IR's metadata is read when it is resolved
     if calibration is not None:
         calib = [img for img, _ in dataset_lines(calibration, subset_size, seed=seed, split="train")]
         calib_desc = f"{len(calib)} crops from {calibration}"
@@ -238,12 +232,6 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
         eval_desc = f"{len(pairs)} rendered lines (seed {seed + 7919}, disjoint from calibration)"
     eval_set = EvalSet([p[0] for p in pairs], [p[1] for p in pairs], eval_desc)
     cfg = config or QuantizationConfig(subset_size=subset_size, max_drop=max_drop)
-    if output is not None:
-        out = Path(output)
-    elif model_dir is None:
-        out = homes.ir_dir(info.model_name, "int8")
-    else:
-        out = xml.parent.parent / "int8"
-    report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc,
-                         progress=progress)
+    out = Path(output) if output is not None else quantize_target(resolved, model_dir)
+    report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc)
     return out / IR_NAME, report

@@ -4,7 +4,8 @@ PaddleX squashes a line whose input width would pass 3200 px (aspect ratio above
 then get so narrow that the text degrades, and past a point every character is lost. Here such a line is cut
 into windows about ``WINDOW_ASPECT`` line-heights wide that overlap by ``OVERLAP_ASPECT`` line-heights. Window
 edges are moved into blank (ink-free) columns where there are any, so that no glyph is cut in half. Each window
-is recognized like a normal line.
+is recognized like a normal line, by ``RecPredictor`` (this module plans the windows and merges what they read;
+it runs nothing).
 
 Merging uses where each character sits. Each CTC step covers a fixed slice of the input (8 px for PP-OCR), so
 the centre of a character's run of steps gives its x in the line. In each overlap both windows' characters are
@@ -18,12 +19,11 @@ windows read it differently), the seam is a cut at the middle of the overlap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgerec.runtime.preprocess import MIN_W, preprocess_batch, resized_width, target_width
+from edgerec.runtime.preprocess import MIN_W, resized_width, target_width
 
 WINDOW_ASPECT = 24.0  # window width in line heights: 1152 input px at height 48, well inside the model's range
 OVERLAP_ASPECT = 6.0  # overlap in line heights: ~12 Latin or ~8 CJK characters to align on
@@ -186,41 +186,58 @@ def _space_wide_seams(glyphs: list[Glyph], gap: float) -> list[Glyph]:
     return out
 
 
-def recognize_long(image: np.ndarray, infer: Callable[[np.ndarray], np.ndarray], classes: list[str],
-                   img_h: int, *, window_aspect: float = WINDOW_ASPECT, overlap_aspect: float = OVERLAP_ASPECT,
-                   max_windows: int = MAX_WINDOWS) -> tuple[str, float] | None:
-    """(text, score) of one long BGR line by overlapping windows; None when it would need over ``max_windows``.
+@dataclass(frozen=True)
+class Window:
+    """One window of a long line: columns [start, end) of the original, right-padded to ``pad_w`` input px."""
 
-    ``infer`` maps an N x 3 x img_h x W batch to N x T x C probabilities (an engine's ``infer``). The score is
-    the mean kept-step probability of the merged characters, like a normal line's.
-    """
+    start: int
+    end: int
+    pad_w: int
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(image[:, self.start:self.end])
+
+
+def plan_long(image: np.ndarray, img_h: int, *, window_aspect: float = WINDOW_ASPECT,
+              overlap_aspect: float = OVERLAP_ASPECT, max_windows: int = MAX_WINDOWS) -> list[Window] | None:
+    """The windows to read one long BGR line in; None when it would need over ``max_windows`` (squash it)."""
     h, w = image.shape[:2]
     # windows advance at most (window - overlap): when even that needs too many, do not plan them at all
     if math.ceil(max(0.0, w - window_aspect * h) / ((window_aspect - overlap_aspect) * h)) + 1 > max_windows:
         return None
-    windows = plan_windows(image, window_aspect, overlap_aspect)
-    if len(windows) > max_windows:
+    spans = plan_windows(image, window_aspect, overlap_aspect)
+    if len(spans) > max_windows:
         return None
+    return [Window(a, b, -(-target_width(h, b - a, img_h, MIN_W, 1 << 30) // WIDTH_STEP) * WIDTH_STEP)
+            for a, b in spans]
+
+
+def window_batches(windows: list[Window]) -> list[tuple[int, list[int]]]:
+    """(pad width, window indices) per engine call: windows of one width in a row, so the engine sees few shape
+    changes, ``WINDOW_BATCH`` at a time."""
     by_width: dict[int, list[int]] = {}
-    for k, (a, b) in enumerate(windows):
-        pad_w = -(-target_width(h, b - a, img_h, MIN_W, 1 << 30) // WIDTH_STEP) * WIDTH_STEP
-        by_width.setdefault(pad_w, []).append(k)
-    glyphs: list[list[Glyph]] = [[] for _ in windows]
-    for pad_w, ks in by_width.items():  # windows of one width in a row: the engine sees few shape changes
-        for s in range(0, len(ks), WINDOW_BATCH):
-            chunk = ks[s:s + WINDOW_BATCH]
-            crops = [np.ascontiguousarray(image[:, windows[k][0]:windows[k][1]]) for k in chunk]
-            probs = infer(preprocess_batch(crops, pad_w, img_h))
-            for k, row in zip(chunk, probs):
-                a, b = windows[k]
-                # input px per step, then back to original columns (the crop was resized to rw input px)
-                px_per_step = pad_w / row.shape[0] * (b - a) / resized_width(h, b - a, pad_w, img_h)
-                glyphs[k] = decode_glyphs(row, classes, a, px_per_step, k)
+    for k, win in enumerate(windows):
+        by_width.setdefault(win.pad_w, []).append(k)
+    return [(pad_w, ks[s:s + WINDOW_BATCH]) for pad_w, ks in by_width.items() for s in range(0, len(ks), WINDOW_BATCH)]
+
+
+def read_windows(image: np.ndarray, windows: list[Window], rows: list[np.ndarray], classes: list[str], img_h: int
+                 ) -> tuple[str, float]:
+    """(text, score) of a long line from each window's T x C probabilities (``rows``, in window order).
+
+    The score is the mean kept-step probability of the merged characters, like a normal line's.
+    """
+    h = image.shape[0]
+    glyphs: list[list[Glyph]] = []
+    for k, (win, row) in enumerate(zip(windows, rows)):
+        # input px per step, then back to original columns (the crop was resized to rw input px)
+        width = win.end - win.start
+        px_per_step = win.pad_w / row.shape[0] * width / resized_width(h, width, win.pad_w, img_h)
+        glyphs.append(decode_glyphs(row, classes, win.start, px_per_step, k))
     merged = glyphs[0]
     tol = ALIGN_TOL * h
     for k in range(1, len(windows)):
-        lo, hi = windows[k][0], windows[k - 1][1]
-        merged = merge(merged, glyphs[k], lo, hi, tol)
+        merged = merge(merged, glyphs[k], windows[k].start, windows[k - 1].end, tol)
     merged = _space_wide_seams(merged, SEAM_GAP * h)
     if not merged:
         return "", 0.0

@@ -3,19 +3,22 @@
 Only lines that PaddleX would feed at the same width share a batch, so no line gets extra right-padding: the
 SVTR neck attends over the whole width, and padding a line beyond its batch-1 width can change its text.
 With equal widths the tensor a line contributes is the same whatever batch it is in.
+
+This is the only way a line becomes text: the API, the camera, quantization's accuracy guard and the report all
+run it, so what is measured is what users run (batching and the long-line path included).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
 from edgerec.engines.base import Engine
 from edgerec.runtime.decode import ctc_greedy_decode
-from edgerec.runtime.longline import needs_split, recognize_long
+from edgerec.runtime.longline import needs_split, plan_long, read_windows, window_batches
 from edgerec.runtime.preprocess import MAX_W, MIN_W, preprocess_batch, target_width
 
 
@@ -42,6 +45,10 @@ class RecPredictor:
         h, w = image.shape[:2]
         return target_width(h, w, self.input_height, self.min_width, self.max_width)
 
+    def infer(self, images: list[np.ndarray], width: int) -> np.ndarray:
+        """N x T x C probabilities of lines (or windows) padded to input width ``width``."""
+        return self.engine.infer(preprocess_batch(images, width, self.input_height))
+
     def run_batch(self, images: list[np.ndarray], width: int, word_box: bool = False) -> list[tuple]:
         """Recognize lines that all have input width ``width`` (``word_box``: see ctc_greedy_decode)."""
         t0 = time.perf_counter()
@@ -61,7 +68,7 @@ class RecPredictor:
         out: list[tuple[str, float] | None] = [None] * len(images)
         for i, img in enumerate(images):
             if self.long_lines == "split" and needs_split(*img.shape[:2], self.input_height, self.max_width):
-                out[i] = recognize_long(img, self.engine.infer, self.classes, self.input_height)
+                out[i] = self._read_long(img)
                 if out[i] is not None:
                     continue  # None: too long even for windows, squash it
             groups[self.width_of(img)].append(i)
@@ -72,15 +79,13 @@ class RecPredictor:
                     out[i] = res
         return out  # type: ignore[return-value]
 
-    def recognize_stream(self, images: Iterable[np.ndarray], batch_size: int = 1,
-                         window: int | None = None) -> Iterator[tuple[str, float]]:
-        """Like :meth:`recognize` over an iterable, holding at most ``window`` images in memory."""
-        window = window or max(64, batch_size * 8)
-        pending: list[np.ndarray] = []
-        for img in images:
-            pending.append(img)
-            if len(pending) >= window:
-                yield from self.recognize(pending, batch_size)
-                pending = []
-        if pending:
-            yield from self.recognize(pending, batch_size)
+    def _read_long(self, image: np.ndarray) -> tuple[str, float] | None:
+        """A line too wide for one pass, read in overlapping windows; None when it needs too many (squash it)."""
+        windows = plan_long(image, self.input_height)
+        if windows is None:
+            return None
+        rows: list[np.ndarray] = [np.empty(0)] * len(windows)
+        for pad_w, ks in window_batches(windows):
+            for k, row in zip(ks, self.infer([windows[k].crop(image) for k in ks], pad_w)):
+                rows[k] = row
+        return read_windows(image, windows, rows, self.classes, self.input_height)

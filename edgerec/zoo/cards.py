@@ -77,10 +77,6 @@ class ModelCard:
     metrics_source: str | None = None
     charset_note: str | None = None
 
-    def wheel_sources(self) -> tuple[Source, ...]:
-        """The sources that read their files out of registry wheels (usable without the model hub)."""
-        return tuple(s for s in self.sources if s.kind == "wheel")
-
 
 def models_dir() -> Path:
     """Where the cards are: ``$EDGEREC_MODELS_DIR``, else the repo's ``models/``, else the installed copy."""

