@@ -325,7 +325,7 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
 
     Writes report.md, report.json and acc_vs_latency.png to --output and prints the summary table.
     """
-    from edgerec.report import ReportOptions, run_report, summary_table
+    from edgerec.bench import ReportOptions, run_report, summary_table
 
     opts = ReportOptions(models=models, datasets=[Path(d) for d in datasets], output=Path(output),
                          precisions=precisions, engines=engines, limit=limit, threads=threads, chunk=chunk,

@@ -3,7 +3,7 @@
     python scripts/bench.py [--evalsets ../shared/evalsets] [--limit 200 | --full] [--threads N]
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
 
-Runs `edgerec report` (edgerec/report.py) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv6_small_rec
+Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv6_small_rec
 and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32 and int8 (int8 only
 where `edgerec quantize` installed it; otherwise skipped with a message), ONNX Runtime fp32 on the same ONNX,
 and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source). Tesseract joins when installed.
@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from edgerec.bench import Config, ReportOptions, dataset_table, run_report, summary_table  # noqa: E402
 from edgerec.errors import EdgeRecError  # noqa: E402
-from edgerec.report import Config, ReportOptions, dataset_table, run_report, summary_table  # noqa: E402
 
 MODELS = ["PP-OCRv4_mobile_rec", "en_PP-OCRv3_mobile_rec", "PP-OCRv6_small_rec", "PP-OCRv6_tiny_rec"]
 SETS = ["iiit5k_3000", "svt_647", "en_uw3_70", "zh_plates_1000"]

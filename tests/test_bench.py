@@ -37,7 +37,7 @@ def tiny_set(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report_run(v4, tiny_set, tmp_path_factory):
     """One real report: v4 fp32 + fp16 on OpenVINO, fp32 on ONNX Runtime; int8 asked for but not there."""
-    from edgerec import report as rep
+    from edgerec.bench import report as rep
     from edgerec.zoo import home as homes
 
     out = tmp_path_factory.mktemp("report")
@@ -122,7 +122,7 @@ def test_markdown_tables_have_the_columns(report_run):
 
 
 def test_pareto_front_on_a_hand_made_example():
-    from edgerec.report import pareto_front
+    from edgerec.bench import pareto_front
 
     pts = [(10, 0.80), (20, 0.90), (15, 0.70), (30, 0.90), (5, 0.50), (20, 0.95), (40, 0.99), (3, float("nan")),
            (10, 0.80)]
@@ -133,7 +133,7 @@ def test_pareto_front_on_a_hand_made_example():
 
 
 def test_shape_plan_covers_every_batch_shape_once():
-    from edgerec.report import batch_groups, shape_plan
+    from edgerec.bench import batch_groups, shape_plan
 
     widths = [320, 320, 400, 320, 320, 320, 400]
     assert batch_groups(widths, chunk=4, batch_size=2) == [[0, 1], [3], [2], [4, 5], [6]]
@@ -144,8 +144,8 @@ def test_shape_plan_covers_every_batch_shape_once():
 def test_dataset_formats_and_scene_text_detection(tmp_path):
     import cv2
 
+    from edgerec.bench import load_dataset
     from edgerec.io.fonts import render_line
-    from edgerec.report import load_dataset
 
     ds_dir = tmp_path / "my_svt_like"
     (ds_dir / "imgs").mkdir(parents=True)
@@ -163,8 +163,8 @@ def test_dataset_formats_and_scene_text_detection(tmp_path):
 
 def test_tesseract_peer_through_a_stand_in_binary(v4, tiny_set, tmp_path, monkeypatch):
     """The Tesseract path (subprocess per line, its own RSS) with a stand-in that answers one fixed line."""
+    from edgerec.bench import ReportOptions, run_report
     from edgerec.data.metrics import rec_metrics
-    from edgerec.report import ReportOptions, run_report
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -198,3 +198,27 @@ def test_cli_report_command(v4, tiny_set, tmp_path):
     bad = CliRunner().invoke(main, ["report", "--models", V4, "--precisions", "fp8", "--dataset", str(tiny_set),
                                     "--output", str(out)])
     assert bad.exit_code == 2 and "fp8" in bad.output
+
+
+def test_isa_line_in_every_output(report_run):
+    """The machine's ISA decides the numbers (bf16/VNNI kernels), so report.json and report.md both name it."""
+    import json
+
+    from edgerec.utils.cpu import isa_summary
+
+    out, _ = report_run
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["environment"]["isa"] == isa_summary()
+    assert "ISA:" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_child_is_a_real_module_in_its_own_process(v4, tiny_set):
+    """Cold start and peak RSS come from `python -m edgerec.bench.child`, a process other than this one."""
+    import os
+
+    from edgerec.bench.configs import Config
+    from edgerec.bench.measure import fresh_process
+
+    first = sorted((tiny_set / "images").iterdir())[0]
+    res = fresh_process(Config(V4, "fp32", "openvino"), 1, first, [([str(first)], 320)])
+    assert res["pid"] != os.getpid()
+    assert res["first_text"] == LINES[0]

@@ -1,0 +1,135 @@
+"""Writing the report: markdown tables and the three files."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from edgerec.bench.plot import plot_acc_vs_latency
+from edgerec.utils.fs import atomic_write_bytes, atomic_write_text
+
+# ------------------------------------------------------------------------------------------------ writing
+
+def _f(v, fmt: str, scale: float = 1.0) -> str:
+    return "–" if v is None else format(v * scale, fmt)
+
+
+def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
+    """The markdown table of one data set (one row per configuration, Pareto-front rows marked)."""
+    alnum = ds["scene_text"]
+    head = ["config", "acc %", "norm_edit_dis"] + (["alnum acc %"] if alnum else []) + [
+        "agree fp32 %", "p50 ms", "p95 ms", "× ORT", f"b{batch_size} lines/s", "mean pre / infer / dec ms",
+        "size MB",
+        "peak RSS MB", "cold start s"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        split = ("–" if r.get("infer_ms") is None else
+                 f"{r['pre_ms']:.2f} / {r['infer_ms']:.2f} / {r['decode_ms']:.2f}")
+        cells = [r["label"] + (" ★" if r.get("pareto") else ""), _f(r["acc"], ".2f", 100),
+                 _f(r["norm_edit_dis"], ".4f")] + ([_f(r["alnum_acc"], ".2f", 100)] if alnum else []) + [
+            _f(r["agree_fp32"], ".1f", 100), _f(r["p50_ms"], ".2f"), _f(r["p95_ms"], ".2f"),
+            _f(r["ratio_vs_ort"], ".2f"), _f(r["b8_lines_per_s"], ".1f"), split, _f(r["size_mb"], ".2f"),
+            _f(r["peak_rss_mb"], ".0f"), _f(r["cold_start_s"], ".2f")]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def summary_table(report: dict) -> list[str]:
+    """One row per configuration, per data set its plotted accuracy and batch-1 p50: the table `make bench` prints."""
+    dss = report["datasets"]
+    configs = list(dict.fromkeys((r["model"], r["engine"], r["precision"], r["label"]) for r in report["results"]))
+    head = ["config", "size MB"]
+    for d in dss:
+        head += [f"{d['name']} {'alnum' if d['scene_text'] else 'acc'} %", f"{d['name']} p50 ms"]
+    head.append("× ORT (median)")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, engine, prec, label in configs:
+        rs = {r["dataset"]: r for r in report["results"]
+              if (r["model"], r["engine"], r["precision"]) == (model, engine, prec)}
+        size = next((r["size_mb"] for r in rs.values() if r.get("size_mb")), None)
+        cells = [label, _f(size, ".2f")]
+        for d in dss:
+            r = rs.get(d["name"])
+            cells += [_f(r["score"], ".2f", 100) if r else "–", _f(r["p50_ms"], ".2f") if r else "–"]
+        ratios = [r["ratio_vs_ort"] for r in rs.values() if r.get("ratio_vs_ort") is not None]
+        cells.append(_f(statistics.median(ratios), ".2f") if ratios else "–")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+_HOW_TO_READ = """\
+- **acc** and **norm_edit_dis**: PaddleOCR's RecMetric (spaces removed, exact match; 1 - mean normalized
+  edit distance). **alnum acc** (scene-text sets): case-insensitive, digits and ASCII letters only.
+  **agree fp32**: lines whose text equals the same model's OpenVINO fp32 text.
+- **p50 / p95 ms**: per-line wall time of `RecPredictor.recognize([line], 1)` (preprocess + inference + CTC
+  decode; decoded images in memory, every input shape warmed up first). **× ORT**: median over chunks of this
+  configuration's batch-1 time divided by the same model's ONNX Runtime fp32 time on the same lines, which
+  ran next to it. The machine is shared and noisy: read ratios, not absolute milliseconds.
+- **b8 lines/s**: the set fed 64 lines at a time with batch size 8; the runtime batches only lines of equal
+  input width, so the mean batch (report.json `b8_avg_batch`) is often below 8. **pre / infer / dec**: mean
+  ms per line of each stage at batch 1 (lines so long that the runtime reads them in windows are in p50/p95
+  but not in this split).
+- **size MB**: what the engine loads from disk (IR xml+bin, the .onnx, Paddle program+params, traineddata).
+- **peak RSS** and **cold start**: a fresh Python process that loads only this configuration. Cold start =
+  spawn -> `import edgerec` -> `create_model` -> first text of the set's first line, with the compiled-model
+  cache and the disk cache warm. Peak RSS = that process's VmHWM after it also ran every input shape of the
+  measurement once (interpreter, NumPy, OpenCV and the engine included). Tesseract: one process per line;
+  peak RSS is the largest of those processes, cold start one call.
+- ★ marks the Pareto front (no other configuration is both faster at p50 and more accurate).
+"""
+
+
+def render_markdown(report: dict) -> str:
+    env, st = report["environment"], report["settings"]
+    cpu = env["cpu"]
+    isa = ", ".join(k for k, v in cpu["isa"].items() if v) or "none found"
+    lines = ["# edgerec accuracy vs latency", "",
+             f"{env['date']} · {cpu['model']} ({cpu['cores']} cores, {cpu['usable_cores']} usable) · "
+             f"threads {env['threads']} · load average {_load(env.get('load_avg_start'))} at the start, "
+             f"{_load(env.get('load_avg_end'))} at the end", "",
+             "![accuracy vs latency](acc_vs_latency.png)", "", "## Summary", "",
+             "Accuracy plotted (alnum acc for scene-text sets, acc otherwise) and batch-1 p50 ms/line.", ""]
+    lines += summary_table(report)
+    for ds in report["datasets"]:
+        rows = [r for r in report["results"] if r["dataset"] == ds["name"]]
+        cut = st["limit"] is not None and ds.get("listed", 0) > st["limit"]
+        notes = [f"{ds['lines']} lines from `{ds['list_file']}` ({ds['kind']}"
+                 + (f"; the first {st['limit']} of {ds['listed']})" if cut else ")"),
+                 f"{ds['distinct_widths'] or '?'} distinct input widths"]
+        if ds["scene_text"]:
+            notes.append("scene text: alnum acc plotted")
+        if ds["unreadable"]:
+            notes.append(f"{len(ds['unreadable'])} unreadable images left out")
+        lines += ["", f"## {ds['name']}", "", "; ".join(notes) + ".", ""]
+        lines += dataset_table(ds, rows, st["batch_size"]) if rows else ["No configuration ran on this set."]
+    if report["skipped"]:
+        lines += ["", "## Skipped", ""]
+        for s in report["skipped"]:
+            where = f" on {s['dataset']}" if s.get("dataset") else ""
+            lines.append(f"- {s['label']}{where}: {s['reason']}")
+    lines += ["", "## How the numbers were taken", "", _HOW_TO_READ, "## Environment", ""]
+    lines.append(f"- CPU: {cpu['model']}; ISA: {isa}")
+    lines.append(f"- cores: {cpu['cores']} ({cpu['usable_cores']} usable); threads: {env['threads']}; "
+                 f"OpenVINO hint: {env['openvino_hint']}")
+    lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v))
+    lines.append(f"- OS: {env['os']}")
+    engine_cfgs = {}
+    for r in report["results"]:
+        engine_cfgs.setdefault(r["label"], r.get("engine_config"))
+    for label, cfg in engine_cfgs.items():
+        lines.append(f"- {label}: " + ", ".join(f"{k}={v}" for k, v in (cfg or {}).items()))
+    return "\n".join(lines) + "\n"
+
+
+def _load(v) -> str:
+    return "?" if not v else " / ".join(f"{x:.2f}" for x in v)
+
+
+def write_report(report: dict, output: Path) -> None:
+    """report.json, report.md and acc_vs_latency.png, each written atomically."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_bytes(output / "acc_vs_latency.png", plot_acc_vs_latency(report["datasets"], report["results"]))
+    atomic_write_text(output / "report.md", render_markdown(report))

@@ -1,0 +1,251 @@
+"""The accuracy-versus-latency report: every model x precision x engine on every labelled line set.
+
+Why it is built this way:
+
+* **Alternation.** All configurations of a data set are loaded into one process and run chunk by chunk
+  (64 lines, the window ``TextRecognizer.predict`` uses), in forward order on even chunks and reverse order on
+  odd ones. A busy shared machine then slows every configuration alike, so the ratios hold even when the
+  milliseconds do not. ``ratio_vs_ort`` is the median over chunks of (this configuration's batch-1 time /
+  the same model's ONNX Runtime fp32 time on the same lines).
+* **Warm shapes.** Before timing, every input shape the run will use (each width at batch 1, each batch shape
+  at batch 8) runs once, untimed: OpenVINO builds kernels per shape on first sight (50-70 ms), which would
+  otherwise decide p95. Steady state is what is timed; cold start is measured on its own.
+* **Fresh processes for what one process cannot measure.** Peak RSS and cold start come from a new Python
+  process per configuration and data set that loads only that configuration (import -> create_model -> first
+  text on the set's first line, compiled-model cache warm), then runs every input shape of the measurement
+  once; its peak RSS is the kernel's high-water mark (VmHWM) of that process, interpreter and libraries
+  included. ru_maxrss deltas in the shared process would be meaningless, as the peak only ever rises.
+* **Stage split.** ``RecPredictor.on_timing`` reports preprocessing, inference and CTC decoding per batch.
+
+Accuracy follows PaddleOCR's RecMetric (edgerec.data.metrics.rec_metrics); English scene-text sets (IIIT5K,
+SVT, ...) also get the field's case-insensitive alphanumeric accuracy, which is what the plot shows for them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from edgerec import __version__
+from edgerec.bench.configs import Config, plan_configs
+from edgerec.bench.datasets import MIN_COVERAGE, Dataset, _say, load_dataset
+from edgerec.bench.measure import _measure_dataset, _rows_for, fresh_process, shape_plan
+from edgerec.bench.plot import pareto_front
+from edgerec.bench.render import write_report
+from edgerec.bench.runners import ModelRunner, Runner, TesseractRunner
+from edgerec.data.dataset import find_list_file
+from edgerec.errors import EdgeRecError
+from edgerec.utils.cpu import cpu_info, isa_summary
+
+Progress = Callable[[str], None]
+
+# ------------------------------------------------------------------------------------------------ environment
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(threads: int | None) -> dict:
+    """The machine and packages behind the numbers: machines that measure edgerec are not alike."""
+    try:
+        import cv2
+
+        opencv = cv2.__version__
+    except ImportError:
+        opencv = None
+    packages = {"edgerec": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                "openvino": _version("openvino"), "onnxruntime": _version("onnxruntime"),
+                "paddlepaddle": _version("paddlepaddle"), "nncf": _version("nncf"),
+                "opencv": opencv}
+    return {"cpu": cpu_info(), "isa": isa_summary(), "threads": threads or "all (engine default)",
+            "openvino_hint": "LATENCY (create_model default; per configuration below)",
+            "os": f"{platform.system()} {platform.release()}", "packages": packages,
+            "load_avg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+@dataclass
+class ReportOptions:
+    models: list[str]
+    datasets: list[Path]
+    output: Path
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    engines: list[str] = field(default_factory=lambda: ["openvino"])
+    limit: int | None = None
+    threads: int | None = None
+    chunk: int = 64
+    batch_size: int = 8
+    scene_text: list[str] = field(default_factory=list)   # data set folder names forced to scene-text scoring
+    tesseract: bool = True
+    tesseract_lang: str = "eng"
+    fresh_process: bool = True
+    configs: list[Config] | None = None   # an explicit list instead of models x precisions x engines
+
+
+class _Skips:
+    """The skipped configurations with their reasons, said once as they happen and kept for the report."""
+
+    def __init__(self, say: Progress):
+        self.items: list[dict] = []
+        self.say = say
+
+    def add(self, cfg: Config, reason: str, dataset: str | None = None) -> None:
+        self.items.append({**cfg.as_dict(), **({"dataset": dataset} if dataset else {}), "reason": reason})
+        self.say(f"skip {cfg.label}{f' on {dataset}' if dataset else ''}: {reason}")
+
+
+def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_exe: str | None,
+                  broken: set[Config], skips: _Skips) -> list[Runner]:
+    """Load every configuration for this set; what cannot load is skipped once, with the reason."""
+    runners: list[Runner] = []
+    for cfg in configs:
+        if cfg in broken:
+            continue
+        try:
+            runner = ModelRunner(cfg, opts.threads)
+        except (EdgeRecError, RuntimeError, OSError) as exc:
+            broken.add(cfg)
+            skips.add(cfg, str(exc))
+            continue
+        cov = runner.coverage(ds.labels)
+        if cov < MIN_COVERAGE:
+            skips.add(cfg, f"its charset holds only {100 * cov:.0f}% of the label characters; the set is not in its "
+                      "language", ds.name)
+            runner.close()
+            continue
+        runners.append(runner)
+    tcfg = Config("tesseract", opts.tesseract_lang, "tesseract")
+    if tess_exe and tcfg not in broken:
+        if ds.has_cjk and opts.tesseract_lang == "eng":
+            skips.add(tcfg, "labels are CJK and tesseract runs with -l eng (set --tesseract-lang)", ds.name)
+        else:
+            try:
+                runners.append(TesseractRunner(tess_exe, opts.tesseract_lang, opts.threads))
+            except (EdgeRecError, OSError, subprocess.SubprocessError) as exc:
+                broken.add(tcfg)
+                skips.add(tcfg, str(exc))
+    return runners
+
+
+def _fresh_process_numbers(ds: Dataset, rows: list[dict], plans: dict[Config, list[tuple[list[int], int]]],
+                           threads: int | None, say: Progress) -> None:
+    """Add cold start and peak RSS, each from a new process per configuration (see the module docstring)."""
+    from tqdm import tqdm
+
+    todo = [r for r in rows if r["engine"] != "tesseract"]
+    for row in tqdm(todo, desc=f"{ds.name}: cold start + peak RSS", unit="config", file=sys.stderr, leave=False):
+        cfg = Config(row["model"], row["precision"], row["engine"])
+        groups = [([str(ds.paths[i]) for i in idxs], w) for idxs, w in plans[cfg]]
+        try:
+            fp = fresh_process(cfg, threads, ds.paths[0], groups)
+        except (EdgeRecError, subprocess.SubprocessError, ValueError) as exc:
+            row["fresh_process_error"] = str(exc)
+            say(f"{cfg.label} on {ds.name}: {exc}")
+            continue
+        row.update({"cold_start_s": fp["cold_start_s"], "peak_rss_mb": fp["peak_rss_mb"],
+                    "rss_after_import_mb": fp["rss_after_import_mb"], "rss_after_load_mb": fp["rss_after_load_mb"],
+                    "cold_start": {k: fp[k] for k in ("interpreter_s", "import_s", "create_model_s", "first_text_s")},
+                    "fresh_process_shapes": len(plans[cfg])})
+
+
+def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_exe: str | None,
+                 broken: set[Config], skips: _Skips) -> tuple[list[dict], int | None]:
+    """All measurements of one set: rows (one per configuration that ran) and its distinct input widths."""
+    runners = _open_runners(ds, configs, opts, tess_exe, broken, skips)
+    plans: dict[Config, list[tuple[list[int], int]]] = {}
+    widths: list[int] = []
+    for r in runners:
+        if isinstance(r, ModelRunner):
+            widths = [r.width_of(im) for im in ds.images]
+            plans[r.cfg] = shape_plan(widths, opts.chunk, opts.batch_size)
+            r.warm(plans[r.cfg], ds.images)
+    ms = _measure_dataset(ds, runners, opts.chunk, opts.batch_size, desc=ds.name)
+    for m in ms:
+        if m.error:
+            skips.add(m.runner.cfg, m.error, ds.name)
+    rows = _rows_for(ds, ms, opts.batch_size)
+    for m in ms:
+        if isinstance(m.runner, TesseractRunner) and not m.error:
+            row = next(r for r in rows if r["engine"] == "tesseract")
+            row["peak_rss_mb"] = m.runner.max_rss_kb / 1024 or None
+            t0 = time.perf_counter()
+            m.runner.one(ds.images[0])
+            row["cold_start_s"] = time.perf_counter() - t0
+        m.runner.close()
+    del ms, runners
+    gc.collect()  # release this set's models (and their per-shape caches) before the fresh processes
+    if opts.fresh_process:
+        _fresh_process_numbers(ds, rows, plans, opts.threads, skips.say)
+    for row in rows:
+        for key in ("cold_start_s", "peak_rss_mb", "rss_after_import_mb", "rss_after_load_mb"):
+            row.setdefault(key, None)
+    front = pareto_front([(r["p50_ms"], r["score"]) for r in rows])
+    for i, r in enumerate(rows):
+        r["pareto"] = i in front
+    return rows, len(set(widths)) if widths else None
+
+
+def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
+    """Measure everything, write report.md, report.json and acc_vs_latency.png into ``opts.output``."""
+    for folder in opts.datasets:  # fail before measuring anything, not after the first set
+        find_list_file(folder, "any")
+    try:
+        Path(opts.output).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeRecError(f"{opts.output}: cannot create the output folder ({exc.strerror})") from exc
+    configs, planned_skips = plan_configs(opts.models, opts.precisions, opts.engines, opts.configs)
+    skips = _Skips(say)
+    for s in planned_skips:
+        skips.add(Config(s["model"], s["precision"], s["engine"]), s["reason"])
+    tess_exe = shutil.which("tesseract") if opts.tesseract else None
+    if opts.tesseract and not tess_exe:
+        skips.add(Config("tesseract", opts.tesseract_lang, "tesseract"),
+                  "tesseract is not on PATH (apt-get install tesseract-ocr to add it as a peer)")
+    env = environment(opts.threads)
+    out_datasets, rows = [], []
+    broken: set[Config] = set()
+    for folder in opts.datasets:
+        ds = load_dataset(folder, opts.limit, True if Path(folder).resolve().name in opts.scene_text else None)
+        say(f"{ds.name}: {len(ds.images)} lines from {ds.list_file.name} ({ds.kind})"
+            f"{', scene text: alnum acc' if ds.scene_text else ''}"
+            f"{f', {len(ds.unreadable)} unreadable left out' if ds.unreadable else ''}")
+        ds_rows, distinct = _run_dataset(ds, configs, opts, tess_exe, broken, skips)
+        rows.extend(ds_rows)
+        out_datasets.append({"name": ds.name, "path": str(ds.path), "list_file": ds.list_file.name, "kind": ds.kind,
+                             "lines": len(ds.images), "listed": ds.listed, "limit": opts.limit,
+                             "scene_text": ds.scene_text, "metric_plotted": "alnum_acc" if ds.scene_text else "acc",
+                             "distinct_widths": distinct, "unreadable": ds.unreadable})
+    env["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    report = {"environment": env,
+              "settings": {"models": opts.models, "precisions": opts.precisions, "engines": opts.engines,
+                           "limit": opts.limit, "threads": opts.threads, "chunk": opts.chunk,
+                           "batch_size": opts.batch_size, "tesseract": bool(tess_exe),
+                           "fresh_process": opts.fresh_process, "configs": [c.as_dict() for c in configs]},
+              "datasets": out_datasets, "results": [_rounded(r) for r in rows], "skipped": skips.items}
+    write_report(report, opts.output)
+    return report
+
+
+def _rounded(row: dict) -> dict:
+    def rnd(k: str, v):
+        if not isinstance(v, float):
+            return {kk: rnd(kk, vv) for kk, vv in v.items()} if isinstance(v, dict) else v
+        return round(v, 6 if k in ("acc", "norm_edit_dis", "alnum_acc", "score", "agree_fp32", "b8_same_text")
+                     else 4)
+    return {k: rnd(k, v) for k, v in row.items()}

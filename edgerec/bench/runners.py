@@ -1,0 +1,178 @@
+"""Runners: one configuration (an edgerec model, or Tesseract) that turns lines into texts with stage timings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgerec.bench.configs import Config
+from edgerec.errors import EdgeRecError
+
+# ------------------------------------------------------------------------------------------------ runners
+
+class _Stages:
+    """Per-stage seconds and line counts, for one batch size."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.calls = 0
+        self.pre = self.infer = self.decode = 0.0
+
+    def per_line_ms(self) -> dict[str, float | None]:
+        if not self.lines:
+            return {"pre_ms": None, "infer_ms": None, "decode_ms": None}
+        k = 1000.0 / self.lines
+        return {"pre_ms": self.pre * k, "infer_ms": self.infer * k, "decode_ms": self.decode * k}
+
+
+class ModelRunner:
+    """An edgerec configuration: create_model + its RecPredictor with the timing hook attached."""
+
+    def __init__(self, cfg: Config, threads: int | None):
+        from edgerec.api import create_model
+
+        self.cfg = cfg
+        self.model = create_model(cfg.model, precision=cfg.precision, engine=cfg.engine, threads=threads,
+                                  progress=False)
+        self.predictor = self.model.predictor
+        self.stages = {1: _Stages(), 8: _Stages()}
+        self.phase: int | None = None
+        self.predictor.on_timing = self._tick
+        self.batch_sizes = (1, 8)
+
+    def _tick(self, n: int, pre: float, infer: float, decode: float) -> None:
+        st = self.stages.get(self.phase) if self.phase is not None else None
+        if st is not None:
+            st.lines += n
+            st.calls += 1
+            st.pre += pre
+            st.infer += infer
+            st.decode += decode
+
+    def width_of(self, image: np.ndarray) -> int:
+        return self.predictor.width_of(image)
+
+    def coverage(self, labels: Sequence[str]) -> float:
+        """Share of the labels' characters (spaces aside) that this model can output at all."""
+        chars = set(self.predictor.classes)
+        text = "".join(labels).replace(" ", "")
+        return sum(c in chars for c in text) / len(text) if text else 1.0
+
+    def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
+        return [t for t, _ in self.predictor.recognize(images, batch_size)]
+
+    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
+        for idxs, width in groups:
+            self.predictor.run_batch([images[i] for i in idxs], width)
+
+    def size_bytes(self) -> int:
+        """Bytes on disk of what this engine loads: IR xml+bin, the .onnx, or the Paddle program+params."""
+        p = Path(self.model.model_path)
+        if self.cfg.engine == "openvino":
+            files = [p, p.with_suffix(".bin")]
+        elif self.cfg.engine == "paddle":
+            folder = p if p.is_dir() else p.parent
+            files = [folder / n for n in ("inference.pdmodel", "inference.json", "inference.pdiparams")]
+        else:
+            files = [p]
+        return sum(f.stat().st_size for f in files if f.is_file())
+
+    def engine_config(self) -> dict:
+        """What the engine was really compiled with (OpenVINO properties; thread settings otherwise)."""
+        eng = self.predictor.engine
+        out: dict = {"device": self.model.device}
+        compiled = getattr(eng, "compiled", None)
+        if compiled is not None:
+            for key in ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+                        "EXECUTION_DEVICES"):
+                try:
+                    val = compiled.get_property(key)
+                except Exception:  # property not exposed by this plugin / version
+                    continue
+                if hasattr(val, "to_string"):  # openvino.Type, e.g. f32
+                    val = val.to_string()
+                elif isinstance(val, (list, tuple)):
+                    val = ",".join(map(str, val))
+                out[key] = val if isinstance(val, (int, float, str, bool)) else str(val)
+        session = getattr(eng, "session", None)
+        if session is not None:
+            out["providers"] = list(session.get_providers())
+        return out
+
+    def close(self) -> None:
+        self.predictor.on_timing = None
+        self.predictor.engine.close()
+
+
+class TesseractRunner:
+    """Tesseract ``--psm 7`` (one text line) as a peer: one subprocess per line, batch 1 only."""
+
+    def __init__(self, exe: str, lang: str, threads: int | None):
+        self.cfg = Config("tesseract", lang, "tesseract")
+        self.exe = exe
+        self.lang = lang
+        self.env = dict(os.environ, OMP_THREAD_LIMIT=str(threads)) if threads else dict(os.environ)
+        self.batch_sizes = (1,)
+        self.stages = {1: _Stages(), 8: _Stages()}
+        self.phase: int | None = None
+        self.max_rss_kb = 0
+        listing = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=60)
+        text = listing.stdout + listing.stderr
+        langs = {ln.strip() for ln in text.splitlines()[1:] if ln.strip()}
+        if lang not in langs:
+            raise EdgeRecError(f"tesseract has no language {lang!r} (it has: {', '.join(sorted(langs)) or 'none'})")
+        m = re.search(r'"([^"]+)"', text.splitlines()[0] if text else "")
+        self.traineddata = Path(m.group(1)) / f"{lang}.traineddata" if m else None
+        ver = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+        self.version = ((ver.stdout or ver.stderr).splitlines() or ["?"])[0].strip()
+
+    def width_of(self, image: np.ndarray) -> int:
+        return int(image.shape[1])
+
+    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
+        pass  # every call is a fresh process anyway
+
+    def one(self, image: np.ndarray) -> str:
+        import cv2
+
+        ok, png = cv2.imencode(".png", image)
+        if not ok:
+            raise EdgeRecError("cannot encode a line image to PNG for tesseract")
+        proc = subprocess.Popen([self.exe, "stdin", "stdout", "--psm", "7", "-l", self.lang],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        if hasattr(os, "wait4"):  # reap it ourselves to read its own peak RSS
+            assert proc.stdin and proc.stdout and proc.stderr
+            proc.stdin.write(png.tobytes())
+            proc.stdin.close()
+            out, err = proc.stdout.read(), proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.max_rss_kb = max(self.max_rss_kb, usage.ru_maxrss)
+        else:
+            out, err = proc.communicate(png.tobytes())
+        if proc.returncode != 0:
+            raise EdgeRecError(f"tesseract failed ({proc.returncode}): {err.decode(errors='replace').strip()[:200]}")
+        return " ".join(out.decode("utf-8", errors="replace").split())
+
+    def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
+        return [self.one(img) for img in images]
+
+    def size_bytes(self) -> int | None:
+        return self.traineddata.stat().st_size if self.traineddata and self.traineddata.is_file() else None
+
+    def engine_config(self) -> dict:
+        return {"version": self.version, "psm": 7, "lang": self.lang, "OMP_THREAD_LIMIT": self.env.get(
+            "OMP_THREAD_LIMIT")}
+
+    def close(self) -> None:
+        pass
+
+
+Runner = ModelRunner | TesseractRunner
