@@ -21,6 +21,12 @@ PDF_SUFFIX = ".pdf"
 # Decoding more than this many pixels is refused: a few-KB file can claim gigapixels (decompression bomb).
 MAX_IMAGE_PIXELS = 64_000_000  # 8000 x 8000: ample for a line, a page or a 4K frame; bounds decode time
 
+# Reading more than this many bytes for one image (or PDF) file is refused before it is read: a sparse 3 GB file
+# named .png must not cost 3 GB. Set edgerec.io.images.MAX_IMAGE_BYTES (or iter_inputs(max_image_bytes=)).
+MAX_IMAGE_BYTES = 256 * 2**20
+# Decoded size (pixels x channels x bytes per sample) refused before decoding: 64 MP of 8-bit BGRA. The pixel count
+# alone does not bound memory (an 8000x8000 16-bit RGBA PNG is 512 MB decoded, more once converted).
+MAX_DECODED_BYTES = 256 * 2**20
 _SUPPORTED = ", ".join(sorted(IMAGE_SUFFIXES | {PDF_SUFFIX}))
 _PIL_BOMB_RE = re.compile(r"\((\d+) pixels\)")
 
@@ -28,8 +34,12 @@ _PIL_BOMB_RE = re.compile(r"\((\d+) pixels\)")
 # --------------------------------------------------------------------------------------------- arrays
 
 
-def _to_uint8(a: np.ndarray, source: str) -> np.ndarray:
-    """Bring any numeric dtype to uint8 without wrap-around: scale 16-bit and 0..1 floats, clip the rest."""
+def _to_uint8(a: np.ndarray, source: str, value_range: float = 1.0) -> np.ndarray:
+    """Bring any numeric dtype to uint8 without wrap-around: scale 16-bit, scale floats, clip the rest.
+
+    Floats are decided by dtype, never by their values: a float image is 0..1 unless the caller says
+    ``value_range=255`` (a resize that overshoots to 1.0001 must not flip the whole image to 0..255).
+    """
     kind, size = a.dtype.kind, a.dtype.itemsize  # by kind and size: big-endian '>u2' is 16-bit too
     if kind == "u" and size == 1:
         return a if a.dtype == np.uint8 else a.astype(np.uint8)
@@ -39,6 +49,8 @@ def _to_uint8(a: np.ndarray, source: str) -> np.ndarray:
         # x / 257 rounded; 257 is odd, so x / 257 never ends in exactly .5 and (x + 128) // 257 is exact
         return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(a.dtype, np.integer):
+        if kind == "i" and int(a.min()) < 0:
+            warnings.warn(f"{source}: negative values in a {a.dtype} image are clipped to 0", stacklevel=3)
         return np.clip(a, 0, 255).astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
         f = a
@@ -47,7 +59,9 @@ def _to_uint8(a: np.ndarray, source: str) -> np.ndarray:
                 f = a.astype(np.float32 if a.dtype.itemsize < 4 else np.float64)
         if not np.isfinite(f).all():
             raise InputError(source, f"array contains NaN or infinite values (dtype {a.dtype})")
-        scale = 255.0 if float(f.max()) <= 1.0 else 1.0
+        if value_range not in (1.0, 255.0):
+            raise InputError(source, f"value_range must be 1 or 255, not {value_range!r}")
+        scale = 255.0 / float(value_range)
         return np.rint(np.clip(f * scale, 0.0, 255.0)).astype(np.uint8)
     raise InputError(source, f"unsupported array dtype {a.dtype} (expected an integer, float or bool image)")
 
@@ -63,11 +77,11 @@ def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def to_bgr(array: np.ndarray, source: str = "<ndarray>") -> np.ndarray:
+def to_bgr(array: np.ndarray, source: str = "<ndarray>", value_range: float = 1.0) -> np.ndarray:
     """Normalise one image array to BGR uint8 HxWx3, C-contiguous; raise InputError naming ``source`` if impossible.
 
     Colour arrays are taken as BGR(A), as cv2.imread gives them (the PaddleX convention). A uint8 BGR array that is
-    already contiguous is returned as is, without a copy.
+    already contiguous is returned as is, without a copy. Float arrays are 0..1, or 0..255 with ``value_range=255``.
     """
     if not isinstance(array, np.ndarray):
         raise InputError(source, f"expected a numpy array, got {type(array).__name__}")
@@ -81,7 +95,7 @@ def to_bgr(array: np.ndarray, source: str = "<ndarray>") -> np.ndarray:
         raise InputError(source, f"array of shape {shape} has {channels} channels (expected 1, 2, 3 or 4)")
     # converting means copies of the whole array: a frame this size is a mistake, not a text line
     _check_pixels(shape[1], shape[0], source)
-    a = _to_uint8(array, source)
+    a = _to_uint8(array, source, value_range)
     if a.ndim == 3 and channels == 1:
         a = a[:, :, 0]
     if channels == 1:
@@ -123,7 +137,7 @@ def _pil_to_bgr(img: Any, source: str) -> np.ndarray:
                 arr = np.clip(arr, 0, 65535).astype(np.uint16)
             return to_bgr(arr, source)
         elif mode == "F":
-            return to_bgr(np.asarray(img), source)
+            return to_bgr(np.asarray(img), source)  # float: 0..1, the one rule for floats
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             img = img.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
         arr = np.asarray(img)
@@ -169,7 +183,26 @@ def _open_header(data: bytes | memoryview, source: str) -> Any:
     except Exception:  # a PIL plugin choking on crafted bytes (struct.error, IndexError...): cv2 may still cope
         return None
     _check_pixels(img.size[0], img.size[1], source)
+    _check_decoded_bytes(img, source)
     return img
+
+
+def _check_decoded_bytes(header: Any, source: str) -> None:
+    """Refuse an image whose decoded pixels (width x height x channels x bytes per sample) exceed MAX_DECODED_BYTES."""
+    try:
+        bands = len(header.getbands())
+        raw = str(header.tile[0].args[0] if header.tile and header.tile[0].args else header.mode)
+    except Exception:
+        bands, raw = 4, header.mode
+    mode = header.mode
+    per_sample = 4 if mode in ("I", "F") else 2 if (";16" in raw or mode.startswith("I;16")) else 1
+    # cv2 keeps 16-bit samples and alpha: count 4 channels for any image that has alpha or a palette
+    channels = max(bands, 4 if "A" in mode or mode == "P" else bands)
+    need = header.size[0] * header.size[1] * channels * per_sample
+    if need > MAX_DECODED_BYTES:
+        raise InputError(source, f"image is too large to decode ({header.size[0]}x{header.size[1]}, {channels} "
+                                 f"channels of {8 * per_sample} bits = {need / 2**20:.0f} MiB; the limit is "
+                                 f"{MAX_DECODED_BYTES / 2**20:.0f} MiB, edgerec.io.images.MAX_DECODED_BYTES)")
 
 
 def _orientation(header: Any) -> int:
@@ -243,11 +276,39 @@ def _decode(buf: np.ndarray, source: str) -> np.ndarray:
             raise InputError(source, "not a decodable image (corrupt or unsupported format)") from exc
         return _pil_to_bgr(pil, source)
     _check_pixels(img.shape[1], img.shape[0], source)
-    img = _apply_orientation(img, _orientation(header))
+    if header is None or header.format != "TIFF":  # cv2 applies a TIFF's orientation itself: not twice
+        img = _apply_orientation(img, _orientation(header))
     return to_bgr(img, source)
 
 
-def _read_file(path: str, source: str) -> np.ndarray:
+def tiff_pages(buf: np.ndarray, source: str) -> int:
+    """How many pages a TIFF has (1 for any other image): a multi-page TIFF gives one item per page."""
+    if bytes(buf[:4]) not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    header = _open_header(memoryview(buf), source)
+    return int(getattr(header, "n_frames", 1) or 1) if header is not None else 1
+
+
+def decode_tiff_page(buf: np.ndarray, page: int, source: str) -> np.ndarray:
+    """Decode page ``page`` of a multi-page TIFF (PIL, lazily: one page in memory at a time)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pil = Image.open(io.BytesIO(memoryview(buf)))
+            pil.seek(page)
+            _check_pixels(pil.size[0], pil.size[1], source)
+            _check_decoded_bytes(pil, source)
+            pil.load()
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(source, f"cannot decode TIFF page ({type(exc).__name__}: {exc})") from exc
+    return _pil_to_bgr(pil, source)
+
+
+def _read_file(path: str, source: str, max_bytes: int | None = None) -> np.ndarray:
     """Read a regular file's bytes (np.fromfile: non-ASCII paths work on every OS), with plain-words errors."""
     try:
         st = os.stat(path)
@@ -265,8 +326,16 @@ def _read_file(path: str, source: str) -> np.ndarray:
         raise InputError(source, "not a regular file")
     if st.st_size == 0:
         raise InputError(source, "file is empty (0 bytes)")
+    limit = MAX_IMAGE_BYTES if max_bytes is None else max_bytes
+    if st.st_size > limit:
+        raise InputError(source, f"file is too large ({st.st_size} bytes; the limit is {limit}, "
+                                 "edgerec.io.images.MAX_IMAGE_BYTES)")
     try:
-        return np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as fh:  # read at most limit + 1 bytes: a file may grow after the stat
+            buf = np.frombuffer(fh.read(limit + 1), dtype=np.uint8)
+        if buf.size > limit:
+            raise InputError(source, f"file is too large (over {limit} bytes)")
+        return buf
     except PermissionError:
         raise InputError(source, "permission denied") from None
     except OSError as exc:

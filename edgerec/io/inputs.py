@@ -25,7 +25,9 @@ from edgerec.io.images import (  # noqa: F401  (re-exported: the public loader A
     _decode,
     _pil_to_bgr,
     _read_file,
+    decode_tiff_page,
     load_image,
+    tiff_pages,
     to_bgr,
 )
 from edgerec.io.pdf import _pdf_pages, is_pdf
@@ -89,9 +91,34 @@ def _folder_files(folder: str) -> tuple[list[str], list[InputError]]:
 # --------------------------------------------------------------------------------------------- iter_inputs
 
 
+class _IterFailed:
+    """Stands in for an element whose ``next()`` raised: it becomes an error result, and iteration goes on."""
+
+    def __init__(self, exc: Exception):
+        self.exc = exc
+
+
+_MAX_ITER_FAILURES = 100  # consecutive raising next() calls before an iterator is given up (a broken one)
+
+
 def _flatten(inputs: Any) -> Iterator[Any]:
-    if isinstance(inputs, (list, tuple, Iterator)):
+    if isinstance(inputs, (list, tuple)):
         for x in inputs:
+            yield from _flatten(x)
+    elif isinstance(inputs, Iterator):
+        failures = 0
+        while True:
+            try:
+                x = next(inputs)
+            except StopIteration:
+                return
+            except Exception as exc:  # one element failed; an iterator that can go on (not a generator) does
+                failures += 1
+                yield _IterFailed(exc)
+                if failures >= _MAX_ITER_FAILURES:
+                    return
+                continue
+            failures = 0
             yield from _flatten(x)
     else:
         yield inputs
@@ -116,7 +143,10 @@ def _is_pil(obj: Any) -> bool:
 class _Loader:
     """Turns one flattened input into LoadedItems and numbers them."""
 
-    def __init__(self, url_timeout: float, max_url_bytes: int, pdf_dpi: int):
+    def __init__(self, url_timeout: float, max_url_bytes: int, pdf_dpi: int, max_image_bytes: int | None = None,
+                 max_pdf_pages: int | None = None):
+        self.max_image_bytes = max_image_bytes
+        self.max_pdf_pages = max_pdf_pages
         self.url_timeout = url_timeout
         self.max_url_bytes = max_url_bytes
         self.pdf_dpi = pdf_dpi
@@ -140,10 +170,22 @@ class _Loader:
                       ) -> Iterator[LoadedItem]:
         if is_pdf(buf, path):
             doc = pdf_input if pdf_input is not None else buf.tobytes()
-            for page, img, err in _pdf_pages(doc, source, self.pdf_dpi):
+            for page, img, err in _pdf_pages(doc, source, self.pdf_dpi, self.max_pdf_pages):
                 yield self._item(path, page, img, err)
         else:
-            yield self._guard(path, source, _decode, buf, source)
+            try:
+                pages = tiff_pages(buf, source)
+            except InputError as exc:
+                yield self._item(path, None, None, exc)
+                return
+            if pages <= 1:
+                yield self._guard(path, source, _decode, buf, source)
+                return
+            for page in range(pages):  # a multi-page TIFF: every page, decoded one at a time as consumed
+                item = self._guard(path, f"{source} page {page}", decode_tiff_page, buf, page,
+                                   f"{source} page {page}")
+                item.page_index = page
+                yield item
 
     def _from_file(self, path: str) -> Iterator[LoadedItem]:
         suffix = os.path.splitext(path)[1].lower()
@@ -156,7 +198,7 @@ class _Loader:
                 yield self._item(path, None, None, InputError(path, "no such file or directory"))
             return
         try:
-            buf = _read_file(path, path)
+            buf = _read_file(path, path, self.max_image_bytes)
         except InputError as exc:
             yield self._item(path, None, None, exc)
             return
@@ -226,17 +268,27 @@ class _Loader:
 
 
 def iter_inputs(inputs: Any, *, url_timeout: float = 20.0, max_url_bytes: int = 50 * 2**20,
-                pdf_dpi: int = 144) -> Iterator[LoadedItem]:
+                pdf_dpi: int = 144, max_image_bytes: int | None = None, max_pdf_pages: int | None = None
+                ) -> Iterator[LoadedItem]:
     """Yield one LoadedItem per image, lazily and in input order; never raises for a bad item.
 
     ``inputs``: ndarray (HxW[xC]; a 4-D NxHxWxC array is N images), PIL image, path to an image or PDF, folder
     (recursive, sorted), http(s) URL, encoded image bytes, or a (nested) list/tuple/iterator of these. PDFs give one
-    item per page, rendered at ``pdf_dpi``. A failed item has ``image=None`` and ``error`` naming it.
+    item per page, rendered at ``pdf_dpi`` one at a time as they are consumed (at most ``max_pdf_pages``, default
+    edgerec.io.pdf.MAX_PDF_PAGES, then one error for the rest); a multi-page TIFF gives one item per page too.
+    Files over ``max_image_bytes`` (default edgerec.io.images.MAX_IMAGE_BYTES) are refused before they are read.
+    A failed item has ``image=None`` and ``error`` naming it.
     """
-    loader = _Loader(url_timeout, max_url_bytes, pdf_dpi)
+    loader = _Loader(url_timeout, max_url_bytes, pdf_dpi, max_image_bytes, max_pdf_pages)
     try:
         flat = _flatten(inputs)
         for obj in flat:
+            if isinstance(obj, _IterFailed):
+                exc = obj.exc
+                loader_item = loader._item(None, None, None, InputError(
+                    "<inputs>", f"cannot get the next input ({type(exc).__name__}: {exc})"))
+                yield loader_item
+                continue
             try:
                 yield from loader.load(obj)
             except Exception as exc:  # a loader bug on one odd input: report that input, go on with the next

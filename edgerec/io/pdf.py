@@ -11,6 +11,8 @@ from edgerec.errors import InputError
 from edgerec.io.images import _check_pixels, to_bgr
 
 _PDF_MAGIC = b"%PDF-"
+# Pages rendered per PDF; the rest get one error. A 340-byte PDF can claim a million pages.
+MAX_PDF_PAGES = 10_000
 # pdfium is not thread-safe; a predictor may be fed from several threads.
 _PDFIUM_LOCK = threading.RLock()
 
@@ -24,8 +26,10 @@ def is_pdf(buf: np.ndarray | bytes, name: str | None = None) -> bool:
     return bool(name) and str(name).lower().endswith(".pdf") and _PDF_MAGIC in head
 
 
-def _pdf_pages(doc_input: str | bytes, source: str, dpi: int) -> Iterator[tuple[int | None, np.ndarray | None,
-                                                                                  InputError | None]]:
+_Page = tuple[int | None, np.ndarray | None, InputError | None]
+
+
+def _pdf_pages(doc_input: str | bytes, source: str, dpi: int, max_pages: int | None = None) -> Iterator[_Page]:
     """Yield (page_index, BGR image, None) per page, or (index, None, error) for a page / document that fails."""
     try:
         import pypdfium2 as pdfium
@@ -38,14 +42,15 @@ def _pdf_pages(doc_input: str | bytes, source: str, dpi: int) -> Iterator[tuple[
             doc = pdfium.PdfDocument(doc_input)
             n_pages = len(doc)
     except Exception as exc:
-        detail = str(exc).split("(")[0].strip() or type(exc).__name__
+        detail = str(exc).strip().rstrip(".") or type(exc).__name__  # keeps pdfium's reason: "Incorrect password"
         yield None, None, InputError(source, f"not a readable PDF, or a PDF with no pages ({detail})")
         return
     try:
         if n_pages == 0:
             yield None, None, InputError(source, "PDF has no pages")
             return
-        for i in range(n_pages):
+        limit = MAX_PDF_PAGES if max_pages is None else max_pages
+        for i in range(min(n_pages, limit)):
             try:
                 with _PDFIUM_LOCK:
                     page = doc[i]
@@ -65,6 +70,9 @@ def _pdf_pages(doc_input: str | bytes, source: str, dpi: int) -> Iterator[tuple[
             except Exception as exc:
                 yield i, None, InputError(f"{source} page {i}", f"cannot render PDF page ({type(exc).__name__}: "
                                                                 f"{exc})")
+        if n_pages > limit:
+            yield limit, None, InputError(source, f"PDF has {n_pages} pages; only the first {limit} are read "
+                                                  f"(edgerec.io.pdf.MAX_PDF_PAGES)")
     finally:
         with _PDFIUM_LOCK:
             doc.close()
