@@ -62,7 +62,8 @@ def _to_uint8(a: np.ndarray, source: str, value_range: float = 1.0) -> np.ndarra
         if value_range not in (1.0, 255.0):
             raise InputError(source, f"value_range must be 1 or 255, not {value_range!r}")
         scale = 255.0 / float(value_range)
-        return np.rint(np.clip(f * scale, 0.0, 255.0)).astype(np.uint8)
+        with np.errstate(over="ignore"):  # huge values overflow to inf and are clipped to 255
+            return np.rint(np.clip(f * scale, 0.0, 255.0)).astype(np.uint8)
     raise InputError(source, f"unsupported array dtype {a.dtype} (expected an integer, float or bool image)")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgerec.errors import InputError
+from edgerec.errors import InputError, redact
 from edgerec.io.images import (  # noqa: F401  (re-exported: the public loader API lives here)
     _SUPPORTED,
     IMAGE_SUFFIXES,
@@ -217,9 +217,10 @@ class _Loader:
         try:
             data = _download(url, self.url_timeout, self.max_url_bytes)
         except InputError as exc:
-            yield self._item(url, None, None, exc)
+            yield self._item(redact(url), None, None, exc)
             return
-        yield from self._from_encoded(np.frombuffer(data, dtype=np.uint8), url, url, data)
+        shown = redact(url)
+        yield from self._from_encoded(np.frombuffer(data, dtype=np.uint8), shown, shown, data)
 
     def load(self, obj: Any) -> Iterator[LoadedItem]:
         if isinstance(obj, np.ndarray):
