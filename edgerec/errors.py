@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s?#]*@")
+
+
+def redact(text: str) -> str:
+    """Drop ``user:pass@`` from every URL in ``text``: the one place credentials are removed before anything
+    (results, error lines, saved JSON, CLI output) shows a URL."""
+    return _CREDENTIALS_RE.sub(r"\1***@", text) if "@" in text else text
+
 
 class EdgeRecError(Exception):
     """Base class of every error edgerec raises on purpose."""
@@ -11,8 +21,8 @@ class InputError(EdgeRecError, ValueError):
     """An input (file, array, URL, PDF page) cannot be turned into an image."""
 
     def __init__(self, source: object, reason: str):
-        self.source = str(source)
-        self.reason = reason
+        self.source = redact(str(source))
+        self.reason = redact(reason)
         super().__init__(f"{self.source}: {reason}")
 
 

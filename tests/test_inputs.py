@@ -79,7 +79,7 @@ def _write(path: Path, img: np.ndarray) -> Path:
         (np.full((2, 3), 0.5, np.float32), (128, 128, 128)),
         (np.full((2, 3), 1.0, np.float64), (255, 255, 255)),
         (np.full((2, 3), 0.5, np.float16), (128, 128, 128)),
-        (np.full((2, 3, 3), (300.0, -5.0, 100.4), np.float32), (255, 0, 100)),  # max > 1: 0..255, clipped
+        (np.full((2, 3, 3), (300.0, -5.0, 0.4), np.float32), (255, 0, 102)),  # float is 0..1 by dtype: clipped
         (np.full((2, 3), True), (255, 255, 255)),
         (np.full((2, 3), False), (0, 0, 0)),
         (np.full((2, 3, 3), (-5, 300, 42), np.int16), (0, 255, 42)),
@@ -246,12 +246,14 @@ def test_gray_formats(tmp_path, suffix):
     assert out.shape == (8, 16, 3) and out[0, 0].tolist() == [0, 0, 0] and out[0, 15].tolist() == [255] * 3
 
 
-def test_multi_frame_tiff_gives_first_frame(tmp_path):
+def test_multi_frame_tiff_gives_every_page(tmp_path):
     path = tmp_path / "pages.tiff"
     first, second = Image.new("RGB", (30, 20), (255, 0, 0)), Image.new("RGB", (10, 10), (0, 0, 255))
     first.save(path, save_all=True, append_images=[second])
-    (item,) = _items(path)
-    assert item.image.shape == (20, 30, 3) and item.image[0, 0].tolist() == [0, 0, 255]
+    one, two = _items(path)
+    assert (one.page_index, two.page_index) == (0, 1)
+    assert one.image.shape == (20, 30, 3) and one.image[0, 0].tolist() == [0, 0, 255]
+    assert two.image.shape == (10, 10, 3) and two.image[0, 0].tolist() == [255, 0, 0]
 
 
 def test_non_ascii_file_name(tmp_path):

@@ -1,0 +1,139 @@
+"""http(s) downloads with a size cap and one deadline per URL, from connect to the last byte.
+
+Built on http.client, not requests: requests' timeouts are per socket read, so a server that drips header bytes or
+sends ``100 Continue`` again and again holds a download without limit. Here a watchdog shuts the socket down when
+the deadline passes, wherever the download is (connect, TLS, status line, headers, body).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+
+from edgerec.errors import InputError, redact
+
+_MAX_REDIRECTS = 10
+_CHUNK = 1 << 16
+
+
+class _Watchdog:
+    """Shuts a connection's socket down at the deadline, so any blocked read returns at once."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float):
+        self.conn = conn
+        self.fired = False
+        self.timer = threading.Timer(max(0.0, seconds), self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+def _connection(parts: urllib.parse.SplitResult, timeout: float) -> http.client.HTTPConnection:
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=ssl.create_default_context())
+    return http.client.HTTPConnection(host, parts.port, timeout=timeout)
+
+
+def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[bytes | None, str | None]:
+    """One request: (body, None), or (None, redirect target)."""
+    parts = urllib.parse.urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    conn = _connection(parts, remaining)
+    dog = _Watchdog(conn, remaining)
+    try:
+        # credentials in the URL are not sent (nor shown): a URL names an image, it does not log in
+        conn.request("GET", path, headers={"Host": parts.netloc.rpartition("@")[2], "Accept-Encoding": "identity",
+                                           "User-Agent": "edgerec"})
+        resp = conn.getresponse()
+        if resp.status in (301, 302, 303, 307, 308):
+            target = resp.getheader("Location")
+            if not target:
+                raise InputError(url, f"download failed: HTTP {resp.status} redirect without a Location")
+            return None, urllib.parse.urljoin(url, target)
+        if resp.status >= 400:
+            raise InputError(url, f"download failed: HTTP {resp.status} {resp.reason or ''}".rstrip())
+        length = resp.getheader("Content-Length")
+        expected = int(length) if length and length.strip().isdigit() else None
+        if expected is not None and expected > max_bytes:
+            raise InputError(url, f"download is too large ({expected} bytes; the limit is {max_bytes})")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
+            except http.client.IncompleteRead as exc:
+                got = total + len(exc.partial)
+                raise InputError(url, f"download is incomplete ({got} of {expected} bytes: the server closed "
+                                      "the connection early)") from None
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise InputError(url, f"download is too large (over {max_bytes} bytes)")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            chunks.append(chunk)
+        if dog.fired:
+            raise TimeoutError
+        if expected is not None and total < expected:
+            raise InputError(url, f"download is incomplete ({total} of {expected} bytes: the server closed the "
+                                  "connection early)")
+        return b"".join(chunks), None
+    except (OSError, http.client.HTTPException):
+        if dog.fired:
+            raise TimeoutError from None
+        raise
+    finally:
+        dog.cancel()
+        conn.close()
+
+
+def _download(url: str, timeout: float, max_bytes: int) -> bytes:
+    """GET an http(s) URL with a size cap and one deadline (``timeout`` seconds) for everything, redirects included.
+
+    Redirects stay on http(s). Errors are InputErrors naming the URL as given.
+    """
+    deadline = time.monotonic() + timeout
+    current = url
+    try:
+        for _ in range(_MAX_REDIRECTS + 1):
+            scheme = urllib.parse.urlsplit(current).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise InputError(url, f"download failed: redirect to an unsupported URL scheme '{scheme}'")
+            data, target = _get(current, deadline, timeout, max_bytes)
+            if target is None:
+                break
+            current = target
+        else:
+            raise InputError(url, f"download failed: more than {_MAX_REDIRECTS} redirects")
+    except InputError as exc:
+        if exc.source != redact(url):
+            raise InputError(url, exc.reason) from None
+        raise
+    except TimeoutError:
+        raise InputError(url, f"download timed out after {timeout:g} s") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise InputError(url, f"download failed ({type(exc).__name__}: {detail})") from None
+    if not data:
+        raise InputError(url, "download is empty (0 bytes)")
+    return data
