@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,8 @@ class TextRecognizer:
                 f"engine={self.engine!r}, device={self.device!r})")
 
     def predict(self, input, batch_size: int | None = None, *, on_error: str = "result",
-                return_word_box: bool = False) -> Iterator[TextRecResult]:
+                return_word_box: bool = False, workers: int = 1, keep_image: bool = True,
+                skip: Callable[[str], bool] | None = None) -> Iterator[TextRecResult]:
         """Yield one result per input image, in input order.
 
         ``input``: ndarray (BGR, gray or BGRA), PIL image, path, folder, PDF, http(s) URL, or a list of these.
@@ -57,19 +58,23 @@ class TextRecognizer:
         whose ``error`` names the input and the problem (rec_text '' and rec_score 0.0); with ``"raise"`` the
         InputError is raised when that input is reached. ``batch_size`` applies to this call only (PaddleX keeps
         it for later calls). ``return_word_box``: PaddleX's word runs, in ``rec_text`` (see TextRecResult).
+        edgerec's own, for long runs: ``workers`` threads decode a folder's files ahead of inference;
+        ``keep_image=False`` drops ``input_img`` from the results (memory stays flat over millions of crops;
+        ``save_to_img`` then has nothing to draw); ``skip(path)`` True leaves a file out unread (resuming).
         """
         if on_error not in ("result", "raise"):
             raise ValueError("on_error must be 'result' or 'raise'")
         bs = self.batch_size if batch_size is None else int(batch_size)
-        window = max(64, bs * 8)
+        # enough lines in hand to fill equal-width batches and every parallel infer request
+        window = max(64, bs * 8 * self.predictor.parallel)
         pending: list[LoadedItem] = []
-        for item in iter_inputs(input):
+        for item in iter_inputs(input, workers=workers, skip=skip):
             pending.append(item)
             if len(pending) >= window:
-                yield from self._run(pending, bs, on_error, return_word_box)
+                yield from self._run(pending, bs, on_error, return_word_box, keep_image)
                 pending = []
         if pending:
-            yield from self._run(pending, bs, on_error, return_word_box)
+            yield from self._run(pending, bs, on_error, return_word_box, keep_image)
 
     __call__ = predict
 
@@ -94,8 +99,8 @@ class TextRecognizer:
         """The files the engine loaded the model from."""
         return self.predictor.engine.files()
 
-    def _run(self, items: list[LoadedItem], batch_size: int, on_error: str, word_box: bool = False
-             ) -> Iterator[TextRecResult]:
+    def _run(self, items: list[LoadedItem], batch_size: int, on_error: str, word_box: bool = False,
+             keep_image: bool = True) -> Iterator[TextRecResult]:
         good = [it for it in items if it.error is None]
         texts = iter(self.predictor.recognize([it.image for it in good], batch_size, word_box)) if good else iter(())
         for it in items:
@@ -107,7 +112,8 @@ class TextRecognizer:
                 yield TextRecResult(it.input_path, it.page_index, "", 0.0, name=name, error=str(it.error))
                 continue
             text, score, *box = next(texts)
-            yield TextRecResult(it.input_path, it.page_index, text, score, input_img=it.image, name=name,
+            yield TextRecResult(it.input_path, it.page_index, text, score, name=name,
+                                input_img=it.image if keep_image else None,
                                 word_box=(word_box_of(it.image, box[0] if box else None) or []) if word_box else None)
 
 

@@ -49,16 +49,40 @@ def main(verbose: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--strict-device", is_flag=True,
               help="Refuse gpu/gpu:N without a usable NVIDIA GPU (default: warn, run on cpu).")
+@click.option("--output", type=click.Path(), help="Write one JSON line per input to this file as results come "
+              "(crash-safe; with --ray: a new folder of JSON files). Nothing is printed per line then.")
+@click.option("--resume", is_flag=True, help="Continue an --output file: inputs already in it are skipped.")
+@click.option("--overwrite", is_flag=True, help="Start an existing --output file again.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Threads decoding folder images ahead of inference [default: 2 with --output, else 1].")
+@click.option("--hint", type=click.Choice(["LATENCY", "THROUGHPUT"]), default=None,
+              help="OpenVINO performance hint [default: THROUGHPUT with --output (parallel streams), else LATENCY].")
+@click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
+@click.option("--address", default=None, help="With --ray: the cluster to join ('auto', ray://host:10001) "
+              "[default: a local Ray on this machine's cores].")
 def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
-            as_json, quiet, strict_device):
+            as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address):
     """Recognize the text in line images: files, folders, PDFs, URLs.
 
     Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
+    With --output, results go to a JSON Lines file instead of stdout (see docs/scale.md).
     """
     from tqdm import tqdm
 
     from edgerec.api import create_model
 
+    if (resume or overwrite or use_ray) and not output:
+        _fail("--resume, --overwrite and --ray need --output")
+    if resume and overwrite:
+        _fail("--resume and --overwrite contradict each other: pick one")
+    if output and (save_dir or as_json):
+        _fail("--output writes the results file; --save-dir and --json print or save per line: pick one")
+    if use_ray:
+        _predict_ray(inputs, output, model_name, model_dir, precision, batch_size, threads, address, overwrite,
+                     resume)
+        return
+    if output and hint is None and _takes(engine, device, "hint"):
+        hint = "THROUGHPUT"  # a long run wants lines per second: OpenVINO's streams, batches in parallel
     try:
         if model_name is None and model_dir is None:
             model_name = "PP-OCRv4_mobile_rec"
@@ -67,10 +91,12 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
             engine = None  # pick by device, so --device gpu can fall back to cpu as PaddleX does
         model = create_model(model_name, model_dir=model_dir, device=device, precision=precision, engine=engine,
                              batch_size=batch_size, threads=threads, progress=not quiet,
-                             shape_cache=shape_cache if engine in ("openvino", None) else None,
-                             strict_device=strict_device)
+                             shape_cache=shape_cache, strict_device=strict_device, hint=hint)
     except EdgeRecError as exc:
         _fail(exc)
+    if output:
+        _predict_to_file(model, inputs, output, resume, overwrite, batch_size, workers or 2, quiet)
+        return
     many = len(inputs) > 1 or any(Path(i).is_dir() or i.lower().endswith(".pdf") for i in inputs)
     # a bar only where a person watches stderr; result lines go through tqdm.write so the two never interleave
     bar = tqdm(desc="recognizing", unit="line", file=sys.stderr, leave=False,
@@ -85,7 +111,7 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
     failures = 0
     saved: dict[str, str] = {}  # output stem -> the input that wrote it, to catch two inputs named alike
     try:
-        for res in model.predict(list(inputs), batch_size=batch_size):
+        for res in model.predict(list(inputs), batch_size=batch_size, workers=workers or 1):
             bar.update(1)
             if res.error:
                 failures += 1
@@ -112,6 +138,60 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
         bar.close()
     if failures:
         sys.exit(1)
+
+
+def _takes(engine: str | None, device: str, option: str) -> bool:
+    """Whether the engine that ``engine``/``device`` picks has ``option`` (only what it takes is defaulted)."""
+    try:
+        return option in registry.pick(engine, device).options.__dataclass_fields__
+    except EdgeRecError:
+        return False
+
+
+def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, batch_size: int, workers: int,
+                     quiet: bool) -> None:
+    """predict --output: stream into the JSON Lines file; exit 1 when any input in it failed."""
+    from tqdm import tqdm
+
+    from edgerec.sinks.stream import predict_to_jsonl
+
+    def report(message: str) -> None:
+        tqdm.write(f"edgerec: error: {message}", file=sys.stderr)
+
+    try:
+        got = predict_to_jsonl(model, list(inputs), output, resume=resume, overwrite=overwrite,
+                               batch_size=batch_size, workers=workers, on_error=report,
+                               progress=not quiet and sys.stderr.isatty())
+    except EdgeRecError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(f"cannot write results to {output}: {exc.strerror or exc}")
+    if not quiet:
+        skipped = f", {got.skipped} already there" if got.skipped else ""
+        click.echo(f"edgerec: {got.written} results written to {output} ({got.errors} failed{skipped})", err=True)
+    if got.errors or got.earlier_errors:
+        if got.earlier_errors:
+            click.echo(f"edgerec: {got.earlier_errors} inputs failed in the earlier run(s) of {output}", err=True)
+        sys.exit(1)
+
+
+def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, batch_size: int, threads, address,
+                 overwrite: bool, resume: bool) -> None:
+    """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``."""
+    from edgerec.integrations.ray import recognize_folder
+
+    out = Path(output)
+    if resume:
+        _fail("--resume is not supported with --ray (Ray Data writes a folder of files): use a new --output")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        _fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to add to it)")
+    try:
+        rows = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
+                                model_dir=model_dir, precision=precision, address=address,
+                                num_cpus=threads or 1, batch_size=max(8, batch_size))
+    except EdgeRecError as exc:
+        _fail(exc)
+    click.echo(f"edgerec: {rows} results written to {out}/ through Ray", err=True)
 
 
 @main.command()

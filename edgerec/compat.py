@@ -27,10 +27,14 @@ def map_engine(engine: str | None) -> tuple[str | None, bool]:
     """PaddleX's or edgerec's ``engine=`` -> (edgerec engine or None, use_hpip); an unknown name raises DeviceError."""
     if engine is None:
         return None, False
+    from edgerec.engines import registry
+
     name = str(engine).lower()
     if name in PADDLEX_ENGINES:
         return PADDLEX_ENGINES[name], name == "hpi"
-    known = ", ".join(sorted(PADDLEX_ENGINES))
+    if name in registry.names():  # an engine registered beyond PaddleX's names
+        return name, False
+    known = ", ".join(sorted(set(PADDLEX_ENGINES) | set(registry.names())))
     why = " (a PaddleX engine for generative models; edgerec has no equivalent)" if name in _NO_MEANING else ""
     raise DeviceError(f"engine {engine!r}{why}: use one of {known}, or None to pick by device")
 

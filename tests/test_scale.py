@@ -132,7 +132,7 @@ def test_ray_udf_gives_the_texts_predict_gives(crop_tree, v4):
     from edgerec.integrations.ray import TextRecognizerUDF
 
     files = sorted(str(p) for p in crop_tree.rglob("*.png"))
-    want = {r["input_path"]: (r["rec_text"], r["error"]) for r in v4.predict(files)}
+    want = {r["input_path"]: (r["rec_text"], r.error) for r in v4.predict(files)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         ds = ray.data.read_binary_files(files, include_paths=True)

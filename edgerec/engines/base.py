@@ -113,6 +113,11 @@ class Engine(ABC):
         precision, threads and streams at least; None where the engine does not say."""
         return {"engine": self.name, "device": self.device, "precision": None, "threads": None, "streams": None}
 
+    def parallel_requests(self) -> int:
+        """How many ``infer`` calls may usefully run at once (OpenVINO's streams under the THROUGHPUT hint); the
+        predictor runs that many batches in parallel threads."""
+        return 1
+
     def files(self) -> list[Path]:
         """The files this engine loaded the model from (their size is the model's size on disk)."""
         return []

@@ -193,6 +193,15 @@ class OpenVINOEngine(Engine):
                 "hint": got.get("PERFORMANCE_HINT"), "execution_devices": got.get("EXECUTION_DEVICES", self.device),
                 "cache_dir": self.config.get("CACHE_DIR")}
 
+    def parallel_requests(self) -> int:
+        """OpenVINO's optimal number of requests in flight: 1 under LATENCY, the streams under THROUGHPUT."""
+        if self.config.get("PERFORMANCE_HINT") == "LATENCY":
+            return 1
+        try:
+            return max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except Exception:  # a plugin that does not say
+            return 1
+
     def files(self) -> list[Path]:
         return [self.path, self.path.with_suffix(".bin")]
 

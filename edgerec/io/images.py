@@ -192,7 +192,8 @@ def _check_decoded_bytes(header: Any, source: str) -> None:
     """Refuse an image whose decoded pixels (width x height x channels x bytes per sample) exceed MAX_DECODED_BYTES."""
     try:
         bands = len(header.getbands())
-        raw = str(header.tile[0].args[0] if header.tile and header.tile[0].args else header.mode)
+        args = header.tile[0].args if header.tile else None  # PNG: the raw mode as a string, e.g. "RGBA;16B"
+        raw = str(args if isinstance(args, str) else args[0] if args else header.mode)
     except Exception:
         bands, raw = 4, header.mode
     mode = header.mode

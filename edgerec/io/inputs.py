@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,12 @@ from edgerec.io.images import (  # noqa: F401  (re-exported: the public loader A
     to_bgr,
 )
 from edgerec.io.pdf import _pdf_pages, is_pdf
+from edgerec.io.prefetch import ordered_prefetch
 from edgerec.io.url import _download
+from edgerec.io.walk import walk_files
 
+# files read in order by the consumer, one page at a time, not decoded whole in the reader pool
+_PAGED_SUFFIXES = frozenset({PDF_SUFFIX, ".tif", ".tiff"})
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
@@ -45,47 +49,6 @@ class LoadedItem:
     image: np.ndarray | None  # BGR uint8 HxWx3, C-contiguous; None when error is set
     error: InputError | None
     index: int  # position in the flattened input order
-
-
-# --------------------------------------------------------------------------------------------- folders
-
-
-def _folder_files(folder: str) -> tuple[list[str], list[InputError]]:
-    """Image and PDF files under ``folder``, recursive, sorted by path; symlinked folders are visited once only."""
-    found: list[tuple[tuple[str, ...], str]] = []
-    errors: list[InputError] = []
-    visited: set[tuple[int, int]] = set()
-
-    # an explicit stack, not recursion: a folder nested a thousand deep must not hit Python's recursion limit
-    stack: list[tuple[str, tuple[str, ...]]] = [(folder, ())]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in visited:  # a symlink loop or a second link to a folder already walked
-            continue
-        visited.add(key)
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except OSError as exc:
-            errors.append(InputError(path, f"cannot list folder ({exc.strerror or exc})"))
-            continue
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()  # follows symlinks; loops are cut by ``visited``
-            except OSError:
-                is_dir = False
-            if is_dir:
-                stack.append((entry.path, (*rel, entry.name)))
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES | {PDF_SUFFIX}:
-                found.append(((*rel, entry.name), entry.path))
-
-    found.sort(key=lambda t: t[0])
-    return [p for _, p in found], errors
 
 
 # --------------------------------------------------------------------------------------------- iter_inputs
@@ -144,7 +107,9 @@ class _Loader:
     """Turns one flattened input into LoadedItems and numbers them."""
 
     def __init__(self, url_timeout: float, max_url_bytes: int, pdf_dpi: int, max_image_bytes: int | None = None,
-                 max_pdf_pages: int | None = None):
+                 max_pdf_pages: int | None = None, workers: int = 1, skip: Callable[[str], bool] | None = None):
+        self.workers = max(1, int(workers))
+        self.skip = skip
         self.max_image_bytes = max_image_bytes
         self.max_pdf_pages = max_pdf_pages
         self.url_timeout = url_timeout
@@ -154,7 +119,11 @@ class _Loader:
 
     def _item(self, path: str | None, page: int | None, image: np.ndarray | None,
               error: InputError | None) -> LoadedItem:
-        item = LoadedItem(path, page, image, error, self.index)
+        return self._number(LoadedItem(path, page, image, error, -1))
+
+    def _number(self, item: LoadedItem) -> LoadedItem:
+        """Give ``item`` the next position in the input order (in the consuming thread only)."""
+        item.index = self.index
         self.index += 1
         return item
 
@@ -205,13 +174,33 @@ class _Loader:
         yield from self._from_encoded(buf, path, path, path if suffix == PDF_SUFFIX and _utf8(path) else None)
 
     def _from_folder(self, folder: str) -> Iterator[LoadedItem]:
-        files, errors = _folder_files(folder)
-        for err in errors:
-            yield self._item(err.source, None, None, err)
-        if not files and not errors:
+        """The folder's files in sorted path order, streamed (the first comes before the tree is listed); plain
+        image files are decoded ``workers`` at a time ahead of the consumer, PDFs and TIFFs (many pages each) one
+        page at a time in order. Items are numbered as they are yielded, so the pool never reorders them."""
+        found = False
+
+        def load(entry: str | InputError) -> list[LoadedItem] | str | InputError:
+            if isinstance(entry, InputError) or os.path.splitext(entry)[1].lower() in _PAGED_SUFFIXES:
+                return entry  # done in order by the consumer
+            # a loader of its own per file: numbering happens below, in order, in this thread
+            worker = _Loader(self.url_timeout, self.max_url_bytes, self.pdf_dpi, self.max_image_bytes,
+                             self.max_pdf_pages)
+            return list(worker._from_file(entry))
+
+        entries = walk_files(folder, IMAGE_SUFFIXES | {PDF_SUFFIX})
+        if self.skip is not None:  # --resume: files already in the results are not even read
+            entries = (e for e in entries if isinstance(e, InputError) or not self.skip(e))
+        for got in ordered_prefetch(entries, load, workers=self.workers, ahead=4 * self.workers):
+            found = True
+            if isinstance(got, InputError):
+                yield self._item(got.source, None, None, got)
+            elif isinstance(got, str):
+                yield from self._from_file(got)
+            else:
+                for item in got:
+                    yield self._number(item)
+        if not found and self.skip is None:
             yield self._item(folder, None, None, InputError(folder, "folder contains no images"))
-        for path in files:
-            yield from self._from_file(path)
 
     def _from_url(self, url: str) -> Iterator[LoadedItem]:
         try:
@@ -258,7 +247,7 @@ class _Loader:
                         path, f"unsupported URL scheme '{scheme}' (only http and https URLs are downloaded)"))
             elif os.path.isdir(path):
                 yield from self._from_folder(path)
-            else:
+            elif self.skip is None or not self.skip(path):
                 yield from self._from_file(path)
         elif isinstance(obj, dict) and set(obj) == {"img"}:  # PaddleX's documented {"img": path or array}
             yield from self.load(obj["img"])
@@ -271,8 +260,8 @@ class _Loader:
 
 
 def iter_inputs(inputs: Any, *, url_timeout: float = 20.0, max_url_bytes: int = 50 * 2**20,
-                pdf_dpi: int = 144, max_image_bytes: int | None = None, max_pdf_pages: int | None = None
-                ) -> Iterator[LoadedItem]:
+                pdf_dpi: int = 144, max_image_bytes: int | None = None, max_pdf_pages: int | None = None,
+                workers: int = 1, skip: Callable[[str], bool] | None = None) -> Iterator[LoadedItem]:
     """Yield one LoadedItem per image, lazily and in input order; never raises for a bad item.
 
     ``inputs``: ndarray (HxW[xC]; a 4-D NxHxWxC array is N images), PIL image, path to an image or PDF, folder
@@ -280,9 +269,11 @@ def iter_inputs(inputs: Any, *, url_timeout: float = 20.0, max_url_bytes: int = 
     item per page, rendered at ``pdf_dpi`` one at a time as they are consumed (at most ``max_pdf_pages``, default
     edgerec.io.pdf.MAX_PDF_PAGES, then one error for the rest); a multi-page TIFF gives one item per page too.
     Files over ``max_image_bytes`` (default edgerec.io.images.MAX_IMAGE_BYTES) are refused before they are read.
-    A failed item has ``image=None`` and ``error`` naming it.
+    A failed item has ``image=None`` and ``error`` naming it. Folders are walked as a stream (edgerec.io.walk);
+    ``workers`` > 1 decodes their image files that many at a time ahead of the consumer, in order. ``skip``: a
+    folder's file paths for which it returns True are left out unread (``predict --resume``).
     """
-    loader = _Loader(url_timeout, max_url_bytes, pdf_dpi, max_image_bytes, max_pdf_pages)
+    loader = _Loader(url_timeout, max_url_bytes, pdf_dpi, max_image_bytes, max_pdf_pages, workers, skip)
     try:
         flat = _flatten(inputs)
         for obj in flat:

@@ -24,8 +24,9 @@ def result_key(input_path: str | None, page_index: int | None) -> tuple[str | No
     return (input_path, page_index)
 
 
-def repair_and_read(path: Path) -> set[tuple[str | None, int | None]]:
-    """Cut a torn last line (a kill mid-write) and return the keys of the complete lines."""
+def repair_and_read(path: Path, errors: list | None = None) -> set[tuple[str | None, int | None]]:
+    """Cut a torn last line (a kill mid-write) and return the keys of the complete lines; the keys of lines that
+    record a failed input are appended to ``errors`` when given."""
     done: set[tuple[str | None, int | None]] = set()
     with open(path, "r+b") as fh:
         data = fh.read()
@@ -37,7 +38,10 @@ def repair_and_read(path: Path) -> set[tuple[str | None, int | None]]:
             continue
         try:
             rec = json.loads(raw)
-            done.add(result_key(rec["input_path"], rec["page_index"]))
+            key = result_key(rec["input_path"], rec["page_index"])
+            done.add(key)
+            if errors is not None and rec.get("error"):
+                errors.append(key)
         except (ValueError, KeyError, TypeError) as exc:
             raise EdgeRecError(f"{path}:{k}: not a results line written by edgerec ({exc}); "
                                "pass another --output file") from None
@@ -48,7 +52,8 @@ class JsonlSink:
     """Append results to ``path``; ``done`` holds the keys already there (with ``resume``)."""
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-                 chunk: int = 64, max_delay_s: float = 2.0):
+                 chunk: int = 64, max_delay_s: float = 2.0, errors: list | None = None):
+        """``errors``: with ``resume``, collects the keys of failed inputs already in the file."""
         self.path = Path(path)
         self.chunk, self.max_delay_s = max(1, chunk), max_delay_s
         self.done: set[tuple[str | None, int | None]] = set()
@@ -56,7 +61,7 @@ class JsonlSink:
             raise EdgeRecError(f"--output {self.path}: is a folder; give a file name such as results.jsonl")
         if self.path.exists():
             if resume:
-                self.done = repair_and_read(self.path)
+                self.done = repair_and_read(self.path, errors)
             elif not overwrite:
                 raise EdgeRecError(f"--output {self.path}: exists; pass --resume to continue it or --overwrite "
                                    "to start it again")
@@ -71,8 +76,12 @@ class JsonlSink:
         self.written = 0
 
     def add(self, record: dict[str, Any]) -> None:
-        line = json.dumps({k: record.get(k) for k in FIELDS}, ensure_ascii=False)
-        self._buf.append(line.encode("utf-8") + b"\n")
+        rec = {k: record.get(k) for k in FIELDS}
+        try:
+            data = json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8 (surrogate escapes): \udcXX, read back alike
+            data = json.dumps(rec, ensure_ascii=True).encode("ascii")
+        self._buf.append(data + b"\n")
         if len(self._buf) >= self.chunk or time.monotonic() - self._last >= self.max_delay_s:
             self.flush()
 
