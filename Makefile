@@ -15,7 +15,7 @@ $(STAMP): setup.py
 	# torch first, alone and pinned: on these machines pip takes the CPU build of torch==2.13.0 from the image's
 	# wheel folder (pip's find-links); the train extra then finds it installed and adds no CUDA packages
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev,paddle,train]"
+	$(PY) -m pip install -q -e ".[dev,paddle,train,ray]"
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
