@@ -186,12 +186,14 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, bat
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         _fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to add to it)")
     try:
-        rows = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
+        rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
                                 model_dir=model_dir, precision=precision, address=address,
                                 num_cpus=threads or 1, batch_size=max(8, batch_size))
     except EdgeRecError as exc:
         _fail(exc)
-    click.echo(f"edgerec: {rows} results written to {out}/ through Ray", err=True)
+    click.echo(f"edgerec: {rows} results written to {out}/ through Ray ({errors} failed)", err=True)
+    if errors:
+        sys.exit(1)
 
 
 @main.command()

@@ -135,7 +135,7 @@ def test_ray_udf_gives_the_texts_predict_gives(crop_tree, v4):
     want = {r["input_path"]: (r["rec_text"], r.error) for r in v4.predict(files)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
-        ds = ray.data.read_binary_files(files, include_paths=True)
+        ds = ray.data.read_binary_files(files, include_paths=True, num_cpus=0)
         out = ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={"model_name": V4, "threads": 1},
                              concurrency=2, num_cpus=1, batch_size=8, batch_format="numpy")
         rows = out.take_all()
@@ -171,3 +171,43 @@ def test_reader_pool_keeps_input_order_and_bounds_work_ahead():
         consumed += 1
         assert len(started) <= consumed + 8  # never more than `ahead` loads beyond what was consumed
     assert consumed == 200
+
+
+def test_predict_output_keeps_the_walk_order_with_the_reader_pool(crop_tree, tmp_path, edgerec_home):
+    out = tmp_path / "ordered.jsonl"
+    res = subprocess.run(_cli("predict", str(crop_tree), "--model", V4, "--output", str(out), "--workers", "3",
+                              "--quiet"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "broken.png" in res.stderr  # the bad file is named on stderr and in the file
+    rows = [json.loads(x) for x in out.read_text("utf-8").splitlines()]
+    files = sorted((p for p in crop_tree.rglob("*.png")), key=lambda p: p.relative_to(crop_tree).parts)
+    assert [r["input_path"] for r in rows] == [str(p) for p in files]
+    assert [r["error"] is not None for r in rows] == [p.name == "broken.png" for p in files]
+    again = subprocess.run(_cli("predict", str(crop_tree), "--model", V4, "--output", str(out), "--quiet"),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "--resume" in again.stderr  # an existing results file is never overwritten
+    assert [json.loads(x) for x in out.read_text("utf-8").splitlines()] == rows
+
+
+def test_reader_pool_gives_what_the_serial_loader_gives(crop_tree, v4):
+    serial = list(v4.predict(str(crop_tree), workers=1))
+    pooled = list(v4.predict(str(crop_tree), workers=4, keep_image=False))
+    assert [r["input_path"] for r in pooled] == [r["input_path"] for r in serial]
+    assert [r["rec_text"] for r in pooled] == [r["rec_text"] for r in serial]
+    assert all(r["input_img"] is None for r in pooled) and any(r["input_img"] is not None for r in serial)
+    skipped = list(v4.predict(str(crop_tree), skip=lambda p: p.endswith("000.png")))
+    assert len(skipped) == len(serial) - 1 and not any(r["input_path"].endswith("000.png") for r in skipped)
+
+
+def test_predict_ray_writes_every_input_once(crop_tree, tmp_path, edgerec_home):
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'edgerec[ray]')")
+    out = tmp_path / "ray-out"
+    res = subprocess.run(_cli("predict", str(crop_tree), "--model", V4, "--ray", "--output", str(out)),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "1 failed" in res.stderr, res.stderr  # broken.png: a row with its error
+    rows = [json.loads(line) for f in sorted(out.glob("*.json")) for line in f.read_text("utf-8").splitlines()]
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in crop_tree.rglob("*.png"))
+    bad = [r for r in rows if r["path"].endswith("broken.png")]
+    assert bad[0]["error"] and all(r["rec_text"].strip() in EN_LINES for r in rows if not r["error"])
+    again = subprocess.run(_cli("predict", str(crop_tree), "--model", V4, "--ray", "--output", str(out)),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "exists" in again.stderr

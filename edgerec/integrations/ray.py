@@ -1,13 +1,15 @@
 """Ray Data: the same recognizer on every core of a cluster.
 
-    ds = ray.data.read_binary_files(paths, include_paths=True)
+    ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0)
     out = ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={"model_name": "PP-OCRv4_mobile_rec"},
                          concurrency=4, num_cpus=2, batch_size=64, batch_format="numpy")
 
 Each actor loads the model once, from the model home (fetched and exported by :func:`prepare` on the driver, or
 a shared ``model_dir``), with OpenVINO threads = the CPUs Ray gave the actor. A batch gives columns ``path``,
 ``rec_text``, ``rec_score`` and ``error`` (``''`` when none); an undecodable file is a row with its error, never
-a failed task. ``ray`` is an optional extra: ``pip install 'edgerec[ray]'``.
+a failed task. Reading is given no CPU (``num_cpus=0`` on the read): when the actors hold every CPU
+(concurrency x num_cpus = the cluster's), reads that need one can never be scheduled and the job hangs.
+``ray`` is an optional extra: ``pip install 'edgerec[ray]'``.
 """
 
 from __future__ import annotations
@@ -92,8 +94,9 @@ def prepare(model_name: str, precision: str = "fp32") -> None:
 
 def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OCRv4_mobile_rec",
                      model_dir: str | None = None, precision: str = "fp32", address: str | None = None,
-                     concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64) -> int:
-    """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns rows."""
+                     concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64) -> tuple[int, int]:
+    """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns (rows,
+    rows with an error)."""
     ray = require_ray()
     from edgerec.io.inputs import IMAGE_SUFFIXES
 
@@ -104,9 +107,14 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OC
     cpus = int(ray.cluster_resources().get("CPU", 1))
     concurrency = concurrency or max(1, cpus // num_cpus)
     exts = sorted(s.lstrip(".") for s in IMAGE_SUFFIXES)
-    ds = ray.data.read_binary_files(inputs, include_paths=True, file_extensions=exts + [e.upper() for e in exts])
+    ds = ray.data.read_binary_files(inputs, include_paths=True, file_extensions=exts + [e.upper() for e in exts],
+                                    num_cpus=0)  # reads must not wait for a CPU the actors hold
     out = ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={
         "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus},
         concurrency=concurrency, num_cpus=num_cpus, batch_size=batch_size, batch_format="numpy")
     out.write_json(output)
-    return sum(1 for _ in ray.data.read_json(output).iter_rows())
+    rows = errors = 0
+    for row in ray.data.read_json(output).iter_rows():
+        rows += 1
+        errors += bool(row.get("error"))
+    return rows, errors
