@@ -142,7 +142,7 @@ def main() -> None:
 
     from edgerec.api import create_model
 
-    model = create_model(args.model, warmup=False)
+    model = create_model(args.model, warmup=False, hint="THROUGHPUT")  # what predict --output runs
     gflops = model_gflops(model.model_path)
     peak, peak_how = peak_gflops()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="edgerec-scale-"))
@@ -153,8 +153,10 @@ def main() -> None:
         pool = sorted(args.crops.glob("*.png")) + sorted(args.crops.glob("*.jpg")) if args.crops else \
             render_pool(pool_dir, args.pool)
         make_tree(tree, args.n, pool)
-    print(f"cpu: {isa_summary()}; model {args.model} fp32 (precision hint as the engine ran it: "
-          f"{model.config_summary}); {args.n} inputs under {tree}")
+    props = model.properties()
+    print(f"cpu: {isa_summary()}; model {args.model} fp32, ran as: {props.get('precision')} precision, "
+          f"{props.get('hint')} hint, {props.get('streams')} streams x {props.get('threads')} threads; "
+          f"{args.n} inputs under {tree}")
     first = first_result_s(tree, args.model)
     res = run_predict(tree, work / "results.jsonl", args.model, args.n, ["--batch-size", str(args.batch_size)])
     cores = cpu_info()["usable_cores"]

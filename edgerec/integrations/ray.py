@@ -111,7 +111,8 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OC
                                     num_cpus=0)  # reads must not wait for a CPU the actors hold
     out = ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={
         "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus},
-        concurrency=concurrency, num_cpus=num_cpus, batch_size=batch_size, batch_format="numpy")
+        compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, batch_size=batch_size,
+        batch_format="numpy")
     out.write_json(output)
     rows = errors = 0
     for row in ray.data.read_json(output).iter_rows():
