@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat setup.py | sha256sum | cut -c1-12)
+DEMO_STAMP = $(VENV)/.demo-installed-$(shell cat setup.py | sha256sum | cut -c1-12)
 # tests keep their fetched weights here so a second run needs no network
 export EDGEREC_TEST_HOME ?= $(CURDIR)/.home/test
 
@@ -21,7 +22,15 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# the demo needs only the core (openvino, nncf, numpy, opencv, paddle2onnx, click): no torch, no paddlepaddle
+$(DEMO_STAMP): setup.py
+	@test -n "$(PYTHON)" || { echo "need python3.11 or python3 (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	rm -f $(VENV)/.demo-installed-*; touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/edgerec models fetch PP-OCRv4_mobile_rec
 	$(VENV)/bin/edgerec export PP-OCRv4_mobile_rec --precision fp32
 	$(VENV)/bin/edgerec predict samples/ --model PP-OCRv4_mobile_rec

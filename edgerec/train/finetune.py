@@ -121,35 +121,16 @@ class _Base:
 
 
 def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
-    """The ONNX to start from, with its charset: a card's source (ONNX preferred) or a local model."""
-    from edgerec.zoo.export import _input_height, read_charset_entries, verify_source_files
-    from edgerec.zoo.fetch import cached_source, fetch, open_local
+    """The ONNX to start from, with its charset: a card's source (ONNX preferred) or a local model, found by the
+    one resolver (edgerec.zoo.resolve), with its input-height and space-char rule."""
+    from edgerec.zoo.export import read_charset_entries
+    from edgerec.zoo.resolve import resolve_source
 
-    card = None
-    path = Path(cfg.model).expanduser()
-    if path.exists():
-        src = open_local(path)
-    else:
-        from edgerec.zoo.cards import get_card
-
-        card = get_card(cfg.model)
-        wanted = [s for s in card.sources if cfg.source is None or s.id == cfg.source]
-        if not wanted:
-            raise TrainError(f"{card.name}: no source {cfg.source!r} in its card")
-        onnx_ids = [s.id for s in wanted if s.format == "onnx"]
-        src = next((c for c in (cached_source(card.name, i) for i in onnx_ids) if c is not None), None)
-        errors = []
-        for sid in onnx_ids if src is None else ():
-            try:
-                src = fetch(card.name, source=sid)
-                break
-            except EdgeRecError as exc:
-                errors.append(f"{sid}: {exc}")
-        if src is None:  # no ONNX source could be had: a Paddle one, converted below
-            src = cached_source(card.name, cfg.source) or fetch(card.name, source=cfg.source)
-        verify_source_files(src)
+    try:
+        src, spec = resolve_source(cfg.model, source=cfg.source)
+    except EdgeRecError as exc:
+        raise TrainError(str(exc)) from None
     entries = read_charset_entries(src)
-    height = card.input_height if card else _input_height(src, 48)
     onnx_path = src.model_file
     if src.format == "paddle":
         from edgerec.zoo.export import paddle_to_onnx
@@ -157,9 +138,8 @@ def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
         log_(f"{src.name}: Paddle model; converting it to ONNX with paddle2onnx ...")
         onnx_path = paddle_to_onnx(src, scratch / "source.onnx")
     dict_name = src.charset if src.charset and src.charset.endswith(".txt") else "dict.txt"
-    return _Base(name=card.name if card else src.name, onnx=onnx_path, origin=src.model_file.resolve(),
-                 entries=entries, dict_name=dict_name,
-                 input_height=height, use_space_char=card.use_space_char if card else True,
+    return _Base(name=spec.model_name, onnx=onnx_path, origin=src.model_file.resolve(), entries=entries,
+                 dict_name=dict_name, input_height=spec.input_height, use_space_char=spec.use_space_char,
                  source_sha256=src.weights_sha256)
 
 
