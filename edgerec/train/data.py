@@ -20,7 +20,7 @@ import numpy as np
 from edgerec.data.dataset import find_list_file, read_lines
 from edgerec.errors import EdgeRecError
 from edgerec.io.inputs import load_image
-from edgerec.runtime.preprocess import MAX_W, MIN_W, resize_norm_into, target_width
+from edgerec.runtime.preprocess import MIN_W, resize_norm_into, target_width
 from edgerec.train import TrainError
 
 MAX_EXAMPLES = 10
@@ -227,20 +227,3 @@ class TrainBatches:
         for k, img in enumerate(images):
             resize_norm_into(img, x[k])
         return x, [self.samples[i].target for i in batch]
-
-
-def val_batches(samples: list[Sample], batch_size: int, input_height: int) -> list[list[int]]:
-    """Validation batches of lines with the same inference width (as the predictor batches them)."""
-    groups: dict[int, list[int]] = {}
-    for i, s in enumerate(samples):
-        groups.setdefault(target_width(s.height, s.width, input_height, MIN_W, MAX_W), []).append(i)
-    return [idxs[j:j + batch_size] for _, idxs in sorted(groups.items()) for j in range(0, len(idxs), batch_size)]
-
-
-def load_val_batch(samples: list[Sample], batch: list[int], input_height: int) -> np.ndarray:
-    images = [load_image(samples[i].path) for i in batch]
-    width = target_width(*images[0].shape[:2], input_height, MIN_W, MAX_W)
-    x = np.zeros((len(images), 3, input_height, width), np.float32)
-    for k, img in enumerate(images):
-        resize_norm_into(img, x[k])
-    return x

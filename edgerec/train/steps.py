@@ -8,9 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgerec.data.metrics import rec_metrics
-from edgerec.runtime.decode import ctc_greedy_decode
+from edgerec.engines.base import Engine
+from edgerec.io.images import load_image
+from edgerec.runtime.predictor import RecPredictor
 from edgerec.train import TrainError, require_torch
-from edgerec.train.data import Sample, TrainBatches, load_val_batch, val_batches
+from edgerec.train.data import Sample, TrainBatches
+
+VAL_CHUNK = 256  # validation lines decoded at a time: memory stays bounded on a large val set
 
 
 def device_for(spec: str):
@@ -53,19 +57,31 @@ def set_train_mode(torch, module) -> None:
             m.eval()
 
 
+class TorchEngine(Engine):
+    """The module being trained, as an engine: so validation reads lines through RecPredictor, as users run the
+    exported model (width-grouped batches, long lines in windows), not through a decoder of its own."""
+
+    name = "torch"
+
+    def __init__(self, module, device):
+        self.module, self.torch_device = module, device
+        self.device = str(device)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = require_torch()
+        with torch.no_grad():
+            return torch.softmax(self.module(to_input(torch, batch, self.torch_device)).float(), dim=-1).cpu().numpy()
+
+
 def evaluate_module(rec, samples: list[Sample], classes: list[str], batch_size: int, device
                     ) -> tuple[dict, list[str]]:
-    """acc / norm_edit_dis of the torch module on ``samples``, batched as the predictor batches them."""
-    torch = require_torch()
-    preds: list[str | None] = [None] * len(samples)
+    """acc / norm_edit_dis of the torch module on ``samples``, read by RecPredictor as the exported model is."""
     rec.module.eval()
-    with torch.no_grad():
-        for batch in val_batches(samples, batch_size, rec.input_height):
-            x = load_val_batch(samples, batch, rec.input_height)
-            probs = torch.softmax(rec.module(to_input(torch, x, device)).float(), dim=-1).cpu().numpy()
-            for i, (text, _score) in zip(batch, ctc_greedy_decode(probs, classes)):
-                preds[i] = text
-    texts = [p or "" for p in preds]
+    predictor = RecPredictor(TorchEngine(rec.module, device), classes, input_height=rec.input_height)
+    texts: list[str] = []
+    for start in range(0, len(samples), VAL_CHUNK):
+        images = [load_image(s.path) for s in samples[start:start + VAL_CHUNK]]
+        texts += [text for text, _score in predictor.recognize(images, batch_size)]
     return rec_metrics(texts, [s.label for s in samples]), texts
 
 
