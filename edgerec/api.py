@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # one WARNING per bad input (PaddleX raises; edgerec yields an error result and says so here); the CLI, which
 # reports bad inputs itself, quiets this logger
 bad_input_log = logging.getLogger("edgerec.bad_input")
+# predict holds at most this many bytes of decoded images before it runs them (and at most ``window`` items): a
+# folder of crops still batches 64+ lines at a time, a 300-page PDF holds a few pages, not 64
+WINDOW_BYTES = 32 * 2**20
 _array_names = itertools.count()  # arrays have no file name: number them per process so saves never collide
 
 
@@ -68,11 +71,13 @@ class TextRecognizer:
         # enough lines in hand to fill equal-width batches and every parallel infer request
         window = max(64, bs * 8 * self.predictor.parallel)
         pending: list[LoadedItem] = []
+        held = 0  # bytes of decoded images in ``pending``: PDF pages are megabytes each, line crops kilobytes
         for item in iter_inputs(input, workers=workers, skip=skip):
             pending.append(item)
-            if len(pending) >= window:
+            held += item.image.nbytes if item.image is not None else 0
+            if len(pending) >= window or held >= WINDOW_BYTES:
                 yield from self._run(pending, bs, on_error, return_word_box, keep_image)
-                pending = []
+                pending, held = [], 0
         if pending:
             yield from self._run(pending, bs, on_error, return_word_box, keep_image)
 

@@ -211,3 +211,26 @@ def test_predict_ray_writes_every_input_once(crop_tree, tmp_path, edgerec_home):
     again = subprocess.run(_cli("predict", str(crop_tree), "--model", V4, "--ray", "--output", str(out)),
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_predict_holds_a_bounded_number_of_image_bytes(v4, rendered, monkeypatch):
+    """Pages of a PDF are megabytes each: predict runs what it holds once the images pass WINDOW_BYTES."""
+    import edgerec.api as api
+
+    imgs = [img for _, img in rendered[:6]]
+    want = [r["rec_text"] for r in v4.predict(imgs)]
+    runs: list[int] = []
+    real = api.TextRecognizer._run
+
+    def spy(self, items, *args, **kwargs):
+        runs.append(len(items))
+        return real(self, items, *args, **kwargs)
+
+    monkeypatch.setattr(api.TextRecognizer, "_run", spy)
+    monkeypatch.setattr(api, "WINDOW_BYTES", min(i.nbytes for i in imgs))  # every image alone fills it
+    assert [r["rec_text"] for r in v4.predict(imgs)] == want
+    assert runs == [1] * len(imgs)
+    monkeypatch.setattr(api, "WINDOW_BYTES", sum(i.nbytes for i in imgs[:3]))
+    runs.clear()
+    assert [r["rec_text"] for r in v4.predict(imgs)] == want
+    assert runs[0] == 3 and sum(runs) == len(imgs)
