@@ -13,7 +13,7 @@ from edgerec._version import __version__
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
 
-PRECISION = click.Choice(["fp32", "fp16", "int8"])
+PRECISION = click.Choice(["fp32", "fp16", "int8", "bf16"])  # bf16: the fp32 IR at bf16 compute (native-bf16 CPUs)
 ENGINE = click.Choice(registry.names())
 
 
@@ -57,11 +57,14 @@ def main(verbose: bool) -> None:
               help="Threads decoding folder images ahead of inference [default: 2 with --output, else 1].")
 @click.option("--hint", type=click.Choice(["LATENCY", "THROUGHPUT"]), default=None,
               help="OpenVINO performance hint [default: THROUGHPUT with --output (parallel streams), else LATENCY].")
+@click.option("--min-width", type=click.IntRange(16, 3200), default=None,  # MIN_W_FLOOR, MAX_W of runtime.preprocess
+              help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short "
+                   "lines but changes some texts (docs/usage.md).")
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
 @click.option("--address", default=None, help="With --ray: the cluster to join ('auto', ray://host:10001) "
               "[default: a local Ray on this machine's cores].")
 def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
-            as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address):
+            as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address, min_width):
     """Recognize the text in line images: files, folders, PDFs, URLs.
 
     Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
@@ -77,6 +80,8 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
         _fail("--resume and --overwrite contradict each other: pick one")
     if output and (save_dir or as_json):
         _fail("--output writes the results file; --save-dir and --json print or save per line: pick one")
+    if use_ray and min_width is not None:
+        _fail("--min-width is not supported with --ray")
     if use_ray:
         _predict_ray(inputs, output, model_name, model_dir, precision, batch_size, threads, address, overwrite,
                      resume)
@@ -91,7 +96,7 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
             engine = None  # pick by device, so --device gpu can fall back to cpu as PaddleX does
         model = create_model(model_name, model_dir=model_dir, device=device, precision=precision, engine=engine,
                              batch_size=batch_size, threads=threads, progress=not quiet,
-                             shape_cache=shape_cache, strict_device=strict_device, hint=hint)
+                             shape_cache=shape_cache, strict_device=strict_device, hint=hint, min_width=min_width)
     except EdgeRecError as exc:
         _fail(exc)
     if output:

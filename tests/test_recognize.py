@@ -177,7 +177,9 @@ def test_int8_without_a_quantized_model_says_so(v4):
     with pytest.raises(ModelError, match="no int8 model"):
         create_model(V4, precision="int8", progress=False)
     hpip = create_model(V4, use_hpip=True, progress=False)
-    assert hpip.precision == "fp32"
+    from edgerec.utils.cpu import has_native_bf16
+
+    assert hpip.precision == ("bf16" if has_native_bf16() else "fp32")  # no int8: bf16 where native (test_bf16)
 
 
 def test_recognize_batch_is_the_integration_call(v4, rendered):

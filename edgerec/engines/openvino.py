@@ -21,6 +21,7 @@ from edgerec.engines.base import (
     parse_device,
 )
 from edgerec.errors import DeviceError, ModelError
+from edgerec.utils import cpu
 from edgerec.utils.memory import trim_heap, trim_pending
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 _core = None
 _core_lock = threading.Lock()
 
-# Recognizers on Intel iGPUs have given garbled text at f16 compute, and AMX CPUs default to bf16: ask for f32
-# unless the caller opts in to f16 (GPU only), so a line's text is the same on every device.
-PRECISION_HINTS = ("f32", "f16")
+# Recognizers on Intel iGPUs have given garbled text at f16 compute, and CPUs with native bf16 default to bf16:
+# ask for f32 unless the caller opts in, so a line's text is the same on every device. The opt-ins: f16 on an
+# Intel GPU / AUTO (an fp16 IR), bf16 on a CPU that computes it natively (precision="bf16", the fp32 IR).
+PRECISION_HINTS = ("f32", "f16", "bf16")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 # Lines keep their exact input width (padding changes text), and the CPU plugin prepares kernels for every new
@@ -98,7 +100,8 @@ class OpenVINOOptions(EngineOptions):
     hint: str = "LATENCY"                       # PERFORMANCE_HINT: LATENCY, THROUGHPUT, CUMULATIVE_THROUGHPUT
     cache_dir: str | Path | None = None         # OpenVINO's compiled-model cache (None: off)
     config: dict | None = None                  # more OpenVINO properties, applied last
-    infer_precision: str | None = None          # f32 | f16; None: f16 for an fp16 IR on an Intel GPU / AUTO
+    infer_precision: str | None = None          # f32 | f16 | bf16; None: by precision (f16 for an fp16 IR on an
+    #                                             Intel GPU / AUTO, bf16 for precision="bf16", else f32)
     shape_cache: int | None = DEFAULT_SHAPE_CACHE  # input shapes the CPU plugin keeps kernels for
 
     def __post_init__(self):
@@ -119,8 +122,9 @@ class OpenVINOEngine(Engine):
 
     def __init__(self, model_path: str | Path, device: str | DeviceSpec = "cpu",
                  options: OpenVINOOptions | None = None, *, precision: str = "fp32", **values):
-        """``options`` (or its fields as keywords); ``precision`` is the IR's, which picks the default compute
-        precision: f16 only for an fp16 IR on an Intel GPU or AUTO (an opt-in), f32 everywhere else."""
+        """``options`` (or its fields as keywords); ``precision`` is the IR's (or "bf16", which runs the fp32 IR),
+        and picks the default compute precision: f16 only for an fp16 IR on an Intel GPU or AUTO (an opt-in), bf16
+        only for "bf16" on a CPU with native bf16 (refused elsewhere), f32 everywhere else."""
         opts = options if options is not None else OpenVINOOptions.build(self.name, values)
         if options is not None and values:
             raise EngineOptionError("engine 'openvino': give options or keywords, not both")
@@ -128,7 +132,10 @@ class OpenVINOEngine(Engine):
         self.device = resolve_device(spec)
         self.options = opts
         infer_precision = opts.infer_precision or (
+            "bf16" if precision == "bf16" else
             "f16" if precision == "fp16" and spec.family in ("intel-gpu", "auto") else "f32")
+        if infer_precision == "bf16":
+            cpu.require_native_bf16(self.device)  # before reading the model: the answer is in milliseconds
         core = get_core()
         path = Path(model_path)
         self.path = path
@@ -143,7 +150,8 @@ class OpenVINOEngine(Engine):
         if self.device.startswith(("GPU", "AUTO")):  # AUTO hands the hint to the device it picks
             cfg["INFERENCE_PRECISION_HINT"] = infer_precision
         elif self.device == "CPU":
-            cfg["INFERENCE_PRECISION_HINT"] = "f32"  # f16 is an iGPU opt-in; AMX CPUs would otherwise pick bf16
+            # f16 is an iGPU opt-in; bf16 CPUs would pick bf16 unless told, so it is f32 unless bf16 was asked for
+            cfg["INFERENCE_PRECISION_HINT"] = "bf16" if infer_precision == "bf16" else "f32"
         if opts.shape_cache is not None and self.device == "CPU":
             cfg["CPU_RUNTIME_CACHE_CAPACITY"] = int(opts.shape_cache) * KERNELS_PER_SHAPE
         if opts.cache_dir:
@@ -206,8 +214,11 @@ class OpenVINOEngine(Engine):
         return [self.path, self.path.with_suffix(".bin")]
 
     def describe(self) -> str:
-        hint = self.config.get("INFERENCE_PRECISION_HINT")
-        devices = compiled_properties(self.compiled, ("EXECUTION_DEVICES",)).get("EXECUTION_DEVICES", self.device)
+        # the precision as the plugin reports it runs (bf16 asked and bf16 run read alike; a plugin that changed
+        # it shows what it chose), falling back to what was asked
+        got = compiled_properties(self.compiled, ("EXECUTION_DEVICES", "INFERENCE_PRECISION_HINT"))
+        hint = got.get("INFERENCE_PRECISION_HINT") or self.config.get("INFERENCE_PRECISION_HINT")
+        devices = got.get("EXECUTION_DEVICES", self.device)
         extra = f", {hint} precision hint" if hint else ""
         return (f"openvino on {self.device} (runs on {devices}), {self.config.get('PERFORMANCE_HINT')} hint{extra}, "
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
@@ -279,7 +290,7 @@ def _open(path: Path, spec: DeviceSpec, options: EngineOptions, precision: str) 
 
 
 KIND = EngineKind(name="openvino", source_format="ir", options=OpenVINOOptions, open=_open,
-                  check_device=check_device, precisions=("fp32", "fp16", "int8"))
+                  check_device=check_device, precisions=("fp32", "fp16", "int8", "bf16"))
 
 
 def _compile(core, model, device: str, cfg: dict, path: Path):

@@ -13,6 +13,7 @@ installed unless forced.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -106,6 +107,23 @@ def within_bound(drops: dict, max_drop: float) -> bool:
     return all(d <= max_drop + 1e-9 for d in drops.values())
 
 
+@contextlib.contextmanager
+def _nncf_log_level():
+    """NNCF prints INFO lines on stdout; they are noise to a user, so they show only when edgerec logs INFO
+    (``edgerec -v quantize``). Its progress bars are not log lines and stay. The previous level comes back."""
+    import nncf
+
+    logger = logging.getLogger("nncf")
+    before = (logger.level, [h.level for h in logger.handlers])
+    nncf.set_log_level(logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before[0])
+        for handler, level in zip(logger.handlers, before[1]):
+            handler.setLevel(level)
+
+
 def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: EvalSet, out_dir: str | Path, *,
                 config: QuantizationConfig | None = None, force: bool = False, calibration_desc: str = "") -> dict:
     """Quantize ``fp32_xml`` and install ``out_dir/model.xml`` when int8 holds the bound; returns the report."""
@@ -128,13 +146,15 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     kwargs["subset_size"] = min(config.subset_size, len(calib_tensors))
     log.info("quantizing %s with %s", info.model_name, {k: str(v) for k, v in kwargs.items()})
     t_q = time.perf_counter()
-    q_model = nncf.quantize(model, nncf.Dataset(calib_tensors), **kwargs)
+    with _nncf_log_level():
+        q_model = nncf.quantize(model, nncf.Dataset(calib_tensors), **kwargs)
     int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
     drops = _drops(fp32_metrics, int8_metrics)
     method = "ptq"
     if not within_bound(drops, config.max_drop) and config.accuracy_control:
         log.warning("int8 drops %s > %.4f: running NNCF accuracy-controlled quantization", drops, config.max_drop)
-        q_model = _accuracy_control(model, calib_tensors, eval_set, info.classes, height, config, kwargs)
+        with _nncf_log_level():
+            q_model = _accuracy_control(model, calib_tensors, eval_set, info.classes, height, config, kwargs)
         int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
         drops = _drops(fp32_metrics, int8_metrics)
         method = "accuracy_control"

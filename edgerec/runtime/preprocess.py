@@ -15,6 +15,18 @@ import numpy as np
 IMG_H = 48
 MIN_W = 320
 MAX_W = 3200
+# the narrowest min_width a caller may ask for: the recognizers downsample the width by 8 (16 px: 2 CTC steps,
+# room for one character); issue 12 measured 160 accuracy-neutral and 96 already 0.5-1 pt worse
+MIN_W_FLOOR = 16
+
+
+def check_min_width(min_width: int) -> int:
+    """``min_width`` as an int, or ValueError naming it: a whole number from MIN_W_FLOOR to MAX_W."""
+    if isinstance(min_width, bool) or not isinstance(min_width, (int, np.integer)) or not (
+            MIN_W_FLOOR <= min_width <= MAX_W):
+        raise ValueError(f"min_width must be a whole number of pixels from {MIN_W_FLOOR} to {MAX_W} "
+                         f"(default {MIN_W}, PaddleX's), not {min_width!r}")
+    return int(min_width)
 
 
 def target_width(h: int, w: int, img_h: int = IMG_H, min_w: int = MIN_W, max_w: int = MAX_W) -> int:

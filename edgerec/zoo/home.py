@@ -17,7 +17,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8")  # the IR folders
+# what a model can run at: the IRs', plus bf16, which is no IR of its own but the fp32 IR compiled with a bf16
+# compute hint (OpenVINO's CPU plugin, on CPUs with native bf16)
+RUN_PRECISIONS = (*PRECISIONS, "bf16")
+
+
+def ir_precision(precision: str) -> str:
+    """The IR folder a run precision loads: bf16 runs the fp32 IR, the others their own."""
+    return "fp32" if precision == "bf16" else precision
 
 
 def home() -> Path:

@@ -80,14 +80,17 @@ def _ir_in(path: Path, precision: str) -> Path | None:
 
 def resolve_model(model_name: str | None = None, model_dir: str | Path | None = None, precision: str = "fp32", *,
                   source_format: str = "ir", source: str | None = None, progress: bool = True) -> ResolvedModel:
-    """Find (or fetch and export) what an engine of ``source_format`` needs for a card name or local model."""
+    """Find (or fetch and export) what an engine of ``source_format`` needs for a card name or local model.
+
+    ``precision`` bf16 resolves the fp32 IR (the engine compiles it with a bf16 hint)."""
     if source_format not in SOURCE_FORMATS:
         raise ValueError(f"source_format must be one of {SOURCE_FORMATS}, not {source_format!r}")
-    if precision not in homes.PRECISIONS:
-        raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.PRECISIONS)}")
+    if precision not in homes.RUN_PRECISIONS:
+        raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.RUN_PRECISIONS)}")
     if source_format != "ir" and precision != "fp32":
         raise ModelError(f"precision {precision!r}: a {source_format} model runs as it is (fp32); fp16 and int8 "
-                         "are OpenVINO IRs")
+                         "are OpenVINO IRs, bf16 an OpenVINO CPU compute hint")
+    precision = homes.ir_precision(precision)  # bf16 is a compute hint on the fp32 IR
     if model_dir is None and not model_name:
         raise ModelError("give a model name (see `edgerec models list`) or model_dir")
     if model_dir is not None:

@@ -1,0 +1,254 @@
+"""bf16 compute on CPUs that have it natively (issue 12 section 2), the min_width opt-in (section 5) and a quiet
+``edgerec quantize`` (section 6)."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from edgerec.cli import main
+from edgerec.errors import DeviceError, ModelError
+from edgerec.utils import cpu
+
+from conftest import V4
+
+NATIVE = cpu.has_native_bf16()
+if not NATIVE:
+    print(f"test_bf16: this CPU ({cpu.isa_summary()}) has no native bf16: the bf16 runs are skipped")
+needs_bf16 = pytest.mark.skipif(not NATIVE, reason=f"no native bf16 on this CPU ({cpu.isa_summary()})")
+
+
+@pytest.fixture()
+def no_bf16(monkeypatch):
+    """This CPU as one without native bf16, through the one detection function."""
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
+
+
+# --- detection -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, caps, want", [
+    ({"avx2", "avx512_bf16"}, ("FP32", "BF16", "INT8"), True),
+    ({"avx2", "amx_bf16"}, ("FP32", "BF16"), True),
+    ({"avx2", "avx512_vnni"}, ("FP32", "BF16", "INT8"), False),  # OpenVINO would emulate it
+    ({"avx2", "avx512_bf16"}, ("FP32", "INT8"), False),          # a plugin without the kernels
+    ({"avx512_bf16"}, (), False),                                # OpenVINO cannot say
+])
+def test_native_bf16_needs_the_flag_and_openvino_to_agree(monkeypatch, flags, caps, want):
+    monkeypatch.setattr(cpu, "_proc_cpuinfo", lambda: ("Test CPU", frozenset(flags)))
+    monkeypatch.setattr(cpu, "_openvino_cpu_capabilities", lambda: caps)
+    assert cpu.has_native_bf16() is want
+
+
+# --- refusal ---------------------------------------------------------------------------------------------------
+
+def test_bf16_is_refused_on_a_cpu_without_it(no_bf16, tmp_path, monkeypatch):
+    from edgerec import create_model
+
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path))  # refused before any fetch: an empty home stays empty
+    name = cpu.cpu_info()["model"]
+    with pytest.raises(DeviceError, match="no native bf16") as err:
+        create_model(V4, precision="bf16", progress=False)
+    assert name in str(err.value) and "fp32" in str(err.value) and "int8" in str(err.value)
+    assert not (tmp_path / "models").exists()
+
+
+def test_bf16_is_refused_off_the_cpu():
+    from edgerec import create_model
+
+    with pytest.raises(DeviceError, match="CPU only.*'AUTO'"):
+        create_model(V4, precision="bf16", device="AUTO", progress=False)
+    with pytest.raises(DeviceError, match="CPU only.*'GPU'"):
+        cpu.require_native_bf16("GPU")
+
+
+def test_the_engine_refuses_a_bf16_hint_without_native_bf16(v4, no_bf16):
+    from edgerec.engines.openvino import OpenVINOEngine
+
+    with pytest.raises(DeviceError, match="no native bf16"):
+        OpenVINOEngine(v4.model_path, "cpu", infer_precision="bf16")
+    with pytest.raises(DeviceError, match="no native bf16"):
+        OpenVINOEngine(v4.model_path, "cpu", precision="bf16")
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "paddle"])
+def test_other_engines_refuse_bf16(engine):
+    from edgerec import create_model
+    from edgerec.engines import registry
+
+    assert "bf16" not in registry.get(engine).precisions
+    assert "bf16" in registry.get("openvino").precisions
+    with pytest.raises(ModelError, match=f"the {engine} engine runs fp32 only"):
+        create_model(V4, precision="bf16", engine=engine, progress=False)
+
+
+def test_resolve_maps_bf16_to_the_fp32_ir(v4):
+    from edgerec.zoo import home as homes
+    from edgerec.zoo.resolve import resolve_model
+
+    assert homes.ir_precision("bf16") == "fp32" and "bf16" not in homes.PRECISIONS
+    resolved = resolve_model(V4, precision="bf16", progress=False)
+    assert resolved.path == v4.model_path and resolved.precision == "fp32"
+    with pytest.raises(ModelError, match="runs as it is"):
+        resolve_model(V4, precision="bf16", source_format="onnx")
+
+
+def test_cli_refusal_is_one_line(no_bf16, rendered, tmp_path):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[0][1])
+    res = CliRunner().invoke(main, ["predict", str(good), "--precision", "bf16", "--quiet"])
+    assert res.exit_code == 1 and "no native bf16" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+# --- on a CPU with native bf16 ------------------------------------------------------------------------------
+
+def test_fp32_stays_f32(v4):
+    assert v4.properties()["precision"] == "f32" and v4.precision == "fp32"
+    assert "f32 precision hint" in v4.config_summary
+
+
+@needs_bf16
+def test_bf16_agrees_with_fp32_and_reads_back_bf16(v4, rendered):
+    from edgerec import create_model
+
+    bf16 = create_model(V4, precision="bf16", progress=False)
+    props = bf16.properties()
+    assert props["precision"] == "bf16" and props["model_precision"] == "fp32"  # what the plugin runs
+    assert bf16.precision == "bf16" and f"{V4} bf16:" in bf16.config_summary
+    assert "bf16 precision hint" in bf16.config_summary
+    assert bf16.model_path == v4.model_path  # the fp32 IR: no bf16 IR on disk
+    imgs = [img for _, img in rendered]
+    got = [t for t, _ in bf16.recognize_batch(imgs)]
+    want = [t for t, _ in v4.recognize_batch(imgs)]
+    same = sum(a == b for a, b in zip(got, want))
+    assert same >= len(imgs) - 1, list(zip(got, want))  # bf16 rounds; a clear rendered line keeps its text
+    assert sum(g.strip() == t for g, (t, _) in zip(got, rendered)) >= len(imgs) - 1
+    # harder lines (random characters of the model's charset, seeded): bf16 keeps fp32's text on the large
+    # majority (55 of 60 when written; a compute hint that did nothing would give 60, so the read-back above
+    # is what says bf16 ran)
+    from edgerec.quant.calibration import render_lines
+
+    lines = [img for img, _ in render_lines(v4.info.classes, 60, seed=11)]
+    got = [t for t, _ in bf16.recognize_batch(lines)]
+    want = [t for t, _ in v4.recognize_batch(lines)]
+    assert sum(a == b for a, b in zip(got, want)) >= 0.8 * len(lines)
+
+
+@needs_bf16
+def test_use_hpip_picks_bf16_without_int8(v4, tmp_path, monkeypatch, edgerec_home):
+    from edgerec import create_model
+    from edgerec.zoo import home as homes
+
+    real = edgerec_home / "models" / V4
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path))  # a home with no int8 model, sharing the fp32 IR
+    root = homes.model_root(V4)
+    root.mkdir(parents=True)
+    (root / "sources").symlink_to(real / "sources")
+    (root / "fp32").symlink_to(real / "fp32")
+    hpip = create_model(V4, use_hpip=True, progress=False)
+    assert hpip.precision == "bf16" and hpip.properties()["precision"] == "bf16"
+    assert "no int8 model installed" in hpip.config_summary and "computes bf16 natively" in hpip.config_summary
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
+    plain = create_model(V4, use_hpip=True, progress=False)
+    assert plain.precision == "fp32" and plain.properties()["precision"] == "f32"
+
+
+@needs_bf16
+def test_cli_predict_bf16(v4, rendered, tmp_path):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[1][1])
+    res = CliRunner().invoke(main, ["predict", str(good), "--precision", "bf16", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().split("\t")[1].strip() == rendered[1][0]
+
+
+# --- min_width ---------------------------------------------------------------------------------------------
+
+def test_min_width_narrows_short_lines_only(v4, rendered):
+    from edgerec import create_model
+    from edgerec.io.fonts import render_line
+
+    narrow = create_model(V4, progress=False, min_width=160)
+    for text in ("ABC-123", "OK 42"):
+        short = render_line(text, height=48, font_kind="latin")
+        natural = short.shape[1] * 48 // short.shape[0]
+        assert natural < 320, "the test line must be shorter than PaddleX's minimum"
+        assert v4.predictor.min_width == 320 and v4.predictor.width_of(short) == 320  # default: PaddleX's
+        assert narrow.predictor.width_of(short) == max(160, natural) < 320  # padded to 160 at most
+        assert narrow.recognize(short)["rec_text"].strip() == text == v4.recognize(short)["rec_text"].strip()
+    assert natural < 160 and narrow.predictor.width_of(short) == 160
+    long = render_line("OpenVINO runs PP-OCR on the edge", height=48, font_kind="latin")
+    assert narrow.predictor.width_of(long) == v4.predictor.width_of(long) > 320  # wider lines: unchanged
+
+
+@pytest.mark.parametrize("bad", [8, 15, 3201, 160.0, "160", True])
+def test_min_width_is_checked(bad):
+    from edgerec import create_model
+
+    with pytest.raises(ValueError, match=r"min_width must be a whole number of pixels from 16 to 3200"):
+        create_model(V4, progress=False, min_width=bad)
+
+
+def test_cli_min_width(v4, rendered, tmp_path):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[3][1])
+    runner = CliRunner()
+    res = runner.invoke(main, ["predict", str(good), "--min-width", "160", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().split("\t")[1].strip() == rendered[3][0]
+    bad = runner.invoke(main, ["predict", str(good), "--min-width", "8"])
+    assert bad.exit_code == 2 and "--min-width" in bad.output
+
+
+# --- quiet quantize ------------------------------------------------------------------------------------------
+
+def test_quantize_hides_nncf_info_unless_verbose(v4, rendered, tmp_path, monkeypatch, caplog):
+    """NNCF logs INFO lines to stdout; they show only when edgerec logs INFO (-v). nncf.quantize is stood in
+    for (returns the fp32 model, noting what NNCF's logger would show), so this is about the logging, in seconds."""
+    nncf = pytest.importorskip("nncf")
+    from nncf.common.logging import nncf_logger
+
+    from edgerec.quant.quantize import EvalSet, QuantizationConfig, quantize_ir
+
+    shown: list[tuple[bool, bool]] = []
+
+    def fake_quantize(model, dataset, **kwargs):
+        # a line is printed when the logger and its stdout handler both let it through
+        def prints(level: int) -> bool:
+            return nncf_logger.isEnabledFor(level) and all(level >= h.level for h in nncf_logger.handlers)
+        shown.append((prints(logging.INFO), prints(logging.WARNING)))
+        return model
+
+    monkeypatch.setattr(nncf, "quantize", fake_quantize)
+    eval_set = EvalSet([img for _, img in rendered[:2]], [t for t, _ in rendered[:2]], "two rendered lines")
+    cfg = QuantizationConfig(subset_size=2, accuracy_control=False)
+    before = (nncf_logger.level, [h.level for h in nncf_logger.handlers])
+    caplog.set_level(logging.WARNING, logger="edgerec")
+    quantize_ir(v4.model_path, [rendered[0][1]], eval_set, tmp_path / "a", config=cfg)
+    assert shown[-1] == (False, True)  # INFO hidden, warnings still shown
+    assert (nncf_logger.level, [h.level for h in nncf_logger.handlers]) == before  # put back as it was
+    caplog.set_level(logging.INFO, logger="edgerec")  # what `edgerec -v` sets
+    quantize_ir(v4.model_path, [rendered[0][1]], eval_set, tmp_path / "b", config=cfg)
+    assert shown[-1] == (True, True)
+
+
+def test_quantize_cli_prints_no_nncf_info_lines(v4, tmp_path):
+    """The real command, in its own process (NNCF's handler writes to the stdout it found at import): a tiny
+    run (~20 s) prints NNCF's progress bars and edgerec's summary, and none of NNCF's INFO lines."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("nncf")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "int8"
+    res = subprocess.run([sys.executable, "-c", "from edgerec.cli import main; main()", "quantize", V4,
+                          "--subset-size", "8", "--eval-size", "8", "--max-drop", "1", "--no-accuracy-control",
+                          "--output", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "INFO:nncf" not in res.stdout + res.stderr  # with -v these show (3 lines for v4)
+    assert "Statistics collection" in res.stdout and "same text" in res.stdout
+    assert (out / "model.xml").is_file()
