@@ -38,7 +38,7 @@ class ModelRunner:
 
         self.cfg = cfg
         self.model = create_model(cfg.model, precision=cfg.precision, engine=cfg.engine, threads=threads,
-                                  progress=False)
+                                  engine_options=dict(cfg.options) or None, progress=False)
         self.predictor = self.model.predictor
         self.stages = {1: _Stages(), 8: _Stages()}
         self.phase: int | None = None
@@ -69,6 +69,10 @@ class ModelRunner:
     def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
         for idxs, width in groups:
             self.predictor.run_batch([images[i] for i in idxs], width)
+
+    def compute_precision(self) -> str | None:
+        """The precision the engine really computes in, as it reads it back (OpenVINO: f32 / bf16 / f16)."""
+        return self.model.properties().get("precision")
 
     def size_bytes(self) -> int:
         """Bytes on disk of what this engine loads: IR xml+bin, the .onnx, or the Paddle program+params."""
@@ -102,6 +106,12 @@ class ModelRunner:
         session = getattr(eng, "session", None)
         if session is not None:
             out["providers"] = list(session.get_providers())
+            so = session.get_session_options()
+            out["intra_op_num_threads"] = so.intra_op_num_threads
+            try:
+                out["allow_spinning"] = so.get_session_config_entry("session.intra_op.allow_spinning")
+            except RuntimeError:  # not set: ONNX Runtime's default, spinning
+                out["allow_spinning"] = "1 (default)"
         return out
 
     def close(self) -> None:
@@ -163,6 +173,9 @@ class TesseractRunner:
 
     def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
         return [self.one(img) for img in images]
+
+    def compute_precision(self) -> str | None:
+        return None  # tesseract's LSTM says nothing of it
 
     def size_bytes(self) -> int | None:
         return self.traineddata.stat().st_size if self.traineddata and self.traineddata.is_file() else None
