@@ -18,17 +18,16 @@ def _f(v, fmt: str, scale: float = 1.0) -> str:
 def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
     """The markdown table of one data set (one row per configuration, Pareto-front rows marked)."""
     alnum = ds["scene_text"]
-    head = ["config", "runs in", "acc %", "norm_edit_dis"] + (["alnum acc %"] if alnum else []) + [
-        "agree fp32 %", "p50 ms", "p50 min–max", "p95 ms", "× OV fp32 (min–max)", "× ORT",
+    head = ["config", "acc %", "norm_edit_dis"] + (["alnum acc %"] if alnum else []) + [
+        "agree fp32 %", "runs in", "p50 ms", "p50 min–max", "p95 ms", "× OV fp32 (min–max)", "× ORT",
         f"b{batch_size} lines/s", "mean pre / infer / dec ms", "size MB", "peak RSS MB", "cold start s"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         split = ("–" if r.get("infer_ms") is None else
                  f"{r['pre_ms']:.2f} / {r['infer_ms']:.2f} / {r['decode_ms']:.2f}")
-        cells = [r["label"] + (" ★" if r.get("pareto") else ""), r.get("compute_precision") or "–",
-                 _f(r["acc"], ".2f", 100), _f(r["norm_edit_dis"], ".4f")] + (
-            [_f(r["alnum_acc"], ".2f", 100)] if alnum else []) + [
-            _f(r["agree_fp32"], ".1f", 100), _f(r["p50_ms"], ".2f"), _range(r, "p50_ms"), _f(r["p95_ms"], ".2f"),
+        cells = [r["label"] + (" ★" if r.get("pareto") else ""), _f(r["acc"], ".2f", 100),
+                 _f(r["norm_edit_dis"], ".4f")] + ([_f(r["alnum_acc"], ".2f", 100)] if alnum else []) + [
+            _f(r["agree_fp32"], ".1f", 100), r.get("compute_precision") or "–", _f(r["p50_ms"], ".2f"), _range(r, "p50_ms"), _f(r["p95_ms"], ".2f"),
             _f(r.get("ratio_vs_ov_fp32"), ".2f") + (f" ({_range(r, 'ratio_vs_ov_fp32')})"
                                                    if r.get("ratio_vs_ov_fp32_min") is not None else ""),
             _f(r["ratio_vs_ort"], ".2f"), _f(r["b8_lines_per_s"], ".1f"), split, _f(r["size_mb"], ".2f"),
