@@ -107,10 +107,11 @@ def plot_acc_vs_latency(datasets: list[dict], rows: list[dict]) -> bytes:
     if any(r["engine"] == "tesseract" for r in rows):
         handles.append(matplotlib.lines.Line2D([], [], marker="X", ls="", markerfacecolor="none",
                                                markeredgecolor="0.35", markeredgewidth=1.6, label="tesseract --psm 7"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
-    fig.suptitle("edgerec: accuracy vs latency (up and left is better; dashed: Pareto front; filled: edgerec, "
-                 "hollow: peers)", fontsize=12)
-    fig.tight_layout(rect=(0, 0.04 + 0.02 * math.ceil(len(handles) / 5), 1, 0.97))
+    per_row = 3 if cols == 1 else 5
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), per_row), fontsize=8, frameon=False)
+    fig.suptitle("edgerec (filled) vs peers (hollow): accuracy vs latency\n(up and left is better; dashed: "
+                 "Pareto front)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(handles) / per_row), 1, 0.95))
     for args in to_label:  # after the layout: labels are placed in final pixel coordinates
         _label_points(*args)
     buf = io.BytesIO()
