@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -110,6 +111,8 @@ def test_missing_configs_are_skipped_with_reasons(report_run):
     assert "edgerec quantize" in reasons["v4_mobile ov int8"]
     assert "fp32 only" in reasons["v4_mobile ort fp16"] and "fp32 only" in reasons["v4_mobile ort int8"]
     assert "not on PATH" in reasons["tesseract eng"]
+    if importlib.util.find_spec("rapidocr_openvino") is None:  # a peer that is absent is said, not an error
+        assert "rapidocr-openvino is not installed" in reasons["rapidocr-openvino fp32"]
     md = (out / "report.md").read_text("utf-8")
     assert "## Skipped" in md and "v4_mobile ov int8: no int8 model" in md
 
@@ -186,6 +189,30 @@ def test_tesseract_peer_through_a_stand_in_binary(v4, tiny_set, tmp_path, monkey
     assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and row["infer_ms"] is None
     assert row["timing"] == "process" and row["ratio_vs_ov_fp32"] is None and not row["edgerec"]
     assert np.isfinite(row["p50_ms"]) and (tmp_path / "out" / "acc_vs_latency.png").is_file()
+
+
+def test_rapidocr_peer_through_a_stand_in_module(v4, tiny_set, tmp_path, monkeypatch):
+    """The RapidOCR peer (in this process for texts, in child processes for timing) with a stand-in package that
+    answers every line with one fixed text, in the 1.x result shape ([[text, score]], elapse)."""
+    from edgerec.bench import ReportOptions, run_report
+    from edgerec.data.metrics import rec_metrics
+
+    pkg = tmp_path / "fake" / "rapidocr_openvino"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "class RapidOCR:\n"
+        "    def __call__(self, img, use_det=True, use_cls=True, use_rec=True):\n"
+        "        assert not use_det and not use_cls and use_rec and img.ndim == 3\n"
+        "        return [['OpenVINO', 0.9]], [0.0, 0.0, 0.001]\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    monkeypatch.setenv("PYTHONPATH", f"{pkg.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
+                                      fresh_process=False, rounds=2, repeats=1), say=lambda m: None)
+    row = next(r for r in report["results"] if r["engine"] == "rapidocr")
+    assert row["label"] == "rapidocr-openvino fp32" and not row["edgerec"]
+    assert row["acc"] == pytest.approx(rec_metrics(["OpenVINO"] * len(LINES), LINES)["acc"], abs=1e-6)
+    assert row["timing"] == "process" and len(set(row["timing_pids"])) == 2 and os.getpid() not in row["timing_pids"]
+    assert row["b8_lines_per_s"] is None and row["ratio_vs_ov_fp32"] is None and row["p50_ms"] > 0
 
 
 def test_cli_report_command(v4, tiny_set, tmp_path):

@@ -39,16 +39,12 @@ def timing(spec: dict) -> dict:
 
     from edgerec.bench.configs import Config
     from edgerec.bench.measure import shape_plan
-    from edgerec.bench.runners import ModelRunner, TesseractRunner
+    from edgerec.bench.runners import open_runner
     from edgerec.io.inputs import load_image
 
     images = [load_image(p) for p in spec["lines"]]
     threads, chunk, bs, repeats = spec["threads"], spec["chunk"], spec["batch_size"], spec["repeats"]
-    if spec["engine"] == "tesseract":
-        runner = TesseractRunner(spec["exe"], spec["precision"], threads)
-    else:
-        options = tuple(sorted((spec.get("engine_options") or {}).items()))
-        runner = ModelRunner(Config(spec["model"], spec["precision"], spec["engine"], options), threads)
+    runner = open_runner(Config.of(spec), threads, spec.get("exe"))
     runner.warm(shape_plan([runner.width_of(im) for im in images], chunk, bs), images)
     per_line: list[list[float]] = [[] for _ in images]
     b1_total, b8_total = [], []

@@ -11,6 +11,8 @@ ENGINES = ("openvino", "onnxruntime", "paddle")
 PRECISIONS = ("fp32", "fp16", "int8")
 # edgerec's own engines: filled markers in the plot; the others (ONNX Runtime, Paddle, Tesseract) are peers
 EDGEREC_ENGINES = ("openvino",)
+# peers outside edgerec's engines, each with its own runner (edgerec.bench.runners)
+PEER_ENGINES = ("tesseract", "rapidocr")
 NO_SPIN = (("allow_spinning", False),)  # ONNX Runtime with its intra-op threads not spinning between runs
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -26,8 +28,8 @@ class Config:
     def label(self) -> str:
         """A short name for tables and the plot: 'v4_mobile ov int8', 'v4_mobile ort fp32 no-spin'."""
         short = {"openvino": "ov", "onnxruntime": "ort", "paddle": "paddle", "tesseract": "tesseract"}
-        if self.engine == "tesseract":
-            return f"tesseract {self.precision}"
+        if self.engine in PEER_ENGINES:
+            return f"{self.model} {self.precision}"
         name = self.model.replace("PP-OCR", "").replace("_rec", "")
         extra = "".join(" no-spin" if (k, v) == NO_SPIN[0] else f" {k}={v}" for k, v in self.options)
         return f"{name} {short.get(self.engine, self.engine)} {self.precision}{extra}"

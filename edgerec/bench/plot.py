@@ -29,7 +29,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 _MARKERS = {("openvino", "fp32"): "o", ("openvino", "fp16"): "^", ("openvino", "int8"): "*",
-            ("onnxruntime", "fp32"): "s", ("onnxruntime no-spin", "fp32"): "p", ("paddle", "fp32"): "D"}
+            ("onnxruntime", "fp32"): "s", ("onnxruntime no-spin", "fp32"): "p", ("paddle", "fp32"): "D",
+            ("rapidocr", "fp32"): "P"}
 
 
 def _kind(r: dict) -> tuple[str, str]:

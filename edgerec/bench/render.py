@@ -27,7 +27,8 @@ def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
                  f"{r['pre_ms']:.2f} / {r['infer_ms']:.2f} / {r['decode_ms']:.2f}")
         cells = [r["label"] + (" ★" if r.get("pareto") else ""), _f(r["acc"], ".2f", 100),
                  _f(r["norm_edit_dis"], ".4f")] + ([_f(r["alnum_acc"], ".2f", 100)] if alnum else []) + [
-            _f(r["agree_fp32"], ".1f", 100), r.get("compute_precision") or "–", _f(r["p50_ms"], ".2f"), _range(r, "p50_ms"), _f(r["p95_ms"], ".2f"),
+            _f(r["agree_fp32"], ".1f", 100), r.get("compute_precision") or "–", _f(r["p50_ms"], ".2f"),
+            _range(r, "p50_ms"), _f(r["p95_ms"], ".2f"),
             _f(r.get("ratio_vs_ov_fp32"), ".2f") + (f" ({_range(r, 'ratio_vs_ov_fp32')})"
                                                    if r.get("ratio_vs_ov_fp32_min") is not None else ""),
             _f(r["ratio_vs_ort"], ".2f"), _f(r["b8_lines_per_s"], ".1f"), split, _f(r["size_mb"], ".2f"),

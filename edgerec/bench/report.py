@@ -43,12 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from edgerec import __version__
-from edgerec.bench.configs import Config, plan_configs
+from edgerec.bench.configs import ENGINES, Config, plan_configs
 from edgerec.bench.datasets import MIN_COVERAGE, Dataset, _say, load_dataset
 from edgerec.bench.measure import _measure_dataset, _rows_for, fresh_process, shape_plan
 from edgerec.bench.plot import pareto_front
 from edgerec.bench.render import write_report
-from edgerec.bench.runners import ModelRunner, Runner, TesseractRunner
+from edgerec.bench.runners import RAPIDOCR, ModelRunner, RapidOCRRunner, Runner, TesseractRunner
 from edgerec.bench.timing import summarize, time_in_processes
 from edgerec.data.dataset import find_list_file
 from edgerec.errors import EdgeRecError
@@ -106,6 +106,7 @@ class ReportOptions:
     scene_text: list[str] = field(default_factory=list)   # data set folder names forced to scene-text scoring
     tesseract: bool = True
     tesseract_lang: str = "eng"
+    rapidocr: bool = True   # RapidOCR's OpenVINO engine as a peer, where rapidocr-openvino is installed
     fresh_process: bool = True
     configs: list[Config] | None = None   # an explicit list instead of models x precisions x engines
     rounds: int = 3      # timing rounds, one child process per configuration each; 0: in-process (biased)
@@ -160,6 +161,12 @@ def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_
             except (EdgeRecError, OSError, subprocess.SubprocessError) as exc:
                 broken.add(tcfg)
                 skips.add(tcfg, str(exc))
+    if opts.rapidocr and RAPIDOCR not in broken:
+        try:
+            runners.append(RapidOCRRunner(resolve_threads(opts.threads)))
+        except (EdgeRecError, ImportError, RuntimeError, OSError, ValueError) as exc:
+            broken.add(RAPIDOCR)
+            skips.add(RAPIDOCR, str(exc))
     return runners
 
 
@@ -168,7 +175,7 @@ def _fresh_process_numbers(ds: Dataset, rows: list[dict], plans: dict[Config, li
     """Add cold start and peak RSS, each from a new process per configuration (see the module docstring)."""
     from tqdm import tqdm
 
-    todo = [r for r in rows if r["engine"] != "tesseract"]
+    todo = [r for r in rows if r["engine"] in ENGINES]  # the peers have no create_model to start cold
     for row in tqdm(todo, desc=f"{ds.name}: cold start + peak RSS", unit="config", file=sys.stderr, leave=False):
         cfg = Config.of(row)
         groups = [([str(ds.paths[i]) for i in idxs], w) for idxs, w in plans[cfg]]
@@ -274,7 +281,7 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
     report = {"environment": env,
               "settings": {"models": opts.models, "precisions": opts.precisions, "engines": opts.engines,
                            "limit": opts.limit, "threads": opts.threads, "chunk": opts.chunk,
-                           "batch_size": opts.batch_size, "tesseract": bool(tess_exe),
+                           "batch_size": opts.batch_size, "tesseract": bool(tess_exe), "rapidocr": opts.rapidocr,
                            "fresh_process": opts.fresh_process, "configs": [c.as_dict() for c in configs],
                            "timing": ("process" if opts.rounds else "in-process (biased)"),
                            "rounds": opts.rounds, "repeats": opts.repeats},
