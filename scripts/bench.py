@@ -11,14 +11,14 @@ where `edgerec quantize` installed it; otherwise skipped with a message), ONNX R
 Tesseract joins when installed. Latency comes from a separate process per configuration, --rounds rounds
 interleaved, every engine on the same --threads (default: every usable core); see edgerec/bench/timing.py.
 
-Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70), so the default run takes
-roughly 20-40 minutes on a shared 2-core machine, depending on its load and on how many int8 models exist;
-about half of it goes to en_uw3_70, whose 70 long lines are each a new input shape (warmed, timed at batch 1
-and 8, and run again in the fresh processes). 200 words leave about +-3 points of sampling noise on an
-accuracy: use --full (every line, several times longer) for figures to quote, or
-`--limit 50 --no-fresh-process` for a quick look. Writes report.md, report.json and acc_vs_latency.png to
---output and prints the summary table and the per-set tables. Skips, with a message and exit status 0, when
-the evaluation sets are absent.
+Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70). Every configuration reads a
+set once in this process (accuracy) and --rounds x --repeats times in its timing processes (3 x 3 by default),
+at batch 1 and 8, so the run takes several times as long as one pass; en_uw3_70's 70 long lines are each a new
+input shape, warmed in every process. 200 words leave about +-3 points of sampling noise on an accuracy: use
+--full (every line, several times longer) for figures to quote, or `--limit 50 --rounds 1 --repeats 1
+--no-fresh-process` for a quick look (`--rounds 0` times in one process: quicker, and biased). Writes
+report.md, report.json and acc_vs_latency.png to --output and prints the summary table and the per-set tables.
+Skips, with a message and exit status 0, when the evaluation sets are absent.
 """
 
 from __future__ import annotations
@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: skipped: none of {args.sets} is in {args.evalsets}")
         return 0
     models = [m for m in args.models.split(",") if m]
-    opts = ReportOptions(models=models, datasets=sets, output=args.output, limit=None if args.full else args.limit,
-                         threads=args.threads, fresh_process=not args.no_fresh_process,
-                         precisions=["fp32", "int8"], engines=["openvino", "onnxruntime", "paddle"],
-                         configs=bench_configs(models), rounds=args.rounds, repeats=args.repeats)
     try:
+        opts = ReportOptions(models=models, datasets=sets, output=args.output,
+                             limit=None if args.full else args.limit, threads=args.threads,
+                             fresh_process=not args.no_fresh_process, precisions=["fp32", "int8"],
+                             engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
+                             rounds=args.rounds, repeats=args.repeats)
         report = run_report(opts)
     except EdgeRecError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

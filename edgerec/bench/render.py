@@ -48,8 +48,8 @@ def timing_line(report: dict) -> str:
     if st.get("timing", "in-process (biased)") != "process":
         return (f"Latency: **in-process (biased)**: every configuration in one process, alternating chunk by chunk, "
                 f"{env['threads']} threads each; engines share the cores with each other's threads.")
-    return (f"Latency: a separate process per configuration, {st['rounds']} rounds interleaved (A B C A B C), "
-            f"{st['repeats']} repeats per process, {env['threads']} threads for every engine (ONNX Runtime "
+    return (f"Latency: a separate process per configuration, rounds: {st['rounds']}, interleaved (A B C A B C); "
+            f"repeats per process: {st['repeats']}; {env['threads']} threads for every engine (ONNX Runtime "
             "intra-op alike; also with spinning off: `no-spin`); medians over rounds, ratios per round.")
 
 

@@ -218,7 +218,8 @@ def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_e
         if isinstance(r, ModelRunner):
             widths = [r.width_of(im) for im in ds.images]
             plans[r.cfg] = shape_plan(widths, opts.chunk, opts.batch_size)
-            r.warm(plans[r.cfg], ds.images)
+            if not opts.rounds:  # timed here: warm first (timing children warm themselves)
+                r.warm(plans[r.cfg], ds.images)
     ms = _measure_dataset(ds, runners, opts.chunk, opts.batch_size, desc=ds.name)
     for m in ms:
         if m.error:
