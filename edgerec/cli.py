@@ -406,8 +406,10 @@ def _csv(choices: tuple[str, ...] | None = None):
               help="Add Tesseract --psm 7 as a peer when the binary is on PATH.")
 @click.option("--tesseract-lang", default="eng", show_default=True)
 @click.option("--no-fresh-process", is_flag=True, help="Skip cold start and peak RSS (one new process each).")
+@click.option("--rounds", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="Timing rounds, a new process per configuration each; 0: time in this process (biased, quick).")
 def report(models, precisions, engines, datasets, output, limit, threads, chunk, batch_size, scene_text, tesseract,
-           tesseract_lang, no_fresh_process) -> None:
+           tesseract_lang, no_fresh_process, rounds) -> None:
     """Accuracy versus latency for every model x precision x engine on every data set.
 
     Writes report.md, report.json and acc_vs_latency.png to --output and prints the summary table.
@@ -417,7 +419,7 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
     opts = ReportOptions(models=models, datasets=[Path(d) for d in datasets], output=Path(output),
                          precisions=precisions, engines=engines, limit=limit, threads=threads, chunk=chunk,
                          batch_size=batch_size, scene_text=list(scene_text), tesseract=tesseract,
-                         tesseract_lang=tesseract_lang, fresh_process=not no_fresh_process)
+                         tesseract_lang=tesseract_lang, fresh_process=not no_fresh_process, rounds=rounds)
     try:
         rep = run_report(opts)
     except EdgeRecError as exc:

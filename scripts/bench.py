@@ -2,20 +2,23 @@
 
     python scripts/bench.py [--evalsets ../shared/evalsets] [--limit 200 | --full] [--threads N]
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
+                            [--rounds 3] [--repeats 3]
 
 Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv6_small_rec
 and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32 and int8 (int8 only
-where `edgerec quantize` installed it; otherwise skipped with a message), ONNX Runtime fp32 on the same ONNX,
-and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source). Tesseract joins when installed.
+where `edgerec quantize` installed it; otherwise skipped with a message), ONNX Runtime fp32 on the same ONNX
+(as it ships and with spinning off), and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source).
+Tesseract joins when installed. Latency comes from a separate process per configuration, --rounds rounds
+interleaved, every engine on the same --threads (default: every usable core); see edgerec/bench/timing.py.
 
-Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70), so the default run takes
-roughly 20-40 minutes on a shared 2-core machine, depending on its load and on how many int8 models exist;
-about half of it goes to en_uw3_70, whose 70 long lines are each a new input shape (warmed, timed at batch 1
-and 8, and run again in the fresh processes). 200 words leave about +-3 points of sampling noise on an
-accuracy: use --full (every line, several times longer) for figures to quote, or
-`--limit 50 --no-fresh-process` for a quick look. Writes report.md, report.json and acc_vs_latency.png to
---output and prints the summary table and the per-set tables. Skips, with a message and exit status 0, when
-the evaluation sets are absent.
+Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70). Every configuration reads a
+set once in this process (accuracy) and --rounds x --repeats times in its timing processes (3 x 3 by default),
+at batch 1 and 8, so the run takes several times as long as one pass; en_uw3_70's 70 long lines are each a new
+input shape, warmed in every process. 200 words leave about +-3 points of sampling noise on an accuracy: use
+--full (every line, several times longer) for figures to quote, or `--limit 50 --rounds 1 --repeats 1
+--no-fresh-process` for a quick look (`--rounds 0` times in one process: quicker, and biased). Writes
+report.md, report.json and acc_vs_latency.png to --output and prints the summary table and the per-set tables.
+Skips, with a message and exit status 0, when the evaluation sets are absent.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from edgerec.bench import Config, ReportOptions, dataset_table, run_report, summary_table  # noqa: E402
+from edgerec.bench import Config, ReportOptions, dataset_table, run_report, summary_table, timing_line  # noqa: E402
 from edgerec.errors import EdgeRecError  # noqa: E402
 
 MODELS = ["PP-OCRv4_mobile_rec", "en_PP-OCRv3_mobile_rec", "PP-OCRv6_small_rec", "PP-OCRv6_tiny_rec"]
@@ -57,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--output", type=Path, default=Path("output/bench"))
     ap.add_argument("--no-fresh-process", action="store_true", help="skip cold start and peak RSS")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds, one process per configuration each; "
+                    "0: in-process (biased)")
+    ap.add_argument("--repeats", type=int, default=3, help="passes over a set inside each timing process")
     args = ap.parse_args(argv)
 
     if not args.evalsets.is_dir():
@@ -73,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: skipped: none of {args.sets} is in {args.evalsets}")
         return 0
     models = [m for m in args.models.split(",") if m]
-    opts = ReportOptions(models=models, datasets=sets, output=args.output, limit=None if args.full else args.limit,
-                         threads=args.threads, fresh_process=not args.no_fresh_process,
-                         precisions=["fp32", "int8"], engines=["openvino", "onnxruntime", "paddle"],
-                         configs=bench_configs(models))
     try:
+        opts = ReportOptions(models=models, datasets=sets, output=args.output,
+                             limit=None if args.full else args.limit, threads=args.threads,
+                             fresh_process=not args.no_fresh_process, precisions=["fp32", "int8"],
+                             engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
+                             rounds=args.rounds, repeats=args.repeats)
         report = run_report(opts)
     except EdgeRecError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
+    print(timing_line(report) + "\n" + report["environment"]["isa"] + "\n")
     print("\n".join(summary_table(report)))
     for ds in report["datasets"]:
         rows = [r for r in report["results"] if r["dataset"] == ds["name"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -36,7 +37,8 @@ def tiny_set(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report_run(v4, tiny_set, tmp_path_factory):
-    """One real report: v4 fp32 + fp16 on OpenVINO, fp32 on ONNX Runtime; int8 asked for but not there."""
+    """One real report: v4 fp32 + fp16 on OpenVINO, fp32 on ONNX Runtime (spinning and not); int8 asked for but not
+    there. Timing: two rounds of a child process per configuration, two repeats each."""
     from edgerec.bench import report as rep
     from edgerec.zoo import home as homes
 
@@ -48,7 +50,8 @@ def report_run(v4, tiny_set, tmp_path_factory):
         mp.setattr(homes, "ir_dir", lambda name, p: no_int8 / name if p == "int8" else real_ir_dir(name, p))
         mp.setattr(rep.shutil, "which", lambda name: None)
         opts = rep.ReportOptions(models=[V4], datasets=[tiny_set], output=out, precisions=["fp32", "fp16", "int8"],
-                                 engines=["openvino", "onnxruntime"], chunk=4, scene_text=["tiny_en"])
+                                 engines=["openvino", "onnxruntime"], chunk=4, scene_text=["tiny_en"], rounds=2,
+                                 repeats=2)
         report = rep.run_report(opts, say=lambda msg: None)
     return out, report
 
@@ -71,10 +74,11 @@ def test_json_has_every_number_and_the_environment(report_run):
     assert {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"} <= set(env["cpu"]["isa"])
     assert env["packages"]["openvino"] and env["packages"]["onnxruntime"] and env["openvino_hint"]
     rows = {r["label"]: r for r in report["results"]}
-    assert set(rows) == {"v4_mobile ov fp32", "v4_mobile ov fp16", "v4_mobile ort fp32"}
+    assert set(rows) == {"v4_mobile ov fp32", "v4_mobile ov fp16", "v4_mobile ort fp32", "v4_mobile ort fp32 no-spin"}
     keys = {"dataset", "model", "engine", "precision", "acc", "norm_edit_dis", "alnum_acc", "agree_fp32", "p50_ms",
             "p95_ms", "b8_lines_per_s", "pre_ms", "infer_ms", "decode_ms", "size_mb", "peak_rss_mb",
-            "cold_start_s", "ratio_vs_ort", "pareto", "engine_config"}
+            "cold_start_s", "ratio_vs_ort", "ratio_vs_ov_fp32", "pareto", "engine_config", "compute_precision",
+            "timing", "timing_pids", "p50_ms_min", "p50_ms_max", "edgerec"}
     for r in rows.values():
         assert keys <= set(r), keys - set(r)
         assert r["num"] == len(LINES) and 0 < r["p50_ms"] <= r["p95_ms"] and r["b8_lines_per_s"] > 0
@@ -107,6 +111,8 @@ def test_missing_configs_are_skipped_with_reasons(report_run):
     assert "edgerec quantize" in reasons["v4_mobile ov int8"]
     assert "fp32 only" in reasons["v4_mobile ort fp16"] and "fp32 only" in reasons["v4_mobile ort int8"]
     assert "not on PATH" in reasons["tesseract eng"]
+    if importlib.util.find_spec("rapidocr_openvino") is None:  # a peer that is absent is said, not an error
+        assert "rapidocr-openvino is not installed" in reasons["rapidocr-openvino fp32"]
     md = (out / "report.md").read_text("utf-8")
     assert "## Skipped" in md and "v4_mobile ov int8: no int8 model" in md
 
@@ -176,12 +182,37 @@ def test_tesseract_peer_through_a_stand_in_binary(v4, tiny_set, tmp_path, monkey
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out",
-                                      fresh_process=False), say=lambda m: None)
+                                      fresh_process=False, rounds=1, repeats=1), say=lambda m: None)
     row = next(r for r in report["results"] if r["engine"] == "tesseract")
     assert row["acc"] == pytest.approx(rec_metrics(["Hello World"] * len(LINES), LINES)["acc"], abs=1e-6)
     assert row["engine_config"]["version"] == "tesseract 0.0-standin" and row["b8_lines_per_s"] is None
     assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and row["infer_ms"] is None
+    assert row["timing"] == "process" and row["ratio_vs_ov_fp32"] is None and not row["edgerec"]
     assert np.isfinite(row["p50_ms"]) and (tmp_path / "out" / "acc_vs_latency.png").is_file()
+
+
+def test_rapidocr_peer_through_a_stand_in_module(v4, tiny_set, tmp_path, monkeypatch):
+    """The RapidOCR peer (in this process for texts, in child processes for timing) with a stand-in package that
+    answers every line with one fixed text, in the 1.x result shape ([[text, score]], elapse)."""
+    from edgerec.bench import ReportOptions, run_report
+    from edgerec.data.metrics import rec_metrics
+
+    pkg = tmp_path / "fake" / "rapidocr_openvino"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "class RapidOCR:\n"
+        "    def __call__(self, img, use_det=True, use_cls=True, use_rec=True):\n"
+        "        assert not use_det and not use_cls and use_rec and img.ndim == 3\n"
+        "        return [['OpenVINO', 0.9]], [0.0, 0.0, 0.001]\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    monkeypatch.setenv("PYTHONPATH", f"{pkg.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
+                                      fresh_process=False, rounds=2, repeats=1), say=lambda m: None)
+    row = next(r for r in report["results"] if r["engine"] == "rapidocr")
+    assert row["label"] == "rapidocr-openvino fp32" and not row["edgerec"]
+    assert row["acc"] == pytest.approx(rec_metrics(["OpenVINO"] * len(LINES), LINES)["acc"], abs=1e-6)
+    assert row["timing"] == "process" and len(set(row["timing_pids"])) == 2 and os.getpid() not in row["timing_pids"]
+    assert row["b8_lines_per_s"] is None and row["ratio_vs_ov_fp32"] is None and row["p50_ms"] > 0
 
 
 def test_cli_report_command(v4, tiny_set, tmp_path):
@@ -191,10 +222,14 @@ def test_cli_report_command(v4, tiny_set, tmp_path):
 
     out = tmp_path / "cli"
     res = CliRunner().invoke(main, ["report", "--models", V4, "--dataset", str(tiny_set), "--output", str(out),
-                                    "--limit", "4", "--no-fresh-process", "--no-tesseract"])
+                                    "--limit", "4", "--no-fresh-process", "--no-tesseract", "--rounds", "0"])
     assert res.exit_code == 0, res.output
     assert "| v4_mobile ov fp32 |" in res.output and (out / "report.md").is_file()
-    assert json.loads((out / "report.json").read_text("utf-8"))["datasets"][0]["lines"] == 4
+    rep = json.loads((out / "report.json").read_text("utf-8"))
+    assert rep["datasets"][0]["lines"] == 4 and rep["settings"]["rounds"] == 0
+    # --rounds 0 is the quick in-process timing, and every output says it is biased
+    assert rep["settings"]["timing"] == rep["results"][0]["timing"] == "in-process (biased)"
+    assert "in-process (biased)" in (out / "report.md").read_text("utf-8")
     bad = CliRunner().invoke(main, ["report", "--models", V4, "--precisions", "fp8", "--dataset", str(tiny_set),
                                     "--output", str(out)])
     assert bad.exit_code == 2 and "fp8" in bad.output
@@ -222,3 +257,160 @@ def test_child_is_a_real_module_in_its_own_process(v4, tiny_set):
     res = fresh_process(Config(V4, "fp32", "openvino"), 1, first, [([str(first)], 320)])
     assert res["pid"] != os.getpid()
     assert res["first_text"] == LINES[0]
+
+
+# ------------------------------------------------------------------ timing in separate processes
+
+def test_every_configuration_is_timed_in_its_own_processes(report_run):
+    """A child process per configuration and round: the pids differ from each other and from this process."""
+    _, report = report_run
+    pids = []
+    for r in report["results"]:
+        assert r["timing"] == "process" and r["timing_rounds"] == 2 and r["timing_repeats"] == 2
+        assert len(r["timing_pids"]) == 2 and len(r["p50_ms_rounds"]) == 2
+        assert r["p50_ms_min"] <= r["p50_ms"] <= r["p50_ms_max"]
+        pids += r["timing_pids"]
+    assert len(pids) == len(set(pids)) == 2 * len(report["results"]) and os.getpid() not in pids
+    assert report["settings"]["timing"] == "process" and report["settings"]["rounds"] == 2
+    rows = {r["label"]: r for r in report["results"]}
+    assert rows["v4_mobile ov fp32"]["ratio_vs_ov_fp32"] == 1.0
+    assert rows["v4_mobile ov fp32"]["ratio_vs_ov_fp32_rounds"] == [1.0, 1.0]
+
+
+def _fake_child(log: list, fail: str | None = None):
+    def run(spec: dict, label: str, timeout: float = 600) -> dict:
+        log.append((label, spec))
+        if label == fail:
+            from edgerec.errors import EdgeRecError
+
+            raise EdgeRecError(f"child process for {label} failed: boom")
+        k = len(log)
+        return {"pid": 1000 + k, "repeats": spec["repeats"], "line_ms": [float(k)] * len(spec["lines"]),
+                "b1_total_s": [k / 1000] * spec["repeats"], "b8_total_s": [], "b8_avg_batch": None,
+                "stages1": {"pre_ms": None, "infer_ms": None, "decode_ms": None}, "stages8": {}, "precision": "f32"}
+    return run
+
+
+def test_timing_children_are_interleaved_over_rounds(monkeypatch):
+    from edgerec.bench import timing
+    from edgerec.bench.configs import NO_SPIN, Config
+
+    a, b = Config(V4, "fp32", "openvino"), Config(V4, "fp32", "onnxruntime", NO_SPIN)
+    log: list = []
+    monkeypatch.setattr(timing, "run_child", _fake_child(log))
+    res = timing.time_in_processes([a, b], ["x.png", "y.png"], threads=2, chunk=64, batch_size=8, rounds=3,
+                                   repeats=2)
+    assert [label for label, _ in log] == [a.label, b.label] * 3  # A B A B A B, one child each
+    assert {spec["threads"] for _, spec in log} == {2} and {spec["mode"] for _, spec in log} == {"timing"}
+    assert log[1][1]["engine_options"] == {"allow_spinning": False} and log[0][1]["engine_options"] == {}
+    assert [r["round"] for r in res[a]] == [0, 1, 2] and len({r["pid"] for r in res[a] + res[b]}) == 6
+
+
+def test_a_failing_child_costs_only_its_configuration(monkeypatch):
+    from edgerec.bench import timing
+    from edgerec.bench.configs import Config
+
+    a, b = Config(V4, "fp32", "openvino"), Config(V4, "fp16", "openvino")
+    log: list = []
+    errors: list = []
+    monkeypatch.setattr(timing, "run_child", _fake_child(log, fail=b.label))
+    res = timing.time_in_processes([a, b], ["x.png"], 1, 64, 8, rounds=3, repeats=1,
+                                   on_error=lambda cfg, why: errors.append((cfg, why)))
+    assert list(res) == [a] and len(res[a]) == 3
+    assert [label for label, _ in log] == [a.label, b.label, a.label, a.label]  # not run again after it failed
+    assert errors[0][0] == b and "round 1" in errors[0][1] and "boom" in errors[0][1]
+
+
+def test_ratio_arithmetic_is_per_round_against_the_baseline():
+    from edgerec.bench import round_ratios, summarize
+    from edgerec.bench.configs import Config
+
+    def res(rnd: int, b1: list[float], lines: list[float]) -> dict:
+        return {"round": rnd, "pid": 100 + rnd, "repeats": len(b1), "line_ms": lines, "b1_total_s": b1,
+                "b8_total_s": [], "b8_avg_batch": None, "precision": "f32",
+                "stages1": {"pre_ms": 1.0, "infer_ms": 2.0 + rnd, "decode_ms": 0.5}, "stages8": {}}
+
+    base, ort = Config(V4, "fp32", "openvino"), Config(V4, "fp32", "onnxruntime")
+    # the baseline's set time per round is 1.0 s then 2.0 s (a slow round); ORT's 2.0 s then 3.0 s
+    results = {base: [res(0, [1.0, 1.2, 0.8], [4.0, 6.0]), res(1, [2.0], [8.0, 12.0])],
+               ort: [res(0, [2.0], [8.0, 9.0]), res(1, [3.0, 3.0], [10.0, 14.0])]}
+    s = summarize(results)
+    assert s[ort]["ratio_vs_ov_fp32_rounds"] == [2.0, 1.5]  # not (2 + 3) / (1 + 2)
+    assert s[ort]["ratio_vs_ov_fp32"] == 1.75 and (s[ort]["ratio_vs_ov_fp32_min"], s[ort]["ratio_vs_ov_fp32_max"]) == (
+        1.5, 2.0)
+    assert s[ort]["ratio_vs_ort"] == 1.0 and s[base]["ratio_vs_ov_fp32"] == 1.0
+    assert s[base]["ratio_vs_ort_rounds"] == [0.5, 2.0 / 3.0]
+    assert s[base]["p50_ms_rounds"] == [5.0, 10.0] and s[base]["p50_ms"] == 7.5
+    assert (s[base]["p50_ms_min"], s[base]["p50_ms_max"]) == (5.0, 10.0)
+    assert s[base]["b1_lines_per_s"] == 2 / 1.5 and s[base]["mean_ms"] == 750.0 and s[base]["infer_ms"] == 2.5
+    # a round the baseline lacks is left out of the ratios, not paired with another round
+    s2 = summarize({base: results[base][:1], ort: results[ort]})
+    assert s2[ort]["ratio_vs_ov_fp32_rounds"] == [2.0]
+    assert summarize({ort: results[ort]})[ort]["ratio_vs_ov_fp32"] is None
+    with pytest.raises(ValueError, match="same rounds"):
+        round_ratios([1.0, 2.0], [1.0])
+
+
+def test_onnxruntime_runs_as_shipped_and_without_spinning(report_run):
+    pytest.importorskip("onnxruntime")
+    from edgerec.bench import plan_configs
+    from edgerec.bench.configs import NO_SPIN, Config
+    from edgerec.engines.base import EngineOptionError
+    from edgerec.engines.onnxruntime import ONNXRuntimeOptions
+
+    _, report = report_run
+    rows = {r["label"]: r for r in report["results"]}
+    ship, nospin = rows["v4_mobile ort fp32"], rows["v4_mobile ort fp32 no-spin"]
+    assert ship["engine_config"]["allow_spinning"] == "1 (default)" and ship["engine_options"] == {}
+    assert nospin["engine_config"]["allow_spinning"] == "0" and nospin["engine_options"] == {"allow_spinning": False}
+    assert ship["acc"] == nospin["acc"] and nospin["agree_fp32"] == ship["agree_fp32"]
+    # thread counts alike: ONNX Runtime's intra-op threads = OpenVINO's inference threads = the report's
+    threads = report["environment"]["threads"]
+    assert ship["engine_config"]["intra_op_num_threads"] == nospin["engine_config"]["intra_op_num_threads"] == threads
+    assert rows["v4_mobile ov fp32"]["engine_config"]["INFERENCE_NUM_THREADS"] == threads
+    # a configuration that says how to spin is not doubled
+    explicit = [Config(V4, "fp32", "onnxruntime", NO_SPIN)]
+    assert plan_configs([], [], [], explicit)[0] == explicit
+    with pytest.raises(EngineOptionError, match="allow_spinning must be True, False or None"):
+        ONNXRuntimeOptions(allow_spinning="no")
+
+
+def test_rows_record_the_precision_that_ran_and_the_machine(report_run):
+    from edgerec.utils.cpu import cpu_info, isa_summary
+
+    out, report = report_run
+    rows = {r["label"]: r for r in report["results"]}
+    assert rows["v4_mobile ort fp32"]["compute_precision"] == "f32"
+    for r in rows.values():  # what the engine read back, in this process and in the timing child alike
+        assert r["compute_precision"] in ("f32", "bf16", "f16") and r["child_precision"] == r["compute_precision"]
+        if r["engine"] == "openvino":
+            assert r["compute_precision"] == r["engine_config"]["INFERENCE_PRECISION_HINT"]
+    assert rows["v4_mobile ov fp32"]["compute_precision"] == "f32"  # fp32 is forced f32, even on a bf16 CPU
+    md = (out / "report.md").read_text("utf-8")
+    assert f"CPU and ISA: {isa_summary()}" in md and cpu_info()["model"] in md
+    assert "| runs in |" in md and "| v4_mobile ov fp32 | f32 |" in md and "a separate process per configuration" in md
+
+
+def test_plot_fills_edgerec_points_and_leaves_peers_hollow(report_run):
+    from edgerec.bench.plot import point_style
+
+    _, report = report_run
+    for r in report["results"]:
+        style = point_style(r, "red")
+        assert r["edgerec"] == (r["engine"] == "openvino")
+        assert (style["facecolors"] == "red") == r["edgerec"] and (style["facecolors"] == "none") != r["edgerec"]
+    tess = point_style({"engine": "tesseract", "precision": "eng"}, "0.35")
+    assert tess["facecolors"] == "none" and tess["marker"] == "X"
+    spin = {"engine": "onnxruntime", "precision": "fp32"}
+    assert point_style(spin, "b")["marker"] != point_style({**spin, "engine_options": {"allow_spinning": False}},
+                                                           "b")["marker"]
+
+
+def test_report_options_refuse_bad_rounds(tmp_path):
+    from edgerec.bench import ReportOptions
+    from edgerec.errors import EdgeRecError
+
+    with pytest.raises(EdgeRecError, match="rounds=-1"):
+        ReportOptions(models=[V4], datasets=[], output=tmp_path, rounds=-1)
+    with pytest.raises(EdgeRecError, match="repeats=0"):
+        ReportOptions(models=[V4], datasets=[], output=tmp_path, repeats=0)

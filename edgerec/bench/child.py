@@ -1,7 +1,9 @@
-"""One configuration in its own process: cold start, first text, every input shape once, peak RSS.
+"""One configuration in its own process: cold start and peak RSS, or (``"mode": "timing"``) its latency.
 
 Run as ``python -m edgerec.bench.child`` with a JSON spec on stdin; prints one JSON line. Its own process so that
-peak RSS (VmHWM) and cold start belong to this configuration alone, and no other engine's threads share the cores.
+peak RSS (VmHWM) and cold start belong to this configuration alone, and no other engine's threads share the cores:
+ONNX Runtime's intra-op threads keep spinning after each run, and in a shared process they took the cores from
+the OpenVINO request that ran next (2.8 ms per line alone, 5.9 alternating with ONNX Runtime, 2 cores).
 """
 
 import json
@@ -29,16 +31,61 @@ def rss() -> tuple[float | None, float | None]:
     return cur, peak
 
 
+def timing(spec: dict) -> dict:
+    """Load the configuration, run every input shape once untimed, then time the lines ``repeats`` times: each
+    line alone at batch 1 (``line_ms``: per line, the median over repeats), then the set ``chunk`` lines at a
+    time at ``batch_size`` (per-repeat totals), with time.perf_counter."""
+    import statistics
+
+    from edgerec.bench.configs import Config
+    from edgerec.bench.measure import shape_plan
+    from edgerec.bench.runners import open_runner
+    from edgerec.io.inputs import load_image
+
+    images = [load_image(p) for p in spec["lines"]]
+    threads, chunk, bs, repeats = spec["threads"], spec["chunk"], spec["batch_size"], spec["repeats"]
+    runner = open_runner(Config.of(spec), threads, spec.get("exe"))
+    runner.warm(shape_plan([runner.width_of(im) for im in images], chunk, bs), images)
+    per_line: list[list[float]] = [[] for _ in images]
+    b1_total, b8_total = [], []
+    for _ in range(repeats):
+        runner.phase = 1
+        for i, img in enumerate(images):
+            t0 = time.perf_counter()
+            runner.recognize([img], 1)
+            per_line[i].append(time.perf_counter() - t0)
+        b1_total.append(sum(p[-1] for p in per_line))
+        if 8 in runner.batch_sizes:
+            runner.phase = 8
+            t0 = time.perf_counter()
+            for start in range(0, len(images), chunk):
+                runner.recognize(images[start:start + chunk], bs)
+            b8_total.append(time.perf_counter() - t0)
+        runner.phase = None
+    st8 = runner.stages[8]
+    out = {"pid": os.getpid(), "mode": "timing", "repeats": repeats,
+           "line_ms": [1000 * statistics.median(p) for p in per_line], "b1_total_s": b1_total,
+           "b8_total_s": b8_total, "stages1": runner.stages[1].per_line_ms(), "stages8": st8.per_line_ms(),
+           "b8_avg_batch": st8.lines / st8.calls if st8.calls else None,
+           "precision": runner.compute_precision(), "engine_config": runner.engine_config(),
+           "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    runner.close()
+    return out
+
+
 def main() -> None:
     """Read the spec, run it, print the numbers as one JSON line."""
     spec = json.loads(sys.stdin.read())
+    if spec.get("mode") == "timing":
+        print(json.dumps(timing(spec)))
+        return
     from edgerec import create_model
     from edgerec.io.inputs import load_image
 
     t1 = time.perf_counter()
     r1 = rss()
     model = create_model(spec["model"], precision=spec["precision"], engine=spec["engine"], threads=spec["threads"],
-                         progress=False)
+                         engine_options=spec.get("engine_options") or None, progress=False)
     t2 = time.perf_counter()
     r2 = rss()
     first = next(iter(model.predict(spec["first"], batch_size=1)))

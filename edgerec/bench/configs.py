@@ -9,6 +9,11 @@ from edgerec.errors import EdgeRecError
 
 ENGINES = ("openvino", "onnxruntime", "paddle")
 PRECISIONS = ("fp32", "fp16", "int8")
+# edgerec's own engines: filled markers in the plot; the others (ONNX Runtime, Paddle, Tesseract) are peers
+EDGEREC_ENGINES = ("openvino",)
+# peers outside edgerec's engines, each with its own runner (edgerec.bench.runners)
+PEER_ENGINES = ("tesseract", "rapidocr")
+NO_SPIN = (("allow_spinning", False),)  # ONNX Runtime with its intra-op threads not spinning between runs
 
 # ------------------------------------------------------------------------------------------------ configs
 
@@ -17,18 +22,32 @@ class Config:
     model: str
     precision: str
     engine: str
+    options: tuple[tuple[str, object], ...] = ()   # engine options (sorted name, value pairs), e.g. NO_SPIN
 
     @property
     def label(self) -> str:
-        """A short name for tables and the plot: 'v4_mobile ov int8'."""
+        """A short name for tables and the plot: 'v4_mobile ov int8', 'v4_mobile ort fp32 no-spin'."""
         short = {"openvino": "ov", "onnxruntime": "ort", "paddle": "paddle", "tesseract": "tesseract"}
-        if self.engine == "tesseract":
-            return f"tesseract {self.precision}"
+        if self.engine in PEER_ENGINES:
+            return f"{self.model} {self.precision}"
         name = self.model.replace("PP-OCR", "").replace("_rec", "")
-        return f"{name} {short.get(self.engine, self.engine)} {self.precision}"
+        extra = "".join(" no-spin" if (k, v) == NO_SPIN[0] else f" {k}={v}" for k, v in self.options)
+        return f"{name} {short.get(self.engine, self.engine)} {self.precision}{extra}"
+
+    @property
+    def edgerec(self) -> bool:
+        """Whether this is edgerec's own engine (not a peer it is compared with)."""
+        return self.engine in EDGEREC_ENGINES
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "precision": self.precision, "engine": self.engine, "label": self.label}
+        return {"model": self.model, "precision": self.precision, "engine": self.engine, "label": self.label,
+                "engine_options": dict(self.options), "edgerec": self.edgerec}
+
+    @classmethod
+    def of(cls, row: dict) -> Config:
+        """The configuration a report row (or skip entry) was made by."""
+        return cls(row["model"], row["precision"], row["engine"],
+                   tuple(sorted((row.get("engine_options") or {}).items())))
 
 
 def plan_configs(models: Sequence[str], precisions: Sequence[str], engines: Sequence[str],
@@ -37,6 +56,8 @@ def plan_configs(models: Sequence[str], precisions: Sequence[str], engines: Sequ
 
     Unknown model names raise (a typo should stop the run); configurations that cannot exist are skipped:
     ONNX Runtime and Paddle run the source model at fp32 only, and int8 needs `edgerec quantize` first.
+    ONNX Runtime is run both ways, as it ships (its threads spin after each run) and with spinning off
+    (NO_SPIN), unless a configuration says which.
     """
     from edgerec.zoo import home as homes
     from edgerec.zoo.cards import get_card
@@ -49,12 +70,14 @@ def plan_configs(models: Sequence[str], precisions: Sequence[str], engines: Sequ
             raise EdgeRecError(f"engine {c.engine!r}: use one of {', '.join(ENGINES)}")
         if c.precision not in PRECISIONS:
             raise EdgeRecError(f"precision {c.precision!r}: use one of {', '.join(PRECISIONS)}")
-        cfg = Config(get_card(c.model).name, c.precision, c.engine)
+        cfg = Config(get_card(c.model).name, c.precision, c.engine, c.options)
         if cfg.engine != "openvino" and cfg.precision != "fp32":
             skipped.append({**cfg.as_dict(), "reason": f"{cfg.engine} runs the source model at fp32 only"})
         elif cfg.precision == "int8" and not (homes.ir_dir(cfg.model, "int8") / "model.xml").is_file():
             skipped.append({**cfg.as_dict(), "reason": (f"no int8 model in {homes.ir_dir(cfg.model, 'int8')}; "
                                                         f"make one with `edgerec quantize {cfg.model}`")})
-        elif cfg not in configs:
-            configs.append(cfg)
+        else:
+            spins = [cfg, Config(cfg.model, cfg.precision, cfg.engine, NO_SPIN)] if (
+                cfg.engine == "onnxruntime" and "allow_spinning" not in dict(cfg.options)) else [cfg]
+            configs.extend(x for x in spins if x not in configs)
     return configs, skipped

@@ -1,11 +1,9 @@
-"""Measuring: input-shape plans, the fresh child process per configuration, and the timed alternation."""
+"""Measuring in this process: input-shape plans, texts for accuracy, the cold-start child, and (biased; only with
+``rounds=0``) the timed alternation. Honest latency comes from separate processes: edgerec.bench.timing."""
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -17,8 +15,8 @@ import numpy as np
 from edgerec.bench.configs import Config
 from edgerec.bench.datasets import Dataset
 from edgerec.bench.runners import ModelRunner, Runner
+from edgerec.bench.timing import BASELINE, run_child
 from edgerec.data.metrics import rec_metrics
-from edgerec.errors import EdgeRecError
 
 # ------------------------------------------------------------------------------------------------ shapes
 
@@ -52,21 +50,11 @@ def shape_plan(widths: Sequence[int], chunk: int, batch_size: int) -> list[tuple
 
 def fresh_process(cfg: Config, threads: int | None, first: Path, groups: list[tuple[list[str], int]],
                   timeout: float = 600) -> dict:
-    """Cold start and peak RSS of a new process running only ``cfg`` (see the module docstring)."""
-    import edgerec
-
-    root = str(Path(edgerec.__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    """Cold start and peak RSS of a new process running only ``cfg`` (see edgerec.bench.report)."""
     spec = {"model": cfg.model, "precision": cfg.precision, "engine": cfg.engine, "threads": threads,
-            "first": str(first), "groups": groups}
+            "engine_options": dict(cfg.options), "first": str(first), "groups": groups}
     w_spawn = time.time()
-    proc = subprocess.run([sys.executable, "-m", "edgerec.bench.child"], input=json.dumps(spec), capture_output=True,
-                          text=True, env=env, timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EdgeRecError(f"fresh process for {cfg.label} failed: {tail}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_child(spec, cfg.label, timeout)
     res["interpreter_s"] = res.pop("w_start") - w_spawn
     res["cold_start_s"] = res.pop("w_first") - w_spawn
     return res
@@ -152,12 +140,16 @@ def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
         else:
             row.update({"batch_size": None, "b8_lines_per_s": None, "b8_ms_per_line": None, "b8_avg_batch": None,
                         "b8_same_text": None, "b8_pre_ms": None, "b8_infer_ms": None, "b8_decode_ms": None})
-        ref = by_cfg.get(Config(cfg.model, "fp32", "openvino"))
+        ref = by_cfg.get(Config(cfg.model, *BASELINE))
         row["agree_fp32"] = (None if ref is None or ref is m else
                              sum(a == b for a, b in zip(m.texts[1], ref.texts[1])) / n)
-        ort = by_cfg.get(Config(cfg.model, "fp32", "onnxruntime"))
-        ratios = [a / b for a, b in zip(m.chunk1, ort.chunk1) if b > 0] if ort and cfg.engine != "tesseract" else []
-        row["ratio_vs_ort"] = statistics.median(ratios) if ratios else None
+        for key, other in (("ratio_vs_ov_fp32", ref), ("ratio_vs_ort",
+                                                         by_cfg.get(Config(cfg.model, "fp32", "onnxruntime")))):
+            ratios = ([a / b for a, b in zip(m.chunk1, other.chunk1) if b > 0]
+                      if other and cfg.engine != "tesseract" else [])
+            row[key] = statistics.median(ratios) if ratios else None
+        row["timing"] = "in-process (biased)"
+        row["compute_precision"] = r.compute_precision()
         row["charset_coverage"] = r.coverage(ds.labels) if isinstance(r, ModelRunner) else None
         size = r.size_bytes()
         row["size_mb"] = size / 2**20 if size else None

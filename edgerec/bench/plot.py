@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgerec.bench.configs import EDGEREC_ENGINES
+
 # ------------------------------------------------------------------------------------------------ Pareto + plot
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -27,11 +29,28 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 _MARKERS = {("openvino", "fp32"): "o", ("openvino", "fp16"): "^", ("openvino", "int8"): "*",
-            ("onnxruntime", "fp32"): "s", ("paddle", "fp32"): "D"}
+            ("onnxruntime", "fp32"): "s", ("onnxruntime no-spin", "fp32"): "p", ("paddle", "fp32"): "D",
+            ("rapidocr", "fp32"): "P"}
+
+
+def _kind(r: dict) -> tuple[str, str]:
+    """The marker key of a row: engine (ONNX Runtime without spinning apart) and precision."""
+    spin = (r.get("engine_options") or {}).get("allow_spinning") is False
+    return (f"{r['engine']} no-spin" if spin else r["engine"], r["precision"])
+
+
+def point_style(r: dict, color) -> dict:
+    """scatter() keywords of a row's point: edgerec's own configurations filled, peers (ONNX Runtime, Paddle,
+    Tesseract) hollow, so the plot says at a glance which points are edgerec's."""
+    marker = "X" if r["engine"] == "tesseract" else _MARKERS.get(_kind(r), "o")
+    own = bool(r.get("edgerec", r["engine"] in EDGEREC_ENGINES))
+    return {"marker": marker, "s": 110 if marker == "*" else 55, "facecolors": color if own else "none",
+            "edgecolors": "black" if own else color, "linewidths": 0.5 if own else 1.6}
 
 
 def plot_acc_vs_latency(datasets: list[dict], rows: list[dict]) -> bytes:
-    """PNG bytes: one subplot per data set, x = batch-1 p50 ms/line, y = acc (alnum acc for scene text)."""
+    """PNG bytes: one subplot per data set, x = batch-1 p50 ms/line, y = acc (alnum acc for scene text);
+    edgerec's points filled, peers' hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,9 +78,7 @@ def plot_acc_vs_latency(datasets: list[dict], rows: list[dict]) -> bytes:
         ys = [100 * r["score"] for r in rs]
         for r, x, y in zip(rs, xs, ys):
             color = "0.35" if r["engine"] == "tesseract" else colors[r["model"]]
-            marker = "X" if r["engine"] == "tesseract" else _MARKERS.get((r["engine"], r["precision"]), "o")
-            ax.scatter([x], [y], marker=marker, s=110 if marker == "*" else 55, color=color, zorder=3,
-                       edgecolors="black", linewidths=0.5)
+            ax.scatter([x], [y], zorder=3, **point_style(r, color))
         front = pareto_front(list(zip(xs, ys)))
         fx, fy = [xs[i] for i in front], [ys[i] for i in front]
         if fx:
@@ -82,13 +99,20 @@ def plot_acc_vs_latency(datasets: list[dict], rows: list[dict]) -> bytes:
         axes[k // cols][k % cols].axis("off")
     handles = [matplotlib.lines.Line2D([], [], marker=mk, ls="", color="0.6", markeredgecolor="black",
                                        label=f"{e} {p}") for (e, p), mk in _MARKERS.items()
-               if any(r["engine"] == e and r["precision"] == p for r in rows)]
+               if any(_kind(r) == (e, p) for r in rows)]
+    handles += [matplotlib.lines.Line2D([], [], marker="o", ls="", markerfacecolor="0.35", markeredgecolor="black",
+                                        label="edgerec (filled)"),
+                matplotlib.lines.Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="0.35",
+                                        markeredgewidth=1.6, label="peer (hollow)")]
     handles += [matplotlib.patches.Patch(color=c, label=m) for m, c in colors.items()]
     if any(r["engine"] == "tesseract" for r in rows):
-        handles.append(matplotlib.lines.Line2D([], [], marker="X", ls="", color="0.35", label="tesseract --psm 7"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
-    fig.suptitle("edgerec: accuracy vs latency (up and left is better; dashed: Pareto front)", fontsize=12)
-    fig.tight_layout(rect=(0, 0.04 + 0.02 * math.ceil(len(handles) / 5), 1, 0.97))
+        handles.append(matplotlib.lines.Line2D([], [], marker="X", ls="", markerfacecolor="none",
+                                               markeredgecolor="0.35", markeredgewidth=1.6, label="tesseract --psm 7"))
+    per_row = 3 if cols == 1 else 5
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), per_row), fontsize=8, frameon=False)
+    fig.suptitle("edgerec (filled) vs peers (hollow): accuracy vs latency\n(up and left is better; dashed: "
+                 "Pareto front)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(handles) / per_row), 1, 0.95))
     for args in to_label:  # after the layout: labels are placed in final pixel coordinates
         _label_points(*args)
     buf = io.BytesIO()

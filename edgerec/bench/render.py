@@ -19,41 +19,60 @@ def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
     """The markdown table of one data set (one row per configuration, Pareto-front rows marked)."""
     alnum = ds["scene_text"]
     head = ["config", "acc %", "norm_edit_dis"] + (["alnum acc %"] if alnum else []) + [
-        "agree fp32 %", "p50 ms", "p95 ms", "× ORT", f"b{batch_size} lines/s", "mean pre / infer / dec ms",
-        "size MB",
-        "peak RSS MB", "cold start s"]
+        "agree fp32 %", "runs in", "p50 ms", "p50 min–max", "p95 ms", "× OV fp32 (min–max)", "× ORT",
+        f"b{batch_size} lines/s", "mean pre / infer / dec ms", "size MB", "peak RSS MB", "cold start s"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         split = ("–" if r.get("infer_ms") is None else
                  f"{r['pre_ms']:.2f} / {r['infer_ms']:.2f} / {r['decode_ms']:.2f}")
         cells = [r["label"] + (" ★" if r.get("pareto") else ""), _f(r["acc"], ".2f", 100),
                  _f(r["norm_edit_dis"], ".4f")] + ([_f(r["alnum_acc"], ".2f", 100)] if alnum else []) + [
-            _f(r["agree_fp32"], ".1f", 100), _f(r["p50_ms"], ".2f"), _f(r["p95_ms"], ".2f"),
+            _f(r["agree_fp32"], ".1f", 100), r.get("compute_precision") or "–", _f(r["p50_ms"], ".2f"),
+            _range(r, "p50_ms"), _f(r["p95_ms"], ".2f"),
+            _f(r.get("ratio_vs_ov_fp32"), ".2f") + (f" ({_range(r, 'ratio_vs_ov_fp32')})"
+                                                   if r.get("ratio_vs_ov_fp32_min") is not None else ""),
             _f(r["ratio_vs_ort"], ".2f"), _f(r["b8_lines_per_s"], ".1f"), split, _f(r["size_mb"], ".2f"),
             _f(r["peak_rss_mb"], ".0f"), _f(r["cold_start_s"], ".2f")]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
 
+def _range(r: dict, key: str) -> str:
+    lo, hi = r.get(f"{key}_min"), r.get(f"{key}_max")
+    return "–" if lo is None or hi is None else f"{lo:.2f}–{hi:.2f}"
+
+
+def timing_line(report: dict) -> str:
+    """How the milliseconds were taken, said where they are read."""
+    st, env = report["settings"], report["environment"]
+    if st.get("timing", "in-process (biased)") != "process":
+        return (f"Latency: **in-process (biased)**: every configuration in one process, alternating chunk by chunk, "
+                f"{env['threads']} threads each; engines share the cores with each other's threads.")
+    return (f"Latency: a separate process per configuration, rounds: {st['rounds']}, interleaved (A B C A B C); "
+            f"repeats per process: {st['repeats']}; {env['threads']} threads for every engine (ONNX Runtime "
+            "intra-op alike; also with spinning off: `no-spin`); medians over rounds, ratios per round.")
+
+
 def summary_table(report: dict) -> list[str]:
     """One row per configuration, per data set its plotted accuracy and batch-1 p50: the table `make bench` prints."""
     dss = report["datasets"]
-    configs = list(dict.fromkeys((r["model"], r["engine"], r["precision"], r["label"]) for r in report["results"]))
-    head = ["config", "size MB"]
+    configs = list(dict.fromkeys(r["label"] for r in report["results"]))
+    head = ["config", "runs in", "size MB"]
     for d in dss:
         head += [f"{d['name']} {'alnum' if d['scene_text'] else 'acc'} %", f"{d['name']} p50 ms"]
-    head.append("× ORT (median)")
+    head += ["× OV fp32 (median)", "× ORT (median)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for model, engine, prec, label in configs:
-        rs = {r["dataset"]: r for r in report["results"]
-              if (r["model"], r["engine"], r["precision"]) == (model, engine, prec)}
+    for label in configs:
+        rs = {r["dataset"]: r for r in report["results"] if r["label"] == label}
         size = next((r["size_mb"] for r in rs.values() if r.get("size_mb")), None)
-        cells = [label, _f(size, ".2f")]
+        ran = ",".join(dict.fromkeys(r.get("compute_precision") or "–" for r in rs.values()))
+        cells = [label, ran, _f(size, ".2f")]
         for d in dss:
             r = rs.get(d["name"])
             cells += [_f(r["score"], ".2f", 100) if r else "–", _f(r["p50_ms"], ".2f") if r else "–"]
-        ratios = [r["ratio_vs_ort"] for r in rs.values() if r.get("ratio_vs_ort") is not None]
-        cells.append(_f(statistics.median(ratios), ".2f") if ratios else "–")
+        for key in ("ratio_vs_ov_fp32", "ratio_vs_ort"):
+            ratios = [r[key] for r in rs.values() if r.get(key) is not None]
+            cells.append(_f(statistics.median(ratios), ".2f") if ratios else "–")
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -62,10 +81,15 @@ _HOW_TO_READ = """\
 - **acc** and **norm_edit_dis**: PaddleOCR's RecMetric (spaces removed, exact match; 1 - mean normalized
   edit distance). **alnum acc** (scene-text sets): case-insensitive, digits and ASCII letters only.
   **agree fp32**: lines whose text equals the same model's OpenVINO fp32 text.
+- **runs in**: the precision the engine really computes in, as it reads it back (OpenVINO's
+  INFERENCE_PRECISION_HINT: f32, bf16, f16; ONNX Runtime f32).
 - **p50 / p95 ms**: per-line wall time of `RecPredictor.recognize([line], 1)` (preprocess + inference + CTC
-  decode; decoded images in memory, every input shape warmed up first). **× ORT**: median over chunks of this
-  configuration's batch-1 time divided by the same model's ONNX Runtime fp32 time on the same lines, which
-  ran next to it. The machine is shared and noisy: read ratios, not absolute milliseconds.
+  decode; decoded images in memory, every input shape warmed up first). With process timing (see the line at
+  the top): each configuration in its own child process per round, rounds interleaved; per line the median
+  over the repeats in a process, then p50 / p95 over the lines, then the median over rounds (**p50 min–max**:
+  over rounds). **× OV fp32** / **× ORT**: the median over rounds of this configuration's batch-1 time for the
+  set divided by the same model's OpenVINO fp32 / ONNX Runtime fp32 (as shipped) time in the same round (in
+  parentheses: min–max over rounds). A busy machine moves milliseconds more than ratios.
 - **b8 lines/s**: the set fed 64 lines at a time with batch size 8; the runtime batches only lines of equal
   input width, so the mean batch (report.json `b8_avg_batch`) is often below 8. **pre / infer / dec**: mean
   ms per line of each stage at batch 1 (lines so long that the runtime reads them in windows are in p50/p95
@@ -88,6 +112,7 @@ def render_markdown(report: dict) -> str:
              f"{env['date']} · {cpu['model']} ({cpu['cores']} cores, {cpu['usable_cores']} usable) · "
              f"threads {env['threads']} · load average {_load(env.get('load_avg_start'))} at the start, "
              f"{_load(env.get('load_avg_end'))} at the end", "",
+             f"CPU and ISA: {env.get('isa') or cpu['model']}", "", timing_line(report), "",
              "![accuracy vs latency](acc_vs_latency.png)", "", "## Summary", "",
              "Accuracy plotted (alnum acc for scene-text sets, acc otherwise) and batch-1 p50 ms/line.", ""]
     lines += summary_table(report)

@@ -2,19 +2,24 @@
 
 Why it is built this way:
 
-* **Alternation.** All configurations of a data set are loaded into one process and run chunk by chunk
-  (64 lines, the window ``TextRecognizer.predict`` uses), in forward order on even chunks and reverse order on
-  odd ones. A busy shared machine then slows every configuration alike, so the ratios hold even when the
-  milliseconds do not. ``ratio_vs_ort`` is the median over chunks of (this configuration's batch-1 time /
-  the same model's ONNX Runtime fp32 time on the same lines).
+* **Latency from separate processes** (edgerec.bench.timing). Each configuration is timed in its own child
+  process, one per configuration and round, interleaved A B C A B C over ``rounds``, with the same thread count
+  for every engine (``threads``, default: every usable core; ONNX Runtime's intra-op threads alike). ONNX
+  Runtime runs both as it ships (its threads spin after each run) and with spinning off. ms/line are medians
+  over rounds (min and max kept); ``ratio_vs_ov_fp32`` and ``ratio_vs_ort`` are medians of per-round ratios
+  against the same model's OpenVINO fp32 and ONNX Runtime fp32 (as shipped) in the same round.
+  ``rounds=0`` times in this process instead, alternating the configurations chunk by chunk: quick, and
+  marked "in-process (biased)", because engines sharing one process share its cores with each other's threads.
+* **Accuracy in this process.** All configurations of a set are loaded here and read it (batch 1 and batch 8);
+  texts do not depend on timing. Each row records the precision the engine really computes in, as it reads it
+  back (``compute_precision``: OpenVINO's INFERENCE_PRECISION_HINT, f32 or bf16 ...).
 * **Warm shapes.** Before timing, every input shape the run will use (each width at batch 1, each batch shape
   at batch 8) runs once, untimed: OpenVINO builds kernels per shape on first sight (50-70 ms), which would
   otherwise decide p95. Steady state is what is timed; cold start is measured on its own.
-* **Fresh processes for what one process cannot measure.** Peak RSS and cold start come from a new Python
-  process per configuration and data set that loads only that configuration (import -> create_model -> first
-  text on the set's first line, compiled-model cache warm), then runs every input shape of the measurement
-  once; its peak RSS is the kernel's high-water mark (VmHWM) of that process, interpreter and libraries
-  included. ru_maxrss deltas in the shared process would be meaningless, as the peak only ever rises.
+* **Fresh processes for cold start and RSS.** Peak RSS and cold start come from a new Python process per
+  configuration and data set that loads only that configuration (import -> create_model -> first text on the
+  set's first line, compiled-model cache warm), then runs every input shape of the measurement once; its peak
+  RSS is the kernel's high-water mark (VmHWM) of that process, interpreter and libraries included.
 * **Stage split.** ``RecPredictor.on_timing`` reports preprocessing, inference and CTC decoding per batch.
 
 Accuracy follows PaddleOCR's RecMetric (edgerec.data.metrics.rec_metrics); English scene-text sets (IIIT5K,
@@ -38,12 +43,13 @@ from pathlib import Path
 import numpy as np
 
 from edgerec import __version__
-from edgerec.bench.configs import Config, plan_configs
+from edgerec.bench.configs import ENGINES, Config, plan_configs
 from edgerec.bench.datasets import MIN_COVERAGE, Dataset, _say, load_dataset
 from edgerec.bench.measure import _measure_dataset, _rows_for, fresh_process, shape_plan
 from edgerec.bench.plot import pareto_front
 from edgerec.bench.render import write_report
-from edgerec.bench.runners import ModelRunner, Runner, TesseractRunner
+from edgerec.bench.runners import RAPIDOCR, ModelRunner, RapidOCRRunner, Runner, TesseractRunner
+from edgerec.bench.timing import summarize, time_in_processes
 from edgerec.data.dataset import find_list_file
 from edgerec.errors import EdgeRecError
 from edgerec.utils.cpu import cpu_info, isa_summary
@@ -59,6 +65,12 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def resolve_threads(threads: int | None) -> int:
+    """The thread count every engine gets: the one asked for, else every usable core (engines' own defaults
+    differ: ONNX Runtime takes the physical cores, OpenVINO all of them)."""
+    return int(threads) if threads else int(cpu_info()["usable_cores"] or 1)
+
+
 def environment(threads: int | None) -> dict:
     """The machine and packages behind the numbers: machines that measure edgerec are not alike."""
     try:
@@ -71,7 +83,7 @@ def environment(threads: int | None) -> dict:
                 "openvino": _version("openvino"), "onnxruntime": _version("onnxruntime"),
                 "paddlepaddle": _version("paddlepaddle"), "nncf": _version("nncf"),
                 "opencv": opencv}
-    return {"cpu": cpu_info(), "isa": isa_summary(), "threads": threads or "all (engine default)",
+    return {"cpu": cpu_info(), "isa": isa_summary(), "threads": resolve_threads(threads),
             "openvino_hint": "LATENCY (create_model default; per configuration below)",
             "os": f"{platform.system()} {platform.release()}", "packages": packages,
             "load_avg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -94,8 +106,17 @@ class ReportOptions:
     scene_text: list[str] = field(default_factory=list)   # data set folder names forced to scene-text scoring
     tesseract: bool = True
     tesseract_lang: str = "eng"
+    rapidocr: bool = True   # RapidOCR's OpenVINO engine as a peer, where rapidocr-openvino is installed
     fresh_process: bool = True
     configs: list[Config] | None = None   # an explicit list instead of models x precisions x engines
+    rounds: int = 3      # timing rounds, one child process per configuration each; 0: in-process (biased)
+    repeats: int = 3     # passes over the set inside each timing child (per line: the median)
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "rounds" else 1):
+                raise EdgeRecError(f"{name}={v!r}: use an integer >= {0 if name == 'rounds' else 1}")
 
 
 class _Skips:
@@ -118,7 +139,7 @@ def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_
         if cfg in broken:
             continue
         try:
-            runner = ModelRunner(cfg, opts.threads)
+            runner = ModelRunner(cfg, resolve_threads(opts.threads))
         except (EdgeRecError, RuntimeError, OSError) as exc:
             broken.add(cfg)
             skips.add(cfg, str(exc))
@@ -136,10 +157,16 @@ def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_
             skips.add(tcfg, "labels are CJK and tesseract runs with -l eng (set --tesseract-lang)", ds.name)
         else:
             try:
-                runners.append(TesseractRunner(tess_exe, opts.tesseract_lang, opts.threads))
+                runners.append(TesseractRunner(tess_exe, opts.tesseract_lang, resolve_threads(opts.threads)))
             except (EdgeRecError, OSError, subprocess.SubprocessError) as exc:
                 broken.add(tcfg)
                 skips.add(tcfg, str(exc))
+    if opts.rapidocr and RAPIDOCR not in broken:
+        try:
+            runners.append(RapidOCRRunner(resolve_threads(opts.threads)))
+        except (EdgeRecError, ImportError, RuntimeError, OSError, ValueError) as exc:
+            broken.add(RAPIDOCR)
+            skips.add(RAPIDOCR, str(exc))
     return runners
 
 
@@ -148,9 +175,9 @@ def _fresh_process_numbers(ds: Dataset, rows: list[dict], plans: dict[Config, li
     """Add cold start and peak RSS, each from a new process per configuration (see the module docstring)."""
     from tqdm import tqdm
 
-    todo = [r for r in rows if r["engine"] != "tesseract"]
+    todo = [r for r in rows if r["engine"] in ENGINES]  # the peers have no create_model to start cold
     for row in tqdm(todo, desc=f"{ds.name}: cold start + peak RSS", unit="config", file=sys.stderr, leave=False):
-        cfg = Config(row["model"], row["precision"], row["engine"])
+        cfg = Config.of(row)
         groups = [([str(ds.paths[i]) for i in idxs], w) for idxs, w in plans[cfg]]
         try:
             fp = fresh_process(cfg, threads, ds.paths[0], groups)
@@ -164,6 +191,23 @@ def _fresh_process_numbers(ds: Dataset, rows: list[dict], plans: dict[Config, li
                     "fresh_process_shapes": len(plans[cfg])})
 
 
+def _process_timing(ds: Dataset, rows: list[dict], opts: ReportOptions, tess_exe: str | None,
+                    skips: _Skips) -> list[dict]:
+    """Replace the rows' in-process timings with those of separate processes (see the module docstring); a
+    configuration whose timing child fails is skipped with the reason."""
+    configs = [Config.of(r) for r in rows]
+    results = time_in_processes(configs, [str(p) for p in ds.paths], resolve_threads(opts.threads), opts.chunk,
+                                opts.batch_size, opts.rounds, opts.repeats, tess_exe,
+                                on_error=lambda cfg, why: skips.add(cfg, why, ds.name), desc=f"{ds.name}: timing")
+    summary = summarize(results)
+    out = []
+    for row, cfg in zip(rows, configs):
+        if cfg in summary:
+            row.update(summary[cfg])
+            out.append(row)
+    return out
+
+
 def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_exe: str | None,
                  broken: set[Config], skips: _Skips) -> tuple[list[dict], int | None]:
     """All measurements of one set: rows (one per configuration that ran) and its distinct input widths."""
@@ -174,7 +218,8 @@ def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_e
         if isinstance(r, ModelRunner):
             widths = [r.width_of(im) for im in ds.images]
             plans[r.cfg] = shape_plan(widths, opts.chunk, opts.batch_size)
-            r.warm(plans[r.cfg], ds.images)
+            if not opts.rounds:  # timed here: warm first (timing children warm themselves)
+                r.warm(plans[r.cfg], ds.images)
     ms = _measure_dataset(ds, runners, opts.chunk, opts.batch_size, desc=ds.name)
     for m in ms:
         if m.error:
@@ -189,9 +234,11 @@ def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_e
             row["cold_start_s"] = time.perf_counter() - t0
         m.runner.close()
     del ms, runners
-    gc.collect()  # release this set's models (and their per-shape caches) before the fresh processes
+    gc.collect()  # release this set's models (and their per-shape caches) before the child processes
+    if opts.rounds:
+        rows = _process_timing(ds, rows, opts, tess_exe, skips)
     if opts.fresh_process:
-        _fresh_process_numbers(ds, rows, plans, opts.threads, skips.say)
+        _fresh_process_numbers(ds, rows, plans, resolve_threads(opts.threads), skips.say)
     for row in rows:
         for key in ("cold_start_s", "peak_rss_mb", "rss_after_import_mb", "rss_after_load_mb"):
             row.setdefault(key, None)
@@ -235,8 +282,10 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
     report = {"environment": env,
               "settings": {"models": opts.models, "precisions": opts.precisions, "engines": opts.engines,
                            "limit": opts.limit, "threads": opts.threads, "chunk": opts.chunk,
-                           "batch_size": opts.batch_size, "tesseract": bool(tess_exe),
-                           "fresh_process": opts.fresh_process, "configs": [c.as_dict() for c in configs]},
+                           "batch_size": opts.batch_size, "tesseract": bool(tess_exe), "rapidocr": opts.rapidocr,
+                           "fresh_process": opts.fresh_process, "configs": [c.as_dict() for c in configs],
+                           "timing": ("process" if opts.rounds else "in-process (biased)"),
+                           "rounds": opts.rounds, "repeats": opts.repeats},
               "datasets": out_datasets, "results": [_rounded(r) for r in rows], "skipped": skips.items}
     write_report(report, opts.output)
     return report
@@ -244,6 +293,8 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
 
 def _rounded(row: dict) -> dict:
     def rnd(k: str, v):
+        if isinstance(v, list):
+            return [rnd(k, x) for x in v]
         if not isinstance(v, float):
             return {kk: rnd(kk, vv) for kk, vv in v.items()} if isinstance(v, dict) else v
         return round(v, 6 if k in ("acc", "norm_edit_dis", "alnum_acc", "score", "agree_fp32", "b8_same_text")

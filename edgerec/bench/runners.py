@@ -38,7 +38,7 @@ class ModelRunner:
 
         self.cfg = cfg
         self.model = create_model(cfg.model, precision=cfg.precision, engine=cfg.engine, threads=threads,
-                                  progress=False)
+                                  engine_options=dict(cfg.options) or None, progress=False)
         self.predictor = self.model.predictor
         self.stages = {1: _Stages(), 8: _Stages()}
         self.phase: int | None = None
@@ -69,6 +69,10 @@ class ModelRunner:
     def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
         for idxs, width in groups:
             self.predictor.run_batch([images[i] for i in idxs], width)
+
+    def compute_precision(self) -> str | None:
+        """The precision the engine really computes in, as it reads it back (OpenVINO: f32 / bf16 / f16)."""
+        return self.model.properties().get("precision")
 
     def size_bytes(self) -> int:
         """Bytes on disk of what this engine loads: IR xml+bin, the .onnx, or the Paddle program+params."""
@@ -102,6 +106,12 @@ class ModelRunner:
         session = getattr(eng, "session", None)
         if session is not None:
             out["providers"] = list(session.get_providers())
+            so = session.get_session_options()
+            out["intra_op_num_threads"] = so.intra_op_num_threads
+            try:
+                out["allow_spinning"] = so.get_session_config_entry("session.intra_op.allow_spinning")
+            except RuntimeError:  # not set: ONNX Runtime's default, spinning
+                out["allow_spinning"] = "1 (default)"
         return out
 
     def close(self) -> None:
@@ -164,6 +174,9 @@ class TesseractRunner:
     def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
         return [self.one(img) for img in images]
 
+    def compute_precision(self) -> str | None:
+        return None  # tesseract's LSTM says nothing of it
+
     def size_bytes(self) -> int | None:
         return self.traineddata.stat().st_size if self.traineddata and self.traineddata.is_file() else None
 
@@ -175,4 +188,74 @@ class TesseractRunner:
         pass
 
 
-Runner = ModelRunner | TesseractRunner
+RAPIDOCR = Config("rapidocr-openvino", "fp32", "rapidocr")
+
+
+class RapidOCRRunner:
+    """RapidOCR's OpenVINO engine (``rapidocr-openvino``) as a peer: its own bundled recognizer, recognition only
+    (no detection, no angle classifier), one line per call. Its thread count is its own default."""
+
+    def __init__(self, threads: int | None = None):
+        try:
+            from rapidocr_openvino import RapidOCR
+        except ImportError as exc:
+            raise EdgeRecError("rapidocr-openvino is not installed (pip install rapidocr-openvino, in this or its "
+                               "own environment, to add it as a peer)") from exc
+        from importlib import metadata
+
+        self.cfg = RAPIDOCR
+        self.engine = RapidOCR()
+        self.batch_sizes = (1,)
+        self.stages = {1: _Stages(), 8: _Stages()}
+        self.phase: int | None = None
+        try:
+            self.version = metadata.version("rapidocr_openvino")
+        except metadata.PackageNotFoundError:
+            self.version = "?"
+
+    def width_of(self, image: np.ndarray) -> int:
+        return int(image.shape[1])
+
+    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
+        for idxs, _ in groups:
+            self.one(images[idxs[0]])
+
+    def one(self, image: np.ndarray) -> str:
+        out = self.engine(image, use_det=False, use_cls=False, use_rec=True)
+        result = out[0] if isinstance(out, tuple) else out  # 1.x: (result, elapse); 2.x+: an output object
+        txts = getattr(result, "txts", None)
+        if txts is not None:
+            return str(txts[0]) if len(txts) else ""
+        if not result:
+            return ""
+        first = result[0]
+        return str(first[0]) if isinstance(first, (list, tuple)) else str(first)
+
+    def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
+        return [self.one(img) for img in images]
+
+    def compute_precision(self) -> str | None:
+        return None
+
+    def size_bytes(self) -> int | None:
+        return None
+
+    def engine_config(self) -> dict:
+        return {"version": self.version, "use_det": False, "use_cls": False, "threads": "rapidocr default"}
+
+    def close(self) -> None:
+        pass
+
+
+Runner = ModelRunner | TesseractRunner | RapidOCRRunner
+
+
+def open_runner(cfg: Config, threads: int | None, tesseract_exe: str | None = None) -> Runner:
+    """The runner of a configuration: an edgerec engine, or a peer (Tesseract, RapidOCR)."""
+    if cfg.engine == "tesseract":
+        if not tesseract_exe:
+            raise EdgeRecError("tesseract: no executable given")
+        return TesseractRunner(tesseract_exe, cfg.precision, threads)
+    if cfg.engine == RAPIDOCR.engine:
+        return RapidOCRRunner(threads)
+    return ModelRunner(cfg, threads)

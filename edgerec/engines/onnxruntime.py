@@ -14,7 +14,18 @@ from edgerec.errors import DeviceError, EngineUnavailableError, ModelError
 
 @dataclass(frozen=True)
 class ONNXRuntimeOptions(EngineOptions):
-    """ONNX Runtime session options (threads is intra_op_num_threads)."""
+    """ONNX Runtime session options (threads is intra_op_num_threads).
+
+    ``allow_spinning``: ``session.intra_op.allow_spinning``; None keeps ONNX Runtime's default (its worker threads
+    spin after each run, which takes the cores from whatever else runs on a small machine), False sets it to 0.
+    """
+
+    allow_spinning: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.allow_spinning is not None and not isinstance(self.allow_spinning, bool):
+            raise EngineOptionError(f"engine 'onnxruntime': allow_spinning must be True, False or None, not "
+                                    f"{self.allow_spinning!r}")
 
 
 def check_device(spec: DeviceSpec) -> None:
@@ -42,19 +53,23 @@ class ONNXRuntimeEngine(Engine):
         if opts.threads:
             so.intra_op_num_threads = int(opts.threads)
         so.log_severity_level = 3
+        if opts.allow_spinning is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.allow_spinning else "0")
         try:
             self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"{model_path}: ONNX Runtime cannot load this model ({exc})") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.threads = opts.threads
+        self.allow_spinning = opts.allow_spinning
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
 
     def properties(self) -> dict[str, Any]:
         return {"engine": self.name, "device": self.device, "precision": "f32", "threads": self.threads,
-                "streams": 1, "providers": list(self.session.get_providers())}
+                "streams": 1, "providers": list(self.session.get_providers()),
+                "allow_spinning": self.allow_spinning}
 
     def files(self) -> list[Path]:
         return [self.path]
