@@ -103,19 +103,28 @@ def run_predict(tree: Path, out: Path, model: str, n: int, extra: list[str]) -> 
     t0 = time.monotonic()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     marks, peak, samples = {}, 0.0, []
+    lines_seen, last_count = 0, 0.0
     while child.poll() is None:
         time.sleep(0.5)
         r = rss_mb(child.pid)
         peak = max(peak, r)
-        done = out.stat().st_size // 60 if out.exists() else 0  # rough; exact count at the end
-        samples.append((time.monotonic() - t0, r))
+        now = time.monotonic() - t0
+        if now - last_count >= 5.0 and out.exists():  # exact line count every 5 s
+            with open(out, "rb") as fh:
+                lines_seen = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+            last_count = now
+        samples.append((now, lines_seen, r))
         for mark in (10_000, 100_000, 1_000_000):
-            if mark <= n and mark not in marks and done >= mark:
-                marks[mark] = peak
+            if mark <= n and mark not in marks and lines_seen >= mark:
+                marks[mark] = r
     wall = time.monotonic() - t0
     lines = sum(1 for _ in open(out, "rb")) if out.exists() else 0
+    # RSS after warm-up (the first 10 % of the run) against its end: "flat" means this growth is a few MB
+    warm = [rss for t, _, rss in samples if t >= 0.1 * wall] or [0.0]
     return {"wall_s": wall, "lines": lines, "lines_per_s": lines / wall, "peak_rss_mb": peak,
-            "peak_rss_at": marks, "rc": child.returncode}
+            "peak_rss_at": marks, "rc": child.returncode, "rss_after_warmup_mb": warm[0],
+            "rss_end_mb": warm[-1], "rss_growth_after_warmup_mb": max(warm) - warm[0],
+            "rss_samples": samples[:: max(1, len(samples) // 200)]}
 
 
 def first_result_s(tree: Path, model: str) -> float:
@@ -174,6 +183,9 @@ def main() -> None:
     print(f"\nFLOP floor: {gflops:.2f} GFLOP per 48x320 line; peak {peak:.0f} GFLOP/s ({peak_how}) "
           f"-> at most {floor:.0f} lines/s")
     print(f"time to first result: {first:.2f} s\n")
+    print(f"RSS (single process): {res['rss_after_warmup_mb']:.0f} MB after warm-up (10 % of the run), "
+          f"{res['rss_end_mb']:.0f} MB at the end, largest growth after warm-up {res['rss_growth_after_warmup_mb']:.1f}"
+          " MB")
     print("| run | lines | wall s | lines/s | lines/s per core | % of floor | peak RSS MB | RSS at 10k/100k/1M |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows:
