@@ -75,43 +75,15 @@ class ModelRunner:
         return self.model.properties().get("precision")
 
     def size_bytes(self) -> int:
-        """Bytes on disk of what this engine loads: IR xml+bin, the .onnx, or the Paddle program+params."""
-        p = Path(self.model.model_path)
-        if self.cfg.engine == "openvino":
-            files = [p, p.with_suffix(".bin")]
-        elif self.cfg.engine == "paddle":
-            folder = p if p.is_dir() else p.parent
-            files = [folder / n for n in ("inference.pdmodel", "inference.json", "inference.pdiparams")]
-        else:
-            files = [p]
-        return sum(f.stat().st_size for f in files if f.is_file())
+        """Bytes on disk of what this engine loads (the engine's own list: IR xml+bin, .onnx, Paddle files)."""
+        return sum(f.stat().st_size for f in self.model.files() if Path(f).is_file())
 
     def engine_config(self) -> dict:
-        """What the engine was really compiled with (OpenVINO properties; thread settings otherwise)."""
-        eng = self.predictor.engine
-        out: dict = {"device": self.model.device}
-        compiled = getattr(eng, "compiled", None)
-        if compiled is not None:
-            for key in ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
-                        "EXECUTION_DEVICES"):
-                try:
-                    val = compiled.get_property(key)
-                except Exception:  # property not exposed by this plugin / version
-                    continue
-                if hasattr(val, "to_string"):  # openvino.Type, e.g. f32
-                    val = val.to_string()
-                elif isinstance(val, (list, tuple)):
-                    val = ",".join(map(str, val))
-                out[key] = val if isinstance(val, (int, float, str, bool)) else str(val)
-        session = getattr(eng, "session", None)
-        if session is not None:
-            out["providers"] = list(session.get_providers())
-            so = session.get_session_options()
-            out["intra_op_num_threads"] = so.intra_op_num_threads
-            try:
-                out["allow_spinning"] = so.get_session_config_entry("session.intra_op.allow_spinning")
-            except RuntimeError:  # not set: ONNX Runtime's default, spinning
-                out["allow_spinning"] = "1 (default)"
+        """What the engine was really compiled with, as it reads it back (``properties()["config"]``)."""
+        props = self.model.properties()
+        out: dict = {"device": self.model.device, **(props.get("config") or {})}
+        if props.get("providers"):
+            out["providers"] = props["providers"]
         return out
 
     def close(self) -> None:

@@ -67,9 +67,16 @@ class ONNXRuntimeEngine(Engine):
         return self.session.run(None, {self.input_name: batch})[0]
 
     def properties(self) -> dict[str, Any]:
+        """``config``: what the session reads back (intra-op threads, spinning), not what was asked for."""
+        so = self.session.get_session_options()
+        try:
+            spinning = so.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, spinning
+            spinning = "1 (default)"
         return {"engine": self.name, "device": self.device, "precision": "f32", "threads": self.threads,
                 "streams": 1, "providers": list(self.session.get_providers()),
-                "allow_spinning": self.allow_spinning}
+                "allow_spinning": self.allow_spinning,
+                "config": {"intra_op_num_threads": so.intra_op_num_threads, "allow_spinning": spinning}}
 
     def files(self) -> list[Path]:
         return [self.path]

@@ -199,7 +199,7 @@ class OpenVINOEngine(Engine):
         return {"engine": self.name, "device": self.device, "precision": got.get("INFERENCE_PRECISION_HINT"),
                 "threads": got.get("INFERENCE_NUM_THREADS"), "streams": got.get("NUM_STREAMS"),
                 "hint": got.get("PERFORMANCE_HINT"), "execution_devices": got.get("EXECUTION_DEVICES", self.device),
-                "cache_dir": self.config.get("CACHE_DIR")}
+                "cache_dir": self.config.get("CACHE_DIR"), "config": got}
 
     def parallel_requests(self) -> int:
         """OpenVINO's optimal number of requests in flight: 1 under LATENCY, the streams under THROUGHPUT."""
