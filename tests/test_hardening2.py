@@ -200,7 +200,7 @@ def test_export_checks_free_space_before_writing(v4_source, tmp_path, monkeypatc
     assert not (tmp_path / "disk").exists() or not any((tmp_path / "disk").iterdir())
 
 
-@pytest.mark.parametrize("failure", ["enospc", "iostream"])
+@pytest.mark.parametrize("failure", ["enospc", "iostream", "eio"])
 def test_a_full_disk_during_export_says_so_and_leaves_nothing(v4_source, tmp_path, monkeypatch, failure):
     import openvino as ov
 
@@ -208,14 +208,15 @@ def test_a_full_disk_during_export_says_so_and_leaves_nothing(v4_source, tmp_pat
 
     def save_model(model, path, **kw):
         Path(path).write_bytes(b"<?xml half")  # half-written, then the disk is full
-        if failure == "enospc":
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if failure in ("enospc", "eio"):
+            raise OSError(errno.ENOSPC if failure == "enospc" else errno.EIO, os.strerror(errno.EIO))
         raise RuntimeError("Exception from src/core/src/pass/serialize.cpp: basic_ios::clear: iostream error")
 
     monkeypatch.setattr(ov, "save_model", save_model)
     parent = tmp_path / "target"
     parent.mkdir()
-    with pytest.raises(ExportError, match=f"no space left on {parent}"):
+    want = f"{parent / 'ir'}: cannot write the IR there" if failure == "eio" else f"no space left on {parent}"
+    with pytest.raises(ExportError, match=want):
         ex.export(v4_source, parent / "ir")
     assert list(parent.iterdir()) == []  # no half-written IR, no temporary folder
 

@@ -122,7 +122,7 @@ class _Base:
 
 def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
     """The ONNX to start from, with its charset: a card's source (ONNX preferred) or a local model."""
-    from edgerec.zoo.export import _input_height, read_charset_entries, verify_source_files
+    from edgerec.zoo.export import _input_height, load_onnx, read_charset_entries, verify_source_files
     from edgerec.zoo.fetch import cached_source, fetch, open_local
 
     card = None
@@ -149,6 +149,8 @@ def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
             src = cached_source(card.name, cfg.source) or fetch(card.name, source=cfg.source)
         verify_source_files(src)
     entries = read_charset_entries(src)
+    if src.format == "onnx":
+        load_onnx(src.model_file)  # random bytes, external data outside its folder: a ModelError naming it
     height = card.input_height if card else _input_height(src, 48)
     onnx_path = src.model_file
     if src.format == "paddle":
