@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -106,6 +108,14 @@ def _release(cap: Any) -> None:
         cap.release()
 
 
+def _unblock_fifo(source: str | int) -> None:
+    """End the open we gave up on a named pipe (a writer that comes and goes gives it end-of-file): until it
+    returns it holds OpenCV's video I/O lock, and every later VideoCapture or VideoWriter would wait for it."""
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        if isinstance(source, str) and stat.S_ISFIFO(os.stat(source).st_mode):
+            os.close(os.open(source, os.O_WRONLY | os.O_NONBLOCK))
+
+
 @dataclass
 class Frame:
     index: int  # position in the source, counting every frame read (skipped ones too) across reconnects
@@ -161,8 +171,12 @@ class CameraReader:
 
     def _try_open(self) -> Any:
         """An open capture, or None; TimeoutError when opening hangs past ``open_timeout_s``."""
-        cap = call_within(lambda: self._factory(self.source), self.open_timeout_s, discard=_release,
-                          name=f"edgerec-open-{self.name}")
+        try:
+            cap = call_within(lambda: self._factory(self.source), self.open_timeout_s, discard=_release,
+                              name=f"edgerec-open-{self.name}")
+        except TimeoutError:
+            _unblock_fifo(self.source)
+            raise
         if cap is None or not cap.isOpened():
             if cap is not None:
                 cap.release()

@@ -705,15 +705,14 @@ def _run_other(case: Case) -> tuple[str, str]:
 
             create_model(model_dir=case.inputs, progress=False)
         else:
+            import cv2
+
             from edgerec.camera import CameraReader
 
             try:
                 CameraReader(case.inputs, open_timeout_s=1.0).open().close()
-            finally:  # a writer that comes and goes lets the abandoned open return, so its thread ends
-                try:
-                    os.close(os.open(case.inputs, os.O_WRONLY | os.O_NONBLOCK))
-                except OSError:
-                    pass
+            finally:  # hangs (a "hang" outcome) if the given-up open kept OpenCV's video I/O lock
+                cv2.VideoWriter(case.inputs + ".avi", cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 16)).release()
     except EdgeRecError as exc:
         named = case.inputs in str(exc) or os.path.dirname(case.inputs) in str(exc)
         return ("edgerec-error" if named else "unnamed-error"), f"{type(exc).__name__}: {str(exc)[:160]}"

@@ -54,6 +54,12 @@ def test_camera_source_that_blocks_on_open_times_out_naming_it(tmp_path, monkeyp
     assert time.monotonic() - t0 < 20
     assert res.exit_code == 1
     assert f"{fifo}: did not open within 1 s" in res.stderr and "Traceback" not in res.output
+    # the open we gave up on must not keep OpenCV's video lock: later captures and writers of the process work
+    from edgerec.utils.deadline import call_within
+
+    writer = call_within(lambda: cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5,
+                                                 (32, 16)), 15)
+    writer.release()
 
 
 def test_camera_open_deadline_releases_a_late_capture_and_passes_errors():
