@@ -896,8 +896,8 @@ def cli_battery(model: str, workdir: Path, pool: Pool, env: dict) -> collections
     def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
-    # `predict dir | head -1`: quiet, 141
-    proc = subprocess.Popen([*base, "predict", str(lines), "--model", model, "--quiet"], env=env, cwd=ROOT,
+    # `predict dir | head -1`: quiet, 141 (1800 lines: more than a pipe holds, so the writer meets the closed end)
+    proc = subprocess.Popen([*base, "predict", *[str(lines)] * 150, "--model", model, "--quiet"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.readline()
     proc.stdout.close()

@@ -251,7 +251,8 @@ def test_plain_output_escapes_control_characters_in_names(v4, rendered, tmp_path
 
 
 def test_predict_into_a_closed_pipe_exits_quietly(v4, lines):
-    proc = subprocess.Popen([*PY, "predict", str(lines), str(lines), "--model", V4, "--quiet"], env=_env(),
+    # 1800 lines (> 64 KB, more than a pipe holds): the writer is still writing when the reader goes away
+    proc = subprocess.Popen([*PY, "predict", *[str(lines)] * 60, "--model", V4, "--quiet"], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline()  # `| head -1`: one line, then the reader goes away
     proc.stdout.close()
@@ -261,7 +262,7 @@ def test_predict_into_a_closed_pipe_exits_quietly(v4, lines):
 
 
 def test_ctrl_c_during_predict_exits_130_with_one_line(v4, lines):
-    proc = subprocess.Popen([*PY, "predict", *[str(lines)] * 20, "--model", V4, "--quiet"], env=_env(),
+    proc = subprocess.Popen([*PY, "predict", *[str(lines)] * 60, "--model", V4, "--quiet"], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
