@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -30,8 +32,10 @@ import cv2
 import numpy as np
 
 from edgerec.errors import InputError
+from edgerec.utils.deadline import call_within
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+OPEN_TIMEOUT_S = 30.0  # opening a source that blocks (a named pipe with no writer, a stream that never answers)
 LATENCY_WINDOW = 10_000  # percentiles cover the last this many recognized frames, so weeks of running stay bounded
 
 
@@ -99,6 +103,19 @@ def _open_capture(source: str | int) -> Any:
         cv2.utils.logging.setLogLevel(old)
 
 
+def _release(cap: Any) -> None:
+    with contextlib.suppress(Exception):
+        cap.release()
+
+
+def _unblock_fifo(source: str | int) -> None:
+    """End the open we gave up on a named pipe (a writer that comes and goes gives it end-of-file): until it
+    returns it holds OpenCV's video I/O lock, and every later VideoCapture or VideoWriter would wait for it."""
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        if isinstance(source, str) and stat.S_ISFIFO(os.stat(source).st_mode):
+            os.close(os.open(source, os.O_WRONLY | os.O_NONBLOCK))
+
+
 @dataclass
 class Frame:
     index: int  # position in the source, counting every frame read (skipped ones too) across reconnects
@@ -111,13 +128,15 @@ class CameraReader:
 
     ``every=N`` returns every Nth frame; the others are grabbed but not decoded into images. A live source that
     fails to deliver a frame is reopened after ``backoff_s``, then twice that, ... (capped at ``max_backoff_s``),
-    at most ``max_reconnects`` times in a row before InputError. ``capture_factory`` and ``sleep`` let tests
-    stand in for a camera.
+    at most ``max_reconnects`` times in a row before InputError. An opening that takes longer than
+    ``open_timeout_s`` is given up (InputError on the first one, a failed attempt on a reconnect).
+    ``capture_factory`` and ``sleep`` let tests stand in for a camera.
     """
 
     def __init__(self, source: str | int, *, every: int = 1, max_reconnects: int = 5, backoff_s: float = 0.5,
                  max_backoff_s: float = 8.0, capture_factory: Callable[[str | int], Any] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, live: bool | None = None):
+                 sleep: Callable[[float], None] = time.sleep, live: bool | None = None,
+                 open_timeout_s: float | None = None):
         if every < 1:
             raise ValueError("every must be >= 1")
         self.source = parse_source(source)
@@ -129,6 +148,7 @@ class CameraReader:
         self.max_backoff_s = float(max_backoff_s)
         self._factory = capture_factory or _open_capture
         self._sleep = sleep
+        self.open_timeout_s = OPEN_TIMEOUT_S if open_timeout_s is None else float(open_timeout_s)
         self._cap: Any = None
         self.frames_read = 0
         self.reconnects = 0
@@ -138,7 +158,11 @@ class CameraReader:
         """Open the source; InputError naming it if it cannot be opened."""
         if not self.live and not isinstance(self.source, int) and not Path(self.source).exists():
             raise InputError(self.name, "no such video file")
-        cap = self._try_open()
+        try:
+            cap = self._try_open()
+        except TimeoutError:
+            raise InputError(self.name, f"did not open within {self.open_timeout_s:g} s (a named pipe with no "
+                                        "writer, or a stream that does not answer?)") from None
         if cap is None:
             what = "camera" if isinstance(self.source, int) or self.name.startswith("/dev/") else "video source"
             raise InputError(self.name, f"cannot open this {what} (is it connected, readable and not in use?)")
@@ -146,7 +170,13 @@ class CameraReader:
         return self
 
     def _try_open(self) -> Any:
-        cap = self._factory(self.source)
+        """An open capture, or None; TimeoutError when opening hangs past ``open_timeout_s``."""
+        try:
+            cap = call_within(lambda: self._factory(self.source), self.open_timeout_s, discard=_release,
+                              name=f"edgerec-open-{self.name}")
+        except TimeoutError:
+            _unblock_fifo(self.source)
+            raise
         if cap is None or not cap.isOpened():
             if cap is not None:
                 cap.release()
@@ -190,7 +220,10 @@ class CameraReader:
         self.close()
         for attempt in range(self.max_reconnects):
             self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
-            cap = self._try_open()
+            try:
+                cap = self._try_open()
+            except TimeoutError:
+                cap = None
             if cap is not None:
                 self._cap = cap
                 self.reconnects += 1
@@ -379,7 +412,7 @@ def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as
     """
     from edgerec.api import create_model
 
-    reader = CameraReader(source, every=every, max_reconnects=max_reconnects).open()
+    reader = CameraReader(source, every=every, max_reconnects=max_reconnects)
     watcher: CameraWatcher | None = None
     ended = False  # end of file, Ctrl-C or SIGTERM (not an error): the summary is always printed then
     old_term = None
@@ -388,6 +421,11 @@ def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as
     except ValueError:  # not the main thread: no handler, the caller stops us
         pass
     try:
+        try:
+            reader.open()  # SIGTERM and Ctrl-C already end us while a source is slow to open
+        except (KeyboardInterrupt, _Stop):
+            echo_err(f"edgerec camera: stopped while opening {reader.name}")
+            raise
         model = create_model(**(model_options or {}))
         watcher = CameraWatcher(model, reader, rois, stable=stable, keep_crops=bool(save_dir))
         for ev in watcher:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgerec._version import __version__
+from edgerec.commands.shell import EdgeRecGroup, plain
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
 
@@ -22,7 +23,7 @@ def _fail(exc: BaseException) -> None:
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EdgeRecGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgerec")
 @click.option("-v", "--verbose", is_flag=True, help="Log what edgerec is doing.")
 def main(verbose: bool) -> None:
@@ -120,25 +121,33 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
             bar.update(1)
             if res.error:
                 failures += 1
-                tqdm.write(f"edgerec: error: {res.error}", file=sys.stderr)
+                tqdm.write(f"edgerec: error: {plain(res.error)}", file=sys.stderr)
                 continue
+            where = res["input_path"] if res["input_path"] is not None else res.name
             if as_json:
                 emit(json.dumps(res.json["res"], ensure_ascii=False))
             else:
-                where = res["input_path"] if res["input_path"] is not None else res.name
                 page = f" [page {res['page_index']}]" if res["page_index"] is not None else ""
-                emit(f"{where}{page}\t{res['rec_text']}\t{res['rec_score']:.4f}")
+                emit(f"{plain(where)}{page}\t{plain(res['rec_text'])}\t{res['rec_score']:.4f}")
             if save_dir:
                 source = f"{res['input_path']}#{res['page_index']}"
-                stem = res.save_to_json(save_dir).stem
+                try:  # one result that cannot be saved is an error for that input; the others go on
+                    stem = res.save_to_json(save_dir).stem
+                    res.save_to_img(save_dir)
+                except OSError as exc:
+                    failures += 1
+                    tqdm.write(f"edgerec: error: {plain(where)}: cannot save its result in {save_dir}: "
+                               f"{exc.strerror or exc}", file=sys.stderr)
+                    continue
                 if saved.setdefault(stem, source) != source:
-                    tqdm.write(f"edgerec: warning: {source} and {saved[stem]} both save as {stem}.*; the "
-                               "later overwrote the earlier", file=sys.stderr)
-                res.save_to_img(save_dir)
+                    tqdm.write(f"edgerec: warning: {plain(source)} and {plain(saved[stem])} both save as {stem}.*; "
+                               "the later overwrote the earlier", file=sys.stderr)
     except EdgeRecError as exc:
         _fail(exc)
     except OSError as exc:
-        _fail(f"cannot write results to {save_dir}: {exc}")
+        if isinstance(exc, BrokenPipeError):
+            raise  # the reader went away (`| head`): EdgeRecGroup ends quietly
+        _fail(f"cannot write results to stdout: {exc.strerror or exc}")
     finally:
         bar.close()
     if failures:

@@ -7,6 +7,14 @@ Each case is an input that is built from (seed, case number), so a failing case 
 The cases include arrays of every dtype and shape, PIL images in odd modes, random, truncated and bit-flipped
 PNG/JPEG/BMP/TIFF/WEBP/PDF bytes and files, empty files, text named .png, folders with symlink loops, FIFOs,
 paths through a file, NUL bytes, non-UTF-8 names, huge images, bad URLs, and lists that mix good and bad.
+Issue 15's hostile classes come on top (``HOSTILE``, drawn from a second random stream so the cases above keep
+their numbers): a 127.0.0.1 server that drips headers, repeats ``100 Continue`` or cuts the body short (bounded
+loops), credentials in URLs (they must not show in any result), a sparse multi-GB ``.png``, a 16-bit RGBA bomb, a
+PDF claiming a million pages, TIFFs with an EXIF orientation, ``%PDF-`` inside a PNG's metadata, float images with
+resize overshoot, control characters in file names, an iterator that raises part way, random-bytes ``.onnx``
+models and ONNX external data outside the folder, and a camera source (a FIFO) that blocks on open. A fixed
+battery of CLI checks runs once: ``| head -1``, plain output of a name with a newline, one unsaveable result,
+``export`` of random bytes, ``--device NPU``.
 A worker process runs them with the model loaded once. The parent waits ``--timeout-per-input`` seconds for
 each case. Past that the case counts as a hang: the worker is killed and a new one started. A worker that dies
 counts as a crash. A sample of the path cases also goes through ``edgerec predict`` in subprocesses.
@@ -29,11 +37,13 @@ import io
 import json
 import multiprocessing as mp
 import os
+import socket
 import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import zlib
@@ -88,6 +98,128 @@ def _png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _rgba16_bomb(side: int = 8000) -> bytes:
+    """A ~2 MB PNG of side x side 16-bit RGBA zeros: 64 MP (under the pixel guard), 512 MB decoded."""
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (side * 8 + 1)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def _million_page_pdf(count: int = 1_000_000) -> bytes:
+    """A ~330-byte PDF whose page tree claims ``count`` pages (it has one)."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count %d >>" % count,
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 60 30] >>"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Root 1 0 R /Size %d >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def _oriented_tiff(img: np.ndarray, orientation: int) -> bytes:
+    """A TIFF whose pixels are ``img`` turned so that its EXIF ``orientation`` (3, 6, 8) shows it upright."""
+    from PIL import Image
+
+    stored = Image.fromarray(np.ascontiguousarray(img[:, :, ::-1]))
+    stored = stored.transpose({3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                               8: Image.Transpose.ROTATE_270}[orientation])
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    stored.save(out, "TIFF", exif=exif)
+    return out.getvalue()
+
+
+def _png_with_pdf_magic(png: bytes) -> bytes:
+    """A valid PNG with ``%PDF-`` in a tEXt chunk right after IHDR (within its first KB)."""
+    return png[:33] + _png_chunk(b"tEXt", b"Comment\x00%PDF-1.7 not a pdf") + png[33:]
+
+
+def _onnx_outside(folder: bytes) -> bytes:
+    """A tiny ONNX whose one initializer keeps its data in ``../outside.bin`` (outside its folder)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [1.0])
+    weight.ClearField("float_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../outside.bin"), ("offset", "0"), ("length", "4")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight])
+    _write(folder, b"outside.bin", b"\0" * 4)
+    inner = os.path.join(folder, b"model")
+    os.mkdir(inner)
+    path = os.path.join(inner, b"inference.onnx")
+    onnx.save(helper.make_model(graph), os.fsdecode(path))
+    return path
+
+
+class HostileServer:
+    """A raw HTTP server on 127.0.0.1 for the URL classes; every loop ends within ``BOUND_S`` per connection.
+
+    /drip: the status line, then a header line one byte at a time; /continue: ``100 Continue`` again and again;
+    /short: a body shorter than its Content-Length; /good.png: a good line (fetched with user:pass@ in the URL).
+    """
+
+    BOUND_S = 15.0
+
+    def __init__(self, good_png: bytes) -> None:
+        self.good = good_png
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        stop = time.monotonic() + self.BOUND_S
+        with conn:
+            try:
+                conn.settimeout(self.BOUND_S)
+                request = conn.recv(65536).split(b"\r\n", 1)[0]
+                path = request.split(b" ")[1] if request.count(b" ") >= 2 else b"/"
+                if path.startswith(b"/drip"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                    while time.monotonic() < stop:
+                        conn.sendall(b"X")
+                        time.sleep(0.2)
+                elif path.startswith(b"/continue"):
+                    while time.monotonic() < stop:
+                        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        time.sleep(0.2)
+                elif path.startswith(b"/short"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(self.good) + 500)
+                                 + self.good)
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n"
+                                 b"Connection: close\r\n\r\n" % len(self.good) + self.good)
+            except OSError:
+                pass
+
+
 class Pool:
     """The known-good images (rendered lines) and their encodings, built once per process."""
 
@@ -96,11 +228,23 @@ class Pool:
         self.encoded = {(t, f): _encode(img, f) for t, img in self.images.items()
                         for f in (".png", ".jpg", ".bmp", ".tif", ".webp", ".pdf")}
         self._huge: dict[tuple[int, int], bytes] = {}
+        self._bomb: bytes | None = None
+        self._server: HostileServer | None = None
 
     def huge_png(self, w: int, h: int) -> bytes:
         if (w, h) not in self._huge:
             self._huge[(w, h)] = _png_claiming(w, h)
         return self._huge[(w, h)]
+
+    def rgba16_bomb(self) -> bytes:
+        if self._bomb is None:
+            self._bomb = _rgba16_bomb()
+        return self._bomb
+
+    def server(self) -> HostileServer:
+        if self._server is None:
+            self._server = HostileServer(self.encoded[("Hello World", ".png")])
+        return self._server
 
 
 class Case:
@@ -113,6 +257,7 @@ class Case:
         self.batch_size = batch_size
         self.good: dict[int, str] = {}  # flattened item index -> key of the good image (text, variant)
         self.paths: list[bytes] = []  # CLI arguments, when every input is a path
+        self.secret: str | None = None  # a URL password that must not show in any result
 
 
 def _random_array(rng: np.random.Generator) -> np.ndarray:
@@ -296,11 +441,81 @@ def _url(rng: np.random.Generator) -> str:
     return urls[rng.integers(len(urls))]
 
 
+HOSTILE = ["url-drip", "url-continue", "url-short", "url-credentials", "sparse-png", "rgba16-bomb",
+           "pdf-million-pages", "tiff-orientation", "png-pdf-magic", "float-overshoot", "control-char-name",
+           "raising-iterator", "random-onnx", "onnx-outside", "camera-fifo"]
+HOSTILE_SHARE = 0.08
+
+
+def _hostile(kind: str, rng: np.random.Generator, folder: bytes, pool: Pool) -> Case:
+    """One case of issue 15's classes (see the module docstring)."""
+    text = GOOD_TEXTS[rng.integers(len(GOOD_TEXTS))]
+    if kind.startswith("url-") and kind != "url-credentials":
+        return Case(f"hostile:{kind}", f"{pool.server().base}/{kind[4:]}/a.png", api="iter")
+    if kind == "url-credentials":
+        case = Case(f"hostile:{kind}", [f"http://fuzz:s3cr3t-{rng.integers(1 << 30)}@"
+                                        f"{pool.server().base[7:]}/good.png"])
+        case.secret = case.inputs[0].split(":")[2].split("@")[0]
+        case.good = {0: "Hello World|.png"}
+        return case
+    if kind == "sparse-png":
+        path = os.path.join(folder, b"sparse.png")
+        with open(path, "wb") as f:
+            f.truncate(3 * 2**30)  # 3 GB claimed, nothing on disk
+        return Case(f"hostile:{kind}", [os.fsdecode(path)])
+    if kind == "rgba16-bomb":
+        return Case(f"hostile:{kind}", [pool.rgba16_bomb()])
+    if kind == "pdf-million-pages":
+        return Case(f"hostile:{kind}", [os.fsdecode(_write(folder, b"million.pdf", _million_page_pdf()))])
+    if kind in ("tiff-orientation", "png-pdf-magic", "control-char-name"):
+        if kind == "tiff-orientation":
+            data, name = _oriented_tiff(pool.images[text], int(rng.choice([3, 6, 8]))), b"oriented.tif"
+        elif kind == "png-pdf-magic":
+            data, name = _png_with_pdf_magic(pool.encoded[(text, ".png")]), b"meta.png"
+        else:
+            data = pool.encoded[(text, ".png")]
+            name = [b"new\nline.png", b"tab\tFORGED\t1.0\n.png", b"esc\x1b[2J.png", b"cr\rx.png"][rng.integers(4)]
+        path = _write(folder, name, data)
+        case = Case(f"hostile:{kind}", [os.fsdecode(path)])
+        case.good, case.paths = {0: f"{text}|.png"}, [path]
+        return case
+    if kind == "float-overshoot":
+        img = pool.images[text].astype(np.float32) / 255.0
+        img[img >= 1.0] = np.float32(1.0001)  # what a resize's overshoot leaves in a 0..1 image
+        case = Case(f"hostile:{kind}", [img])
+        case.good = {0: f"{text}|float"}
+        return case
+    if kind == "raising-iterator":
+        def items():
+            yield pool.images[text].copy()
+            raise RuntimeError("the producer failed")
+
+        case = Case(f"hostile:{kind}", items())
+        case.good = {0: f"{text}|array"}
+        return case
+    if kind == "random-onnx":
+        model = os.path.join(folder, b"random")
+        os.mkdir(model)
+        _write(model, b"inference.onnx", rng.bytes(int(rng.integers(1, 20000))))
+        _write(model, b"ppocr_keys.txt", b"a\nb\n")
+        case = Case(f"hostile:{kind}", os.fsdecode(os.path.join(model, b"inference.onnx")), api="model-dir")
+    elif kind == "onnx-outside":
+        case = Case(f"hostile:{kind}", os.fsdecode(_onnx_outside(folder)), api="model-dir")
+    else:  # camera-fifo
+        path = os.path.join(folder, b"camera.fifo")
+        os.mkfifo(path)
+        case = Case(f"hostile:{kind}", os.fsdecode(path), api="camera")
+    return case
+
+
 def build_case(seed: int, index: int, workdir: Path, pool: Pool) -> Case:
     """The case numbered ``index``: deterministic for (seed, index), its files under ``workdir``/<index>."""
     rng = np.random.default_rng([seed, index])
     folder = os.fsencode(workdir / str(index))
     os.makedirs(folder, exist_ok=True)
+    hrng = np.random.default_rng([seed, index, 15])  # a stream of its own: the other cases keep their numbers
+    if hrng.random() < HOSTILE_SHARE:
+        return _hostile(HOSTILE[hrng.integers(len(HOSTILE))], hrng, folder, pool)
     r = rng.random()
     if r < 0.005:  # huge images: refused, or decoded within bounded time and memory
         which = int(rng.integers(4))
@@ -409,6 +624,7 @@ def _good_reference(model: Any, pool: Pool) -> dict[str, str]:
             ref[f"{text}|{fmt}"] = res["rec_text"]
         ref[f"{text}|array"] = next(iter(model.predict(img)))["rec_text"]
         ref[f"{text}|gray"] = next(iter(model.predict(img.mean(axis=2).astype(np.uint8))))["rec_text"]
+        ref[f"{text}|float"] = next(iter(model.predict(img.astype(np.float32) / 255.0)))["rec_text"]
     return ref
 
 
@@ -426,6 +642,8 @@ def run_case(model: Any, case: Case, ref: dict[str, str], save_dir: Path | None 
     from edgerec.results import TextRecResult
 
     try:
+        if case.api in ("iter", "model-dir", "camera"):
+            return _run_other(case)
         if case.api == "recognize":
             res = model.recognize(case.inputs)
             results = [res]
@@ -435,6 +653,10 @@ def run_case(model: Any, case: Case, ref: dict[str, str], save_dir: Path | None 
         return "edgerec-error", f"{type(exc).__name__}: {str(exc)[:160]}"
     except Exception as exc:
         return "crash", "".join(traceback.format_exception(exc))[-1500:]
+    if case.secret:
+        shown = [f"{r}\n{json.dumps(r.json, ensure_ascii=False)}\n{r.error}" for r in results]
+        if any(case.secret in s for s in shown):
+            return "wrong", "the URL's password shows in a result"
     outcome, detail = "ok", ""
     for i, res in enumerate(results):
         if not isinstance(res, TextRecResult):
@@ -463,6 +685,38 @@ def run_case(model: Any, case: Case, ref: dict[str, str], save_dir: Path | None 
     if case.good and len(results) < max(case.good) + 1:
         return "wrong", f"only {len(results)} results for {len(case.inputs)} inputs"
     return outcome, detail
+
+
+def _run_other(case: Case) -> tuple[str, str]:
+    """The cases that are not a predict call: a URL through iter_inputs with a short deadline, a model folder
+    through create_model, a camera source through CameraReader; each must end in an error naming its input."""
+    from edgerec.errors import EdgeRecError
+
+    if case.api == "iter":
+        from edgerec.io.inputs import iter_inputs
+
+        items = list(iter_inputs(case.inputs, url_timeout=2.0))
+        bad = [it for it in items if it.error is None or case.inputs.split("//")[1].split("/")[0] not in
+               str(it.error)]
+        return ("unnamed-error", f"{bad[0].error!r}") if bad else ("edgerec-error", str(items[0].error)[:160])
+    try:
+        if case.api == "model-dir":
+            from edgerec import create_model
+
+            create_model(model_dir=case.inputs, progress=False)
+        else:
+            import cv2
+
+            from edgerec.camera import CameraReader
+
+            try:
+                CameraReader(case.inputs, open_timeout_s=1.0).open().close()
+            finally:  # hangs (a "hang" outcome) if the given-up open kept OpenCV's video I/O lock
+                cv2.VideoWriter(case.inputs + ".avi", cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 16)).release()
+    except EdgeRecError as exc:
+        named = case.inputs in str(exc) or os.path.dirname(case.inputs) in str(exc)
+        return ("edgerec-error" if named else "unnamed-error"), f"{type(exc).__name__}: {str(exc)[:160]}"
+    return "wrong", f"{case.inputs}: accepted, but it must be refused"
 
 
 def worker(conn: Any, model_name: str, seed: int, workdir: str) -> None:
@@ -624,6 +878,63 @@ def _cli_once(args: list[bytes], model: str, timeout: float, env: dict) -> tuple
     return ("edgerec-error" if proc.returncode == 1 else "ok"), ""
 
 
+def cli_battery(model: str, workdir: Path, pool: Pool, env: dict) -> collections.Counter:
+    """Issue 15's CLI classes, once each: (name, outcome) counted as ok or the bad outcome, details printed."""
+    counts: collections.Counter = collections.Counter()
+    folder = workdir / "cli-battery"
+    lines = folder / "lines"
+    lines.mkdir(parents=True)
+    for i in range(12):
+        (lines / f"l{i:02d}.png").write_bytes(pool.encoded[(GOOD_TEXTS[i % 3], ".png")])
+    base = [sys.executable, "-m", "edgerec.cli"]
+
+    def check(name: str, ok: bool, detail: str, bad: str = "wrong") -> None:
+        counts["ok" if ok else bad] += 1
+        if not ok:
+            print(f"  CLI battery {name}: {bad}: {detail[-800:]}", file=sys.stderr)
+
+    def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+    # `predict dir | head -1`: quiet, 141 (1800 lines: more than a pipe holds, so the writer meets the closed end)
+    proc = subprocess.Popen([*base, "predict", *[str(lines)] * 150, "--model", model, "--quiet"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8", "replace")
+    code = proc.wait(timeout=300)
+    check("closed-pipe", code == 141 and not err, f"exit {code}: {err}", "crash" if "Traceback" in err else "wrong")
+    # plain output of names with control characters: one line per input
+    odd = folder / "odd"
+    odd.mkdir()
+    for name in ("new\nline.png", "tab\tFORGED\t1.0.png", "esc\x1b[2J.png"):
+        (odd / name).write_bytes(pool.encoded[("ABC-123", ".png")])
+    res = cli("predict", str(odd), "--model", model, "--quiet")
+    out = res.stdout.splitlines()
+    check("control-char-names", res.returncode == 0 and len(out) == 3 and all(x.count("\t") == 2 for x in out)
+          and "\x1b" not in res.stdout, f"exit {res.returncode}: {out!r} {res.stderr}")
+    # one result that cannot be saved: an error for that input, the others saved
+    save = folder / "save"
+    (save / "l03_res.json").mkdir(parents=True)
+    res = cli("predict", str(lines), "--model", model, "--quiet", "--save-dir", str(save))
+    errors = [x for x in res.stderr.splitlines() if x.startswith("edgerec: error:")]
+    saved = [p for p in save.glob("*_res.json") if p.is_file()]
+    check("unsaveable-result", res.returncode == 1 and len(errors) == 1 and len(saved) == 11,
+          f"exit {res.returncode}, {len(saved)} saved: {res.stderr}")
+    # export / predict of a random-bytes .onnx
+    bad = folder / "random.onnx"
+    bad.write_bytes(np.random.default_rng(1).bytes(3000))
+    for args in (["export", "--model-dir", str(bad), "--output", str(folder / "ir")],
+                 ["predict", str(lines), "--model-dir", str(bad)]):
+        res = cli(*args)
+        check(f"random-onnx {args[0]}", res.returncode == 1 and f"edgerec: error: {bad}" in res.stderr
+              and "Traceback" not in res.stderr, res.stderr, "crash" if "Traceback" in res.stderr else "wrong")
+    # --device NPU: not a GPU driver problem
+    res = cli("predict", str(lines), "--model", model, "--device", "NPU")
+    check("device-npu", res.returncode == 1 and "driver" not in res.stderr and "NPU" in res.stderr, res.stderr)
+    return counts
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -636,6 +947,7 @@ def main() -> int:
     ap.add_argument("--cli-fraction", type=float, default=0.05, help="share of path cases also run via the CLI")
     ap.add_argument("--cli-group", type=int, default=25, help="path cases per CLI invocation")
     ap.add_argument("--only", type=int, nargs="*", help="run just these case numbers (to reproduce one)")
+    ap.add_argument("--no-cli-battery", action="store_true", help="skip the fixed CLI checks of issue 15")
     ap.add_argument("--show", type=int, default=3, help="print this many details per bad outcome")
     args = ap.parse_args()
 
@@ -655,7 +967,7 @@ def main() -> int:
         for k, index in enumerate(indices):
             _, outcome, detail, kind, (rss, hwm), took = runner.run(index)
             counts[outcome] += 1
-            by_kind[kind.split(":")[0]][outcome] += 1
+            by_kind[kind if kind.startswith("hostile:") else kind.split(":")[0]][outcome] += 1
             if hwm > peak[0]:
                 peak = (hwm, f"case {index} ({kind})")
             if took > slowest[0]:
@@ -688,6 +1000,10 @@ def main() -> int:
         groups = [chosen[i:i + args.cli_group] for i in range(0, len(chosen), args.cli_group)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         cli_counts = run_cli(groups, args.model, args.timeout_per_input * args.cli_group, env)
+    battery: collections.Counter = collections.Counter()
+    if not args.no_cli_battery and not args.only:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        battery = cli_battery(args.model, workdir, Pool(), env)
     _cleanup(workdir)
 
     total = time.perf_counter() - t0
@@ -700,7 +1016,9 @@ def main() -> int:
         print(f"edgerec predict (CLI): {sum(cli_counts.values())} path cases")
         for outcome in ("ok", "edgerec-error", "crash", "hang"):
             print(f"  {outcome:14s} {cli_counts.get(outcome, 0)}")
-    bad = sum(counts.get(o, 0) + cli_counts.get(o, 0) for o in BAD_OUTCOMES)
+    if battery:
+        print(f"CLI battery (issue 15): {dict(battery)}")
+    bad = sum(counts.get(o, 0) + cli_counts.get(o, 0) + battery.get(o, 0) for o in BAD_OUTCOMES)
     return 1 if bad else 0
 
 

@@ -86,10 +86,15 @@ def resolve_device(device: str | DeviceSpec | None) -> str:
         return spec.text
     if spec.text == "GPU" and any(d.startswith("GPU") for d in available):
         return "GPU"
+    if spec.text.startswith("NPU"):  # no GPU driver advice for it: it is not a GPU
+        advice = ("edgerec does not support the NPU for these recognizers here (their input width is dynamic); "
+                  "use 'cpu', 'GPU' or 'AUTO'.")
+    else:
+        advice = ("An Intel GPU needs its driver and libOpenCL.so.1 (e.g. apt-get install ocl-icd-libopencl1 "
+                  "intel-opencl-icd).")
     raise DeviceError(
         f"device {spec.text!r} is not available to OpenVINO here (available: {', '.join(available) or 'none'}). "
-        "An Intel GPU needs its driver and libOpenCL.so.1 (e.g. apt-get install ocl-icd-libopencl1 "
-        "intel-opencl-icd)."
+        + advice
     )
 
 

@@ -123,7 +123,7 @@ class _Base:
 def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
     """The ONNX to start from, with its charset: a card's source (ONNX preferred) or a local model, found by the
     one resolver (edgerec.zoo.resolve), with its input-height and space-char rule."""
-    from edgerec.zoo.export import read_charset_entries
+    from edgerec.zoo.export import load_onnx, read_charset_entries
     from edgerec.zoo.resolve import resolve_source
 
     try:
@@ -131,6 +131,8 @@ def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
     except EdgeRecError as exc:
         raise TrainError(str(exc)) from None
     entries = read_charset_entries(src)
+    if src.format == "onnx":
+        load_onnx(src.model_file)  # random bytes, external data outside its folder: a ModelError naming it
     onnx_path = src.model_file
     if src.format == "paddle":
         from edgerec.zoo.export import paddle_to_onnx

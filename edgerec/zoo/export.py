@@ -10,10 +10,12 @@ input_height, precision, source_sha256, source_id, so an IR folder alone is enou
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,9 +100,7 @@ def read_charset_entries(src: ModelSource) -> list[str]:
         raise ModelError(f"{src.folder}: no character dict found (expected a *dict*.txt / *keys*.txt file, "
                          "inference.yml with PostProcess.character_dict, or an ONNX with 'character' metadata)")
     if kind == "onnx-metadata":
-        import onnx
-
-        model = onnx.load(str(src.model_file), load_external_data=False)
+        model = load_onnx(src.model_file)
         props = {p.key: p.value for p in model.metadata_props}
         if "character" not in props:
             raise ModelError(f"{src.model_file}: no 'character' metadata and no dict file beside it")
@@ -119,6 +119,46 @@ def read_charset_entries(src: ModelSource) -> list[str]:
     if not path.is_file():
         raise ModelError(f"{src.folder}: the charset file {kind} is missing")
     return read_dict_file(path)
+
+
+def load_onnx(path: str | Path):
+    """The ONNX graph of ``path`` (weights left on disk), or a ModelError saying why it is not one.
+
+    The one gate every ONNX we are handed passes before anything parses it further: random bytes would end in a
+    protobuf DecodeError traceback, and external data outside the model's folder in OpenVINO's bare
+    ``Check 'false' failed``; a model file must not make us read files anywhere else on the disk either.
+    """
+    import onnx
+    from onnx import external_data_helper as ext
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
+        raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}); is it the right file, "
+                         "complete (not cut short by a copy)?") from None
+    if not model.graph.node:
+        raise ModelError(f"{path}: not an ONNX model (no graph inside)")
+    folder = path.parent.resolve()
+    tensors = getattr(ext, "_get_all_tensors", lambda m: m.graph.initializer)(model)
+    for tensor in tensors:
+        if not ext.uses_external_data(tensor):
+            continue
+        info = ext.ExternalDataInfo(tensor)
+        where = (folder / info.location).resolve()
+        if Path(info.location).is_absolute() or not where.is_relative_to(folder):
+            raise ModelError(f"{path}: tensor {tensor.name!r} keeps its data in {info.location!r}, outside the "
+                             "model's folder; external data must sit beside the .onnx (refused)")
+        if not where.is_file():
+            raise ModelError(f"{path}: tensor {tensor.name!r} keeps its data in {info.location!r}, which is "
+                             "missing; copy it beside the .onnx")
+        end = (info.offset or 0) + (info.length or 0)
+        if end > where.stat().st_size:
+            raise ModelError(f"{where}: {where.stat().st_size} bytes, but tensor {tensor.name!r} needs {end}: the "
+                             "file is truncated")
+    return model
 
 
 def _input_height(src: ModelSource, default: int) -> int:
@@ -170,6 +210,8 @@ def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scra
         path = paddle_to_onnx(src, scratch / "paddle2onnx.onnx")
     elif via not in ("auto", "direct", "paddle2onnx"):
         raise ExportError(f"unknown export route {via!r} (use auto, direct or paddle2onnx)")
+    elif src.format == "onnx":
+        load_onnx(path)  # a clear error before OpenVINO tries every frontend on it
     try:
         model = ov.convert_model(str(path))
     except Exception as exc:
@@ -200,8 +242,6 @@ def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None
 
     ``spec`` (default: ``ExportSpec.of(src)``, a local model) gives the name, height and charset rule.
     """
-    import openvino as ov
-
     if precision not in EXPORT_PRECISIONS:
         raise ExportError(f"precision {precision!r}: export writes fp32 or fp16 (int8 comes from `edgerec quantize`)")
     spec = spec or ExportSpec.of(src)
@@ -211,6 +251,46 @@ def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / IR_NAME).exists())):
         raise ExportError(f"{out_dir}: exists and is not an IR folder; export writes a whole folder, so give a new "
                           "or empty one (or an earlier export's folder to replace it)")
+    need = check_space(src, out_dir)
+    try:
+        _write_ir(src, out_dir, spec, precision, via)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise ExportError(f"{out_dir}: cannot write the IR there ({exc.strerror or exc})") from None
+        raise ExportError(f"no space left on {out_dir.parent} ({exc.strerror}); the export needs about "
+                          f"{need >> 20} MB there") from None
+    except RuntimeError as exc:  # OpenVINO's save: "basic_ios::clear: iostream error" when a write fails
+        if "iostream error" not in str(exc):
+            raise
+        raise ExportError(f"no space left on {out_dir.parent}? OpenVINO could not write the IR (iostream error); "
+                          f"the export needs about {need >> 20} MB there, and the folder must be writable") from None
+    return out_dir / IR_NAME
+
+
+def check_space(src: ModelSource, out_dir: Path) -> int:
+    """Refuse before writing when ``out_dir``'s disk has less free space than the export needs (returned, bytes).
+
+    The need is twice the source's weights (the IR, plus paddle2onnx's ONNX on that route): a full disk would
+    otherwise surface half-way as OpenVINO's bare "iostream error".
+    """
+    need = 2 * sum(p.stat().st_size for p in (src.model_file, src.params_file) if p is not None and p.is_file())
+    where = out_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return need  # cannot tell: the write itself will say
+    if free < need:
+        raise ExportError(f"no space left on {where}: {free >> 20} MB free, the export of {src.model_file.name} "
+                          f"needs about {need >> 20} MB")
+    return need
+
+
+def _write_ir(src: ModelSource, out_dir: Path, spec: ExportSpec, precision: str, via: str) -> None:
+    """Convert and save into a temporary sibling of ``out_dir`` that replaces it whole (nothing half-written)."""
+    import openvino as ov
+
     with atomic_dir(out_dir) as tmp:
         model = convert(src, via=via, input_height=spec.input_height, scratch=tmp)
         classes = spec.classes(src, num_classes_of(model))
@@ -231,7 +311,6 @@ def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None
         ov.save_model(model, str(tmp / IR_NAME), compress_to_fp16=(precision == "fp16"))
         for leftover in tmp.glob("paddle2onnx.onnx"):
             leftover.unlink()
-    return out_dir / IR_NAME
 
 
 def verify_source_files(src: ModelSource) -> None:

@@ -1,0 +1,59 @@
+"""How the ``edgerec`` command behaves as a Unix tool: quiet on a closed pipe, 130 on Ctrl-C, one-line fields.
+
+``edgerec predict dir/ | head -1`` closes our stdout early; a Unix tool then ends quietly (SIGPIPE's 141), not
+with "Broken pipe" on stderr. Ctrl-C is the user stopping the run, not a bad input: exit 130 with one line, where
+click alone would print "Aborted!" and exit 1 like an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import unicodedata
+
+import click
+
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool the closed pipe stopped
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+
+def quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null (so the interpreter's last flush cannot fail again) and exit 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.exit(EXIT_SIGPIPE)
+
+
+class EdgeRecGroup(click.Group):
+    """The top-level click group, with the closed-pipe and Ctrl-C exits above for every command."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        except KeyboardInterrupt:
+            try:
+                click.echo("edgerec: interrupted", err=True)
+            except OSError:
+                pass
+            sys.exit(EXIT_INTERRUPTED)
+
+
+def plain(text: object) -> str:
+    """``text`` with control characters (newline, CR, tab, ESC, ...) written as ``\\n``, ``\\x1b`` as repr does.
+
+    Plain output is one tab-separated line per result: a file name with a newline or a tab would otherwise forge
+    lines or fields, and an ESC would drive the terminal. ``--json`` keeps the exact strings.
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(repr(c)[1:-1] if _control(c) else c for c in s)
+
+
+def _control(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp") or c == "\x7f"

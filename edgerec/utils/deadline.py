@@ -1,0 +1,49 @@
+"""Run a call that may block in the kernel for ever (opening a named pipe, a stream that never answers) with a
+deadline, while the main thread stays able to take Ctrl-C and SIGTERM."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def call_within(fn: Callable[[], T], timeout_s: float, *, discard: Callable[[Any], None] | None = None,
+                name: str = "edgerec-call") -> T:
+    """``fn()`` in a daemon thread, waited for in short steps; TimeoutError after ``timeout_s``.
+
+    The thread cannot be killed: it is left blocked (a daemon, so it does not hold the process up), and whatever
+    it returns once we gave up is passed to ``discard`` (e.g. a capture's release) rather than leaked open.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+    abandoned = [False]
+
+    def target() -> None:
+        try:
+            result, exc = fn(), None
+        except BaseException as e:  # handed to the waiting thread
+            result, exc = None, e
+        with lock:
+            box.update(result=result, exc=exc)
+            done.set()
+            late = abandoned[0]
+        if late and discard is not None and result is not None:
+            discard(result)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no answer within {timeout_s:g} s")
+    finally:
+        with lock:
+            abandoned[0] = not done.is_set()
+    if box["exc"] is not None:
+        raise box["exc"]
+    return box["result"]
