@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the tree goes (default: a temporary folder)")
     ap.add_argument("--ray", action="store_true", help="also run through Ray Data on a local cluster")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--ray-n", type=int, default=None, help="with --ray: run Ray on the first N inputs only")
     args = ap.parse_args()
 
     from edgerec.api import create_model
@@ -171,11 +173,20 @@ def main() -> None:
     cores = cpu_info()["usable_cores"]
     floor = peak / gflops
     rows = [("single process", res)]
+    print(f"single process: {res['lines']} lines in {res['wall_s']:.1f} s = {res['lines_per_s']:.1f} lines/s; "
+          f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+    (work / "scale_bench_single.json").write_text(json.dumps(res, indent=1))
     if args.ray:
+        ray_tree = tree
+        if args.ray_n and args.ray_n < args.n:  # Ray on the first ray_n inputs (its own tree of hard links)
+            ray_tree = work / f"tree-{args.ray_n}"
+            if not ray_tree.exists():
+                make_tree(ray_tree, args.ray_n, sorted(tree.rglob("*.png"))[: args.ray_n])
         ray_out = work / "ray-out"
+        shutil.rmtree(ray_out, ignore_errors=True)  # our own output of an earlier run: counted afresh
         t0 = time.monotonic()
-        subprocess.run([sys.executable, "-m", "edgerec.cli", "predict", str(tree), "--model", args.model, "--ray",
-                        "--output", str(ray_out), "--quiet"], check=False)
+        subprocess.run([sys.executable, "-m", "edgerec.cli", "predict", str(ray_tree), "--model", args.model, "--ray",
+                        "--output", str(ray_out), "--quiet", "--overwrite"], check=False)
         wall = time.monotonic() - t0
         n_ray = sum(sum(1 for _ in open(p, "rb")) for p in ray_out.glob("*.json"))
         rows.append(("ray local", {"wall_s": wall, "lines": n_ray, "lines_per_s": n_ray / wall,

@@ -306,7 +306,8 @@ def test_only_the_registry_names_engine_kinds():
     import edgerec
 
     root = Path(edgerec.__file__).parent
-    for rel in ("api.py", "cli.py", "camera.py", "runtime/predictor.py", "quant/quantize.py"):
+    commands = [f"commands/{p.name}" for p in sorted((root / "commands").glob("*.py"))]
+    for rel in ("api.py", "cli.py", "camera.py", "runtime/predictor.py", "quant/quantize.py", *commands):
         tree = ast.parse((root / rel).read_text("utf-8"))
         named = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in registry.names()]
         assert named == [], (rel, named)

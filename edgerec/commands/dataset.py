@@ -8,16 +8,12 @@ from pathlib import Path
 
 import click
 
+from edgerec.commands.common import ENGINE, fail
 from edgerec.errors import EdgeRecError
 
 PRECISION = click.Choice(["fp32", "fp16", "int8"])
-ENGINE = click.Choice(["openvino", "onnxruntime", "paddle"])
 SHOWN_PER_KIND = 20  # problem lines printed per kind; problems.txt has them all
 
-
-def _fail(exc: BaseException | str) -> None:
-    click.echo(f"edgerec: error: {exc}", err=True)
-    sys.exit(1)
 
 
 @click.command("check-dataset")
@@ -64,9 +60,9 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
         res = check_dataset(dataset_dir, output, model_name=model_name, model_dir=model_dir,
                             progress=False if quiet else None, strict=strict)
     except EdgeRecError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(f"cannot write to {output}: {exc}")
+        fail(f"cannot write to {output}: {exc}")
     base = Path(dataset_dir)
     shown: dict[str, int] = {}
     for p in res["problems"]:
@@ -92,7 +88,7 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
     if not res["check_pass"]:
         for reason in res["reasons"]:
             click.echo(f"edgerec: {reason}", err=True)
-        _fail(f"{dataset_dir}: the dataset check failed ({len(res['reasons'])} kind(s) of problem above)")
+        fail(f"{dataset_dir}: the dataset check failed ({len(res['reasons'])} kind(s) of problem above)")
 
 
 @click.command("evaluate")
@@ -125,9 +121,9 @@ def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, en
                        output=output, device=device, engine=engine, threads=threads,
                        progress=False if quiet else None)
     except EdgeRecError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(f"cannot write to {output}: {exc}")
+        fail(f"cannot write to {output}: {exc}")
     for line in res["unreadable_images"]:
         click.echo(f"edgerec: error: {os.path.join(dataset_dir, line)}", err=True)
     m, mod = res["metrics"], res["model"]

@@ -6,12 +6,8 @@ import sys
 
 import click
 
+from edgerec.commands.common import fail
 from edgerec.errors import EdgeRecError
-
-
-def _fail(exc: BaseException | str) -> None:
-    click.echo(f"edgerec: error: {exc}", err=True)
-    sys.exit(1)
 
 
 @click.command("train")
@@ -56,7 +52,7 @@ def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_b
                           augment=not no_augment, seed=seed, threads=threads, source=source)
         result = finetune(cfg, progress=not quiet)
     except EdgeRecError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
         click.echo("edgerec: interrupted before training started; nothing was saved", err=True)
         sys.exit(130)

@@ -1,0 +1,53 @@
+"""``edgerec camera``: read regions of a camera, video file or stream, frame by frame."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgerec.commands.common import PRECISION, fail
+from edgerec.errors import EdgeRecError
+
+
+@click.command()
+@click.option("--source", required=True, help="Camera index (0), a device (/dev/video0), a video file or rtsp://...")
+@click.option("--roi", "rois", multiple=True, metavar="X,Y,W,H",
+              help="A region to read, in frame pixels; repeat for more [default: the whole frame].")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Recognize every Nth frame.")
+@click.option("--stable", type=click.IntRange(1), default=2, show_default=True,
+              help="Report a new text once it held for this many recognized frames.")
+@click.option("--model", "model_name", help="Model card name [default: PP-OCRv4_mobile_rec unless --model-dir].")
+@click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
+@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@click.option("--max-reconnects", type=click.IntRange(0), default=5, show_default=True,
+              help="Reopen a dropped live stream this many times (with backoff) before giving up.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text change on stdout.")
+@click.option("--save-dir", type=click.Path(file_okay=False), help="Write frameN_roiK.json and _res.png per change.")
+def camera(source, rois, every, stable, model_name, model_dir, precision, device, threads, max_reconnects, as_json,
+           save_dir) -> None:
+    """Read text from camera frames: print each ROI's text when it changes and holds for --stable frames.
+
+    Ends at the end of a file or on Ctrl-C, printing frames read, frames recognized, fps and latency on stderr.
+    """
+    from edgerec.camera import Roi, run
+
+    try:
+        boxes = [Roi.parse(r) for r in rois]
+    except EdgeRecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--roi") from None
+    if model_name is None and model_dir is None:
+        model_name = "PP-OCRv4_mobile_rec"
+    options = {"model_name": model_name, "model_dir": model_dir, "device": device, "precision": precision,
+               "threads": threads, "progress": False}
+    try:
+        code = run(source, boxes, every=every, stable=stable, as_json=as_json, save_dir=save_dir,
+                   max_reconnects=max_reconnects, echo=click.echo, echo_err=lambda m: click.echo(m, err=True),
+                   model_options=options)
+    except EdgeRecError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(f"cannot write results to {save_dir}: {exc}" if save_dir else exc)
+    sys.exit(code)

@@ -1,0 +1,194 @@
+"""``edgerec predict``: line images to text, on stdout, into a JSON Lines file, or through Ray."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edgerec.commands.common import ENGINE, PRECISION, fail
+from edgerec.commands.shell import plain
+from edgerec.engines import registry
+from edgerec.errors import EdgeRecError
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_name", help="Model card name [default: PP-OCRv4_mobile_rec unless --model-dir].")
+@click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
+@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@click.option("--engine", type=ENGINE, default=None,
+              help="Force an engine [default: by device, as the API picks: paddle for gpu/gpu:N, else openvino].")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@click.option("--shape-cache", type=click.IntRange(0, 100000), default=None,
+              help="Input widths whose OpenVINO kernels stay prepared [default: 2]; ~35 MB each. Raise it to about "
+                   "the number of distinct widths for speed on large folders.")
+@click.option("--save-dir", type=click.Path(file_okay=False), help="Write <stem>_res.json and <stem>_res.png here.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--strict-device", is_flag=True,
+              help="Refuse gpu/gpu:N without a usable NVIDIA GPU (default: warn, run on cpu).")
+@click.option("--output", type=click.Path(), help="Write one JSON line per input to this file as results come "
+              "(crash-safe; with --ray: a new folder of JSON files). Nothing is printed per line then.")
+@click.option("--resume", is_flag=True, help="Continue an --output file: inputs already in it are skipped.")
+@click.option("--overwrite", is_flag=True, help="Start an existing --output file again.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Threads decoding folder images ahead of inference [default: 2 with --output, else 1].")
+@click.option("--hint", type=click.Choice(["LATENCY", "THROUGHPUT"]), default=None,
+              help="OpenVINO performance hint [default: THROUGHPUT with --output (parallel streams), else LATENCY].")
+@click.option("--min-width", type=click.IntRange(16, 3200), default=None,  # MIN_W_FLOOR, MAX_W of runtime.preprocess
+              help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short "
+                   "lines but changes some texts (docs/usage.md).")
+@click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
+@click.option("--address", default=None, help="With --ray: the cluster to join ('auto', ray://host:10001) "
+              "[default: a local Ray on this machine's cores].")
+def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
+            as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address, min_width):
+    """Recognize the text in line images: files, folders, PDFs, URLs.
+
+    Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
+    With --output, results go to a JSON Lines file instead of stdout (see docs/scale.md).
+    """
+    from tqdm import tqdm
+
+    from edgerec.api import create_model
+
+    if (resume or overwrite or use_ray) and not output:
+        fail("--resume, --overwrite and --ray need --output")
+    if resume and overwrite:
+        fail("--resume and --overwrite contradict each other: pick one")
+    if output and (save_dir or as_json):
+        fail("--output writes the results file; --save-dir and --json print or save per line: pick one")
+    if use_ray and min_width is not None:
+        fail("--min-width is not supported with --ray")
+    if use_ray:
+        _predict_ray(inputs, output, model_name, model_dir, precision, batch_size, threads, address, overwrite,
+                     resume)
+        return
+    if output and hint is None and _takes(engine, device, "hint"):
+        hint = "THROUGHPUT"  # a long run wants lines per second: OpenVINO's streams, batches in parallel
+    try:
+        if model_name is None and model_dir is None:
+            model_name = "PP-OCRv4_mobile_rec"
+        logging.getLogger("edgerec.bad_input").setLevel(logging.ERROR)  # reported on stderr below, once each
+        if click.get_current_context().get_parameter_source("engine") is click.core.ParameterSource.DEFAULT:
+            engine = None  # pick by device, so --device gpu can fall back to cpu as PaddleX does
+        model = create_model(model_name, model_dir=model_dir, device=device, precision=precision, engine=engine,
+                             batch_size=batch_size, threads=threads, progress=not quiet,
+                             shape_cache=shape_cache, strict_device=strict_device, hint=hint, min_width=min_width)
+    except EdgeRecError as exc:
+        fail(exc)
+    if output:
+        _predict_to_file(model, inputs, output, resume, overwrite, batch_size, workers or 2, quiet)
+        return
+    many = len(inputs) > 1 or any(Path(i).is_dir() or i.lower().endswith(".pdf") for i in inputs)
+    # a bar only where a person watches stderr; result lines go through tqdm.write so the two never interleave
+    bar = tqdm(desc="recognizing", unit="line", file=sys.stderr, leave=False,
+               disable=quiet or not many or not sys.stderr.isatty())
+
+    def emit(line: str) -> None:
+        if bar.disable:
+            click.echo(line)
+        else:
+            tqdm.write(line, file=sys.stdout)
+
+    failures = 0
+    saved: dict[str, str] = {}  # output stem -> the input that wrote it, to catch two inputs named alike
+    try:
+        for res in model.predict(list(inputs), batch_size=batch_size, workers=workers or 1):
+            bar.update(1)
+            if res.error:
+                failures += 1
+                tqdm.write(f"edgerec: error: {plain(res.error)}", file=sys.stderr)
+                continue
+            where = res["input_path"] if res["input_path"] is not None else res.name
+            if as_json:
+                emit(json.dumps(res.json["res"], ensure_ascii=False))
+            else:
+                page = f" [page {res['page_index']}]" if res["page_index"] is not None else ""
+                emit(f"{plain(where)}{page}\t{plain(res['rec_text'])}\t{res['rec_score']:.4f}")
+            if save_dir:
+                source = f"{res['input_path']}#{res['page_index']}"
+                try:  # one result that cannot be saved is an error for that input; the others go on
+                    stem = res.save_to_json(save_dir).stem
+                    res.save_to_img(save_dir)
+                except OSError as exc:
+                    failures += 1
+                    tqdm.write(f"edgerec: error: {plain(where)}: cannot save its result in {save_dir}: "
+                               f"{exc.strerror or exc}", file=sys.stderr)
+                    continue
+                if saved.setdefault(stem, source) != source:
+                    tqdm.write(f"edgerec: warning: {plain(source)} and {plain(saved[stem])} both save as {stem}.*; "
+                               "the later overwrote the earlier", file=sys.stderr)
+    except EdgeRecError as exc:
+        fail(exc)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise  # the reader went away (`| head`): EdgeRecGroup ends quietly
+        fail(f"cannot write results to stdout: {exc.strerror or exc}")
+    finally:
+        bar.close()
+    if failures:
+        sys.exit(1)
+
+
+def _takes(engine: str | None, device: str, option: str) -> bool:
+    """Whether the engine that ``engine``/``device`` picks has ``option`` (only what it takes is defaulted)."""
+    try:
+        return option in registry.pick(engine, device).options.__dataclass_fields__
+    except EdgeRecError:
+        return False
+
+
+def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, batch_size: int, workers: int,
+                     quiet: bool) -> None:
+    """predict --output: stream into the JSON Lines file; exit 1 when any input in it failed."""
+    from tqdm import tqdm
+
+    from edgerec.sinks.stream import predict_to_jsonl
+
+    def report(message: str) -> None:
+        tqdm.write(f"edgerec: error: {plain(message)}", file=sys.stderr)
+
+    try:
+        got = predict_to_jsonl(model, list(inputs), output, resume=resume, overwrite=overwrite,
+                               batch_size=batch_size, workers=workers, on_error=report,
+                               progress=not quiet and sys.stderr.isatty())
+    except EdgeRecError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(f"cannot write results to {output}: {exc.strerror or exc}")
+    if not quiet:
+        skipped = f", {got.skipped} already there" if got.skipped else ""
+        click.echo(f"edgerec: {got.written} results written to {output} ({got.errors} failed{skipped})", err=True)
+    if got.errors or got.earlier_errors:
+        if got.earlier_errors:
+            click.echo(f"edgerec: {got.earlier_errors} inputs failed in the earlier run(s) of {output}", err=True)
+        sys.exit(1)
+
+
+def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, batch_size: int, threads, address,
+                 overwrite: bool, resume: bool) -> None:
+    """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``."""
+    from edgerec.integrations.ray import recognize_folder
+
+    out = Path(output)
+    if resume:
+        fail("--resume is not supported with --ray (Ray Data writes a folder of files): use a new --output")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to add to it)")
+    try:
+        rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
+                                model_dir=model_dir, precision=precision, address=address,
+                                num_cpus=threads or 1, batch_size=max(8, batch_size))
+    except EdgeRecError as exc:
+        fail(exc)
+    click.echo(f"edgerec: {rows} results written to {out}/ through Ray ({errors} failed)", err=True)
+    if errors:
+        sys.exit(1)

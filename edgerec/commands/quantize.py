@@ -1,0 +1,62 @@
+"""``edgerec quantize`` and ``edgerec calibrate``: INT8 models with NNCF, from calibration crops."""
+
+from __future__ import annotations
+
+import click
+
+from edgerec.commands.common import fail
+from edgerec.errors import EdgeRecError
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--model-dir", type=click.Path(exists=True), help="A local model instead of a card name.")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False),
+              help="Dataset folder (train.txt or label.txt) of real crops [default: rendered lines].")
+@click.option("--eval", "eval_dir", type=click.Path(exists=True, file_okay=False),
+              help="Labelled folder (val.txt or label.txt) to check accuracy on [default: rendered lines].")
+@click.option("--subset-size", type=click.IntRange(1, 10000), default=300, show_default=True,
+              help="Calibration crops.")
+@click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True)
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+              help="Largest allowed absolute drop of acc and norm_edit_dis.")
+@click.option("--no-accuracy-control", is_flag=True, help="Do not run NNCF's accuracy-controlled search on a miss.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
+@click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
+def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, no_accuracy_control, seed,
+             force, output) -> None:
+    """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it."""
+    from edgerec.quant.quantize import QuantizationConfig, quantize_model
+
+    if not name and not model_dir:
+        fail(click.UsageError("give a model NAME or --model-dir"))
+    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, accuracy_control=not no_accuracy_control)
+    try:
+        xml, report = quantize_model(name, model_dir, calibration=calibration, eval_dir=eval_dir,
+                                     subset_size=subset_size, eval_size=eval_size, max_drop=max_drop, seed=seed,
+                                     force=force, config=cfg, output=output)
+    except EdgeRecError as exc:
+        fail(exc)
+    f, q = report["fp32"], report["int8"]
+    click.echo(f"fp32 acc {f['acc']:.4f} ned {f['norm_edit_dis']:.4f} | int8 acc {q['acc']:.4f} "
+               f"ned {q['norm_edit_dis']:.4f} | same text {report['same_text_as_fp32']:.3f} | {report['method']}")
+    click.echo(str(xml))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--output", type=click.Path(file_okay=False), required=True, help="Dataset folder to write.")
+@click.option("--n", "count", type=click.IntRange(1, 100000), default=300, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def calibrate(name, output, count, seed) -> None:
+    """Render a seeded calibration set for a model's charset (images/ + train.txt), to inspect or reuse."""
+    from edgerec.quant.calibration import render_lines, save_dataset
+    from edgerec.zoo.resolve import resolve_model
+
+    try:
+        info = resolve_model(name, None, "fp32").info  # the classes quantize renders for: the IR's
+        folder = save_dataset(render_lines(info.classes, count, seed=seed), output)
+    except EdgeRecError as exc:
+        fail(exc)
+    click.echo(f"{count} lines in {folder}/ (train.txt); use with: edgerec quantize {name} --calibration {folder}")

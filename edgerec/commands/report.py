@@ -1,0 +1,67 @@
+"""``edgerec report``: accuracy versus latency of models, precisions and engines on labelled sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgerec.commands.common import fail
+from edgerec.engines import registry
+from edgerec.errors import EdgeRecError
+
+
+def _csv(choices: tuple[str, ...] | None = None):
+    """A click callback that splits 'a,b' into ['a', 'b'] and checks each against ``choices``."""
+    def parse(ctx, param, value):
+        items = [v.strip() for v in (value or "").split(",") if v.strip()]
+        bad = [v for v in items if choices is not None and v not in choices]
+        if bad or not items:
+            raise click.BadParameter(f"{', '.join(bad) or 'nothing given'}: use a comma-separated list"
+                                     + (f" of {', '.join(choices)}" if choices else ""))
+        return items
+    return parse
+
+
+@click.command()
+@click.option("--models", required=True, callback=_csv(), help="Comma-separated model card names.")
+@click.option("--precisions", default="fp32", show_default=True, callback=_csv(("fp32", "fp16", "int8")),
+              help="fp32,fp16,int8 (fp16/int8 on openvino only; int8 once `edgerec quantize` made it).")
+@click.option("--engines", default=registry.DEFAULT_ENGINE, show_default=True, callback=_csv(registry.names()),
+              help=f"{','.join(registry.names())} (all but openvino run the source model at fp32).")
+@click.option("--dataset", "datasets", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="An evalset folder (label.txt) or a MSTextRecDataset folder (val.txt); repeat for more.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for report.md, report.json and acc_vs_latency.png.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N lines of each data set.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@click.option("--chunk", type=click.IntRange(1, 100000), default=64, show_default=True,
+              help="Lines per alternation step.")
+@click.option("--batch-size", type=click.IntRange(2, 256), default=8, show_default=True,
+              help="Batch size of the throughput pass.")
+@click.option("--scene-text", multiple=True, metavar="NAME",
+              help="Score data set folder NAME with alnum acc too (automatic for iiit5k, svt, icdar, cute).")
+@click.option("--tesseract/--no-tesseract", default=True, show_default=True,
+              help="Add Tesseract --psm 7 as a peer when the binary is on PATH.")
+@click.option("--tesseract-lang", default="eng", show_default=True)
+@click.option("--no-fresh-process", is_flag=True, help="Skip cold start and peak RSS (one new process each).")
+@click.option("--rounds", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="Timing rounds, a new process per configuration each; 0: time in this process (biased, quick).")
+def report(models, precisions, engines, datasets, output, limit, threads, chunk, batch_size, scene_text, tesseract,
+           tesseract_lang, no_fresh_process, rounds) -> None:
+    """Accuracy versus latency for every model x precision x engine on every data set.
+
+    Writes report.md, report.json and acc_vs_latency.png to --output and prints the summary table.
+    """
+    from edgerec.bench import ReportOptions, run_report, summary_table
+
+    opts = ReportOptions(models=models, datasets=[Path(d) for d in datasets], output=Path(output),
+                         precisions=precisions, engines=engines, limit=limit, threads=threads, chunk=chunk,
+                         batch_size=batch_size, scene_text=list(scene_text), tesseract=tesseract,
+                         tesseract_lang=tesseract_lang, fresh_process=not no_fresh_process, rounds=rounds)
+    try:
+        rep = run_report(opts)
+    except EdgeRecError as exc:
+        fail(exc)
+    click.echo("\n".join(summary_table(rep)))
+    click.echo(f"\nwrote {output}/report.md, report.json, acc_vs_latency.png")
