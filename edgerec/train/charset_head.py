@@ -4,11 +4,12 @@ PaddleX trains with the dataset's ``dict.txt`` when there is one (PaddleOCR then
 shape no longer fits, and starts it from random). edgerec keeps what the model already knows: the final
 classifier (MatMul+Add, Gemm or a 1x1 Conv producing the class dimension) is replaced by one with the new class
 count, whose rows for characters the old charset had (blank and the space row included, matched by character)
-are the old rows; a new character's row starts at the mean of the old character rows with the lowest old bias,
-so it fires for nothing until training pulls it toward its glyphs' features. The written ONNX gets the new head
-shapes, the new class dimension in its output / value_info and the new charset in its ``character`` metadata
-(which edgerec's charset finder prefers to any dict file), so ``edgerec export``, ``create_model(model_dir=...)``
-and ``edgerec quantize`` read the new characters.
+are the old rows; a new character's row (weights and bias) starts at the mean of the old character rows: its
+logit is the average character's, far below the winner's at every step, so it fires for nothing until training
+pulls it toward its glyphs' features (the lowest old bias instead learned no faster in the test's budget).
+The written ONNX gets the new head shapes, the new class dimension in its output / value_info and the new
+charset in its ``character`` metadata (which edgerec's charset finder prefers to any dict file), so ``edgerec
+export``, ``create_model(model_dir=...)`` and ``edgerec quantize`` read the new characters.
 """
 
 from __future__ import annotations
@@ -114,9 +115,9 @@ def row_map(old_classes: list[str], new_classes: list[str]) -> list[int | None]:
     return [0 if j == 0 else old.get(c) for j, c in enumerate(new_classes)]
 
 
-def _new_rows(old: np.ndarray, rows: list[int | None], axis: int, is_bias: bool) -> np.ndarray:
-    """The new tensor along ``axis``: copied rows, and for new ones the mean (weights) / minimum (bias) of the
-    old character rows (the blank left out)."""
+def _new_rows(old: np.ndarray, rows: list[int | None], axis: int) -> np.ndarray:
+    """The new tensor along ``axis``: copied rows, and for new ones the mean of the old character rows (the
+    blank left out)."""
     moved = np.moveaxis(old, axis, 0)
     chars = moved[1:]
     fill = chars.mean(axis=0)
@@ -144,21 +145,21 @@ def grow_head(rec, old_classes: list[str], new_classes: list[str], entries: list
             if path is None:
                 raise TrainError(f"{rec.source}: the classifier Conv {w_name!r} is not a trainable module")
             conv = gm.get_submodule(path)
-            conv.weight = torch.nn.Parameter(_tensor(torch, conv.weight, rows, 0, False))
+            conv.weight = torch.nn.Parameter(_tensor(torch, conv.weight, rows, 0))
             shapes[w_name] = tuple(conv.weight.shape)
             if conv.bias is not None and b_name:
-                conv.bias = torch.nn.Parameter(_tensor(torch, conv.bias, rows, 0, True))
+                conv.bias = torch.nn.Parameter(_tensor(torch, conv.bias, rows, 0))
                 shapes[b_name] = tuple(conv.bias.shape)
             conv.out_channels = len(new_classes)
         else:
-            for name, axis, is_bias in ((w_name, 0 if kind == "gemm_t" else -1, False), (b_name, -1, True)):
+            for name, axis in ((w_name, 0 if kind == "gemm_t" else -1), (b_name, -1)):
                 if name is None:
                     continue
                 bnames = [b for b, i in rec.buffer_to_init.items() if i == name]
                 old = getattr(gm.initializers, bnames[0]) if bnames else None
                 if not isinstance(old, torch.nn.Parameter):
                     raise TrainError(f"{rec.source}: the classifier tensor {name!r} is not trainable in torch")
-                param = torch.nn.Parameter(_tensor(torch, old, rows, axis, is_bias))
+                param = torch.nn.Parameter(_tensor(torch, old, rows, axis))
                 for b in bnames:  # one Parameter for every use, as load_for_training ties them
                     delattr(gm.initializers, b)
                     gm.initializers.register_parameter(b, param)
@@ -173,8 +174,8 @@ def grow_head(rec, old_classes: list[str], new_classes: list[str], entries: list
     return change
 
 
-def _tensor(torch, old, rows, axis: int, is_bias: bool):
-    arr = _new_rows(old.detach().cpu().numpy(), rows, axis, is_bias)
+def _tensor(torch, old, rows, axis: int):
+    arr = _new_rows(old.detach().cpu().numpy(), rows, axis)
     return torch.from_numpy(np.ascontiguousarray(arr)).to(old.device)
 
 
@@ -213,7 +214,7 @@ def apply_dataset_dict(rec, base, classes: list[str], path: Path, logf) -> tuple
     shown = " ".join(change.new_chars[:20]) + (" ..." if len(change.new_chars) > 20 else "")
     logf(f"{path}: {len(entries)} entries; CTC head {change.old_classes} -> {change.new_classes} classes: "
          f"{change.copied} rows copied from the pretrained head, {len(change.new_chars)} new "
-         f"(mean of the old rows, lowest old bias): {shown or '-'}"
+         f"(mean of the old rows): {shown or '-'}"
          + (f"; {len(change.dropped)} of the model's characters are not in the dict (dropped)"
             if change.dropped else ""))
     return dataclasses.replace(base, entries=entries, dict_name=NEW_DICT_NAME), new_classes
