@@ -199,6 +199,9 @@ def test_tuned_model_reads_the_new_characters(trained):
     assert not any(set(t) & set(NEW) for t in stock)
     # the copied rows still read English the training never showed
     assert next(iter(tuned.predict([_render(PLAIN)])))["rec_text"] == PLAIN
+    # PaddleX's way to load a trained model names it too: the card's 6625 classes do not apply to its own charset
+    named = create_model(V4, model_dir=trained["out"] / "best_accuracy", progress=False)
+    assert named.info.classes == tuned.info.classes and named.model_name == V4
 
 
 def test_new_charset_goes_through_export(trained, tmp_path):
