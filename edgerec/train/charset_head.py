@@ -100,11 +100,17 @@ def _find_classifier(model, num_classes: int, where: Path) -> tuple[str, str, st
                 return ("gemm_t" if trans_b else "matmul"), ins[1], (ins[2] if len(ins) > 2 and ins[2] else None), path
         if node.op_type == "Conv" and ins[1] in inits and shape(ins[1])[0] == num_classes:
             return "conv", ins[1], (ins[2] if len(ins) > 2 and ins[2] else None), path
-        if node.op_type not in _PASS_THROUGH:
-            break
+        if node.op_type not in _PASS_THROUGH or (node.op_type == "Reshape" and _fixes_classes(inits, ins, num_classes)):
+            break  # a Reshape to a fixed class count would not follow the new head
         name = ins[0]
     raise TrainError(f"{where}: cannot find the final classifier (a MatMul+Add, Gemm or Conv with {num_classes} "
                      "outputs before the Softmax): edgerec cannot give this model a new charset")
+
+
+def _fixes_classes(inits: dict, ins: list[str], num_classes: int) -> bool:
+    from onnx import numpy_helper
+
+    return len(ins) > 1 and ins[1] in inits and num_classes in numpy_helper.to_array(inits[ins[1]]).tolist()
 
 
 def row_map(old_classes: list[str], new_classes: list[str]) -> list[int | None]:
