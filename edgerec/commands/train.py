@@ -31,9 +31,12 @@ from edgerec.errors import EdgeRecError
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="CPU threads (default: all cores).")
 @click.option("--source", help="With a card NAME: the card's source id to start from.")
+@click.option("--dict", "dict_path", type=click.Path(exists=True, dir_okay=False),
+              help="Train with this charset (one character a line; default: the dataset's dict.txt if it has one). "
+                   "Characters new to the model get new CTC head rows; known ones keep theirs.")
 @click.option("--quiet", is_flag=True, help="No progress bar; the log still goes to train.log.")
 def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_backbone, output, max_steps,
-              eval_interval, max_width, no_augment, seed, threads, source, quiet) -> None:
+              eval_interval, max_width, no_augment, seed, threads, source, dict_path, quiet) -> None:
     """Fine-tune model NAME (a card name, or a local model folder such as an earlier best_accuracy/) with CTC.
 
     Needs the train extra: pip install 'edgerec[train]'. Validates on val.txt after every epoch; the best model
@@ -49,7 +52,8 @@ def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_b
         cfg = TrainConfig(model=name, dataset=dataset, output=output, epochs=epochs, batch_size=batch_size,
                           learning_rate=learning_rate, device=device, freeze_backbone=freeze_backbone,
                           max_steps=max_steps, eval_interval=eval_interval, max_width=max_width,
-                          augment=not no_augment, seed=seed, threads=threads, source=source)
+                          augment=not no_augment, seed=seed, threads=threads, source=source,
+                          dict_path=dict_path)
         result = finetune(cfg, progress=not quiet)
     except EdgeRecError as exc:
         fail(exc)

@@ -12,6 +12,8 @@ Writes PaddleX's outputs into ``output``: ``train_result.json``, ``train.log``, 
 plus ``latest/`` (the weights when training ended; not written after Ctrl-C). Both are model folders that
 ``create_model(model_dir=...)``, ``edgerec export --model-dir`` and ``edgerec quantize --model-dir`` take:
 ``inference.onnx`` (the original graph with the trained weights), the charset dict and ``inference.yml``.
+A dataset ``dict.txt`` (or ``dict_path``) that differs from the model's charset gives the model that charset
+(:mod:`edgerec.train.charset_head`: new CTC head, known characters' rows kept).
 Ctrl-C stops training and keeps the best model so far (folders are replaced atomically).
 """
 
@@ -34,6 +36,7 @@ import numpy as np
 from edgerec.data.dataset import find_list_file
 from edgerec.errors import EdgeRecError
 from edgerec.train import TrainError, require_torch
+from edgerec.train.charset_head import apply_dataset_dict, dataset_dict
 from edgerec.train.data import Augment, TrainBatches, char_index, read_split
 from edgerec.train.steps import ctc_loss as _ctc_loss
 from edgerec.train.steps import device_for as _device
@@ -72,6 +75,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     warmup: float = 0.1                 # share of steps spent warming the learning rate up
     source: str | None = None           # a card's source id
+    dict_path: str | None = None        # the charset to train with (default: the dataset's dict.txt, if any)
 
 
 @dataclass
@@ -258,6 +262,9 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
     rec = load_for_training(base.onnx, base.input_height)
     classes = build_classes(base.entries, rec.num_classes, base.use_space_char, source=base.name)
     logf(f"converted to torch in {time.perf_counter() - t0:.1f} s: {rec.num_classes} classes")
+    new_dict = dataset_dict(cfg.dataset, cfg.dict_path)
+    if new_dict is not None:  # PaddleX trains with the dataset's dict.txt: the CTC head takes its charset
+        base, classes = apply_dataset_dict(rec, base, classes, new_dict, logf)
     rec.module.to(device)
     with torch.no_grad():
         steps_320 = rec.module.eval()(torch.zeros(1, 3, base.input_height, 320, device=device)).shape[1]
@@ -271,7 +278,6 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
     for rep in (train_rep, val_rep):
         for line in rep.summary():
             logf(line)
-    _check_dataset_dict(Path(cfg.dataset), index, logf)
     result["dataset"] = {"train": train_rep.as_dict(), "val": val_rep.as_dict()}
     if not val:
         raise TrainError(f"dataset {cfg.dataset}: no readable validation line in val.txt")
@@ -408,16 +414,3 @@ def _finish(cfg, torch, rec, base, classes, batches, probe, device, out, logf, s
          f"{state.step} steps, median {result['seconds_per_step_median']} s/step, peak RSS {result['peak_rss_mb']} MB")
     return result
 
-
-def _check_dataset_dict(folder: Path, index: dict[str, int], logf: _Log) -> None:
-    """A dataset dict.txt that differs from the model's charset: say what edgerec does about it."""
-    path = folder / "dict.txt"
-    if not path.is_file():
-        return
-    from edgerec.runtime.charset import read_dict_file
-
-    extra = [c for c in read_dict_file(path) if c and c not in index]
-    if extra:
-        logf(f"{path}: {len(extra)} characters are not in the model's charset (e.g. {' '.join(extra[:10])}); "
-             "edgerec fine-tunes within the model's charset (growing the CTC head is not supported), so lines "
-             "using them are left out of training")

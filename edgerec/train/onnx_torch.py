@@ -99,6 +99,7 @@ class TorchRecognizer:
     node_index: dict[str, int]           # ONNX initializer name -> index of the first node that reads it
     backbone_end: int | None             # index of the backbone's last node (its final pooling), if found
     conv_inits: dict[str, tuple[str, ...]] = field(default_factory=dict)  # module path -> its initializer names
+    head_change: object = None           # a charset_head.HeadChange once the CTC head has a new charset
 
     def parameters_by_part(self) -> tuple[list, list]:
         """(backbone parameters, neck + head parameters); raises TrainError if the boundary is unknown."""
@@ -274,20 +275,27 @@ def trained_tensors(rec: TorchRecognizer) -> dict[str, np.ndarray]:
 
 
 def write_back(rec: TorchRecognizer, dst: str | Path) -> Path:
-    """Write the trained weights into a copy of the source ONNX (Constants hoisted) at ``dst``."""
+    """Write the trained weights into a copy of the source ONNX (Constants hoisted) at ``dst`` (with the new class
+    count and charset when the CTC head was given a new charset)."""
     import onnx
     from onnx import numpy_helper
 
     model = hoist_constants(onnx.load(str(rec.source)))
     inits = {i.name: i for i in model.graph.initializer}
+    resized = rec.head_change.shapes if rec.head_change is not None else {}
     for name, value in trained_tensors(rec).items():
         if name not in inits:
             raise TrainError(f"{rec.source}: no initializer {name!r} to write a trained tensor into")
         old = numpy_helper.to_array(inits[name])
-        if value.size != old.size:
+        shape = resized.get(name, old.shape)  # a new CTC head's tensors take their new shape
+        if value.size != int(np.prod(shape)):
             raise TrainError(f"{rec.source}: initializer {name!r} has {old.size} values, the trained tensor "
                              f"{value.size}")
-        inits[name].CopyFrom(numpy_helper.from_array(value.astype(old.dtype).reshape(old.shape), name))
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(old.dtype).reshape(shape), name))
+    if rec.head_change is not None:
+        from edgerec.train.charset_head import patch_onnx
+
+        patch_onnx(model, rec.head_change)
     dst = Path(dst)
     onnx.save(model, str(dst))
     return dst

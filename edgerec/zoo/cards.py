@@ -1,5 +1,11 @@
 """The model registry: one YAML card per model in ``models/`` (where its weights come from, their SHA-256,
-its charset and the seed's published metrics).
+its charset and the published metrics).
+
+PaddleX has published the metrics twice: the text recognition module tutorial edgerec follows (PaddleX 3.0 rc,
+``paddle3.0rc0`` tars) and the newer PaddleX 3.x model list (``paddle3.0.0`` tars), which re-measured some models
+(PP-OCRv4_server_rec: 80.61 then 85.19). A card keeps both, each with its source: ``metrics`` /
+``metrics_source`` (the newer list) and ``metrics_tutorial`` / ``metrics_tutorial_source`` (the tutorial), and
+both tars as sources (newer first). :meth:`ModelCard.metric_sets` gives them together.
 
 Cards are read with ``yaml.safe_load`` and checked once; a malformed card raises :class:`ModelError` naming
 the file and what is wrong with it.
@@ -27,7 +33,7 @@ CHARSET_BUILTINS = frozenset({"onnx-metadata", "inference.yml"})
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _REQUIRED = ("name", "description", "family", "language", "input_height", "num_classes", "use_space_char",
              "metrics", "sources")
-_OPTIONAL = ("metrics_source", "charset_note")
+_OPTIONAL = ("metrics_source", "charset_note", "metrics_tutorial", "metrics_tutorial_source")
 _SOURCE_KEYS = frozenset({"id", "format", "files", "url", "sha256", "charset", "note"})
 _FILE_KEYS = frozenset({"name", "sha256", "wheel", "member"})
 
@@ -76,6 +82,15 @@ class ModelCard:
     path: Path
     metrics_source: str | None = None
     charset_note: str | None = None
+    metrics_tutorial: dict[str, Any] | None = None  # the module tutorial's figures (PaddleX 3.0 rc)
+    metrics_tutorial_source: str | None = None
+
+    def metric_sets(self) -> list[tuple[dict[str, Any], str | None]]:
+        """Every published set of metrics with its source, newest first: [(metrics, source), ...]."""
+        sets = [(self.metrics, self.metrics_source)]
+        if self.metrics_tutorial is not None:
+            sets.append((self.metrics_tutorial, self.metrics_tutorial_source))
+        return sets
 
 
 def models_dir() -> Path:
@@ -192,12 +207,12 @@ def _parse_card(data: object, path: Path) -> ModelCard:
         raise _CardError(f"num_classes must be an integer >= 2 or null, not {num_classes!r}")
     if not isinstance(data["use_space_char"], bool):
         raise _CardError("use_space_char must be true or false")
-    metrics = data["metrics"]
-    if not isinstance(metrics, dict):
-        raise _CardError("metrics must be a mapping (values may be null)")
-    for key, value in metrics.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise _CardError(f"metrics.{key} must be a number or null, not {value!r}")
+    metrics = _metrics(data["metrics"], "metrics")
+    tutorial = data.get("metrics_tutorial")
+    if tutorial is not None:
+        tutorial = _metrics(tutorial, "metrics_tutorial")
+        if not _opt_str(data, "metrics_tutorial_source"):
+            raise _CardError("metrics_tutorial needs metrics_tutorial_source (where the figures come from)")
     raw_sources = data["sources"]
     if not isinstance(raw_sources, list) or not raw_sources:
         raise _CardError("sources must be a non-empty list")
@@ -214,12 +229,23 @@ def _parse_card(data: object, path: Path) -> ModelCard:
         input_height=height,
         num_classes=num_classes,
         use_space_char=data["use_space_char"],
-        metrics=dict(metrics),
+        metrics=metrics,
         sources=sources,
         path=path,
         metrics_source=_opt_str(data, "metrics_source"),
         charset_note=_opt_str(data, "charset_note"),
+        metrics_tutorial=tutorial,
+        metrics_tutorial_source=_opt_str(data, "metrics_tutorial_source"),
     )
+
+
+def _metrics(raw: object, key: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _CardError(f"{key} must be a mapping (values may be null)")
+    for name, value in raw.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _CardError(f"{key}.{name} must be a number or null, not {value!r}")
+    return dict(raw)
 
 
 def _parse_source(raw: object, index: int) -> Source:

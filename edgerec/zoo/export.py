@@ -80,7 +80,8 @@ class ExportSpec:
 
     def classes(self, src: ModelSource, num_classes: int | None) -> list[str]:
         """The class list (blank, dict, space) of ``src`` for a model that outputs ``num_classes``."""
-        if self.num_classes and num_classes and num_classes != self.num_classes:
+        if self.num_classes and num_classes and num_classes != self.num_classes and not _own_charset(
+                src, num_classes, self.use_space_char):
             raise ModelError(f"{src.model_file}: the model outputs {num_classes} classes but its card says "
                              f"{self.num_classes}: wrong file for {self.model_name}")
         return build_classes(read_charset_entries(src), num_classes, self.use_space_char,
@@ -91,6 +92,14 @@ class ExportSpec:
         return ModelInfo(model_name=self.model_name, classes=self.classes(src, num_classes),
                          input_height=self.input_height, precision=precision, source_sha256=src.weights_sha256,
                          source_id=src.source_id, charset_sha256=src.charset_sha256)
+
+
+def _own_charset(src: ModelSource, num_classes: int, use_space_char: bool) -> bool:
+    """A local model (e.g. fine-tuned with a new dict.txt) whose own charset fits its output: it is the card's
+    model with another charset, so the card's class count does not apply (a fetched source must match its card)."""
+    if src.source_id != "local":
+        return False
+    return len(read_charset_entries(src)) + 1 + int(use_space_char) == num_classes
 
 
 def read_charset_entries(src: ModelSource) -> list[str]:
@@ -366,7 +375,7 @@ def check_card(info: ModelInfo, card, xml: str | Path) -> ModelInfo:
     fix = f"remove {Path(xml).parent} and run `edgerec export {card.name} --precision {info.precision}`"
     if info.model_name != card.name:
         raise ModelError(f"{xml}: its rt_info says it is {info.model_name}, not {card.name}; {fix}")
-    if card.num_classes and info.num_classes != card.num_classes:
+    if card.num_classes and info.num_classes != card.num_classes and info.source_id != "local":  # own charset
         raise ModelError(f"{xml}: it has {info.num_classes} classes, but the {card.name} card says "
                          f"{card.num_classes}; {fix}")
     return info
