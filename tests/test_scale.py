@@ -234,3 +234,58 @@ def test_predict_holds_a_bounded_number_of_image_bytes(v4, rendered, monkeypatch
     runs.clear()
     assert [r["rec_text"] for r in v4.predict(imgs)] == want
     assert runs[0] == 3 and sum(runs) == len(imgs)
+
+
+def test_a_damaged_tiff_costs_only_its_own_file(tmp_path, rendered):
+    """PIL raises non-InputErrors on a broken TIFF directory: that file's error, the folder goes on."""
+    from edgerec.io.inputs import iter_inputs
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    _, img = rendered[0]
+    for name in ("a.png", "c.png", "d.png"):
+        cv2.imwrite(str(folder / name), img)
+    ok, tif = cv2.imencode(".tif", img)
+    data = bytearray(tif.tobytes())
+    order = "little" if data[:2] == b"II" else "big"
+    ifd = int.from_bytes(data[4:8], order)
+    nxt = ifd + 2 + 12 * int.from_bytes(data[ifd:ifd + 2], order)
+    data[nxt:nxt + 4] = (len(data) + 1000).to_bytes(4, order)  # the next-IFD pointer points past the end
+    (folder / "b.tif").write_bytes(bytes(data))
+    for workers in (1, 3):
+        items = list(iter_inputs(str(folder), workers=workers))
+        assert [os.path.basename(it.input_path) for it in items] == ["a.png", "b.tif", "c.png", "d.png"]
+        assert [it.error is None for it in items] == [True, False, True, True]
+        assert "b.tif" in str(items[1].error)
+
+
+def test_resume_matches_inputs_however_the_folder_was_spelled(crop_tree, tmp_path, v4, monkeypatch):
+    from edgerec.sinks.stream import predict_to_jsonl
+
+    out = tmp_path / "spell.jsonl"
+    sub = crop_tree / "d0"
+    first = predict_to_jsonl(v4, [str(sub)], str(out), progress=False)
+    monkeypatch.chdir(crop_tree)
+    again = predict_to_jsonl(v4, ["./d0/"], str(out), resume=True, progress=False)
+    assert first.written == len(list(sub.glob("*.png"))) and again.written == 0 and again.skipped == first.written
+
+
+def test_a_failed_chunk_write_leaves_no_torn_line(tmp_path, monkeypatch):
+    out = tmp_path / "full.jsonl"
+    sink = JsonlSink(out, chunk=100)
+    sink.add({"input_path": "a.png", "page_index": None, "rec_text": "t", "rec_score": 0.5, "error": None})
+    sink.flush()
+    real = sink._fh.write
+
+    def half(data: bytes) -> int:  # the disk fills in the middle of the chunk
+        real(data[: len(data) // 2])
+        sink._fh.flush()
+        raise OSError(28, "No space left on device")
+
+    sink.add({"input_path": "b.png", "page_index": None, "rec_text": "u", "rec_score": 0.5, "error": None})
+    monkeypatch.setattr(sink._fh, "write", half, raising=False)
+    with pytest.raises(OSError):
+        sink.flush()
+    monkeypatch.setattr(sink._fh, "write", real, raising=False)
+    sink.close()  # space came back: the retried chunk lands whole
+    assert [json.loads(x)["input_path"] for x in out.read_text("utf-8").splitlines()] == ["a.png", "b.png"]

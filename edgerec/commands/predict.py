@@ -37,7 +37,8 @@ from edgerec.errors import EdgeRecError
 @click.option("--output", type=click.Path(), help="Write one JSON line per input to this file as results come "
               "(crash-safe; with --ray: a new folder of JSON files). Nothing is printed per line then.")
 @click.option("--resume", is_flag=True, help="Continue an --output file: inputs already in it are skipped.")
-@click.option("--overwrite", is_flag=True, help="Start an existing --output file again.")
+@click.option("--overwrite", is_flag=True, help="Start an existing --output file again (with --ray: replace the "
+              "folder's contents).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Threads decoding folder images ahead of inference [default: 2 with --output, else 1].")
 @click.option("--hint", type=click.Choice(["LATENCY", "THROUGHPUT"]), default=None,
@@ -182,11 +183,11 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, bat
     if resume:
         fail("--resume is not supported with --ray (Ray Data writes a folder of files): use a new --output")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to add to it)")
+        fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to replace its contents)")
     try:
         rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
                                 model_dir=model_dir, precision=precision, address=address,
-                                num_cpus=threads or 1, batch_size=max(8, batch_size))
+                                num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite)
     except EdgeRecError as exc:
         fail(exc)
     click.echo(f"edgerec: {rows} results written to {out}/ through Ray ({errors} failed)", err=True)

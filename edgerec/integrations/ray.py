@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgerec.errors import EngineUnavailableError
+from edgerec.errors import EdgeRecError, EngineUnavailableError
 
 
 def require_ray() -> Any:
@@ -94,14 +94,19 @@ def prepare(model_name: str, precision: str = "fp32") -> None:
 
 def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OCRv4_mobile_rec",
                      model_dir: str | None = None, precision: str = "fp32", address: str | None = None,
-                     concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64) -> tuple[int, int]:
+                     concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64,
+                     overwrite: bool = False) -> tuple[int, int]:
     """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns (rows,
-    rows with an error)."""
+    rows with an error). ``overwrite`` replaces what the folder held (Ray's SaveMode.OVERWRITE)."""
     ray = require_ray()
     from edgerec.io.inputs import IMAGE_SUFFIXES
 
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except Exception as exc:  # no cluster at that address, a bad ray:// URL
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgeRecError(f"--address {address or '(local)'}: cannot start or join Ray ({first})") from None
     if model_dir is None:
         prepare(model_name, precision)
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -113,9 +118,9 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OC
         "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus},
         compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, batch_size=batch_size,
         batch_format="numpy")
-    out.write_json(output)
-    rows = errors = 0
-    for row in ray.data.read_json(output).iter_rows():
-        rows += 1
-        errors += bool(row.get("error"))
+    out = out.materialize()  # run once; written and counted from the same rows, not by re-reading the folder
+    out.write_json(output, mode=ray.data.SaveMode.OVERWRITE if overwrite else ray.data.SaveMode.APPEND)
+    rows, errors = out.count(), 0
+    for batch in out.select_columns(["error"]).iter_batches(batch_format="numpy"):
+        errors += int(sum(bool(e) for e in batch["error"]))
     return rows, errors

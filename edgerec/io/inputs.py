@@ -103,6 +103,10 @@ def _is_pil(obj: Any) -> bool:
     return isinstance(obj, Image.Image)
 
 
+def _cannot_load(source: str, exc: Exception) -> InputError:
+    return InputError(source, f"cannot load ({type(exc).__name__}: {exc})")
+
+
 class _Loader:
     """Turns one flattened input into LoadedItems and numbers them."""
 
@@ -147,6 +151,10 @@ class _Loader:
             except InputError as exc:
                 yield self._item(path, None, None, exc)
                 return
+            except Exception as exc:  # a damaged TIFF directory: PIL raises all sorts; it is this file's error
+                yield self._item(path, None, None, InputError(source, f"cannot read the image ({type(exc).__name__}:"
+                                                                      f" {exc})"))
+                return
             if pages <= 1:
                 yield self._guard(path, source, _decode, buf, source)
                 return
@@ -185,7 +193,10 @@ class _Loader:
             # a loader of its own per file: numbering happens below, in order, in this thread
             worker = _Loader(self.url_timeout, self.max_url_bytes, self.pdf_dpi, self.max_image_bytes,
                              self.max_pdf_pages)
-            return list(worker._from_file(entry))
+            try:
+                return list(worker._from_file(entry))
+            except Exception as exc:  # a loader bug on one file must not end the folder (nor the pool)
+                return [worker._item(entry, None, None, _cannot_load(entry, exc))]
 
         entries = walk_files(folder, IMAGE_SUFFIXES | {PDF_SUFFIX})
         if self.skip is not None:  # --resume: files already in the results are not even read
@@ -195,7 +206,10 @@ class _Loader:
             if isinstance(got, InputError):
                 yield self._item(got.source, None, None, got)
             elif isinstance(got, str):
-                yield from self._from_file(got)
+                try:
+                    yield from self._from_file(got)
+                except Exception as exc:  # this file's error; the folder goes on
+                    yield self._item(got, None, None, _cannot_load(got, exc))
             else:
                 for item in got:
                     yield self._number(item)

@@ -87,9 +87,18 @@ class JsonlSink:
 
     def flush(self) -> None:
         if self._buf:
-            self._fh.write(b"".join(self._buf))  # one write per chunk: lines of a chunk land together
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            pos = self._fh.tell()
+            try:
+                self._fh.write(b"".join(self._buf))  # one write per chunk: lines of a chunk land together
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError:  # e.g. a full disk: cut what landed, so a retry never leaves a torn line mid-file
+                try:
+                    self._fh.seek(pos)
+                    self._fh.truncate(pos)
+                except (OSError, ValueError):
+                    pass
+                raise
             self.written += len(self._buf)
             self._buf = []
         self._last = time.monotonic()

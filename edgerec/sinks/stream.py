@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from edgerec.io.images import IMAGE_SUFFIXES, PDF_SUFFIX
 from edgerec.io.walk import walk_files
-from edgerec.sinks.jsonl import JsonlSink, result_key
+from edgerec.sinks.jsonl import JsonlSink
 
 CHUNK_ENV = "EDGEREC_JSONL_CHUNK"  # lines per fsynced chunk (default 64): a kill loses at most one chunk
 
@@ -27,6 +27,13 @@ class StreamSummary:
     errors: int  # of those, inputs that failed
     skipped: int  # inputs already in the file (resume)
     earlier_errors: int  # failed inputs already in the file
+
+
+def _norm(path: str | None) -> str | None:
+    """The identity of a file input across runs (URLs and array names are kept as they are)."""
+    if path is None or "://" in path:
+        return path
+    return os.path.normpath(os.path.abspath(path))
 
 
 def count_inputs(inputs: Sequence[str], stop: threading.Event) -> int | None:
@@ -53,12 +60,13 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
     chunk = int(os.environ.get(CHUNK_ENV, "64") or 64)
     earlier: list = []
     with JsonlSink(output, resume=resume, overwrite=overwrite, chunk=chunk, errors=earlier) as sink:
-        done = sink.done
+        # inputs are matched on their absolute normalised path, so `scans`, `./scans/` and /abs/scans resume alike
+        done = {(_norm(p), page) for p, page in sink.done}
         skipped = 0
 
         def skip(path: str) -> bool:
             nonlocal skipped
-            if result_key(path, None) in done:
+            if (_norm(path), None) in done:
                 skipped += 1
                 return True
             return False
@@ -77,7 +85,7 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
         try:
             for res in model.predict(list(inputs), batch_size=batch_size, workers=workers, keep_image=False,
                                      skip=skip if done else None):
-                if result_key(res["input_path"], res["page_index"]) in done:  # a page of a PDF done before
+                if (_norm(res["input_path"]), res["page_index"]) in done:  # a page of a PDF done before
                     skipped += 1
                     continue
                 sink.add({"input_path": res["input_path"], "page_index": res["page_index"],
