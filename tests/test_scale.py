@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from edgerec.errors import EdgeRecError, InputError
@@ -289,3 +290,50 @@ def test_a_failed_chunk_write_leaves_no_torn_line(tmp_path, monkeypatch):
     monkeypatch.setattr(sink._fh, "write", real, raising=False)
     sink.close()  # space came back: the retried chunk lands whole
     assert [json.loads(x)["input_path"] for x in out.read_text("utf-8").splitlines()] == ["a.png", "b.png"]
+
+
+def test_two_runs_cannot_write_one_results_file(tmp_path):
+    out = tmp_path / "busy.jsonl"
+    with JsonlSink(out) as sink:
+        sink.add({"input_path": "a.png", "page_index": None, "rec_text": "t", "rec_score": 0.5, "error": None})
+        sink.flush()
+        for kw in ({"resume": True}, {"overwrite": True}):
+            with pytest.raises(EdgeRecError, match="another edgerec run"):
+                JsonlSink(out, **kw)
+        assert len(out.read_text("utf-8").splitlines()) == 1  # the second run truncated nothing
+    with JsonlSink(out, resume=True) as again:  # once the first is done, resuming works
+        assert again.done == {("a.png", None)}
+
+
+def test_ray_udf_reads_rgb_image_columns(v4, rendered):
+    """ray.data.read_images gives RGB: the UDF hands the model BGR, the layout every edgerec path uses."""
+    from edgerec.integrations.ray import TextRecognizerUDF
+
+    _, img = rendered[0]
+    bgr = img.copy()
+    bgr[..., 0] //= 2  # a colour the channel order shows
+    udf = TextRecognizerUDF(V4, threads=1)
+    seen = []
+    real = udf.model.recognize_batch
+    udf.model.recognize_batch = lambda images, **kw: seen.extend(images) or real(images, **kw)
+    column = np.empty(1, dtype=object)  # Ray's column of variable-size images
+    column[0] = np.ascontiguousarray(bgr[..., ::-1])  # RGB
+    got = udf({"image": column, "path": np.array(["x"], dtype=object)})
+    assert np.array_equal(seen[0], bgr)
+    assert got["rec_text"][0] == v4.recognize(bgr)["rec_text"] and got["error"][0] == ""
+
+
+def test_a_pdf_named_png_is_not_rendered_whole_in_the_reader_pool(tmp_path, monkeypatch):
+    """Pages stay one at a time in the consumer even when the suffix lies about the content."""
+    import edgerec.io.inputs as inputs
+
+    pdfium = pytest.importorskip("pypdfium2")
+    doc = pdfium.PdfDocument.new()
+    for _ in range(3):
+        doc.new_page(200, 100)
+    doc.save(str(tmp_path / "pages.png"))
+    routed = []
+    real = inputs._paged_content
+    monkeypatch.setattr(inputs, "_paged_content", lambda p: routed.append(p) or real(p))
+    items = list(inputs.iter_inputs(str(tmp_path), workers=3))
+    assert [it.page_index for it in items] == [0, 1, 2] and routed and real(routed[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,17 +43,19 @@ class ModelRunner:
         self.predictor = self.model.predictor
         self.stages = {1: _Stages(), 8: _Stages()}
         self.phase: int | None = None
+        self._tick_lock = threading.Lock()
         self.predictor.on_timing = self._tick
         self.batch_sizes = (1, 8)
 
     def _tick(self, n: int, pre: float, infer: float, decode: float) -> None:
         st = self.stages.get(self.phase) if self.phase is not None else None
         if st is not None:
-            st.lines += n
-            st.calls += 1
-            st.pre += pre
-            st.infer += infer
-            st.decode += decode
+            with self._tick_lock:  # parallel infer requests call this from several threads
+                st.lines += n
+                st.calls += 1
+                st.pre += pre
+                st.infer += infer
+                st.decode += decode
 
     def width_of(self, image: np.ndarray) -> int:
         return self.predictor.width_of(image)

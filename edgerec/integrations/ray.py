@@ -43,6 +43,16 @@ def _actor_cpus() -> int | None:
         return None
 
 
+def _rgb_to_bgr(image: np.ndarray, source: str) -> np.ndarray:
+    """An RGB(A) or gray array (Ray's read_images) as edgerec's BGR."""
+    from edgerec.io.inputs import to_bgr
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]
+    return to_bgr(arr, source)
+
+
 class TextRecognizerUDF:
     """A callable class for ``Dataset.map_batches``: bytes or images in, text columns out."""
 
@@ -58,13 +68,13 @@ class TextRecognizerUDF:
                                   threads=threads or _actor_cpus(), batch_size=batch_size, progress=False)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from edgerec.io.inputs import load_image, to_bgr
+        from edgerec.io.inputs import load_image
 
         paths = [str(p) for p in batch.get("path", [])]
         if "bytes" in batch:
             raw, decode = batch["bytes"], load_image
-        elif "image" in batch:
-            raw, decode = batch["image"], to_bgr
+        elif "image" in batch:  # ray.data.read_images gives RGB arrays; edgerec's images are BGR
+            raw, decode = batch["image"], _rgb_to_bgr
         else:
             raise ValueError(f"TextRecognizerUDF: a batch needs a 'bytes' or an 'image' column, got {sorted(batch)}")
         n = len(raw)
@@ -74,7 +84,7 @@ class TextRecognizerUDF:
         errors = [""] * n
         for k in range(n):
             try:
-                images.append(decode(raw[k] if decode is to_bgr else bytes(raw[k]), paths[k]))
+                images.append(decode(raw[k] if decode is _rgb_to_bgr else bytes(raw[k]), paths[k]))
                 where.append(k)
             except Exception as exc:  # noqa: BLE001 - one bad file is a row with its error, not a failed task
                 errors[k] = str(exc)

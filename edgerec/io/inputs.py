@@ -103,6 +103,16 @@ def _is_pil(obj: Any) -> bool:
     return isinstance(obj, Image.Image)
 
 
+def _paged_content(path: str) -> bool:
+    """A PDF or TIFF (pages) whatever its name says: sniffed from its first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(5)
+    except OSError:
+        return False  # the loader reports it
+    return head.startswith((b"%PDF-", b"II*\x00", b"MM\x00*"))
+
+
 def _cannot_load(source: str, exc: Exception) -> InputError:
     return InputError(source, f"cannot load ({type(exc).__name__}: {exc})")
 
@@ -188,8 +198,9 @@ class _Loader:
         found = False
 
         def load(entry: str | InputError) -> list[LoadedItem] | str | InputError:
-            if isinstance(entry, InputError) or os.path.splitext(entry)[1].lower() in _PAGED_SUFFIXES:
-                return entry  # done in order by the consumer
+            if isinstance(entry, InputError) or os.path.splitext(entry)[1].lower() in _PAGED_SUFFIXES \
+                    or _paged_content(entry):
+                return entry  # done in order by the consumer, one page at a time
             # a loader of its own per file: numbering happens below, in order, in this thread
             worker = _Loader(self.url_timeout, self.max_url_bytes, self.pdf_dpi, self.max_image_bytes,
                              self.max_pdf_pages)

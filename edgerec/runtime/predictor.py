@@ -40,7 +40,8 @@ class RecPredictor:
         self.min_width = min_width
         self.max_width = max_width
         # optional timing hook, called once per batch as (lines, preprocess_s, infer_s, decode_s); the
-        # report sets it to split the time per stage. Results never depend on it.
+        # report sets it to split the time per stage. Results never depend on it. With parallel requests it is
+        # called from several pool threads at once: it must be thread-safe.
         self.on_timing: Callable[[int, float, float, float], None] | None = None
         # batches run this many at a time (OpenVINO's THROUGHPUT streams), each on a pool thread with its own
         # infer request; results are put back in input order, so parallel runs read exactly as serial ones

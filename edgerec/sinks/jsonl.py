@@ -48,6 +48,20 @@ def repair_and_read(path: Path, errors: list | None = None) -> set[tuple[str | N
     return done
 
 
+def _lock(fh, path: Path) -> None:
+    """An exclusive advisory lock on the open results file, held until it is closed (POSIX; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one run per file is then the user's to keep
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise EdgeRecError(f"--output {path}: another edgerec run is writing this file; wait for it or pick "
+                           "another file") from None
+
+
 class JsonlSink:
     """Append results to ``path``; ``done`` holds the keys already there (with ``resume``)."""
 
@@ -59,18 +73,20 @@ class JsonlSink:
         self.done: set[tuple[str | None, int | None]] = set()
         if self.path.is_dir():
             raise EdgeRecError(f"--output {self.path}: is a folder; give a file name such as results.jsonl")
-        if self.path.exists():
-            if resume:
-                self.done = repair_and_read(self.path, errors)
-            elif not overwrite:
-                raise EdgeRecError(f"--output {self.path}: exists; pass --resume to continue it or --overwrite "
-                                   "to start it again")
-        mode = "ab" if resume else "wb"
+        existed = self.path.exists()
+        if existed and not (resume or overwrite):
+            raise EdgeRecError(f"--output {self.path}: exists; pass --resume to continue it or --overwrite "
+                               "to start it again")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, mode)
+            self._fh = open(self.path, "ab")  # never truncated before we hold the lock
         except OSError as exc:
             raise EdgeRecError(f"--output {self.path}: cannot write ({exc.strerror or exc})") from None
+        _lock(self._fh, self.path)  # a second run on the same file would write every remaining input twice
+        if existed and resume:
+            self.done = repair_and_read(self.path, errors)
+        elif existed:
+            self._fh.truncate(0)  # --overwrite, asked for
         self._buf: list[bytes] = []
         self._last = time.monotonic()
         self.written = 0
