@@ -13,12 +13,11 @@ import logging
 import os
 import random
 import stat
-import tempfile
 from pathlib import Path
 
 from edgerec.data.dataset import not_regular, raw_lines
 from edgerec.errors import InputError
-from edgerec.utils.fs import atomic_write_bytes
+from edgerec.utils.fs import atomic_write_bytes, stage_bytes
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +26,7 @@ SPLITS = ("train", "val")
 
 def _stage(folder: Path, name: str, data: bytes, mode: int) -> Path:
     """Write ``data`` to a temporary file beside ``folder/name`` (flushed to disk, ``mode``); its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    return stage_bytes(folder / name, data, mode)
 
 
 def _commit(folder: Path, staged: dict[str, Path], originals: dict[str, bytes], modes: dict[str, int]) -> None:
