@@ -27,7 +27,8 @@ MAX_IMAGE_BYTES = 256 * 2**20
 # Decoded size (pixels x channels x bytes per sample) refused before decoding: 64 MP of 8-bit BGRA. The pixel count
 # alone does not bound memory (an 8000x8000 16-bit RGBA PNG is 512 MB decoded, more once converted).
 MAX_DECODED_BYTES = 256 * 2**20
-_SUPPORTED = ", ".join(sorted(IMAGE_SUFFIXES | {PDF_SUFFIX}))
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {PDF_SUFFIX}  # what a folder walk picks up
+_SUPPORTED = ", ".join(sorted(INPUT_SUFFIXES))
 _PIL_BOMB_RE = re.compile(r"\((\d+) pixels\)")
 
 

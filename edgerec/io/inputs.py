@@ -19,6 +19,7 @@ from edgerec.errors import InputError, redact
 from edgerec.io.images import (  # noqa: F401  (re-exported: the public loader API lives here)
     _SUPPORTED,
     IMAGE_SUFFIXES,
+    INPUT_SUFFIXES,
     MAX_IMAGE_PIXELS,
     PDF_SUFFIX,
     _apply_orientation,
@@ -147,7 +148,7 @@ class _Loader:
         except InputError as exc:
             return self._item(path, None, None, exc)
         except Exception as exc:  # never let one bad item stop the run
-            return self._item(path, None, None, InputError(source, f"cannot load ({type(exc).__name__}: {exc})"))
+            return self._item(path, None, None, _cannot_load(source, exc))
 
     def _from_encoded(self, buf: np.ndarray, path: str | None, source: str, pdf_input: str | bytes | None
                       ) -> Iterator[LoadedItem]:
@@ -209,7 +210,7 @@ class _Loader:
             except Exception as exc:  # a loader bug on one file must not end the folder (nor the pool)
                 return [worker._item(entry, None, None, _cannot_load(entry, exc))]
 
-        entries = walk_files(folder, IMAGE_SUFFIXES | {PDF_SUFFIX})
+        entries = walk_files(folder, INPUT_SUFFIXES)
         if self.skip is not None:  # --resume: files already in the results are not even read
             entries = (e for e in entries if isinstance(e, InputError) or not self.skip(e))
         for got in ordered_prefetch(entries, load, workers=self.workers, ahead=4 * self.workers):
@@ -313,8 +314,7 @@ def iter_inputs(inputs: Any, *, url_timeout: float = 20.0, max_url_bytes: int = 
             except Exception as exc:  # a loader bug on one odd input: report that input, go on with the next
                 shown = repr(obj) if not isinstance(obj, np.ndarray) else f"<ndarray #{loader.index}>"
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
-                yield loader._item(obj if isinstance(obj, str) else None, None, None, InputError(
-                    shown, f"cannot load ({type(exc).__name__}: {exc})"))
+                yield loader._item(obj if isinstance(obj, str) else None, None, None, _cannot_load(shown, exc))
     except Exception as exc:  # e.g. a user iterator that raises midway: report it, keep the promise not to raise
         yield loader._item(None, None, None, InputError("<inputs>", f"cannot iterate inputs ({type(exc).__name__}:"
                                                                     f" {exc})"))

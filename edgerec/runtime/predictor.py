@@ -82,7 +82,7 @@ class RecPredictor:
             groups[self.width_of(img)].append(i)
         chunks = [idxs[start:start + batch_size] for idxs in groups.values()
                   for start in range(0, len(idxs), batch_size)]
-        widths = [self.width_of(images[c[0]]) for c in chunks]
+        widths = [width for width, idxs in groups.items() for _ in range(0, len(idxs), batch_size)]
 
         def run(k: int) -> list[tuple]:
             return self.run_batch([images[i] for i in chunks[k]], widths[k], word_box)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgerec.io.images import IMAGE_SUFFIXES, PDF_SUFFIX
+from edgerec.io.images import INPUT_SUFFIXES
 from edgerec.io.walk import walk_files
 from edgerec.sinks.jsonl import JsonlSink
 
@@ -39,10 +39,9 @@ def _norm(path: str | None) -> str | None:
 def count_inputs(inputs: Sequence[str], stop: threading.Event) -> int | None:
     """How many files ``inputs`` name (folders walked); None when stopped first. PDF/TIFF pages count as one."""
     n = 0
-    suffixes = IMAGE_SUFFIXES | {PDF_SUFFIX}
     for inp in inputs:
         if os.path.isdir(inp):
-            for _ in walk_files(inp, suffixes):
+            for _ in walk_files(inp, INPUT_SUFFIXES):
                 n += 1
                 if stop.is_set():
                     return None
