@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edgerec.errors import InputError
+from edgerec.io.decoder_log import quiet_decode
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -243,18 +244,22 @@ def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return img
 
 
-def _quiet_imdecode(buf: np.ndarray) -> np.ndarray | None:
-    """cv2.imdecode without OpenCV's own ``[ERROR] ... grfmt_*.cpp`` lines: a bad file gets one InputError."""
+def _quiet_imdecode(buf: np.ndarray, source: str) -> np.ndarray | None:
+    """cv2.imdecode without stray stderr: OpenCV's ``[ERROR] ... grfmt_*.cpp`` lines are silenced (a bad file gets
+    one InputError) and libpng/libjpeg's warnings are logged under the input's name (decoder_log)."""
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
-    if logging is None:
-        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    get, set_ = logging.getLogLevel, logging.setLogLevel
-    level = get()
-    set_(logging.LOG_LEVEL_SILENT)  # for this call only
-    try:
-        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    finally:
-        set_(level)
+
+    def decode() -> np.ndarray | None:
+        if logging is None:
+            return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        level = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)  # for this call only (decodes are serialised)
+        try:
+            return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        finally:
+            logging.setLogLevel(level)
+
+    return quiet_decode(decode, source)
 
 
 def _decode(buf: np.ndarray, source: str) -> np.ndarray:
@@ -263,7 +268,7 @@ def _decode(buf: np.ndarray, source: str) -> np.ndarray:
         raise InputError(source, "file is empty (0 bytes)")
     data = memoryview(buf)
     header = _open_header(data, source)
-    img = _quiet_imdecode(buf)
+    img = _quiet_imdecode(buf, source)
     if img is None or img.size == 0:
         from PIL import Image
 
