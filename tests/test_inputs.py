@@ -505,3 +505,23 @@ def test_url_happy_path_404_size_cap_and_pdf(server):
     assert "HTTP 404" in str(items[1].error) and urls[1] in str(items[1].error)
     assert "too large" in str(items[2].error)
     assert items[3].error is None and items[4].image.shape == (50, 120, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_fifo_named_like_an_image_inside_a_folder_is_an_error_not_a_hang(tmp_path, workers):
+    """The folder walk sniffs each file's first bytes (PDF/TIFF by content): a FIFO must not be opened blocking."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((20, 60, 3), 255, np.uint8))
+    os.mkfifo(tmp_path / "sub" / "x.png")  # no writer will ever come
+    code = ("import sys; from edgerec.io.inputs import iter_inputs\n"
+            f"for it in iter_inputs([sys.argv[1]], workers={workers}): print(it.input_path, it.error)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert lines[0] == f"{tmp_path / 'a.png'} None"
+    assert lines[1].startswith(str(tmp_path / "sub" / "x.png")) and "not a regular file" in lines[1]

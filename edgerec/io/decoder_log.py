@@ -26,7 +26,7 @@ _capture_fd: int | None = None
 # lines the image libraries print; everything else captured in the window goes back to stderr as it was
 _DECODER_LINE = re.compile(
     rb"^(libpng (warning|error)|Corrupt JPEG data|Premature end of JPEG|Warning: unknown JFIF|Invalid SOS|"
-    rb"Unsupported marker|JPEG datastream|Bogus|Quantization table|Huffman table|TIFF\w*:)"
+    rb"Unsupported marker|JPEG datastream|Bogus|Quantization table|Huffman table|TIFF\w*:|[^:\n]*\.tiff?: )"
 )
 
 

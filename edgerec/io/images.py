@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -316,6 +317,22 @@ def decode_tiff_page(buf: np.ndarray, page: int, source: str) -> np.ndarray:
     return _pil_to_bgr(pil, source)
 
 
+def open_regular(path: str) -> Any:
+    """Open ``path`` for reading only if it is a regular file (None otherwise): opened non-blocking, then checked on
+    the open descriptor, so a FIFO (or one swapped in after a stat) can never block the caller."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return contextlib.nullcontext(None)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_file(path: str, source: str, max_bytes: int | None = None) -> np.ndarray:
     """Read a regular file's bytes (np.fromfile: non-ASCII paths work on every OS), with plain-words errors."""
     try:
@@ -339,7 +356,9 @@ def _read_file(path: str, source: str, max_bytes: int | None = None) -> np.ndarr
         raise InputError(source, f"file is too large ({st.st_size} bytes; the limit is {limit}, "
                                  "edgerec.io.images.MAX_IMAGE_BYTES)")
     try:
-        with open(path, "rb") as fh:  # read at most limit + 1 bytes: a file may grow after the stat
+        with open_regular(path) as fh:  # read at most limit + 1 bytes: a file may grow after the stat
+            if fh is None:
+                raise InputError(source, "not a regular file")  # swapped for a FIFO or device after the stat
             buf = np.frombuffer(fh.read(limit + 1), dtype=np.uint8)
         if buf.size > limit:
             raise InputError(source, f"file is too large (over {limit} bytes)")

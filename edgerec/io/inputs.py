@@ -28,6 +28,7 @@ from edgerec.io.images import (  # noqa: F401  (re-exported: the public loader A
     _read_file,
     decode_tiff_page,
     load_image,
+    open_regular,
     tiff_pages,
     to_bgr,
 )
@@ -107,8 +108,8 @@ def _is_pil(obj: Any) -> bool:
 def _paged_content(path: str) -> bool:
     """A PDF or TIFF (pages) whatever its name says: sniffed from its first bytes."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(5)
+        with open_regular(path) as fh:  # a FIFO is never opened blocking: the loader reports it
+            head = fh.read(5) if fh is not None else b""
     except OSError:
         return False  # the loader reports it
     return head.startswith((b"%PDF-", b"II*\x00", b"MM\x00*"))
