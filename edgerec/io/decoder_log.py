@@ -1,4 +1,4 @@
-"""Decoder messages that C libraries print to fd 2 (libpng, libjpeg, libtiff), captured and logged per input.
+"""Messages that C image libraries print to fd 2 (libpng, libjpeg, libtiff), captured and logged per input.
 
 libpng and libjpeg write warnings ("libpng warning: iCCP: known incorrect sRGB profile", "Corrupt JPEG data: 3
 extraneous bytes") with their default handlers straight to file descriptor 2; OpenCV exposes no hook for them and
@@ -24,10 +24,13 @@ log = logging.getLogger("edgerec.io")
 _LOCK = threading.Lock()
 _capture_fd: int | None = None
 # lines the image libraries print; everything else captured in the window goes back to stderr as it was
-_DECODER_LINE = re.compile(
-    rb"^(libpng (warning|error)|Corrupt JPEG data|Premature end of JPEG|Warning: unknown JFIF|Invalid SOS|"
-    rb"Unsupported marker|JPEG datastream|Bogus|Quantization table|Huffman table|TIFF\w*:|[^:\n]*\.tiff?: )"
+_DECODER_PREFIXES = (
+    rb"libpng (warning|error)",  # libpng's default handlers
+    rb"Corrupt JPEG data|Premature end of JPEG|Warning: unknown JFIF|Invalid SOS|Unsupported marker|"
+    rb"JPEG datastream|Bogus|Quantization table|Huffman table",  # libjpeg(-turbo)'s output_message
+    rb"TIFF\w*: |[^:\n]*\.tiff?: |\w*(Decode|Required|Strip|Tag|Directory)\w*: ",  # libtiff: "<module>: <text>"
 )
+_DECODER_LINE = re.compile(rb"^(" + rb"|".join(_DECODER_PREFIXES) + rb")")
 
 
 def _capture_file() -> int | None:

@@ -278,7 +278,7 @@ def _decode(buf: np.ndarray, source: str) -> np.ndarray:
                 warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: the error below says it
                 pil = Image.open(io.BytesIO(data))
                 _check_pixels(pil.size[0], pil.size[1], source)
-                pil.load()
+                quiet_decode(pil.load, source)  # Pillow's libtiff prints to fd 2 too
         except InputError:
             raise
         except Exception as exc:
@@ -309,7 +309,7 @@ def decode_tiff_page(buf: np.ndarray, page: int, source: str) -> np.ndarray:
             pil.seek(page)
             _check_pixels(pil.size[0], pil.size[1], source)
             _check_decoded_bytes(pil, source)
-            pil.load()
+            quiet_decode(pil.load, source)
     except InputError:
         raise
     except Exception as exc:
