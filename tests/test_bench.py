@@ -414,3 +414,19 @@ def test_report_options_refuse_bad_rounds(tmp_path):
         ReportOptions(models=[V4], datasets=[], output=tmp_path, rounds=-1)
     with pytest.raises(EdgeRecError, match="repeats=0"):
         ReportOptions(models=[V4], datasets=[], output=tmp_path, repeats=0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_planned_only_where_the_cpu_has_it(monkeypatch, native):
+    from edgerec.bench import plan_configs
+    from edgerec.utils import cpu
+
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: native)
+    configs, skipped = plan_configs([V4], ["fp32", "bf16"], ["openvino", "onnxruntime"])
+    planned = {(c.precision, c.engine) for c in configs}
+    assert ("fp32", "openvino") in planned and ("bf16", "onnxruntime") not in planned
+    assert (("bf16", "openvino") in planned) is native
+    reasons = {(s["precision"], s["engine"]): s["reason"] for s in skipped}
+    assert "fp32 only" in reasons[("bf16", "onnxruntime")]
+    if not native:
+        assert "has no native bf16" in reasons[("bf16", "openvino")]

@@ -223,7 +223,7 @@ def test_quantize_hides_nncf_info_unless_verbose(v4, rendered, tmp_path, monkeyp
 
     monkeypatch.setattr(nncf, "quantize", fake_quantize)
     eval_set = EvalSet([img for _, img in rendered[:2]], [t for t, _ in rendered[:2]], "two rendered lines")
-    cfg = QuantizationConfig(subset_size=2, accuracy_control=False)
+    cfg = QuantizationConfig(subset_size=2, search="none")
     before = (nncf_logger.level, [h.level for h in nncf_logger.handlers])
     caplog.set_level(logging.WARNING, logger="edgerec")
     quantize_ir(v4.model_path, [rendered[0][1]], eval_set, tmp_path / "a", config=cfg)

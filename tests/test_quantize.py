@@ -53,7 +53,7 @@ def int8_run(v4, tmp_path_factory, rendered):
 
     calib = [img for img, _ in render_lines(v4.info.classes, 32, seed=0)]
     report = quantize_ir(v4.model_path, calib, eval_set, out,
-                         config=QuantizationConfig(subset_size=32, max_drop=0.2, accuracy_control=False),
+                         config=QuantizationConfig(subset_size=32, max_drop=0.2, search="none"),
                          calibration_desc="32 rendered")
     return out, report
 
@@ -109,7 +109,7 @@ def test_guard_refuses_a_model_that_misses_the_bound(v4, rendered, tmp_path, mon
 
     calib = [img for img, _ in render_lines(v4.info.classes, 8, seed=0)]
     eval_set = q.EvalSet([img for _, img in rendered[:3]], [t for t, _ in rendered[:3]], "tiny")
-    cfg = q.QuantizationConfig(subset_size=8, max_drop=0.0, accuracy_control=False)
+    cfg = q.QuantizationConfig(subset_size=8, max_drop=0.0, search="none")
     with pytest.raises(q.QuantizationError, match="not installed"):
         q.quantize_ir(v4.model_path, calib, eval_set, tmp_path / "int8", config=cfg)
     assert not (tmp_path / "int8").exists()

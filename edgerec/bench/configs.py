@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from edgerec.errors import EdgeRecError
 
 ENGINES = ("openvino", "onnxruntime", "paddle")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # edgerec's own engines: filled markers in the plot; the others (ONNX Runtime, Paddle, Tesseract) are peers
 EDGEREC_ENGINES = ("openvino",)
 # peers outside edgerec's engines, each with its own runner (edgerec.bench.runners)
@@ -55,10 +55,12 @@ def plan_configs(models: Sequence[str], precisions: Sequence[str], engines: Sequ
     """Every model x engine x precision (or the ``explicit`` list) to run, and those skipped up front, with why.
 
     Unknown model names raise (a typo should stop the run); configurations that cannot exist are skipped:
-    ONNX Runtime and Paddle run the source model at fp32 only, and int8 needs `edgerec quantize` first.
+    ONNX Runtime and Paddle run the source model at fp32 only, bf16 needs a CPU with native bf16, and int8
+    needs `edgerec quantize` first.
     ONNX Runtime is run both ways, as it ships (its threads spin after each run) and with spinning off
     (NO_SPIN), unless a configuration says which.
     """
+    from edgerec.utils.cpu import cpu_info, has_native_bf16
     from edgerec.zoo import home as homes
     from edgerec.zoo.cards import get_card
 
@@ -73,6 +75,8 @@ def plan_configs(models: Sequence[str], precisions: Sequence[str], engines: Sequ
         cfg = Config(get_card(c.model).name, c.precision, c.engine, c.options)
         if cfg.engine != "openvino" and cfg.precision != "fp32":
             skipped.append({**cfg.as_dict(), "reason": f"{cfg.engine} runs the source model at fp32 only"})
+        elif cfg.precision == "bf16" and not has_native_bf16():
+            skipped.append({**cfg.as_dict(), "reason": f"this CPU ({cpu_info()['model']}) has no native bf16"})
         elif cfg.precision == "int8" and not (homes.ir_dir(cfg.model, "int8") / "model.xml").is_file():
             skipped.append({**cfg.as_dict(), "reason": (f"no int8 model in {homes.ir_dir(cfg.model, 'int8')}; "
                                                         f"make one with `edgerec quantize {cfg.model}`")})

@@ -20,18 +20,26 @@ from edgerec.errors import EdgeRecError
 @click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True)
 @click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
               help="Largest allowed absolute drop of acc and norm_edit_dis.")
-@click.option("--no-accuracy-control", is_flag=True, help="Do not run NNCF's accuracy-controlled search on a miss.")
+@click.option("--search", type=click.Choice(["sensitivity", "accuracy-control", "none"]), default="sensitivity",
+              show_default=True,
+              help="On a miss: rank layers once and keep the top few in float (minutes), NNCF's accuracy-controlled "
+                   "search (slow: ~15 min on 2 cores), or nothing.")
+@click.option("--keep-float", type=click.IntRange(1, 64), multiple=True,
+              help="Layers kept in float by the sensitivity search, tried in order [default: 2 4 8].")
+@click.option("--no-accuracy-control", is_flag=True, hidden=True, help="Same as --search none (older name).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
 @click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
-def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, no_accuracy_control, seed,
-             force, output) -> None:
+def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, search, keep_float,
+             no_accuracy_control, seed, force, output) -> None:
     """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it."""
     from edgerec.quant.quantize import QuantizationConfig, quantize_model
 
     if not name and not model_dir:
         fail(click.UsageError("give a model NAME or --model-dir"))
-    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, accuracy_control=not no_accuracy_control)
+    search = "none" if no_accuracy_control else search.replace("-", "_")
+    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, search=search,
+                             **({"keep_float": tuple(keep_float)} if keep_float else {}))
     try:
         xml, report = quantize_model(name, model_dir, calibration=calibration, eval_dir=eval_dir,
                                      subset_size=subset_size, eval_size=eval_size, max_drop=max_drop, seed=seed,

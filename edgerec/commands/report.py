@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgerec.bench.configs import PRECISIONS
 from edgerec.commands.common import fail
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
@@ -25,8 +26,9 @@ def _csv(choices: tuple[str, ...] | None = None):
 
 @click.command()
 @click.option("--models", required=True, callback=_csv(), help="Comma-separated model card names.")
-@click.option("--precisions", default="fp32", show_default=True, callback=_csv(("fp32", "fp16", "int8")),
-              help="fp32,fp16,int8 (fp16/int8 on openvino only; int8 once `edgerec quantize` made it).")
+@click.option("--precisions", default="fp32", show_default=True, callback=_csv(PRECISIONS),
+              help="fp32,fp16,bf16,int8 (all but fp32 on openvino only; bf16 where the CPU has it natively; int8 "
+                   "once `edgerec quantize` made it).")
 @click.option("--engines", default=registry.DEFAULT_ENGINE, show_default=True, callback=_csv(registry.names()),
               help=f"{','.join(registry.names())} (all but openvino run the source model at fp32).")
 @click.option("--dataset", "datasets", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),

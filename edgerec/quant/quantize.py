@@ -32,6 +32,7 @@ from edgerec.utils.fs import atomic_dir, atomic_write_text
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "quantization_report.json"
+SEARCHES = ("sensitivity", "accuracy_control", "none")
 # fp32 and int8 are evaluated through RecPredictor as users run it (width-grouped batches, long lines in windows);
 # batches of this many lines, so that the batched path is what is checked
 EVAL_BATCH = 8
@@ -52,9 +53,18 @@ class QuantizationConfig:
     ignore_last_conv: bool = True
     model_type: str | None = None         # None | transformer
     max_drop: float = 0.005               # absolute, on acc and on norm_edit_dis
-    accuracy_control: bool = True         # fall back to nncf.quantize_with_accuracy_control
-    accuracy_control_iterations: int = 8  # bounds its run time (each iteration evaluates the eval set)
+    # on a miss: "sensitivity" (rank layers once, keep the top few in float; minutes), "accuracy_control" (NNCF's
+    # search, re-evaluates the eval set per layer; a quarter of an hour on 2 cores) or "none"
+    search: str = "sensitivity"
+    search_lines: int = 64                # calibration crops the sensitivity ranking runs on (no labels needed)
+    keep_float: tuple[int, ...] = (2, 4, 8)  # top-ranked layers kept in float, tried in this order until one holds
+    search_seconds: float = 600.0         # no new try starts after this long in the search
+    accuracy_control_iterations: int = 8  # bounds NNCF's search (each iteration evaluates the eval set)
     ignored_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {self.search!r}")
 
     def nncf_kwargs(self, model) -> dict:
         import nncf
@@ -150,8 +160,14 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         q_model = nncf.quantize(model, nncf.Dataset(calib_tensors), **kwargs)
     int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
     drops = _drops(fp32_metrics, int8_metrics)
-    method = "ptq"
-    if not within_bound(drops, config.max_drop) and config.accuracy_control:
+    method, search = "ptq", {}
+    if not within_bound(drops, config.max_drop) and config.search == "sensitivity":
+        log.warning("int8 drops %s > %.4f: ranking layers to keep in float", drops, config.max_drop)
+        q_model, int8_metrics, int8_texts, drops, search = _sensitivity_search(
+            model, q_model, (int8_metrics, int8_texts, drops), calibration, calib_tensors, eval_set, info, config,
+            kwargs, fp32_metrics)
+        method = "sensitivity"
+    elif not within_bound(drops, config.max_drop) and config.search == "accuracy_control":
         log.warning("int8 drops %s > %.4f: running NNCF accuracy-controlled quantization", drops, config.max_drop)
         with _nncf_log_level():
             q_model = _accuracy_control(model, calib_tensors, eval_set, info.classes, height, config, kwargs)
@@ -172,7 +188,9 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         "int8": {k: round(v, 6) for k, v in int8_metrics.items()},
         "same_text_as_fp32": round(agree, 6),
         "config": asdict(config),
-        "ignored_scope": [str(n) for n in getattr(kwargs.get("ignored_scope"), "names", [])],
+        "ignored_scope": search.get("ignored_scope") or [str(n) for n in getattr(kwargs.get("ignored_scope"),
+                                                                                  "names", [])],
+        "search": search,
         "calibration": {"description": calibration_desc, "count": len(calib_tensors)},
         "eval": {"description": eval_set.description, "count": len(eval_set.labels)},
         "quantization_seconds": round(quant_s, 1),
@@ -193,6 +211,52 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         ov.save_model(q_model, str(tmp / IR_NAME))
         atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False))
     return report
+
+
+def _sensitivity_search(model, q_model, first, calibration, calib_tensors, eval_set: EvalSet, info,
+                        config: QuantizationConfig, kwargs: dict, fp32_metrics: dict):
+    """Rank the PTQ model's layers once (quant/sensitivity.py), then quantize again with the top k in float for k in
+    ``config.keep_float`` until the guard holds; returns the best try (the first that holds, else the smallest drop)."""
+    import nncf
+    from tqdm import tqdm
+
+    from edgerec.quant.sensitivity import rank_layers
+
+    t0 = time.perf_counter()
+    lines = calibration[:config.search_lines]
+    with tqdm(desc="ranking layers", unit="layer", leave=False) as bar:
+        def progress(layers):
+            bar.reset(total=len(layers))
+            for layer in layers:
+                yield layer
+                bar.update()
+
+        base, ranked = rank_layers(q_model, model, lines, info.input_height, progress=progress)
+    rank_s = time.perf_counter() - t0
+    fixed = [str(n) for n in getattr(kwargs.get("ignored_scope"), "names", [])]
+    best = (q_model, *first, fixed, 0)  # (model, metrics, texts, drops, float names, k): the plain PTQ first
+    tries = []
+    for k in config.keep_float:
+        if time.perf_counter() - t0 > config.search_seconds:
+            log.warning("sensitivity search: %.0f s spent, not trying %d layers in float", config.search_seconds, k)
+            break
+        names = fixed + [s.name for s in ranked[:k] if s.gain > 0 and s.name not in fixed]
+        try_kwargs = dict(kwargs, ignored_scope=nncf.IgnoredScope(names=names, validate=False))
+        with _nncf_log_level():
+            candidate = nncf.quantize(model, nncf.Dataset(calib_tensors), **try_kwargs)
+        metrics, texts = evaluate(candidate, info.classes, eval_set, info.input_height)
+        drops = _drops(fp32_metrics, metrics)
+        tries.append({"keep_float": k, "drop": drops})
+        log.info("sensitivity search: %d layers in float -> drops %s", k, drops)
+        if within_bound(drops, config.max_drop) or sum(drops.values()) < sum(best[3].values()):
+            best = (candidate, metrics, texts, drops, names, k)
+        if within_bound(drops, config.max_drop):
+            break
+    q_best, metrics, texts, drops, names, k = best
+    report = {"int8_divergence": round(base, 6), "ranking_seconds": round(rank_s, 1), "lines": len(lines),
+              "kept_float": k, "ignored_scope": names, "tries": tries,
+              "ranked": [{"name": s.name, "type": s.kind, "gain": round(s.gain, 6)} for s in ranked[:10]]}
+    return q_best, metrics, texts, drops, report
 
 
 def _accuracy_control(model, calib_tensors, eval_set: EvalSet, classes, height, config, kwargs):

@@ -98,7 +98,7 @@ def _int8_weight(out) -> bool:
     if src.get_type_name() != "Convert":
         return False
     const = src.input_value(0).get_node()
-    return const.get_type_name() == "Constant" and str(const.get_output_element_type(0)) in ("i8", "u8")
+    return const.get_type_name() == "Constant" and const.get_output_element_type(0).get_type_name() in ("i8", "u8")
 
 
 def _float_constant(out) -> np.ndarray | None:
@@ -128,8 +128,9 @@ def _restore_bias(op, ref: dict) -> None:
 
 def with_float_layers(q_model, fp32_model, names: Iterable[str]):
     """A copy of the int8 model in which the ops ``names`` compute in float: their input FakeQuantizes bypassed,
-    their int8 weights and their bias-corrected biases replaced by the fp32 model's. Their outputs stay quantized where a later op's input is
-    (as NNCF's IgnoredScope does)."""
+    their int8 weights and bias-corrected biases replaced by the fp32 model's. Their outputs stay quantized where
+    a later op's input is (as NNCF's IgnoredScope does). Later layers keep the bias corrections made for this
+    layer's int8 error, so a ranking made this way favours late layers; the search re-quantizes with NNCF."""
     import openvino as ov
     from openvino import opset13
 
@@ -163,8 +164,10 @@ def with_float_layers(q_model, fp32_model, names: Iterable[str]):
 
 
 def rank_layers(q_model, fp32_model, images: list[np.ndarray], height: int, *, threads: int | None = None,
-                progress: Callable[[Iterable], Iterable] | None = None) -> tuple[float, list[Sensitivity]]:
-    """(int8 divergence, layers ranked by gain, best first) on ``images`` (~100 lines is enough)."""
+                layers: list[str] | None = None, progress: Callable[[list], Iterable] | None = None
+                ) -> tuple[float, list[Sensitivity]]:
+    """(int8 divergence, layers ranked by gain, best first) on ``images`` (~64 lines are enough); every quantized
+    layer, or only those named in ``layers``."""
     import openvino as ov
 
     core = ov.Core()
@@ -174,9 +177,9 @@ def rank_layers(q_model, fp32_model, images: list[np.ndarray], height: int, *, t
     batches = search_tensors(images, height)
     reference = _probs(core.compile_model(fp32_model, "CPU", config), batches)
     base = divergence(reference, _probs(core.compile_model(q_model, "CPU", config), batches))
-    layers = quantized_layers(q_model)
+    todo = [(n, k) for n, k in quantized_layers(q_model) if layers is None or n in layers]
     ranked = []
-    for name, kind in (progress(layers) if progress else layers):
+    for name, kind in (progress(todo) if progress else todo):
         variant = with_float_layers(q_model, fp32_model, [name])
         d = divergence(reference, _probs(core.compile_model(variant, "CPU", config), batches))
         ranked.append(Sensitivity(name, kind, d, base - d))
