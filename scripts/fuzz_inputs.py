@@ -603,6 +603,15 @@ def build_case(seed: int, index: int, workdir: Path, pool: Pool) -> Case:
 # ------------------------------------------------------------------------------------------ the worker
 
 
+def _reset_peak_rss() -> None:
+    """Reset this process's VmHWM (Linux: ``5`` to /proc/self/clear_refs), so the peak after a case is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def _rss_mb() -> tuple[float, float]:
     """(current RSS, peak RSS) of this process in MB, from /proc."""
     cur = peak = 0.0
@@ -742,6 +751,7 @@ def worker(conn: Any, model_name: str, seed: int, workdir: str) -> None:
         except Exception:
             conn.send((index, "builder-failed", traceback.format_exc()[-800:], "?", _rss_mb(), 0.0))
             continue
+        _reset_peak_rss()
         t = time.perf_counter()
         save = Path(workdir) / str(index) / "_saved" if index % 5 == 0 else None
         outcome, detail = run_case(model, case, ref, save)
@@ -960,6 +970,7 @@ def main() -> int:
     by_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     shown: collections.Counter = collections.Counter()
     peak = (0.0, "")
+    peak_by_kind: dict[str, float] = {}  # the worker's peak RSS during one case, reset before each (Linux)
     slowest = (0.0, "")
     t0 = time.perf_counter()
     indices = args.only if args.only else range(args.n)
@@ -973,6 +984,8 @@ def main() -> int:
             by_kind[kind if kind.startswith("hostile:") else kind.split(":")[0]][outcome] += 1
             if hwm > peak[0]:
                 peak = (hwm, f"case {index} ({kind})")
+            group = kind if kind.startswith("hostile:") else kind.split(":")[0]
+            peak_by_kind[group] = max(peak_by_kind.get(group, 0.0), hwm)
             if took > slowest[0]:
                 slowest = (took, f"case {index} ({kind})")
             if outcome in BAD_OUTCOMES + ("builder-failed",) and shown[outcome] < args.show:
@@ -1015,6 +1028,7 @@ def main() -> int:
         print(f"  {outcome:14s} {counts.get(outcome, 0)}")
     print("  by kind: " + "; ".join(f"{k} {dict(v)}" for k, v in sorted(by_kind.items())))
     print(f"  worker peak RSS {peak[0]:.0f} MB at {peak[1]}; slowest case {slowest[0]:.1f} s at {slowest[1]}")
+    print("  peak RSS MB by kind: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peak_by_kind.items())))
     if cli_counts:
         print(f"edgerec predict (CLI): {sum(cli_counts.values())} path cases")
         for outcome in ("ok", "edgerec-error", "crash", "hang"):

@@ -28,7 +28,10 @@ _DECODER_PREFIXES = (
     rb"libpng (warning|error)",  # libpng's default handlers
     rb"Corrupt JPEG data|Premature end of JPEG|Warning: unknown JFIF|Invalid SOS|Unsupported marker|"
     rb"JPEG datastream|Bogus|Quantization table|Huffman table",  # libjpeg(-turbo)'s output_message
-    rb"TIFF\w*: |[^:\n]*\.tiff?: |\w*(Decode|Required|Strip|Tag|Directory)\w*: ",  # libtiff: "<module>: <text>"
+    # libtiff: "<module>: <text>", the module a libtiff function or codec name (or the file name OpenCV gives it)
+    rb"_?TIFF\w*: |[^:\n]*\.tiff?: |\w*(Decode|Required|Strip|Tag|Directory)\w*: |"
+    rb"(Predictor|Fax3|Fax4|OJPEG|JPEG|ZIP|LZW|PixarLog|LogLuv|NeXT|Thunder|DumpMode|PackBits|ChopUp|Estimate|"
+    rb"Missing|LERC|WebP|ZSTD|LZMA)\w*: ",
 )
 _DECODER_LINE = re.compile(rb"^(" + rb"|".join(_DECODER_PREFIXES) + rb")")
 
