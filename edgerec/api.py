@@ -223,22 +223,40 @@ def _hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, prec
                  ) -> tuple[str, dict, str]:
     """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why).
 
-    int8 when installed; else bf16 where the CPU computes it natively (issue 12 measured it accuracy-neutral,
-    -0.26 to +0.14 pt, and ~1.5x faster than f32 on Zen 5); else the precision asked for."""
+    int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it);
+    else bf16 where the CPU computes it natively (issue 12 measured it accuracy-neutral, -0.26 to +0.14 pt, and
+    1.3-1.5x faster than f32 on Zen 5); else the precision asked for."""
+    skipped = ""
     if "int8" in kind.precisions:
         int8 = installed_ir(model_name, model_dir, "int8")
-        if int8 is not None:
-            return "int8", {}, f"int8, the fastest installed ({int8.parent})"
+        forced = int8 is not None and _forced_past_bound(int8)
+        if int8 is not None and not forced:
+            return "int8", {}, f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
+        if forced:
+            skipped = f"the int8 model in {int8.parent} was forced past its accuracy bound; "
     if kind.fastest is not None:
         values, why = kind.fastest(spec)
         return precision, values, why
-    no_int8 = "no int8 model installed (`edgerec quantize` makes one)"
+    no_int8 = skipped.rstrip("; ") or "no int8 model installed (`edgerec quantize` makes one)"
     if "bf16" in kind.precisions and spec.family == "cpu" and precision in ("fp32", "bf16") and cpu.has_native_bf16():
         return "bf16", {}, (f"{no_int8}, and this CPU computes bf16 natively, so bf16 (the fp32 IR with a bf16 "
                             "compute hint: accuracy-neutral within ~0.3 pt, ~1.5x f32's speed)")
     if "int8" in kind.precisions:
         return precision, {}, f"{no_int8}, so {precision}"
     return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
+
+
+def _forced_past_bound(int8_xml) -> bool:
+    """True when the int8 model's quantization_report.json says ``--force`` installed it past the bound."""
+    import json
+
+    from edgerec.quant.quantize import REPORT_NAME
+
+    try:
+        report = json.loads((int8_xml.parent / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # an int8 IR made elsewhere: no report to go by
+    return bool(isinstance(report, dict) and report.get("forced"))
 
 
 __all__ = ["InputError", "TextRecognizer", "create_model", "resolve_model"]

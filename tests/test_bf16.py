@@ -252,3 +252,22 @@ def test_quantize_cli_prints_no_nncf_info_lines(v4, tmp_path):
     assert "INFO:nncf" not in res.stdout + res.stderr  # with -v these show (3 lines for v4)
     assert "Statistics collection" in res.stdout and "same text" in res.stdout
     assert (out / "model.xml").is_file()
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_use_hpip_takes_int8_only_when_it_held_its_bound(v4, tmp_path, monkeypatch, edgerec_home, forced):
+    """int8 is use_hpip's first choice, unless its quantization report says --force installed it past the bound."""
+    import json
+
+    from edgerec import api
+
+    int8 = tmp_path / "int8" / "model.xml"
+    int8.parent.mkdir()
+    (int8.parent / "quantization_report.json").write_text(json.dumps({"forced": forced, "installed": True}))
+    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    kind = api.registry.pick(None, "cpu")  # OpenVINO, the CPU default
+    precision, _, why = api._hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
+    if forced:
+        assert precision != "int8" and "forced past its accuracy bound" in why
+    else:
+        assert precision == "int8" and "within its accuracy bound" in why
