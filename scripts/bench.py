@@ -4,9 +4,10 @@
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
                             [--rounds 3] [--repeats 3]
 
-Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv6_small_rec
-and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32 and int8 (int8 only
-where `edgerec quantize` installed it; otherwise skipped with a message), ONNX Runtime fp32 on the same ONNX
+Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv5_mobile_rec,
+PP-OCRv6_small_rec and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32,
+bf16 (where the CPU has native bf16) and int8 (int8 only where `edgerec quantize` installed it; otherwise
+skipped with a message), ONNX Runtime fp32 on the same ONNX
 (as it ships and with spinning off), and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source).
 Tesseract joins when installed. Latency comes from a separate process per configuration, --rounds rounds
 interleaved, every engine on the same --threads (default: every usable core); see edgerec/bench/timing.py.
@@ -34,17 +35,20 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from edgerec.bench import Config, ReportOptions, dataset_table, run_report, summary_table, timing_line  # noqa: E402
 from edgerec.errors import EdgeRecError  # noqa: E402
 
-MODELS = ["PP-OCRv4_mobile_rec", "en_PP-OCRv3_mobile_rec", "PP-OCRv6_small_rec", "PP-OCRv6_tiny_rec"]
+MODELS = ["PP-OCRv4_mobile_rec", "en_PP-OCRv3_mobile_rec", "PP-OCRv5_mobile_rec", "PP-OCRv6_small_rec",
+          "PP-OCRv6_tiny_rec"]
 SETS = ["iiit5k_3000", "svt_647", "en_uw3_70", "zh_plates_1000"]
 PADDLE_MODELS = {"PP-OCRv4_mobile_rec"}
 DEFAULT_EVALSETS = ROOT.parent / "shared" / "evalsets"
 
 
 def bench_configs(models: list[str]) -> list[Config]:
-    """OpenVINO fp32 + int8, ONNX Runtime fp32, and Paddle fp32 where the model has a Paddle source."""
+    """OpenVINO fp32, bf16 (skipped on CPUs without native bf16) and int8, ONNX Runtime fp32, and Paddle fp32
+    where the model has a Paddle source."""
     out = []
     for m in models:
-        out += [Config(m, "fp32", "openvino"), Config(m, "int8", "openvino"), Config(m, "fp32", "onnxruntime")]
+        out += [Config(m, "fp32", "openvino"), Config(m, "bf16", "openvino"), Config(m, "int8", "openvino"),
+                Config(m, "fp32", "onnxruntime")]
         if m in PADDLE_MODELS:
             out.append(Config(m, "fp32", "paddle"))
     return out
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = ReportOptions(models=models, datasets=sets, output=args.output,
                              limit=None if args.full else args.limit, threads=args.threads,
-                             fresh_process=not args.no_fresh_process, precisions=["fp32", "int8"],
+                             fresh_process=not args.no_fresh_process, precisions=["fp32", "bf16", "int8"],
                              engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
                              rounds=args.rounds, repeats=args.repeats)
         report = run_report(opts)
