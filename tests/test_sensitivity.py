@@ -56,7 +56,7 @@ def test_a_float_layer_loses_its_fake_quantize_and_int8_weight(models):
 
 
 def test_ranking_covers_every_quantized_layer_best_first(models):
-    from edgerec.quant.sensitivity import divergence, quantized_layers, rank_layers
+    from edgerec.quant.sensitivity import divergence, layer_mac_share, quantized_layers, rank_layers
 
     fp32, q, calib = models
     some = [n for n, _ in quantized_layers(q)][::9]  # a few layers of each kind keep the test short
@@ -66,6 +66,9 @@ def test_ranking_covers_every_quantized_layer_best_first(models):
     gains = [s.gain for s in ranked]
     assert gains == sorted(gains, reverse=True)
     assert all(s.gain == pytest.approx(base - s.divergence) for s in ranked)
+    shares = layer_mac_share(fp32, 48)
+    assert sum(shares.values()) == pytest.approx(1.0) and all(v > 0 for v in shares.values())
+    assert all(s.mac_share == shares[s.name] for s in ranked)
     p = [np.full((1, 2, 3), 1 / 3)]
     assert divergence(p, p) == pytest.approx(0.0)
     assert divergence(p, [np.array([[[0.98, 0.01, 0.01]] * 2])]) > 0.5

@@ -255,7 +255,8 @@ def _sensitivity_search(model, q_model, first, calibration, calib_tensors, eval_
     q_best, metrics, texts, drops, names, k = best
     report = {"int8_divergence": round(base, 6), "ranking_seconds": round(rank_s, 1), "lines": len(lines),
               "kept_float": k, "ignored_scope": names, "tries": tries,
-              "ranked": [{"name": s.name, "type": s.kind, "gain": round(s.gain, 6)} for s in ranked[:10]]}
+              "ranked": [{"name": s.name, "type": s.kind, "gain": round(s.gain, 6), "mac_share": round(s.mac_share, 5)}
+                         for s in ranked[:10]]}
     return q_best, metrics, texts, drops, report
 
 

@@ -35,6 +35,30 @@ class Sensitivity:
     kind: str
     divergence: float
     gain: float
+    mac_share: float = 0.0  # the layer's share of the quantizable layers' multiply-adds at 48x320
+
+
+def layer_mac_share(fp32_model, height: int, width: int = 320) -> dict[str, float]:
+    """Each Convolution / GroupConvolution / MatMul's share of their multiply-adds for one line at height x width:
+    what keeping it in float costs, roughly (depthwise convolutions are a few per cent and gain little from int8)."""
+    model = fp32_model.clone()
+    model.reshape({model.input(0): [1, 3, height, width]})
+    macs = {}
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in QUANTIZABLE:
+            continue
+        out = int(np.prod([d for d in op.get_output_shape(0)]))
+        w = [int(d) for d in op.get_input_shape(1)]
+        if kind == "Convolution":
+            macs[op.get_friendly_name()] = out * int(np.prod(w[1:]))
+        elif kind == "GroupConvolution":
+            macs[op.get_friendly_name()] = out * int(np.prod(w[2:]))
+        else:
+            transpose_b = bool(op.get_attributes().get("transpose_b", False))
+            macs[op.get_friendly_name()] = out * (w[-1] if transpose_b else w[-2] if len(w) > 1 else w[0])
+    total = sum(macs.values()) or 1
+    return {name: m / total for name, m in macs.items()}
 
 
 def search_tensors(images: list[np.ndarray], height: int, max_batch: int = 16) -> list[np.ndarray]:
@@ -178,11 +202,16 @@ def rank_layers(q_model, fp32_model, images: list[np.ndarray], height: int, *, t
     reference = _probs(core.compile_model(fp32_model, "CPU", config), batches)
     base = divergence(reference, _probs(core.compile_model(q_model, "CPU", config), batches))
     todo = [(n, k) for n, k in quantized_layers(q_model) if layers is None or n in layers]
+    try:
+        shares = layer_mac_share(fp32_model, height)
+    except Exception as exc:  # a model that cannot be reshaped statically: rank by gain alone
+        log.info("no multiply-add shares (%s)", exc)
+        shares = {}
     ranked = []
     for name, kind in (progress(todo) if progress else todo):
         variant = with_float_layers(q_model, fp32_model, [name])
         d = divergence(reference, _probs(core.compile_model(variant, "CPU", config), batches))
-        ranked.append(Sensitivity(name, kind, d, base - d))
+        ranked.append(Sensitivity(name, kind, d, base - d, shares.get(name, 0.0)))
     ranked.sort(key=lambda s: s.gain, reverse=True)
     log.info("int8 divergence %.5f; most sensitive: %s", base,
              ", ".join(f"{s.name} ({s.kind}, -{s.gain:.5f})" for s in ranked[:5]))
