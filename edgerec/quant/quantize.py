@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import EdgeRecError
+from edgerec.quant.qat import QATConfig
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch, target_width
 from edgerec.utils.fs import atomic_dir, atomic_write_text
@@ -61,6 +63,8 @@ class QuantizationConfig:
     search_seconds: float = 600.0         # no new try starts after this long in the search
     accuracy_control_iterations: int = 8  # bounds NNCF's search (each iteration evaluates the eval set)
     ignored_names: list[str] = field(default_factory=list)
+    # quantization-aware fine-tuning before PTQ (``--qat``; needs the train extra): None = plain PTQ
+    qat: QATConfig | None = None
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
@@ -135,8 +139,12 @@ def _nncf_log_level():
 
 
 def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: EvalSet, out_dir: str | Path, *,
-                config: QuantizationConfig | None = None, force: bool = False, calibration_desc: str = "") -> dict:
-    """Quantize ``fp32_xml`` and install ``out_dir/model.xml`` when int8 holds the bound; returns the report."""
+                config: QuantizationConfig | None = None, force: bool = False, calibration_desc: str = "",
+                qat_source: str | Path | None = None, progress: bool = True) -> dict:
+    """Quantize ``fp32_xml`` and install ``out_dir/model.xml`` when int8 holds the bound; returns the report.
+
+    With ``config.qat`` the weights are first fine-tuned with simulated int8 (:mod:`edgerec.quant.qat`) from
+    ``qat_source``, the ONNX the fp32 IR was exported from; the guard still compares against ``fp32_xml``."""
     import nncf
     import openvino as ov
 
@@ -152,28 +160,37 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         raise QuantizationError("no calibration crops")
     t0 = time.perf_counter()
     fp32_metrics, fp32_texts = evaluate(model, info.classes, eval_set, height)
-    kwargs = config.nncf_kwargs(model)
+    base, qat_report = model, {}
+    if config.qat is not None:
+        from edgerec.quant.qat import qat_finetune
+
+        if qat_source is None:
+            raise QuantizationError(f"{info.model_name}: QAT needs the ONNX source the fp32 IR was exported from")
+        base, qat_report = qat_finetune(qat_source, model, calibration, height, config.qat,
+                                        ignore_first=config.ignore_first_conv, ignore_last=config.ignore_last_conv,
+                                        progress=progress)
+    kwargs = config.nncf_kwargs(base)
     kwargs["subset_size"] = min(config.subset_size, len(calib_tensors))
     log.info("quantizing %s with %s", info.model_name, {k: str(v) for k, v in kwargs.items()})
     t_q = time.perf_counter()
     with _nncf_log_level():
-        q_model = nncf.quantize(model, nncf.Dataset(calib_tensors), **kwargs)
+        q_model = nncf.quantize(base, nncf.Dataset(calib_tensors), **kwargs)
     int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
     drops = _drops(fp32_metrics, int8_metrics)
-    method, search = "ptq", {}
+    method, search = ("qat+ptq" if qat_report else "ptq"), {}
     if not within_bound(drops, config.max_drop) and config.search == "sensitivity":
         log.warning("int8 drops %s > %.4f: ranking layers to keep in float", drops, config.max_drop)
         q_model, int8_metrics, int8_texts, drops, search = _sensitivity_search(
-            model, q_model, (int8_metrics, int8_texts, drops), calibration, calib_tensors, eval_set, info, config,
+            base, q_model, (int8_metrics, int8_texts, drops), calibration, calib_tensors, eval_set, info, config,
             kwargs, fp32_metrics)
-        method = "sensitivity"
+        method = "qat+sensitivity" if qat_report else "sensitivity"
     elif not within_bound(drops, config.max_drop) and config.search == "accuracy_control":
         log.warning("int8 drops %s > %.4f: running NNCF accuracy-controlled quantization", drops, config.max_drop)
         with _nncf_log_level():
-            q_model = _accuracy_control(model, calib_tensors, eval_set, info.classes, height, config, kwargs)
+            q_model = _accuracy_control(base, calib_tensors, eval_set, info.classes, height, config, kwargs)
         int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
         drops = _drops(fp32_metrics, int8_metrics)
-        method = "accuracy_control"
+        method = "qat+accuracy_control" if qat_report else "accuracy_control"
     quant_s = time.perf_counter() - t_q
     agree = sum(a == b for a, b in zip(fp32_texts, int8_texts)) / max(1, len(fp32_texts))
     ok = within_bound(drops, config.max_drop)
@@ -191,6 +208,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         "ignored_scope": search.get("ignored_scope") or [str(n) for n in getattr(kwargs.get("ignored_scope"),
                                                                                   "names", [])],
         "search": search,
+        "qat": qat_report,
         "calibration": {"description": calibration_desc, "count": len(calib_tensors)},
         "eval": {"description": eval_set.description, "count": len(eval_set.labels)},
         "quantization_seconds": round(quant_s, 1),
@@ -204,7 +222,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
             f"{drops['norm_edit_dis']:.4f} (bound {config.max_drop}); not installed. Try more or real calibration "
             "crops (--calibration DIR), a larger --max-drop, or --force to install it anyway")
     q_model.set_rt_info("int8", [RT_KEY, "precision"])
-    q_model.set_rt_info(json.dumps({k: report[k] for k in ("method", "drop", "max_drop", "ignored_scope",
+    q_model.set_rt_info(json.dumps({k: report[k] for k in ("method", "drop", "max_drop", "ignored_scope", "qat",
                                                            "calibration", "eval", "config")}),
                         [RT_KEY, "quantization"])
     with atomic_dir(out_dir) as tmp:
@@ -300,6 +318,11 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
     from edgerec.zoo.export import IR_NAME
     from edgerec.zoo.resolve import quantize_target, resolve_model
 
+    cfg = config or QuantizationConfig(subset_size=subset_size, max_drop=max_drop)
+    if cfg.qat is not None:
+        from edgerec.quant.qat import require_torch
+
+        require_torch()  # before minutes of export and evaluation, not after
     resolved = resolve_model(model_name, model_dir, "fp32", progress=progress)
     xml, info = resolved.path, resolved.info
     assert info is not None  # an IR's metadata is read when it is resolved
@@ -316,7 +339,13 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
         pairs = render_lines(info.classes, eval_size, seed=seed + 7919)
         eval_desc = f"{len(pairs)} rendered lines (seed {seed + 7919}, disjoint from calibration)"
     eval_set = EvalSet([p[0] for p in pairs], [p[1] for p in pairs], eval_desc)
-    cfg = config or QuantizationConfig(subset_size=subset_size, max_drop=max_drop)
     out = Path(output) if output is not None else quantize_target(resolved, model_dir)
-    report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc)
+    with tempfile.TemporaryDirectory(prefix="edgerec-qat-src-") as scratch:
+        qat_source = None
+        if cfg.qat is not None:
+            from edgerec.quant.qat import training_onnx
+
+            qat_source = training_onnx(model_name, model_dir, info.source_id, Path(scratch))
+        report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc,
+                             qat_source=qat_source, progress=progress)
     return out / IR_NAME, report
