@@ -2,15 +2,18 @@
 
     python scripts/bench.py [--evalsets ../shared/evalsets] [--limit 200 | --full] [--threads N]
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
-                            [--rounds 3] [--repeats 3]
+                            [--rounds 3] [--repeats 3] [--paddlex-python PATH]
 
 Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv5_mobile_rec,
 PP-OCRv6_small_rec and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32,
 bf16 (where the CPU has native bf16) and int8 (int8 only where `edgerec quantize` installed it; otherwise
 skipped with a message), ONNX Runtime fp32 on the same ONNX
 (as it ships and with spinning off), and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source).
-Tesseract joins when installed. Latency comes from a separate process per configuration, --rounds rounds
-interleaved, every engine on the same --threads (default: every usable core); see edgerec/bench/timing.py.
+Tesseract joins when installed, and PaddleX itself (`paddlex.create_model(...).predict`, PP-OCRv4's same Paddle
+weights) when --paddlex-python (default: $EDGEREC_PADDLEX_PYTHON) names a virtualenv with paddlex[ocr-core]==3.7.2
+and paddlepaddle; PaddleX's children run with that interpreter (docs/usage.md). Latency comes from a separate
+process per configuration, --rounds rounds interleaved, every engine on the same --threads (default: every usable
+core); see edgerec/bench/timing.py.
 
 Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70). Every configuration reads a
 set once in this process (accuracy) and --rounds x --repeats times in its timing processes (3 x 3 by default),
@@ -67,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds, one process per configuration each; "
                     "0: in-process (biased)")
     ap.add_argument("--repeats", type=int, default=3, help="passes over a set inside each timing process")
+    ap.add_argument("--paddlex-python", default=os.environ.get("EDGEREC_PADDLEX_PYTHON") or None, metavar="PATH",
+                    help="Python of a virtualenv with paddlex[ocr-core]==3.7.2 + paddlepaddle: PaddleX itself as a "
+                    "peer (default: $EDGEREC_PADDLEX_PYTHON; skipped without it)")
     args = ap.parse_args(argv)
 
     if not args.evalsets.is_dir():
@@ -88,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                              limit=None if args.full else args.limit, threads=args.threads,
                              fresh_process=not args.no_fresh_process, precisions=["fp32", "bf16", "int8"],
                              engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
-                             rounds=args.rounds, repeats=args.repeats)
+                             rounds=args.rounds, repeats=args.repeats, paddlex_python=args.paddlex_python,
+                             paddlex_models=[m for m in models if m in PADDLE_MODELS])
         report = run_report(opts)
     except EdgeRecError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,13 @@ def test_missing_configs_are_skipped_with_reasons(report_run):
     assert "not on PATH" in reasons["tesseract eng"]
     if importlib.util.find_spec("rapidocr_openvino") is None:  # a peer that is absent is said, not an error
         assert "rapidocr-openvino is not installed" in reasons["rapidocr-openvino fp32"]
+    # PaddleX itself: no interpreter given, so skipped with how to add it (one line)
+    px = reasons["v4_mobile paddlex fp32"]
+    assert "no PaddleX interpreter given" in px and "--paddlex-python" in px and "EDGEREC_PADDLEX_PYTHON" in px
+    assert "paddlex[ocr-core]==3.7.2" in px and "\n" not in px
     md = (out / "report.md").read_text("utf-8")
     assert "## Skipped" in md and "v4_mobile ov int8: no int8 model" in md
+    assert "- v4_mobile paddlex fp32: no PaddleX interpreter given" in md
 
 
 def test_markdown_tables_have_the_columns(report_run):
@@ -213,6 +219,159 @@ def test_rapidocr_peer_through_a_stand_in_module(v4, tiny_set, tmp_path, monkeyp
     assert row["acc"] == pytest.approx(rec_metrics(["OpenVINO"] * len(LINES), LINES)["acc"], abs=1e-6)
     assert row["timing"] == "process" and len(set(row["timing_pids"])) == 2 and os.getpid() not in row["timing_pids"]
     assert row["b8_lines_per_s"] is None and row["ratio_vs_ov_fp32"] is None and row["p50_ms"] > 0
+
+
+# ------------------------------------------------------------------ PaddleX itself, from its own interpreter
+
+def test_paddlex_peer_is_skipped_without_a_working_interpreter(tmp_path):
+    """No interpreter, one that does not exist, one that cannot import paddlex: each a one-line skip that says how
+    to add the peer (no network, no PaddleX needed)."""
+    from edgerec.bench import report as rep
+    from edgerec.bench.configs import Config
+
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'paddlex'\" >&2\nexit 1\n")
+    broken.chmod(broken.stat().st_mode | stat.S_IEXEC)
+    for python, why in ((None, "no PaddleX interpreter given"), (str(tmp_path / "nowhere"), "cannot run"),
+                        (str(broken), "No module named 'paddlex'")):
+        said: list[str] = []
+        skips = rep._Skips(said.append)
+        opts = rep.ReportOptions(models=[V4], datasets=[], output=tmp_path, paddlex_python=python)
+        configs, version = rep._paddlex_configs([Config(V4, "fp32", "openvino")], opts, skips)
+        assert configs == [] and version is None
+        assert len(said) == 1 and said[0].startswith("skip v4_mobile paddlex fp32: ") and why in said[0], said
+        assert "--paddlex-python" in said[0] and "\n" not in said[0]
+    # not asked for, or no model of the run in paddlex_models: nothing planned, nothing said
+    said = []
+    for opts in (rep.ReportOptions(models=[V4], datasets=[], output=tmp_path, paddlex=False),
+                 rep.ReportOptions(models=[V4], datasets=[], output=tmp_path, paddlex_models=[])):
+        assert rep._paddlex_configs([Config(V4, "fp32", "openvino")], opts, rep._Skips(said.append)) == ([], None)
+    assert said == []
+
+
+def test_paddlex_children_run_with_the_configured_interpreter(tmp_path, monkeypatch):
+    """The PaddleX peer's child command is its configuration's interpreter (edgerec's children keep this one), with
+    this checkout first on PYTHONPATH; the interpreter and model folder survive the row -> timing child trip."""
+    import subprocess
+
+    from edgerec.bench import timing
+    from edgerec.bench.configs import Config
+    from edgerec.bench.paddlex_peer import paddlex_config
+
+    px = paddlex_config(V4, "/opt/pxvenv/bin/python", tmp_path / "px")
+    assert px.label == "v4_mobile paddlex fp32" and not px.edgerec
+    assert Config.of(px.as_dict()) == px  # report rows carry the options to the timing children
+    spec = timing.timing_spec(px, ["a.png"], threads=2, chunk=4, batch_size=8, repeats=1)
+    assert spec["engine_options"] == {"model_dir": str(tmp_path / "px"), "python": "/opt/pxvenv/bin/python"}
+    assert timing.child_command(spec) == ["/opt/pxvenv/bin/python", "-m", "edgerec.bench.child"]
+    ov = timing.timing_spec(Config(V4, "fp32", "openvino"), ["a.png"], 2, 4, 8, 1)
+    assert timing.child_command(ov) == [sys.executable, "-m", "edgerec.bench.child"]
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append((cmd, kw))
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"pid": 1}\n', stderr="")
+
+    monkeypatch.setattr(timing.subprocess, "run", fake_run)
+    assert timing.run_child(spec, px.label) == {"pid": 1}
+    (cmd, kw), = calls
+    assert cmd[0] == "/opt/pxvenv/bin/python" and json.loads(kw["input"]) == spec
+    root = str(Path(__file__).resolve().parents[1])
+    assert kw["env"]["PYTHONPATH"].split(os.pathsep)[0] == root
+
+
+def test_paddlex_model_folder_is_what_paddlex_reads(v4, edgerec_home):
+    """inference.yml as PaddleX 3.7.2 reads it: BGR decode first, the model's height, CTC with the same dict
+    (YAML-awkward entries survive), and the Paddle weights edgerec exports."""
+    import yaml
+
+    from edgerec.bench.paddlex_peer import inference_yml, model_folder
+    from edgerec.zoo.resolve import model_charset
+
+    tricky = [" ", "\u3000", "'", '"', ":", "#", "- ", "null", "yes", "1", "0x1", "~", "&", "*", "!", "%", "@", "`"]
+    for loader in (yaml.safe_load, lambda t: yaml.load(t, Loader=yaml.FullLoader)):  # PaddleX: FullLoader
+        doc = loader(inference_yml(V4, 48, tricky))
+        assert doc["PostProcess"] == {"name": "CTCLabelDecode", "character_dict": tricky}
+    ops = doc["PreProcess"]["transform_ops"]
+    assert ops[0] == {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}}
+    assert ops[1] == {"RecResizeImg": {"image_shape": [3, 48, 320]}} and doc["Global"] == {"model_name": V4}
+    folder = model_folder(V4)
+    assert folder.parent == edgerec_home / "paddlex" and model_folder(V4) == folder  # reused
+    assert {p.name for p in folder.iterdir()} == {"inference.pdmodel", "inference.pdiparams", "inference.yml",
+                                                   "edgerec.json"}
+    doc = yaml.load((folder / "inference.yml").read_text("utf-8"), Loader=yaml.FullLoader)
+    assert doc["PostProcess"]["character_dict"] + [" "] == model_charset(V4)  # PaddleX adds the space itself
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # written in one rename
+
+
+def test_paddlex_peer_through_a_stand_in_interpreter(v4, tiny_set, tmp_path, monkeypatch):
+    """The whole PaddleX path (probe, model folder, the serving child for texts, timing children) with a stand-in
+    ``paddlex`` package and an interpreter wrapper that logs each start: every PaddleX child ran through it."""
+    from edgerec.bench import ReportOptions, run_report
+    from edgerec.data.metrics import rec_metrics
+
+    fake = tmp_path / "fake"
+    (fake / "paddlex").mkdir(parents=True)
+    (fake / "paddle").mkdir()
+    (fake / "paddle" / "__init__.py").write_text("__version__ = '0.0-standin'\n", encoding="utf-8")
+    (fake / "paddlex" / "__init__.py").write_text(
+        "import os\n__version__ = '0.0-standin'\n"
+        "class _Model:\n"
+        "    def predict(self, input, batch_size=1):\n"
+        "        for img in input:\n"
+        "            assert img.ndim == 3 and img.shape[2] == 3 and img.dtype.name == 'uint8'\n"
+        "            yield {'rec_text': 'OpenVINO', 'rec_score': 0.9}\n"
+        "def create_model(model_name, model_dir=None, device=None, engine_config=None):\n"
+        "    yml = open(os.path.join(model_dir, 'inference.yml'), encoding='utf-8').read()\n"
+        "    assert f'model_name: {model_name}' in yml and 'img_mode: BGR' in yml, yml[:200]\n"
+        "    assert os.path.isfile(os.path.join(model_dir, 'inference.pdiparams')) and device == 'cpu'\n"
+        "    assert engine_config['cpu_threads'] >= 1\n"
+        "    return _Model()\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    log = tmp_path / "starts.log"
+    wrapper = tmp_path / "pxpython"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
+                                      rapidocr=False, fresh_process=False, rounds=2, repeats=1,
+                                      paddlex_python=str(wrapper)), say=lambda m: None)
+    row = next(r for r in report["results"] if r["engine"] == "paddlex")
+    assert row["label"] == "v4_mobile paddlex fp32" and not row["edgerec"] and row["engine_options"]["python"] == str(
+        wrapper)
+    assert row["acc"] == pytest.approx(rec_metrics(["OpenVINO"] * len(LINES), LINES)["acc"], abs=1e-6)
+    assert row["b8_same_text"] == 1.0 and row["b8_lines_per_s"] > 0 and row["size_mb"] > 1
+    assert row["timing"] == "process" and len(set(row["timing_pids"])) == 2 and os.getpid() not in row["timing_pids"]
+    assert row["ratio_vs_ov_fp32"] > 0  # PaddleX reads the same model: timed against edgerec's fp32
+    assert row["engine_config"]["paddlex"] == "0.0-standin"
+    assert report["settings"]["paddlex"] and report["environment"]["packages"]["paddlex"].startswith("0.0-standin")
+    starts = log.read_text().splitlines()
+    assert sum(s.startswith("-c ") for s in starts) == 1  # the probe
+    assert starts.count("-m edgerec.bench.child") == 3  # the serving child (texts) + one timing child per round
+
+
+def test_a_paddlex_child_imports_no_openvino(tmp_path):
+    """What a PaddleX child imports (serve and timing modes) needs none of edgerec's own heavy packages, which
+    PaddleX's virtualenv lacks: run here with them blocked."""
+    import subprocess
+
+    code = ("import sys\n"
+            "BLOCK = {'openvino', 'nncf', 'rapidfuzz', 'onnxruntime', 'onnx', 'paddle', 'paddle2onnx', 'matplotlib',\n"
+            "         'torch', 'click', 'tqdm', 'filelock', 'yaml'}\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in BLOCK:\n"
+            "            raise ImportError(f'blocked: {name}')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import edgerec.bench.child, edgerec.bench.paddlex_peer\n"
+            "from edgerec.bench.configs import Config\n"
+            "from edgerec.bench.measure import shape_plan\n"
+            "from edgerec.bench.runners import open_runner\n"
+            "from edgerec.io.inputs import load_image\n"
+            "print('ok')\n")
+    from edgerec.bench.timing import child_env
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def test_cli_report_command(v4, tiny_set, tmp_path):

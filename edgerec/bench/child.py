@@ -1,6 +1,8 @@
 """One configuration in its own process: cold start and peak RSS, or (``"mode": "timing"``) its latency.
 
-Run as ``python -m edgerec.bench.child`` with a JSON spec on stdin; prints one JSON line. Its own process so that
+Run as ``python -m edgerec.bench.child`` with a JSON spec on stdin (one line); prints one JSON line. The PaddleX
+peer's children run it from PaddleX's own interpreter: what they import is kept to NumPy, OpenCV and edgerec's
+bench and io modules (no OpenVINO). Its own process so that
 peak RSS (VmHWM) and cold start belong to this configuration alone, and no other engine's threads share the cores:
 ONNX Runtime's intra-op threads keep spinning after each run, and in a shared process they took the cores from
 the OpenVINO request that ran next (2.8 ms per line alone, 5.9 alternating with ONNX Runtime, 2 cores).
@@ -73,11 +75,26 @@ def timing(spec: dict) -> dict:
     return out
 
 
+def _answer_stream():
+    """This process's stdout for its answers alone: what libraries print (PaddleX, Paddle) goes to stderr."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    return out
+
+
 def main() -> None:
-    """Read the spec, run it, print the numbers as one JSON line."""
-    spec = json.loads(sys.stdin.read())
+    """Read the spec (one JSON line), run it, print the numbers as one JSON line. ``"mode": "serve"`` (the PaddleX
+    peer's texts, edgerec.bench.paddlex_peer) answers one line per further stdin line instead."""
+    spec = json.loads(sys.stdin.readline())
+    out = _answer_stream()
+    if spec.get("mode") == "serve":
+        from edgerec.bench.paddlex_peer import serve
+
+        serve(spec, sys.stdin, out)
+        return
     if spec.get("mode") == "timing":
-        print(json.dumps(timing(spec)))
+        print(json.dumps(timing(spec)), file=out, flush=True)
         return
     from edgerec import create_model
     from edgerec.io.inputs import load_image
@@ -96,7 +113,8 @@ def main() -> None:
     r4 = rss()
     print(json.dumps({"pid": os.getpid(), "w_start": _W0, "w_first": w3, "import_s": t1 - _T0,
                       "create_model_s": t2 - t1, "first_text_s": t3 - t2, "first_text": first["rec_text"],
-                      "rss_after_import_mb": r1[0], "rss_after_load_mb": r2[0], "peak_rss_mb": r4[1]}))
+                      "rss_after_import_mb": r1[0], "rss_after_load_mb": r2[0], "peak_rss_mb": r4[1]}),
+          file=out, flush=True)
 
 
 if __name__ == "__main__":

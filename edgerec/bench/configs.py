@@ -9,10 +9,13 @@ from edgerec.errors import EdgeRecError
 
 ENGINES = ("openvino", "onnxruntime", "paddle")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# edgerec's own engines: filled markers in the plot; the others (ONNX Runtime, Paddle, Tesseract) are peers
+# edgerec's own engines: filled markers in the plot; the others (ONNX Runtime, Paddle, Tesseract, ...) are peers
 EDGEREC_ENGINES = ("openvino",)
-# peers outside edgerec's engines, each with its own runner (edgerec.bench.runners)
-PEER_ENGINES = ("tesseract", "rapidocr")
+# peers outside edgerec's engines, each with its own runner (edgerec.bench.runners, edgerec.bench.paddlex_peer)
+PEER_ENGINES = ("tesseract", "rapidocr", "paddlex")
+# PaddleX itself: a card model read by paddlex.create_model(...).predict, in an interpreter of its own; its Config
+# options carry that interpreter ("python") and the PaddleX model folder ("model_dir") to the child processes
+PADDLEX = "paddlex"
 NO_SPIN = (("allow_spinning", False),)  # ONNX Runtime with its intra-op threads not spinning between runs
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -28,9 +31,11 @@ class Config:
     def label(self) -> str:
         """A short name for tables and the plot: 'v4_mobile ov int8', 'v4_mobile ort fp32 no-spin'."""
         short = {"openvino": "ov", "onnxruntime": "ort", "paddle": "paddle", "tesseract": "tesseract"}
+        name = self.model.replace("PP-OCR", "").replace("_rec", "")
+        if self.engine == PADDLEX:  # 'v4_mobile paddlex fp32': a model of the card, its options are paths
+            return f"{name} paddlex {self.precision}"
         if self.engine in PEER_ENGINES:
             return f"{self.model} {self.precision}"
-        name = self.model.replace("PP-OCR", "").replace("_rec", "")
         extra = "".join(" no-spin" if (k, v) == NO_SPIN[0] else f" {k}={v}" for k, v in self.options)
         return f"{name} {short.get(self.engine, self.engine)} {self.precision}{extra}"
 

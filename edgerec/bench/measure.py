@@ -14,9 +14,8 @@ import numpy as np
 
 from edgerec.bench.configs import Config
 from edgerec.bench.datasets import Dataset
-from edgerec.bench.runners import ModelRunner, Runner
+from edgerec.bench.runners import Runner
 from edgerec.bench.timing import BASELINE, run_child
-from edgerec.data.metrics import rec_metrics
 
 # ------------------------------------------------------------------------------------------------ shapes
 
@@ -114,6 +113,8 @@ def _measure_dataset(ds: Dataset, runners: list[Runner], chunk: int, batch_size:
 
 
 def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
+    from edgerec.data.metrics import rec_metrics  # here: the children (PaddleX's venv too) import this module
+
     rows = []
     by_cfg = {m.runner.cfg: m for m in ms if not m.error}
     for m in ms:
@@ -150,7 +151,7 @@ def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
             row[key] = statistics.median(ratios) if ratios else None
         row["timing"] = "in-process (biased)"
         row["compute_precision"] = r.compute_precision()
-        row["charset_coverage"] = r.coverage(ds.labels) if isinstance(r, ModelRunner) else None
+        row["charset_coverage"] = r.coverage(ds.labels) if hasattr(r, "coverage") else None
         size = r.size_bytes()
         row["size_mb"] = size / 2**20 if size else None
         row["engine_config"] = r.engine_config()

@@ -100,6 +100,8 @@ _HOW_TO_READ = """\
   cache and the disk cache warm. Peak RSS = that process's VmHWM after it also ran every input shape of the
   measurement once (interpreter, NumPy, OpenCV and the engine included). Tesseract: one process per line;
   peak RSS is the largest of those processes, cold start one call.
+- **paddlex** rows: PaddleX itself (`create_model(...).predict` on the same lines, in its own interpreter),
+  batch 8 being 8 lines in a row padded to the widest; no stage split, cold start or peak RSS.
 - ★ marks the Pareto front (no other configuration is both faster at p50 and more accurate).
 """
 

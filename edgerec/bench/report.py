@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from edgerec import __version__
-from edgerec.bench.configs import ENGINES, Config, plan_configs
+from edgerec.bench.configs import ENGINES, PADDLEX, Config, plan_configs
 from edgerec.bench.datasets import MIN_COVERAGE, Dataset, _say, load_dataset
 from edgerec.bench.measure import _measure_dataset, _rows_for, fresh_process, shape_plan
+from edgerec.bench.paddlex_peer import PaddleXProcess, coverage, model_folder, paddlex_config, probe
 from edgerec.bench.plot import pareto_front
 from edgerec.bench.render import write_report
 from edgerec.bench.runners import RAPIDOCR, ModelRunner, RapidOCRRunner, Runner, TesseractRunner
@@ -107,6 +108,9 @@ class ReportOptions:
     tesseract: bool = True
     tesseract_lang: str = "eng"
     rapidocr: bool = True   # RapidOCR's OpenVINO engine as a peer, where rapidocr-openvino is installed
+    paddlex: bool = True    # PaddleX itself as a peer, where paddlex_python names an interpreter that imports it
+    paddlex_python: str | None = None        # that interpreter (a virtualenv with paddlex[ocr-core] + paddlepaddle)
+    paddlex_models: list[str] | None = None  # the models PaddleX reads (default: every model that runs)
     fresh_process: bool = True
     configs: list[Config] | None = None   # an explicit list instead of models x precisions x engines
     rounds: int = 3      # timing rounds, one child process per configuration each; 0: in-process (biased)
@@ -131,8 +135,36 @@ class _Skips:
         self.say(f"skip {cfg.label}{f' on {dataset}' if dataset else ''}: {reason}")
 
 
+def _paddlex_configs(configs: list[Config], opts: ReportOptions, skips: _Skips) -> tuple[list[Config], str | None]:
+    """The PaddleX peer's configurations (one per model it reads, its model folder made) and PaddleX's version;
+    without an interpreter that imports PaddleX, each is skipped with how to add it."""
+    if not opts.paddlex:
+        return [], None
+    from edgerec.zoo.cards import get_card
+
+    models = list(dict.fromkeys(c.model for c in configs))
+    if opts.paddlex_models is not None:
+        wanted = {get_card(m).name for m in opts.paddlex_models}
+        models = [m for m in models if m in wanted]
+    if not models:
+        return [], None
+    try:
+        version = probe(opts.paddlex_python)
+    except EdgeRecError as exc:
+        for m in models:
+            skips.add(Config(m, "fp32", PADDLEX), str(exc))
+        return [], None
+    out = []
+    for m in models:
+        try:
+            out.append(paddlex_config(m, str(opts.paddlex_python), model_folder(m)))
+        except (EdgeRecError, OSError) as exc:
+            skips.add(Config(m, "fp32", PADDLEX), f"no PaddleX model folder: {exc}")
+    return out, version
+
+
 def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_exe: str | None,
-                  broken: set[Config], skips: _Skips) -> list[Runner]:
+                  broken: set[Config], skips: _Skips, paddlex: Sequence[Config] = ()) -> list[Runner]:
     """Load every configuration for this set; what cannot load is skipped once, with the reason."""
     runners: list[Runner] = []
     for cfg in configs:
@@ -167,6 +199,21 @@ def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_
         except (EdgeRecError, ImportError, RuntimeError, OSError, ValueError) as exc:
             broken.add(RAPIDOCR)
             skips.add(RAPIDOCR, str(exc))
+    for cfg in paddlex:
+        if cfg in broken:
+            continue
+        from edgerec.zoo.resolve import model_charset
+
+        try:
+            cov = coverage(set(model_charset(cfg.model)) | {" "}, ds.labels)
+            if cov < MIN_COVERAGE:
+                skips.add(cfg, f"its charset holds only {100 * cov:.0f}% of the label characters; the set is not in "
+                          "its language", ds.name)
+                continue
+            runners.append(PaddleXProcess(cfg, resolve_threads(opts.threads)))
+        except (EdgeRecError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            broken.add(cfg)
+            skips.add(cfg, str(exc))
     return runners
 
 
@@ -209,9 +256,9 @@ def _process_timing(ds: Dataset, rows: list[dict], opts: ReportOptions, tess_exe
 
 
 def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_exe: str | None,
-                 broken: set[Config], skips: _Skips) -> tuple[list[dict], int | None]:
+                 broken: set[Config], skips: _Skips, paddlex: Sequence[Config] = ()) -> tuple[list[dict], int | None]:
     """All measurements of one set: rows (one per configuration that ran) and its distinct input widths."""
-    runners = _open_runners(ds, configs, opts, tess_exe, broken, skips)
+    runners = _open_runners(ds, configs, opts, tess_exe, broken, skips, paddlex)
     plans: dict[Config, list[tuple[list[int], int]]] = {}
     widths: list[int] = []
     for r in runners:
@@ -220,6 +267,8 @@ def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_e
             plans[r.cfg] = shape_plan(widths, opts.chunk, opts.batch_size)
             if not opts.rounds:  # timed here: warm first (timing children warm themselves)
                 r.warm(plans[r.cfg], ds.images)
+        elif isinstance(r, PaddleXProcess) and not opts.rounds:
+            r.warm(shape_plan([r.width_of(im) for im in ds.images], opts.chunk, opts.batch_size), ds.images)
     ms = _measure_dataset(ds, runners, opts.chunk, opts.batch_size, desc=ds.name)
     for m in ms:
         if m.error:
@@ -265,6 +314,9 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
         skips.add(Config("tesseract", opts.tesseract_lang, "tesseract"),
                   "tesseract is not on PATH (apt-get install tesseract-ocr to add it as a peer)")
     env = environment(opts.threads)
+    paddlex, paddlex_version = _paddlex_configs(configs, opts, skips)
+    if paddlex_version:
+        env["packages"]["paddlex"] = f"{paddlex_version}, own interpreter"
     out_datasets, rows = [], []
     broken: set[Config] = set()
     for folder in opts.datasets:
@@ -272,7 +324,7 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
         say(f"{ds.name}: {len(ds.images)} lines from {ds.list_file.name} ({ds.kind})"
             f"{', scene text: alnum acc' if ds.scene_text else ''}"
             f"{f', {len(ds.unreadable)} unreadable left out' if ds.unreadable else ''}")
-        ds_rows, distinct = _run_dataset(ds, configs, opts, tess_exe, broken, skips)
+        ds_rows, distinct = _run_dataset(ds, configs, opts, tess_exe, broken, skips, paddlex)
         rows.extend(ds_rows)
         out_datasets.append({"name": ds.name, "path": str(ds.path), "list_file": ds.list_file.name, "kind": ds.kind,
                              "lines": len(ds.images), "listed": ds.listed, "limit": opts.limit,
@@ -283,6 +335,7 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
               "settings": {"models": opts.models, "precisions": opts.precisions, "engines": opts.engines,
                            "limit": opts.limit, "threads": opts.threads, "chunk": opts.chunk,
                            "batch_size": opts.batch_size, "tesseract": bool(tess_exe), "rapidocr": opts.rapidocr,
+                           "paddlex": bool(paddlex), "paddlex_python": opts.paddlex_python if paddlex else None,
                            "fresh_process": opts.fresh_process, "configs": [c.as_dict() for c in configs],
                            "timing": ("process" if opts.rounds else "in-process (biased)"),
                            "rounds": opts.rounds, "repeats": opts.repeats},

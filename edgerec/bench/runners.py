@@ -1,4 +1,4 @@
-"""Runners: one configuration (an edgerec model, or Tesseract) that turns lines into texts with stage timings."""
+"""Runners: one configuration (an edgerec model, or a peer) that turns lines into texts with stage timings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.bench.configs import Config
+from edgerec.bench.configs import PADDLEX, Config
 from edgerec.errors import EdgeRecError
 
 # ------------------------------------------------------------------------------------------------ runners
@@ -222,11 +222,16 @@ class RapidOCRRunner:
         pass
 
 
-Runner = ModelRunner | TesseractRunner | RapidOCRRunner
+Runner = ModelRunner | TesseractRunner | RapidOCRRunner  # and edgerec.bench.paddlex_peer's two
 
 
 def open_runner(cfg: Config, threads: int | None, tesseract_exe: str | None = None) -> Runner:
-    """The runner of a configuration: an edgerec engine, or a peer (Tesseract, RapidOCR)."""
+    """The runner of a configuration: an edgerec engine, or a peer (Tesseract, RapidOCR, PaddleX in its own
+    interpreter)."""
+    if cfg.engine == PADDLEX:
+        from edgerec.bench.paddlex_peer import PaddleXRunner
+
+        return PaddleXRunner(cfg, threads)  # type: ignore[return-value]
     if cfg.engine == "tesseract":
         if not tesseract_exe:
             raise EdgeRecError("tesseract: no executable given")

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from edgerec.bench.configs import Config
+from edgerec.bench.configs import PADDLEX, Config
 from edgerec.errors import EdgeRecError
 
 T = TypeVar("T")
@@ -28,15 +28,32 @@ T = TypeVar("T")
 BASELINE = ("fp32", "openvino")
 
 
-def run_child(spec: dict, label: str, timeout: float = 600) -> dict:
-    """Run ``python -m edgerec.bench.child`` on ``spec`` (this checkout's edgerec first on the path); its JSON."""
+def child_env() -> dict[str, str]:
+    """The environment of a child process: this checkout's edgerec first on PYTHONPATH (so that another
+    interpreter, PaddleX's virtualenv, imports ``edgerec.bench.child`` from here too)."""
     import edgerec
 
     root = str(Path(edgerec.__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "edgerec.bench.child"], input=json.dumps(spec), capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return env
+
+
+def child_command(spec: dict) -> list[str]:
+    """The command of a configuration's child: this interpreter, or for the PaddleX peer the one its
+    configuration names (PaddleX runs from a virtualenv of its own; see edgerec.bench.paddlex_peer)."""
+    python = sys.executable
+    if spec.get("engine") == PADDLEX:
+        python = (spec.get("engine_options") or {}).get("python") or ""
+        if not python:
+            raise EdgeRecError("the PaddleX peer's configuration names no interpreter")
+    return [str(python), "-m", "edgerec.bench.child"]
+
+
+def run_child(spec: dict, label: str, timeout: float = 600) -> dict:
+    """Run ``python -m edgerec.bench.child`` on ``spec`` (this checkout's edgerec first on the path); its JSON."""
+    proc = subprocess.run(child_command(spec), input=json.dumps(spec), capture_output=True, text=True,
+                          env=child_env(), timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise EdgeRecError(f"child process for {label} failed: {tail}")

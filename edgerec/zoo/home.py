@@ -5,6 +5,7 @@ Layout (``EDGEREC_HOME``, default ``~/.cache/edgerec``)::
     models/<name>/sources/<id>/  the fetched files of one card source + source.json (SHA-256 of each file)
     models/<name>/<precision>/   model.xml + model.bin (fp32, fp16, int8)
     local-ir/<key>/<precision>/  IRs exported from local models (key: name and weights SHA-256)
+    paddlex/<name>/              a card model's Paddle weights as a PaddleX model folder (the report's PaddleX peer)
     downloads/                   registry wheels and tars, kept so a second fetch needs no network
     cache/<engine>/              an engine's own cache (OpenVINO's compiled models, Paddle's TensorRT engines)
     locks/                       one lock file per model, so two processes never write the same model
@@ -42,6 +43,11 @@ def source_dir(name: str, source_id: str) -> Path:
 
 def ir_dir(name: str, precision: str) -> Path:
     return model_root(name) / precision
+
+
+def paddlex_dir(name: str) -> Path:
+    """A card model as PaddleX loads it: inference.pdmodel/.json, inference.pdiparams, inference.yml."""
+    return home() / "paddlex" / name
 
 
 def downloads_dir() -> Path:
