@@ -2,7 +2,7 @@
 
     python scripts/bench.py [--evalsets ../shared/evalsets] [--limit 200 | --full] [--threads N]
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
-                            [--rounds 3] [--repeats 3] [--paddlex-python PATH]
+                            [--rounds 3] [--repeats 3] [--timing-lines N] [--paddlex-python PATH]
 
 Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv5_mobile_rec,
 PP-OCRv6_small_rec and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32,
@@ -19,7 +19,8 @@ Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70). E
 set once in this process (accuracy) and --rounds x --repeats times in its timing processes (3 x 3 by default),
 at batch 1 and 8, so the run takes several times as long as one pass; en_uw3_70's 70 long lines are each a new
 input shape, warmed in every process. 200 words leave about +-3 points of sampling noise on an accuracy: use
---full (every line, several times longer) for figures to quote, or `--limit 50 --rounds 1 --repeats 1
+--full (every line for accuracy; latency on each set's first --timing-lines lines, 200 by default) for figures
+to quote, or `--limit 50 --rounds 1 --repeats 1
 --no-fresh-process` for a quick look (`--rounds 0` times in one process: quicker, and biased). Writes
 report.md, report.json and acc_vs_latency.png to --output and prints the summary table and the per-set tables.
 Skips, with a message and exit status 0, when the evaluation sets are absent.
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds, one process per configuration each; "
                     "0: in-process (biased)")
     ap.add_argument("--repeats", type=int, default=3, help="passes over a set inside each timing process")
+    ap.add_argument("--timing-lines", type=int, default=None,
+                    help="time on the first N lines of each set only (default: 200 with --full, else every line "
+                         "read); accuracy still reads every line")
     ap.add_argument("--paddlex-python", default=os.environ.get("EDGEREC_PADDLEX_PYTHON") or None, metavar="PATH",
                     help="Python of a virtualenv with paddlex[ocr-core]==3.7.2 + paddlepaddle: PaddleX itself as a "
                     "peer (default: $EDGEREC_PADDLEX_PYTHON; skipped without it)")
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                              fresh_process=not args.no_fresh_process, precisions=["fp32", "bf16", "int8"],
                              engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
                              rounds=args.rounds, repeats=args.repeats, paddlex_python=args.paddlex_python,
+                             timing_lines=args.timing_lines or (200 if args.full else None),
                              paddlex_models=[m for m in models if m in PADDLE_MODELS])
         report = run_report(opts)
     except EdgeRecError as exc:

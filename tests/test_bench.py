@@ -465,6 +465,25 @@ def test_timing_children_are_interleaved_over_rounds(monkeypatch):
     assert [r["round"] for r in res[a]] == [0, 1, 2] and len({r["pid"] for r in res[a] + res[b]}) == 6
 
 
+def test_timing_lines_cut_only_what_the_children_time(v4, tiny_set, tmp_path, monkeypatch):
+    """--timing-lines N: accuracy reads every line of the set, each timing child only the first N; the report says
+    so."""
+    from edgerec.bench import ReportOptions, run_report, timing
+    from edgerec.errors import EdgeRecError
+
+    log: list = []
+    monkeypatch.setattr(timing, "run_child", _fake_child(log))
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
+                                      rapidocr=False, fresh_process=False, rounds=1, repeats=1, timing_lines=3),
+                        say=lambda m: None)
+    assert log and {len(spec["lines"]) for _, spec in log} == {3}
+    ds = report["datasets"][0]
+    assert ds["lines"] == len(LINES) > 3 and ds["timed_lines"] == 3 and report["settings"]["timing_lines"] == 3
+    assert "timed on the first 3" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(EdgeRecError, match="timing_lines=0"):
+        ReportOptions(models=[V4], datasets=[], output=tmp_path, timing_lines=0)
+
+
 def test_a_failing_child_costs_only_its_configuration(monkeypatch):
     from edgerec.bench import timing
     from edgerec.bench.configs import Config

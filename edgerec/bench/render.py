@@ -124,6 +124,8 @@ def render_markdown(report: dict) -> str:
         notes = [f"{ds['lines']} lines from `{ds['list_file']}` ({ds['kind']}"
                  + (f"; the first {st['limit']} of {ds['listed']})" if cut else ")"),
                  f"{ds['distinct_widths'] or '?'} distinct input widths"]
+        if ds.get("timed_lines", ds["lines"]) < ds["lines"]:
+            notes.append(f"latency timed on the first {ds['timed_lines']} of them")
         if ds["scene_text"]:
             notes.append("scene text: alnum acc plotted")
         if ds["unreadable"]:

@@ -49,11 +49,14 @@ def _csv(choices: tuple[str, ...] | None = None):
 @click.option("--no-fresh-process", is_flag=True, help="Skip cold start and peak RSS (one new process each).")
 @click.option("--rounds", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Timing rounds, a new process per configuration each; 0: time in this process (biased, quick).")
+@click.option("--timing-lines", type=click.IntRange(1), default=None,
+              help="Time each configuration on the first N lines of each set only (accuracy still reads every "
+                   "line) [default: every line].")
 @click.option("--paddlex-python", envvar="EDGEREC_PADDLEX_PYTHON", show_envvar=True, metavar="PATH",
               help="The Python of a virtualenv with paddlex[ocr-core]==3.7.2 and paddlepaddle: adds PaddleX itself "
                    "as a peer for each model (skipped, with a message, without it).")
 def report(models, precisions, engines, datasets, output, limit, threads, chunk, batch_size, scene_text, tesseract,
-           tesseract_lang, no_fresh_process, rounds, paddlex_python) -> None:
+           tesseract_lang, no_fresh_process, rounds, timing_lines, paddlex_python) -> None:
     """Accuracy versus latency for every model x precision x engine on every data set.
 
     Writes report.md, report.json and acc_vs_latency.png to --output and prints the summary table.
@@ -64,6 +67,7 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
                          precisions=precisions, engines=engines, limit=limit, threads=threads, chunk=chunk,
                          batch_size=batch_size, scene_text=list(scene_text), tesseract=tesseract,
                          tesseract_lang=tesseract_lang, fresh_process=not no_fresh_process, rounds=rounds,
+                         timing_lines=timing_lines,
                          paddlex_python=paddlex_python or None)
     try:
         rep = run_report(opts)
