@@ -110,12 +110,24 @@ def test_guard_refuses_a_model_that_misses_the_bound(v4, rendered, tmp_path, mon
     calib = [img for img, _ in render_lines(v4.info.classes, 8, seed=0)]
     eval_set = q.EvalSet([img for _, img in rendered[:3]], [t for t, _ in rendered[:3]], "tiny")
     cfg = q.QuantizationConfig(subset_size=8, max_drop=0.0, search="none")
-    with pytest.raises(q.QuantizationError, match="not installed"):
+    with pytest.raises(q.QuantizationError, match=r"not installed\. Try a search .*--search sensitivity"):
         q.quantize_ir(v4.model_path, calib, eval_set, tmp_path / "int8", config=cfg)
     assert not (tmp_path / "int8").exists()
     calls.clear()
     report = q.quantize_ir(v4.model_path, calib, eval_set, tmp_path / "int8", config=cfg, force=True)
     assert report["forced"] and report["installed"] and (tmp_path / "int8" / "model.xml").is_file()
+
+
+def test_the_default_is_quick_the_searches_are_opt_in():
+    """Issue 12: `edgerec quantize NAME` with defaults stays within minutes: no search unless asked for."""
+    from click.testing import CliRunner
+
+    from edgerec.cli import main
+    from edgerec.quant.quantize import QuantizationConfig
+
+    assert QuantizationConfig().search == "none" and QuantizationConfig().qat is None
+    help_text = CliRunner().invoke(main, ["quantize", "--help"]).output
+    assert "[default: none]" in help_text and "--search-seconds" in help_text and "--qat" in help_text
 
 
 def test_guard_bound_is_absolute_on_both_metrics():

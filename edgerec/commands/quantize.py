@@ -20,16 +20,19 @@ from edgerec.errors import EdgeRecError
 @click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True)
 @click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
               help="Largest allowed absolute drop of acc and norm_edit_dis.")
-@click.option("--search", type=click.Choice(["sensitivity", "accuracy-control", "none"]), default="sensitivity",
+@click.option("--search", type=click.Choice(["none", "sensitivity", "accuracy-control"]), default="none",
               show_default=True,
-              help="On a miss: rank layers once and keep the top few in float (minutes), NNCF's accuracy-controlled "
-                   "search (slow: ~15 min on 2 cores), or nothing.")
+              help="On a miss: nothing (refuse; the default keeps the command to a few minutes), rank layers once and "
+                   "keep the top few in float (3-8 more minutes on 2 cores), or NNCF's accuracy-controlled search "
+                   "(~15 min).")
+@click.option("--search-seconds", type=click.FloatRange(1), default=600, show_default=True,
+              help="Time bound of the sensitivity search: no new try starts after this long.")
 @click.option("--keep-float", type=click.IntRange(1, 64), multiple=True,
               help="Layers kept in float by the sensitivity search, tried in order [default: 2 4 8].")
 @click.option("--qat", is_flag=True,
-              help="Quantization-aware fine-tuning first: a few hundred steps with simulated int8 and the fp32 model "
-                   "as teacher, on the calibration crops (no labels); needs the train extra (PyTorch). Opt-in: "
-                   "minutes on 2 cores.")
+              help="Experimental: quantization-aware fine-tuning first (simulated int8, the fp32 model as teacher, "
+                   "the calibration crops, no labels; needs the train extra). Measured on PP-OCRv4 it did not beat "
+                   "plain PTQ (docs/int8.md). About 5 minutes on 2 cores.")
 @click.option("--qat-steps", type=click.IntRange(1, 100000), default=200, show_default=True,
               help="Fine-tuning steps for --qat.")
 @click.option("--qat-lr", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
@@ -38,7 +41,8 @@ from edgerec.errors import EdgeRecError
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
 @click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
-def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, search, keep_float, qat,
+def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, search, search_seconds,
+             keep_float, qat,
              qat_steps, qat_lr, no_accuracy_control, seed, force, output) -> None:
     """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it."""
     from edgerec.quant.qat import QATConfig
@@ -47,7 +51,7 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
     if not name and not model_dir:
         fail(click.UsageError("give a model NAME or --model-dir"))
     search = "none" if no_accuracy_control else search.replace("-", "_")
-    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, search=search,
+    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, search=search, search_seconds=search_seconds,
                              qat=QATConfig(steps=qat_steps, learning_rate=qat_lr, seed=seed) if qat else None,
                              **({"keep_float": tuple(keep_float)} if keep_float else {}))
     try:

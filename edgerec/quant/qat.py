@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,6 +192,14 @@ def qat_finetune(onnx_path: str | Path, fp32_model, calibration: list[np.ndarray
                  progress: bool = True):
     """Fine-tune ``onnx_path`` with simulated int8 against itself as teacher; returns (openvino.Model with the
     trained weights and ``fp32_model``'s metadata, report dict)."""
+    with warnings.catch_warnings():
+        # onnx2torch's Slice indexes with a list: torch warns on every forward; results are unaffected
+        warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
+        return _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_first, ignore_last,
+                             progress)
+
+
+def _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_first, ignore_last, progress):
     import openvino as ov
     from tqdm import tqdm
 

@@ -55,9 +55,10 @@ class QuantizationConfig:
     ignore_last_conv: bool = True
     model_type: str | None = None         # None | transformer
     max_drop: float = 0.005               # absolute, on acc and on norm_edit_dis
-    # on a miss: "sensitivity" (rank layers once, keep the top few in float; minutes), "accuracy_control" (NNCF's
-    # search, re-evaluates the eval set per layer; a quarter of an hour on 2 cores) or "none"
-    search: str = "sensitivity"
+    # on a miss: "none" (the default: refuse, so that the command stays within a few minutes), "sensitivity" (rank
+    # layers once, keep the top few in float; 3-8 more minutes on 2 cores) or "accuracy_control" (NNCF's search,
+    # re-evaluates the eval set per layer; a quarter of an hour on 2 cores)
+    search: str = "none"
     search_lines: int = 64                # calibration crops the sensitivity ranking runs on (no labels needed)
     keep_float: tuple[int, ...] = (2, 4, 8)  # top-ranked layers kept in float, tried in this order until one holds
     search_seconds: float = 600.0         # no new try starts after this long in the search
@@ -219,8 +220,10 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     if not ok and not force:
         raise QuantizationError(
             f"{info.model_name}: int8 drops acc by {drops['acc']:.4f} and norm_edit_dis by "
-            f"{drops['norm_edit_dis']:.4f} (bound {config.max_drop}); not installed. Try more or real calibration "
-            "crops (--calibration DIR), a larger --max-drop, or --force to install it anyway")
+            f"{drops['norm_edit_dis']:.4f} (bound {config.max_drop}); not installed. Try "
+            + ("a search for layers to keep in float (--search sensitivity), " if config.search == "none" else "")
+            + "more or real calibration crops (--calibration DIR), a larger --max-drop, or --force to install it "
+            "anyway")
     q_model.set_rt_info("int8", [RT_KEY, "precision"])
     q_model.set_rt_info(json.dumps({k: report[k] for k in ("method", "drop", "max_drop", "ignored_scope", "qat",
                                                            "calibration", "eval", "config")}),
