@@ -6,9 +6,9 @@ and two Convolutions left in fp32 through an IgnoredScope: the last one (the nec
 head) and the first one (on raw pixels; keeping it cut the drop on long document lines from ~2 points to ~0 and
 costs no measurable time). The output softmax stays float (NNCF does not quantize it). NNCF's defaults
 (PERFORMANCE preset) lost ~13 points on PP-OCRv4. After quantization fp32 and int8 are both evaluated on
-held-out crops; if ``acc`` or ``norm_edit_dis`` drops by more than ``max_drop``, NNCF's accuracy-controlled
-quantization searches for the layers to give back to fp32; an int8 model that still misses the bound is not
-installed unless forced.
+held-out crops; if ``acc`` or ``norm_edit_dis`` drops by more than ``max_drop``, the model is refused unless
+forced. The searches for layers to give back to float (the sensitivity ranking, NNCF's accuracy control) and the
+quantization-aware fine-tuning before PTQ (``qat``) are opt-in: each takes minutes more on 2 cores.
 """
 
 from __future__ import annotations
