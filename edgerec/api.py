@@ -145,9 +145,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     an error. ``use_hpip=True`` picks the fastest installed configuration for the device and says which in
     ``config_summary``. ``warmup`` runs one dummy line at load, so the first real call does not pay for kernel
     preparation. ``shape_cache``: how many input shapes (batch x width) the OpenVINO CPU plugin keeps prepared
-    kernels for (default ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino``); it bounds memory on crops
-    of many widths. ``min_width``: the narrowest input width a line is padded to (None: 320, PaddleX's); a
-    smaller one (e.g. 160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
+    kernels for, besides ``min_width`` (compiled apart with a static width, since most lines get it); default
+    ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino`` (0), so memory stays flat on crops of many widths;
+    raise it when a few widths other than the minimum alternate (documents with repeating widths).
+    ``min_width``: the narrowest input width a line is padded to (None: 320, PaddleX's); a smaller one (e.g.
+    160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -168,6 +170,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     min_width = check_min_width(MIN_W if min_width is None else min_width)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
+    if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
+        values.setdefault("static_width", min_width)
     if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""

@@ -145,7 +145,7 @@ def test_shape_cache_bounds_kernels_without_changing_text(v4, crops):
     """The bounded shape cache evicts kernels of old widths; a line's text must not depend on what was evicted."""
     from edgerec.engines.openvino import DEFAULT_SHAPE_CACHE, KERNELS_PER_SHAPE
 
-    assert v4.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == DEFAULT_SHAPE_CACHE * KERNELS_PER_SHAPE
+    assert v4.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == DEFAULT_SHAPE_CACHE * KERNELS_PER_SHAPE == 0
     widths = {v4.predictor.width_of(c) for c in crops}
     assert len(widths) > 4  # more widths than the tiny cache below holds, so it evicts
     tiny = create_model(V4, shape_cache=1, progress=False)
@@ -156,6 +156,41 @@ def test_shape_cache_bounds_kernels_without_changing_text(v4, crops):
         assert_same_results(got, ref)
     with pytest.raises(ValueError, match="shape_cache"):
         create_model(V4, shape_cache=-1, progress=False)
+
+
+def test_min_width_runs_a_static_width_copy_with_the_same_results(v4, crops, tmp_path):
+    """Lines at the minimum width (most of them) run a copy compiled with that width static, so their kernels are
+    never evicted; results are those of the dynamic-width model, at that width and at every other."""
+    import openvino as ov
+
+    from edgerec.engines.openvino import KERNELS_PER_SHAPE, STATIC_WIDTH_SHAPES, OpenVINOEngine
+
+    eng = v4.predictor.engine
+    assert eng.static_width == 320 and "width 320 compiled static" in v4.config_summary
+    assert eng.static_config["CPU_RUNTIME_CACHE_CAPACITY"] == STATIC_WIDTH_SHAPES * KERNELS_PER_SHAPE
+    calls = []
+    real = eng._request
+    eng._request = lambda static: calls.append(static) or real(static)
+    try:
+        ref = list(v4.predict(crops, batch_size=3))
+    finally:
+        del eng._request
+    widths = [v4.predictor.width_of(c) for c in crops]
+    assert True in calls and False in calls and 320 in widths and any(w != 320 for w in widths)
+    dynamic = create_model(V4, progress=False, engine_options={"static_width": None})
+    assert dynamic.predictor.engine.static_width is None and "static" not in dynamic.config_summary
+    assert_same_results([(r["rec_text"], r["rec_score"]) for r in dynamic.predict(crops, batch_size=3)],
+                        [(r["rec_text"], r["rec_score"]) for r in ref])
+    other = create_model(V4, progress=False, min_width=160)  # the copy follows min_width
+    assert other.predictor.engine.static_width == 160
+    # an IR whose width is already static gets no copy (nothing to gain), and still runs
+    model = ov.Core().read_model(str(v4.model_path))
+    model.reshape({model.inputs[0].any_name: [1, 3, 48, 320]})
+    ov.save_model(model, str(tmp_path / "static.xml"))
+    fixed = OpenVINOEngine(tmp_path / "static.xml", "cpu", static_width=320)
+    assert fixed.static_width is None and fixed.infer(np.zeros((1, 3, 48, 320), np.float32)).ndim == 3
+    with pytest.raises(EngineOptionError, match="static_width"):
+        create_model(V4, progress=False, engine_options={"static_width": 0})
 
 
 def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops, monkeypatch):
@@ -176,7 +211,9 @@ def test_loaded_model_keeps_only_the_compiled_model_and_trims_the_heap(v4, crops
     calls = []
     monkeypatch.setattr(ov_engine, "trim_heap", lambda **kw: calls.append(kw["min_interval"]) or True)
     monkeypatch.setattr(ov_engine, "trim_pending", lambda: False)
-    narrow, wide = sorted(crops, key=v4.predictor.width_of)[0], sorted(crops, key=v4.predictor.width_of)[-1]
+    # two widths above the minimum: both run the dynamic-width request (the minimum has its own, static one)
+    by_width = {v4.predictor.width_of(c): c for c in crops if v4.predictor.width_of(c) > 320}
+    narrow, wide = by_width[min(by_width)], by_width[max(by_width)]
     assert v4.predictor.width_of(narrow) != v4.predictor.width_of(wide)
     want = [v4.recognize(img)["rec_text"] for img in (narrow, wide)]
     calls.clear()

@@ -90,3 +90,19 @@ def test_build_classes_pads_short_dicts_and_refuses_long_ones(caplog):
     assert "padding" in caplog.text
     with pytest.raises(ModelError, match="wrong dict"):
         build_classes(["a", "b", "c"], 4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 6, 8, 64])
+def test_batches_of_one_width_take_few_shapes(batch_size):
+    """Full batches, then the rest in powers of two: every line once, in order, and at most log2(batch) + 2 batch
+    sizes over any number of lines (the CPU plugin keeps kernels per shape)."""
+    from edgerec.runtime.predictor import batch_sizes
+
+    seen: set[int] = set()
+    for n in range(0, 300):
+        sizes = batch_sizes(n, batch_size)
+        assert sum(sizes) == n and all(1 <= s <= batch_size for s in sizes)
+        assert sizes == sorted(sizes, reverse=True)
+        seen.update(sizes)
+    assert len(seen) <= math.floor(math.log2(batch_size)) + 2
+    assert batch_sizes(7, 8) == [4, 2, 1] and batch_sizes(17, 8) == [8, 8, 1]

@@ -36,12 +36,18 @@ PRECISION_HINTS = ("f32", "f16", "bf16")
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 # Lines keep their exact input width (padding changes text), and the CPU plugin prepares kernels for every new
-# input shape and keeps them in its runtime cache (CPU_RUNTIME_CACHE_CAPACITY, counted in kernels, least
-# recently used out). Measured on PP-OCRv4 mobile: ~91 kernels per shape and some 35 MB of RSS per kept shape;
-# the plugin's default of 5000 kernels (~55 shapes) took a process past 1 GB on crops of varied widths. A
-# shape that repeats call after call (a kiosk's fixed ROI) is never looked up; one that alternates with
-# another is, so two are kept; a shape that has left the cache is prepared again (about one inference's time).
-DEFAULT_SHAPE_CACHE = 2
+# input shape and keeps them in its runtime cache (CPU_RUNTIME_CACHE_CAPACITY, counted in kernels; the plugin
+# keeps one LRU cache of that capacity per kind of node, so node kinds with few nodes keep many more shapes than
+# the capacity suggests). Kept shapes cost memory: PP-OCRv4 mobile int8 grew ~10 MB per width ever seen with a
+# capacity of 200 (2 shapes' worth of convolutions), +240 MB over iiit5k's 36 widths and +410 MB over 300 widths,
+# fp32 ~0.3 MB per width; with the cache off it stays flat (2026-12-06-scale-1m.md). Most lines are padded to the
+# recognizer's minimum width (320 as PaddleX: 98.8 % of iiit5k's words), so that width gets its own compiled
+# model with a static width (``static_width``): its kernels are prepared once and never evicted, whatever widths
+# come between. Every other width runs the dynamic-width model with the cache off by default (``shape_cache``
+# shapes kept if set): a shape that repeats call after call (a kiosk's fixed ROI) is not prepared again; one that
+# alternates with another is (about one inference's time in fp32, four in int8).
+DEFAULT_SHAPE_CACHE = 0
+STATIC_WIDTH_SHAPES = 4
 KERNELS_PER_SHAPE = 100
 # Below the plugin's cache, oneDNN keeps a process-wide cache of 1024 JIT-compiled primitives, another ~100 MB
 # once widths vary; for a new width the plugin's cache misses first anyway, so a small one loses little. It is
@@ -108,6 +114,7 @@ class OpenVINOOptions(EngineOptions):
     infer_precision: str | None = None          # f32 | f16 | bf16; None: by precision (f16 for an fp16 IR on an
     #                                             Intel GPU / AUTO, bf16 for precision="bf16", else f32)
     shape_cache: int | None = DEFAULT_SHAPE_CACHE  # input shapes the CPU plugin keeps kernels for
+    static_width: int | None = None             # an input width compiled apart with a static width (CPU only)
 
     def __post_init__(self):
         if self.hint not in HINTS:
@@ -117,6 +124,8 @@ class OpenVINOOptions(EngineOptions):
                                     f"{self.infer_precision!r}")
         if self.shape_cache is not None and (isinstance(self.shape_cache, bool) or int(self.shape_cache) < 0):
             raise EngineOptionError(f"engine 'openvino': shape_cache must be >= 0, not {self.shape_cache!r}")
+        if self.static_width is not None and (isinstance(self.static_width, bool) or int(self.static_width) < 1):
+            raise EngineOptionError(f"engine 'openvino': static_width must be a width >= 1, not {self.static_width!r}")
         if self.config is not None and not isinstance(self.config, dict):
             raise EngineOptionError(f"engine 'openvino': config must be a dict of OpenVINO properties, not "
                                     f"{type(self.config).__name__}")
@@ -167,29 +176,41 @@ class OpenVINOEngine(Engine):
         except Exception as exc:
             raise DeviceError(f"{path}: cannot compile for {self.device}: {first_line(exc)}") from exc
         self.config = cfg
+        self.static_width: int | None = None
+        self._static = None
+        # the static-width copy's config: only the batch size varies there, so what its cache keeps is bounded
+        self.static_config = {**cfg, "CPU_RUNTIME_CACHE_CAPACITY": STATIC_WIDTH_SHAPES * KERNELS_PER_SHAPE}
+        if opts.static_width and self.device == "CPU":
+            self._static = _compile_static_width(core, model, int(opts.static_width), self.static_config, path)
+            if self._static is not None:
+                self.static_width = int(opts.static_width)
         # the source ov.Model is not kept: the CompiledModel does not need it, and when the CompiledModel came
         # from the cache dropping it unmaps the weights file (~10 MB of RSS for v4 fp32)
         del model
         trim_heap()
         self._local = threading.local()
 
-    def _request(self):
-        # InferRequests are not thread-safe, the CompiledModel is: each thread gets its own request, which
-        # threading.local drops when the thread ends
-        req = getattr(self._local, "request", None)
+    def _request(self, static: bool):
+        # InferRequests are not thread-safe, the CompiledModels are: each thread gets its own request per compiled
+        # model, which threading.local drops when the thread ends
+        reqs = getattr(self._local, "requests", None)
+        if reqs is None:
+            reqs = self._local.requests = {}
+            self._local.shapes = {}
+        req = reqs.get(static)
         if req is None:
-            req = self._local.request = self.compiled.create_infer_request()
-            self._local.shape = None
+            req = reqs[static] = (self._static if static else self.compiled).create_infer_request()
         return req
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        req = self._request()
+        static = self._static is not None and batch.ndim == 4 and batch.shape[3] == self.static_width
+        req = self._request(static)
         req.infer({0: batch}, share_inputs=True)
         # the output tensor is reused by the next call on this thread: hand the caller its own copy
         out = np.array(req.get_output_tensor(0).data, copy=True)
-        changed = batch.shape != self._local.shape
+        changed = batch.shape != self._local.shapes.get(static)
         if changed:
-            self._local.shape = batch.shape
+            self._local.shapes[static] = batch.shape
         if changed or trim_pending():
             # a new shape made the plugin reshape this request and maybe build (and evict) kernels: give back
             # the heap that freed, or RSS creeps up over a run of many widths although nothing is kept. A trim
@@ -225,6 +246,8 @@ class OpenVINOEngine(Engine):
         hint = got.get("INFERENCE_PRECISION_HINT") or self.config.get("INFERENCE_PRECISION_HINT")
         devices = got.get("EXECUTION_DEVICES", self.device)
         extra = f", {hint} precision hint" if hint else ""
+        if self.static_width:
+            extra += f", width {self.static_width} compiled static"
         return (f"openvino on {self.device} (runs on {devices}), {self.config.get('PERFORMANCE_HINT')} hint{extra}, "
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
 
@@ -296,6 +319,27 @@ def _open(path: Path, spec: DeviceSpec, options: EngineOptions, precision: str) 
 
 KIND = EngineKind(name="openvino", source_format="ir", options=OpenVINOOptions, open=_open,
                   check_device=check_device, precisions=("fp32", "fp16", "int8", "bf16"))
+
+
+def _compile_static_width(core, model, width: int, cfg: dict, path: Path):
+    """A copy of ``model`` compiled with input width ``width`` fixed (batch and the rest as they are), or None when
+    the IR's width is not dynamic (nothing to gain) or the model cannot take that width (then every width runs the
+    dynamic model, as before)."""
+    try:
+        port = model.inputs[0]
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() != 4 or shape[3].is_static:
+            return None
+        import openvino as ov
+
+        fixed = model.clone()
+        dims = [shape[k] for k in range(4)]
+        dims[3] = ov.Dimension(width)
+        fixed.reshape({port.any_name: ov.PartialShape(dims)})
+        return _compile(core, fixed, "CPU", cfg, path)
+    except Exception as exc:  # never worse than the dynamic model alone
+        log.info("%s: no static-width copy for width %d (%s)", path, width, first_line(exc))
+        return None
 
 
 def _compile(core, model, device: str, cfg: dict, path: Path):

@@ -24,6 +24,21 @@ from edgerec.runtime.longline import needs_split, plan_long, read_windows, windo
 from edgerec.runtime.preprocess import MAX_W, MIN_W, preprocess_batch, target_width
 
 
+def batch_sizes(n: int, batch_size: int) -> list[int]:
+    """How ``n`` lines of one width are cut into batches: full ones, then the rest in powers of two (7 -> 4, 2, 1).
+
+    The CPU plugin prepares and keeps kernels per input shape, batch size included; a remainder of any size would
+    make up to ``batch_size`` shapes per width over a long run (memory that grows for a long while), powers of two
+    make at most log2(batch_size) + 2, all seen early. Batch composition never changes a line's result."""
+    sizes = [batch_size] * (n // batch_size)
+    rest = n % batch_size
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
 class RecPredictor:
     """Preprocess -> engine -> CTC decode, for lists of BGR uint8 line images. Thread-safe."""
 
@@ -80,9 +95,13 @@ class RecPredictor:
                 if out[i] is not None:
                     continue  # None: too long even for windows, squash it
             groups[self.width_of(img)].append(i)
-        chunks = [idxs[start:start + batch_size] for idxs in groups.values()
-                  for start in range(0, len(idxs), batch_size)]
-        widths = [width for width, idxs in groups.items() for _ in range(0, len(idxs), batch_size)]
+        chunks: list[list[int]] = []
+        widths: list[int] = []
+        for width, idxs in groups.items():
+            for size in batch_sizes(len(idxs), batch_size):
+                chunks.append(idxs[:size])
+                widths.append(width)
+                idxs = idxs[size:]
 
         def run(k: int) -> list[tuple]:
             return self.run_batch([images[i] for i in chunks[k]], widths[k], word_box)
