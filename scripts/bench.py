@@ -3,6 +3,7 @@
     python scripts/bench.py [--evalsets ../shared/evalsets] [--limit 200 | --full] [--threads N]
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
                             [--rounds 3] [--repeats 3] [--timing-lines N] [--paddlex-python PATH]
+                            [--rapidocr-python PATH]
 
 Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv5_mobile_rec,
 PP-OCRv6_small_rec and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32,
@@ -11,7 +12,9 @@ skipped with a message), ONNX Runtime fp32 on the same ONNX
 (as it ships and with spinning off), and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source).
 Tesseract joins when installed, and PaddleX itself (`paddlex.create_model(...).predict`, PP-OCRv4's same Paddle
 weights) when --paddlex-python (default: $EDGEREC_PADDLEX_PYTHON) names a virtualenv with paddlex[ocr-core]==3.7.2
-and paddlepaddle; PaddleX's children run with that interpreter (docs/usage.md). Latency comes from a separate
+and paddlepaddle; PaddleX's children run with that interpreter (docs/usage.md). RapidOCR's OpenVINO engine
+(rapidocr-openvino, its bundled PP-OCRv4 recognizer) joins when installed here or when --rapidocr-python (default:
+$EDGEREC_RAPIDOCR_PYTHON) names a virtualenv that has it. Latency comes from a separate
 process per configuration, --rounds rounds interleaved, every engine on the same --threads (default: every usable
 core); see edgerec/bench/timing.py.
 
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paddlex-python", default=os.environ.get("EDGEREC_PADDLEX_PYTHON") or None, metavar="PATH",
                     help="Python of a virtualenv with paddlex[ocr-core]==3.7.2 + paddlepaddle: PaddleX itself as a "
                     "peer (default: $EDGEREC_PADDLEX_PYTHON; skipped without it)")
+    ap.add_argument("--rapidocr-python", default=os.environ.get("EDGEREC_RAPIDOCR_PYTHON") or None, metavar="PATH",
+                    help="Python of a virtualenv with rapidocr-openvino==1.4.4: RapidOCR's OpenVINO engine as a peer "
+                    "(default: $EDGEREC_RAPIDOCR_PYTHON; else in this interpreter where installed, or skipped)")
     args = ap.parse_args(argv)
 
     if not args.evalsets.is_dir():
@@ -99,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                              fresh_process=not args.no_fresh_process, precisions=["fp32", "bf16", "int8"],
                              engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
                              rounds=args.rounds, repeats=args.repeats, paddlex_python=args.paddlex_python,
+                             rapidocr_python=args.rapidocr_python,
                              timing_lines=args.timing_lines or (200 if args.full else None),
                              paddlex_models=[m for m in models if m in PADDLE_MODELS])
         report = run_report(opts)

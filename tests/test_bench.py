@@ -197,19 +197,28 @@ def test_tesseract_peer_through_a_stand_in_binary(v4, tiny_set, tmp_path, monkey
     assert np.isfinite(row["p50_ms"]) and (tmp_path / "out" / "acc_vs_latency.png").is_file()
 
 
+def _fake_rapidocr(tmp_path, threads_check: str):
+    """A stand-in rapidocr_openvino package that reads every line as 'OpenVINO' (the 1.x result shape
+    ([[text, score]], elapse)), checking ``threads_check`` on its inference_num_threads."""
+    pkg = tmp_path / "fake" / "rapidocr_openvino"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "class RapidOCR:\n"
+        "    def __init__(self, inference_num_threads=-1):\n"
+        f"        assert {threads_check}, inference_num_threads\n"
+        "    def __call__(self, img, use_det=True, use_cls=True, use_rec=True):\n"
+        "        assert not use_det and not use_cls and use_rec and img.ndim == 3\n"
+        "        return [['OpenVINO', 0.9]], [0.0, 0.0, 0.001]\n", encoding="utf-8")
+    return pkg
+
+
 def test_rapidocr_peer_through_a_stand_in_module(v4, tiny_set, tmp_path, monkeypatch):
     """The RapidOCR peer (in this process for texts, in child processes for timing) with a stand-in package that
     answers every line with one fixed text, in the 1.x result shape ([[text, score]], elapse)."""
     from edgerec.bench import ReportOptions, run_report
     from edgerec.data.metrics import rec_metrics
 
-    pkg = tmp_path / "fake" / "rapidocr_openvino"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "class RapidOCR:\n"
-        "    def __call__(self, img, use_det=True, use_cls=True, use_rec=True):\n"
-        "        assert not use_det and not use_cls and use_rec and img.ndim == 3\n"
-        "        return [['OpenVINO', 0.9]], [0.0, 0.0, 0.001]\n", encoding="utf-8")
+    pkg = _fake_rapidocr(tmp_path, "inference_num_threads >= 1")
     monkeypatch.syspath_prepend(str(pkg.parent))
     monkeypatch.setenv("PYTHONPATH", f"{pkg.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
@@ -219,6 +228,42 @@ def test_rapidocr_peer_through_a_stand_in_module(v4, tiny_set, tmp_path, monkeyp
     assert row["acc"] == pytest.approx(rec_metrics(["OpenVINO"] * len(LINES), LINES)["acc"], abs=1e-6)
     assert row["timing"] == "process" and len(set(row["timing_pids"])) == 2 and os.getpid() not in row["timing_pids"]
     assert row["b8_lines_per_s"] is None and row["ratio_vs_ov_fp32"] is None and row["p50_ms"] > 0
+
+
+def test_rapidocr_peer_from_its_own_interpreter(v4, tiny_set, tmp_path, monkeypatch):
+    """--rapidocr-python: RapidOCR's texts from a serving child and its timing children, all started with that
+    interpreter (a wrapper that logs each start), none in this process; its thread count is the report's."""
+    from edgerec.bench import ReportOptions, run_report
+    from edgerec.data.metrics import rec_metrics
+
+    pkg = _fake_rapidocr(tmp_path, "inference_num_threads == 2")
+    # only the children see the package: this process must not run RapidOCR itself
+    log = tmp_path / "starts.log"
+    wrapper = tmp_path / "rapidpython"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nPYTHONPATH="{pkg.parent}:$PYTHONPATH" '
+                       f'exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
+                                      paddlex=False, fresh_process=False, rounds=2, repeats=1, threads=2,
+                                      rapidocr_python=str(wrapper)), say=lambda m: None)
+    row = next(r for r in report["results"] if r["engine"] == "rapidocr")
+    assert row["label"] == "rapidocr-openvino fp32" and not row["edgerec"]
+    assert row["engine_options"]["python"] == str(wrapper) and row["engine_config"]["threads"] == 2
+    assert row["acc"] == pytest.approx(rec_metrics(["OpenVINO"] * len(LINES), LINES)["acc"], abs=1e-6)
+    assert row["timing"] == "process" and len(set(row["timing_pids"])) == 2 and os.getpid() not in row["timing_pids"]
+    assert report["settings"]["rapidocr_python"] == str(wrapper)
+    assert log.read_text().splitlines().count("-m edgerec.bench.child") == 3  # the serving child + 2 timing rounds
+
+
+def test_rapidocr_peer_with_a_broken_interpreter_is_skipped_with_how_to(v4, tiny_set, tmp_path):
+    from edgerec.bench import ReportOptions, run_report
+
+    report = run_report(ReportOptions(models=[V4], datasets=[tiny_set], output=tmp_path / "out", tesseract=False,
+                                      paddlex=False, fresh_process=False, rounds=0, repeats=1,
+                                      rapidocr_python=str(tmp_path / "no-such-python")), say=lambda m: None)
+    reason = {s["label"]: s["reason"] for s in report["skipped"]}["rapidocr-openvino fp32"]
+    assert "RapidOCR" in reason and "--rapidocr-python" in reason and "\n" not in reason
+    assert not [r for r in report["results"] if r["engine"] == "rapidocr"]
 
 
 # ------------------------------------------------------------------ PaddleX itself, from its own interpreter

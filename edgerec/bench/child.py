@@ -89,7 +89,7 @@ def main() -> None:
     spec = json.loads(sys.stdin.readline())
     out = _answer_stream()
     if spec.get("mode") == "serve":
-        from edgerec.bench.paddlex_peer import serve
+        from edgerec.bench.peer_process import serve
 
         serve(spec, sys.stdin, out)
         return

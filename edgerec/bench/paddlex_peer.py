@@ -4,8 +4,9 @@ PaddleX (``paddlex[ocr-core]==3.7.2`` with paddlepaddle) brings opencv-contrib-p
 edgerec's opencv-python-headless, so it runs from an interpreter of its own (a virtualenv named by
 ``--paddlex-python`` or ``EDGEREC_PADDLEX_PYTHON``), never in edgerec's process:
 
-* texts (accuracy) come from one long-lived child of that interpreter (``PaddleXProcess`` here, ``serve`` there):
-  this process sends it the decoded lines over a pipe, it answers with PaddleX's ``rec_text``;
+* texts (accuracy) come from one long-lived child of that interpreter (``PaddleXProcess`` here, the generic
+  ``edgerec.bench.peer_process.serve`` there): this process sends it the decoded lines over a pipe, it answers
+  with PaddleX's ``rec_text``;
 * latency comes from the timing children (edgerec.bench.timing), started with that interpreter like every other
   configuration's, which open ``PaddleXRunner`` directly (no pipe in what is timed).
 
@@ -23,19 +24,16 @@ PaddleX virtualenv does not have (tests/test_bench.py checks this).
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from edgerec.bench.configs import PADDLEX, Config
+from edgerec.bench.peer_process import PeerProcess
 from edgerec.errors import EdgeRecError
 
 ENV_VAR = "EDGEREC_PADDLEX_PYTHON"
@@ -150,9 +148,6 @@ class _PaddleXLines:
         for idxs, _ in groups:
             self.recognize([images[i] for i in idxs], len(idxs))
 
-    def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
-        raise NotImplementedError
-
     def compute_precision(self) -> str | None:
         return None  # Paddle's CPU runner (mkldnn) says nothing of it
 
@@ -198,121 +193,12 @@ class PaddleXRunner(_PaddleXLines):
         pass
 
 
-def _encode(img: np.ndarray) -> dict:
-    img = np.ascontiguousarray(img)
-    return {"shape": list(img.shape), "dtype": str(img.dtype), "data": base64.b64encode(img.tobytes()).decode()}
-
-
-def _decode(d: dict) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(d["data"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
-
-
-def serve(spec: dict, requests: IO[str], out: IO[str]) -> None:
-    """The child side of PaddleXProcess: open the runner, say so, then one answer line per request line
-    (``{"batch_size": b, "images": [...]}`` -> ``{"texts": [...]}`` or ``{"error": ...}``) until stdin closes."""
-    def send(obj: dict) -> None:
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
-
-    try:
-        runner = PaddleXRunner(Config.of(spec), spec.get("threads"))
-    except Exception as exc:  # anything PaddleX raises while loading: said to the parent, which skips the peer
-        send({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    send({"ready": True, "engine_config": runner.engine_config(), "size_bytes": runner.size_bytes()})
-    for line in requests:
-        if not line.strip():
-            continue
-        try:
-            req = json.loads(line)
-            send({"texts": runner.recognize([_decode(d) for d in req["images"]], int(req["batch_size"]))})
-        except Exception as exc:  # one bad batch is the parent's to report
-            send({"error": f"{type(exc).__name__}: {exc}"})
-    runner.close()
-
-
 # ------------------------------------------------------------------------------------------------ in edgerec's process
 
-class PaddleXProcess(_PaddleXLines):
-    """The PaddleX peer as this process sees it: a runner whose lines are read by a long-lived child of PaddleX's
-    interpreter (``serve``). Used for texts; with ``rounds=0`` its in-process times include the pipe."""
+class PaddleXProcess(_PaddleXLines, PeerProcess):
+    """The PaddleX peer as this process sees it: its lines read by a long-lived child of PaddleX's interpreter
+    (edgerec.bench.peer_process). Used for texts; with ``rounds=0`` its in-process times include the pipe."""
 
     def __init__(self, cfg: Config, threads: int | None, timeout: float = 600):
-        from edgerec.bench.runners import _Stages
-        from edgerec.bench.timing import child_command, child_env
-
-        self.cfg = cfg
-        self.timeout = timeout
-        self.batch_sizes = (1, 8)
-        self.stages = {1: _Stages(), 8: _Stages()}
-        self.phase: int | None = None
-        spec = {"mode": "serve", "model": cfg.model, "precision": cfg.precision, "engine": cfg.engine,
-                "engine_options": dict(cfg.options), "threads": threads}
-        self._err = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-        try:
-            self.proc = subprocess.Popen(child_command(spec), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self._err, text=True, encoding="utf-8", env=child_env())
-        except OSError as exc:
-            self._err.close()
-            raise EdgeRecError(f"cannot start PaddleX's interpreter: {exc}; {HOW_TO_ADD}") from exc
-        try:
-            ready = self._ask(spec)
-        except EdgeRecError:
-            self.close()
-            raise
-        self._engine_config = ready.get("engine_config") or {}
-        self._size = ready.get("size_bytes")
-
-    def _ask(self, obj: dict) -> dict:
-        """Send one line, read one answer (the child is killed when it takes longer than ``timeout``)."""
-        assert self.proc.stdin and self.proc.stdout
-        timer = threading.Timer(self.timeout, self.proc.kill)
-        timer.start()
-        try:
-            self.proc.stdin.write(json.dumps(obj) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except OSError:  # a broken pipe: the child is gone
-            line = ""
-        finally:
-            timer.cancel()
-        if not line:
-            raise EdgeRecError(f"the PaddleX child exited ({self.proc.poll()}): {self._stderr_tail()}")
-        ans = json.loads(line)
-        if "error" in ans:
-            raise EdgeRecError(f"PaddleX: {ans['error']}")
-        return ans
-
-    def _stderr_tail(self) -> str:
-        try:
-            self._err.seek(0)
-            lines = [ln.strip() for ln in self._err.read().splitlines() if ln.strip()]
-        except (OSError, ValueError):
-            lines = []
-        return lines[-1][:300] if lines else "no output"
-
-    def recognize(self, images: list[np.ndarray], batch_size: int) -> list[str]:
-        texts = self._ask({"batch_size": batch_size, "images": [_encode(im) for im in images]})["texts"]
-        if len(texts) != len(images):
-            raise EdgeRecError(f"PaddleX answered {len(texts)} texts for {len(images)} lines")
-        return [str(t) for t in texts]
-
-    def size_bytes(self) -> int | None:
-        return self._size
-
-    def engine_config(self) -> dict:
-        return dict(self._engine_config)
-
-    def close(self) -> None:
-        proc = getattr(self, "proc", None)
-        if proc is not None and proc.poll() is None:
-            try:
-                if proc.stdin:
-                    proc.stdin.close()
-                proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        if proc is not None and proc.stdout:
-            proc.stdout.close()
-        self._err.close()
+        PeerProcess.__init__(self, cfg, threads, name="PaddleX", how_to=HOW_TO_ADD, batch_sizes=(1, 8),
+                             timeout=timeout)

@@ -49,7 +49,7 @@ from edgerec.bench.measure import _measure_dataset, _rows_for, fresh_process, sh
 from edgerec.bench.paddlex_peer import PaddleXProcess, coverage, model_folder, paddlex_config, probe
 from edgerec.bench.plot import pareto_front
 from edgerec.bench.render import write_report
-from edgerec.bench.runners import RAPIDOCR, ModelRunner, RapidOCRRunner, Runner, TesseractRunner
+from edgerec.bench.runners import ModelRunner, RapidOCRProcess, RapidOCRRunner, Runner, TesseractRunner, rapidocr_config
 from edgerec.bench.timing import summarize, time_in_processes
 from edgerec.data.dataset import find_list_file
 from edgerec.errors import EdgeRecError
@@ -108,6 +108,7 @@ class ReportOptions:
     tesseract: bool = True
     tesseract_lang: str = "eng"
     rapidocr: bool = True   # RapidOCR's OpenVINO engine as a peer, where rapidocr-openvino is installed
+    rapidocr_python: str | None = None       # or the interpreter of a virtualenv that has it (it pins old OpenVINO)
     paddlex: bool = True    # PaddleX itself as a peer, where paddlex_python names an interpreter that imports it
     paddlex_python: str | None = None        # that interpreter (a virtualenv with paddlex[ocr-core] + paddlepaddle)
     paddlex_models: list[str] | None = None  # the models PaddleX reads (default: every model that runs)
@@ -198,12 +199,16 @@ def _open_runners(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_
             except (EdgeRecError, OSError, subprocess.SubprocessError) as exc:
                 broken.add(tcfg)
                 skips.add(tcfg, str(exc))
-    if opts.rapidocr and RAPIDOCR not in broken:
+    rcfg = rapidocr_config(opts.rapidocr_python)
+    if opts.rapidocr and rcfg not in broken:
         try:
-            runners.append(RapidOCRRunner(resolve_threads(opts.threads)))
-        except (EdgeRecError, ImportError, RuntimeError, OSError, ValueError) as exc:
-            broken.add(RAPIDOCR)
-            skips.add(RAPIDOCR, str(exc))
+            if opts.rapidocr_python:  # its own interpreter: texts from a serving child, like PaddleX's
+                runners.append(RapidOCRProcess(rcfg, resolve_threads(opts.threads)))
+            else:
+                runners.append(RapidOCRRunner(resolve_threads(opts.threads), rcfg))
+        except (EdgeRecError, ImportError, RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            broken.add(rcfg)
+            skips.add(rcfg, str(exc))
     for cfg in paddlex:
         if cfg in broken:
             continue
@@ -343,6 +348,7 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
               "settings": {"models": opts.models, "precisions": opts.precisions, "engines": opts.engines,
                            "limit": opts.limit, "threads": opts.threads, "chunk": opts.chunk,
                            "batch_size": opts.batch_size, "tesseract": bool(tess_exe), "rapidocr": opts.rapidocr,
+                           "rapidocr_python": opts.rapidocr_python,
                            "paddlex": bool(paddlex), "paddlex_python": opts.paddlex_python if paddlex else None,
                            "fresh_process": opts.fresh_process, "configs": [c.as_dict() for c in configs],
                            "timing": ("process" if opts.rounds else "in-process (biased)"),

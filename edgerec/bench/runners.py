@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.bench.configs import PADDLEX, Config
+from edgerec.bench.peer_process import PeerProcess
 from edgerec.errors import EdgeRecError
 
 # ------------------------------------------------------------------------------------------------ runners
@@ -164,22 +165,32 @@ class TesseractRunner:
 
 
 RAPIDOCR = Config("rapidocr-openvino", "fp32", "rapidocr")
+RAPIDOCR_HOW_TO = ("pip install rapidocr-openvino here, or in a virtualenv of its own: python3 -m venv ~/rapidvenv && "
+                   "~/rapidvenv/bin/pip install rapidocr-openvino==1.4.4, then --rapidocr-python "
+                   "~/rapidvenv/bin/python or EDGEREC_RAPIDOCR_PYTHON")
+
+
+def rapidocr_config(python: str | None) -> Config:
+    """RapidOCR's configuration: in this interpreter, or (``python``) in its own."""
+    return Config(RAPIDOCR.model, RAPIDOCR.precision, RAPIDOCR.engine, (("python", str(python)),) if python else ())
 
 
 class RapidOCRRunner:
     """RapidOCR's OpenVINO engine (``rapidocr-openvino``) as a peer: its own bundled recognizer, recognition only
-    (no detection, no angle classifier), one line per call. Its thread count is its own default."""
+    (no detection, no angle classifier), one line per call, with ``threads`` inference threads (RapidOCR's
+    ``inference_num_threads``). rapidocr-openvino 1.4 pins opencv-python and OpenVINO <= 2024.0, which clash with
+    edgerec's: it runs in this interpreter when installed here, else from its own (``--rapidocr-python``)."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, cfg: Config = RAPIDOCR):
         try:
             from rapidocr_openvino import RapidOCR
         except ImportError as exc:
-            raise EdgeRecError("rapidocr-openvino is not installed (pip install rapidocr-openvino, in this or its "
-                               "own environment, to add it as a peer)") from exc
+            raise EdgeRecError("rapidocr-openvino is not installed (" + RAPIDOCR_HOW_TO + ")") from exc
         from importlib import metadata
 
-        self.cfg = RAPIDOCR
-        self.engine = RapidOCR()
+        self.cfg = cfg
+        self.threads = threads
+        self.engine = RapidOCR(inference_num_threads=int(threads)) if threads else RapidOCR()
         self.batch_sizes = (1,)
         self.stages = {1: _Stages(), 8: _Stages()}
         self.phase: int | None = None
@@ -210,16 +221,51 @@ class RapidOCRRunner:
         return [self.one(img) for img in images]
 
     def compute_precision(self) -> str | None:
-        return None
+        """What OpenVINO computes RapidOCR's recognizer in (its own default: bf16 on CPUs with native bf16)."""
+        try:  # rapidocr-openvino 1.4: TextRecognizer.session (OpenVINOInferSession).session (an InferRequest)
+            compiled = self.engine.text_rec.session.session.get_compiled_model()
+            got = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()  # 2024.0: "<Type: 'bfloat16'>"
+        except Exception:
+            return None
+        for name, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float16", "f16"), ("f16", "f16"),
+                            ("float32", "f32"), ("f32", "f32")):
+            if name in got:
+                return short
+        return got
 
     def size_bytes(self) -> int | None:
         return None
 
     def engine_config(self) -> dict:
-        return {"version": self.version, "use_det": False, "use_cls": False, "threads": "rapidocr default"}
+        import sys
+
+        out = {"version": self.version, "use_det": False, "use_cls": False,
+               "threads": self.threads or "rapidocr default", "python": sys.executable}
+        try:
+            import openvino
+
+            out["openvino"] = openvino.__version__
+        except Exception:
+            pass
+        return out
 
     def close(self) -> None:
         pass
+
+
+class RapidOCRProcess(PeerProcess):
+    """RapidOCR from its own interpreter (``--rapidocr-python``): its texts from a serving child of it
+    (edgerec.bench.peer_process), its widths and warm-up as RapidOCRRunner's."""
+
+    def __init__(self, cfg: Config, threads: int | None):
+        super().__init__(cfg, threads, name="RapidOCR", how_to=RAPIDOCR_HOW_TO)
+
+    def width_of(self, image: np.ndarray) -> int:
+        return int(image.shape[1])
+
+    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
+        for idxs, _ in groups:
+            self.recognize([images[idxs[0]]], 1)
 
 
 Runner = ModelRunner | TesseractRunner | RapidOCRRunner  # and edgerec.bench.paddlex_peer's two
@@ -237,5 +283,5 @@ def open_runner(cfg: Config, threads: int | None, tesseract_exe: str | None = No
             raise EdgeRecError("tesseract: no executable given")
         return TesseractRunner(tesseract_exe, cfg.precision, threads)
     if cfg.engine == RAPIDOCR.engine:
-        return RapidOCRRunner(threads)
+        return RapidOCRRunner(threads, cfg)
     return ModelRunner(cfg, threads)

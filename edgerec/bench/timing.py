@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from edgerec.bench.configs import PADDLEX, Config
+from edgerec.bench.configs import PADDLEX, PEER_ENGINES, Config
 from edgerec.errors import EdgeRecError
 
 T = TypeVar("T")
@@ -40,13 +40,14 @@ def child_env() -> dict[str, str]:
 
 
 def child_command(spec: dict) -> list[str]:
-    """The command of a configuration's child: this interpreter, or for the PaddleX peer the one its
-    configuration names (PaddleX runs from a virtualenv of its own; see edgerec.bench.paddlex_peer)."""
+    """The command of a configuration's child: this interpreter, or for a peer the one its configuration names
+    (PaddleX always, RapidOCR when it has a virtualenv of its own; see edgerec.bench.peer_process)."""
     python = sys.executable
-    if spec.get("engine") == PADDLEX:
-        python = (spec.get("engine_options") or {}).get("python") or ""
-        if not python:
-            raise EdgeRecError("the PaddleX peer's configuration names no interpreter")
+    named = (spec.get("engine_options") or {}).get("python")
+    if spec.get("engine") == PADDLEX and not named:
+        raise EdgeRecError("the PaddleX peer's configuration names no interpreter")
+    if named and spec.get("engine") in PEER_ENGINES:
+        python = named
     return [str(python), "-m", "edgerec.bench.child"]
 
 

@@ -55,8 +55,11 @@ def _csv(choices: tuple[str, ...] | None = None):
 @click.option("--paddlex-python", envvar="EDGEREC_PADDLEX_PYTHON", show_envvar=True, metavar="PATH",
               help="The Python of a virtualenv with paddlex[ocr-core]==3.7.2 and paddlepaddle: adds PaddleX itself "
                    "as a peer for each model (skipped, with a message, without it).")
+@click.option("--rapidocr-python", envvar="EDGEREC_RAPIDOCR_PYTHON", show_envvar=True, metavar="PATH",
+              help="The Python of a virtualenv with rapidocr-openvino (it pins opencv-python and an older OpenVINO): "
+                   "RapidOCR's OpenVINO engine as a peer from there [default: in this interpreter, if installed].")
 def report(models, precisions, engines, datasets, output, limit, threads, chunk, batch_size, scene_text, tesseract,
-           tesseract_lang, no_fresh_process, rounds, timing_lines, paddlex_python) -> None:
+           tesseract_lang, no_fresh_process, rounds, timing_lines, paddlex_python, rapidocr_python) -> None:
     """Accuracy versus latency for every model x precision x engine on every data set.
 
     Writes report.md, report.json and acc_vs_latency.png to --output and prints the summary table.
@@ -68,7 +71,7 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
                          batch_size=batch_size, scene_text=list(scene_text), tesseract=tesseract,
                          tesseract_lang=tesseract_lang, fresh_process=not no_fresh_process, rounds=rounds,
                          timing_lines=timing_lines,
-                         paddlex_python=paddlex_python or None)
+                         paddlex_python=paddlex_python or None, rapidocr_python=rapidocr_python or None)
     try:
         rep = run_report(opts)
     except EdgeRecError as exc:
