@@ -31,14 +31,17 @@ sys.path.insert(0, str(ROOT))
 from edgerec.utils.cpu import cpu_info, isa_summary  # noqa: E402
 
 
-def model_gflops(xml: Path, width: int = 320) -> float:
-    """FLOPs (2 x MACs) of the IR's convolutions and matmuls for one 48 x ``width`` line."""
+def model_gflops_at(xml: Path, widths: list[int]) -> dict[int, float]:
+    """FLOPs (2 x MACs) of the IR's convolutions and matmuls for one 48 x w line, at each w of ``widths``."""
     import numpy as np
     import openvino as ov
 
     model = ov.Core().read_model(xml)
-    model.reshape({model.inputs[0].any_name: [1, 3, 48, width]})
-    return _count_gflops(model, np)
+    out = {}
+    for width in widths:
+        model.reshape({model.inputs[0].any_name: [1, 3, 48, width]})
+        out[width] = _count_gflops(model, np)
+    return out
 
 
 def pool_gflops(xml: Path, pool: list[Path], n: int) -> tuple[float, dict[int, int]]:
@@ -52,7 +55,7 @@ def pool_gflops(xml: Path, pool: list[Path], n: int) -> tuple[float, dict[int, i
         img = cv2.imread(str(path))
         w = target_width(*img.shape[:2]) if img is not None else 320
         uses[w] = uses.get(w, 0) + len(range(k, n, len(pool)))
-    per_width = {w: model_gflops(xml, w) for w in uses}
+    per_width = model_gflops_at(xml, sorted(uses))
     return sum(per_width[w] * c for w, c in uses.items()) / sum(uses.values()), uses
 
 

@@ -175,7 +175,18 @@ def rapidocr_config(python: str | None) -> Config:
     return Config(RAPIDOCR.model, RAPIDOCR.precision, RAPIDOCR.engine, (("python", str(python)),) if python else ())
 
 
-class RapidOCRRunner:
+class _RapidOCRLines:
+    """What both RapidOCR runners share: RapidOCR sizes each line itself, and warming reads one line per group."""
+
+    def width_of(self, image: np.ndarray) -> int:
+        return int(image.shape[1])
+
+    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
+        for idxs, _ in groups:
+            self.recognize([images[idxs[0]]], 1)  # type: ignore[attr-defined]
+
+
+class RapidOCRRunner(_RapidOCRLines):
     """RapidOCR's OpenVINO engine (``rapidocr-openvino``) as a peer: its own bundled recognizer, recognition only
     (no detection, no angle classifier), one line per call, with ``threads`` inference threads (RapidOCR's
     ``inference_num_threads``). rapidocr-openvino 1.4 pins opencv-python and OpenVINO <= 2024.0, which clash with
@@ -199,12 +210,6 @@ class RapidOCRRunner:
         except metadata.PackageNotFoundError:
             self.version = "?"
 
-    def width_of(self, image: np.ndarray) -> int:
-        return int(image.shape[1])
-
-    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
-        for idxs, _ in groups:
-            self.one(images[idxs[0]])
 
     def one(self, image: np.ndarray) -> str:
         out = self.engine(image, use_det=False, use_cls=False, use_rec=True)
@@ -224,14 +229,10 @@ class RapidOCRRunner:
         """What OpenVINO computes RapidOCR's recognizer in (its own default: bf16 on CPUs with native bf16)."""
         try:  # rapidocr-openvino 1.4: TextRecognizer.session (OpenVINOInferSession).session (an InferRequest)
             compiled = self.engine.text_rec.session.session.get_compiled_model()
-            got = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()  # 2024.0: "<Type: 'bfloat16'>"
+            got = compiled.get_property("INFERENCE_PRECISION_HINT")
         except Exception:
             return None
-        for name, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float16", "f16"), ("f16", "f16"),
-                            ("float32", "f32"), ("f32", "f32")):
-            if name in got:
-                return short
-        return got
+        return got.to_string() if hasattr(got, "to_string") else str(got)  # an openvino.Type, e.g. bf16
 
     def size_bytes(self) -> int | None:
         return None
@@ -253,19 +254,12 @@ class RapidOCRRunner:
         pass
 
 
-class RapidOCRProcess(PeerProcess):
+class RapidOCRProcess(_RapidOCRLines, PeerProcess):
     """RapidOCR from its own interpreter (``--rapidocr-python``): its texts from a serving child of it
     (edgerec.bench.peer_process), its widths and warm-up as RapidOCRRunner's."""
 
     def __init__(self, cfg: Config, threads: int | None):
-        super().__init__(cfg, threads, name="RapidOCR", how_to=RAPIDOCR_HOW_TO)
-
-    def width_of(self, image: np.ndarray) -> int:
-        return int(image.shape[1])
-
-    def warm(self, groups: list[tuple[list[int], int]], images: list[np.ndarray]) -> None:
-        for idxs, _ in groups:
-            self.recognize([images[idxs[0]]], 1)
+        PeerProcess.__init__(self, cfg, threads, name="RapidOCR", how_to=RAPIDOCR_HOW_TO)
 
 
 Runner = ModelRunner | TesseractRunner | RapidOCRRunner  # and edgerec.bench.paddlex_peer's two
