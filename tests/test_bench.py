@@ -104,6 +104,13 @@ def test_accuracies_equal_a_direct_computation(report_run, v4, tiny_set):
         assert math.isclose(row[key], direct[key], abs_tol=1e-6), key
     assert row["score"] == row["alnum_acc"]  # scene-text set: the plot uses alnum acc
     assert direct["acc"] > 0.5  # real weights reading real rendered lines
+    # the difference from fp32, paired over the lines: none for fp32 itself, the acc gap with an interval otherwise
+    assert row["d_acc_fp32"] is None and row["d_acc_fp32_ci95"] is None
+    for label in ("v4_mobile ov fp16", "v4_mobile ort fp32"):
+        other = next(r for r in report["results"] if r["label"] == label)
+        assert math.isclose(other["d_acc_fp32"], other["acc"] - row["acc"], abs_tol=1e-5), label
+        assert math.isclose(other["d_ned_fp32"], other["norm_edit_dis"] - row["norm_edit_dis"], abs_tol=1e-5)
+        assert other["d_acc_fp32_ci95"] >= 0 and other["d_ned_fp32_ci95"] >= 0
 
 
 def test_missing_configs_are_skipped_with_reasons(report_run):
@@ -127,10 +134,30 @@ def test_markdown_tables_have_the_columns(report_run):
     out, _ = report_run
     md = (out / "report.md").read_text("utf-8")
     header = next(ln for ln in md.splitlines() if ln.startswith("| config | acc %"))
-    for col in ("acc %", "norm_edit_dis", "alnum acc %", "agree fp32 %", "p50 ms", "p95 ms", "× ORT",
-                "b8 lines/s", "mean pre / infer / dec ms", "size MB", "peak RSS MB", "cold start s"):
+    for col in ("acc %", "norm_edit_dis", "alnum acc %", "agree fp32 %", "Δ acc vs fp32 pt (95 %)", "p50 ms",
+                "p95 ms", "× ORT", "b8 lines/s", "mean pre / infer / dec ms", "size MB", "peak RSS MB", "cold start s"):
         assert f"| {col} |" in header, col
     assert "| v4_mobile ort fp32" in md and "## Environment" in md and "avx2" in md.lower()
+
+
+def test_paired_difference_on_a_hand_made_example():
+    from edgerec.data.metrics import paired_difference, rec_metrics
+
+    labels = ["cat", "dog", "bird", "fish", "cow"]
+    a = ["cat", "dog", "bird", "fsh", "cow"]      # 4 right, one edit on "fish"
+    b = ["cat", "dg", "bird", "fish", "cat"]      # 3 right
+    d = paired_difference(a, b, labels)
+    assert d["num"] == 5 and d["only_a_right"] == 2 and d["only_b_right"] == 1
+    assert d["acc"]["delta"] == pytest.approx(-0.2)
+    ma, mb = rec_metrics(a, labels), rec_metrics(b, labels)
+    assert d["norm_edit_dis"]["delta"] == pytest.approx(mb["norm_edit_dis"] - ma["norm_edit_dis"], abs=1e-6)
+    # per-line acc differences 0, -1, 0, +1, -1: sd 0.8367, so 1.96 * sd / sqrt(5)
+    assert d["acc"]["ci95"] == pytest.approx(1.96 * 0.83666 / 5 ** 0.5, rel=1e-4)
+    same = paired_difference(a, a, labels)
+    assert same["acc"] == {"delta": 0.0, "ci95": 0.0} and same["only_a_right"] == same["only_b_right"] == 0
+    assert paired_difference(["x"], ["y"], ["x"])["acc"] == {"delta": -1.0, "ci95": None}  # one line: no interval
+    with pytest.raises(ValueError):
+        paired_difference(a, b[:4], labels)
 
 
 def test_pareto_front_on_a_hand_made_example():

@@ -251,6 +251,7 @@ def test_quantize_cli_prints_no_nncf_info_lines(v4, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "INFO:nncf" not in res.stdout + res.stderr  # with -v these show (3 lines for v4)
     assert "Statistics collection" in res.stdout and "same text" in res.stdout
+    assert "95 % interval over the 8 eval lines" in res.stdout  # how much the guard's eval set can resolve
     assert (out / "model.xml").is_file()
 
 

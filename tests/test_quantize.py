@@ -88,6 +88,24 @@ def test_int8_ir_describes_how_it_was_made(int8_run):
     assert made["method"] == "ptq" and made["calibration"]["count"] == 32
     saved = json.loads((out / "quantization_report.json").read_text())
     assert saved["fp32"]["acc"] == report["fp32"]["acc"] and "drop" in saved
+    assert set(saved["drop_ci95"]) == {"acc", "norm_edit_dis"} and all(v >= 0 for v in saved["drop_ci95"].values())
+
+
+def test_the_guard_says_when_its_eval_set_cannot_resolve_the_bound(caplog):
+    """A drop interval wider than the bound is said (the guard's verdict then says little); none when it is not."""
+    from edgerec.quant.quantize import EvalSet, _resolution
+
+    labels = [f"w{i}" for i in range(200)]
+    eval_set = EvalSet([None] * 200, labels, "200 lines")
+    int8 = [t if i % 10 else "x" for i, t in enumerate(labels)]  # 20 lines read wrong
+    with caplog.at_level("WARNING", logger="edgerec.quant.quantize"):
+        half = _resolution(labels, int8, eval_set, max_drop=0.005)
+    assert 0.03 < half["acc"] < 0.06  # 1.96 * sqrt(0.1 * 0.9 / 199): ±4 points on 200 lines
+    assert "resolve drops of only" in caplog.text and "--eval" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edgerec.quant.quantize"):
+        assert _resolution(labels, labels, eval_set, max_drop=0.005) == {"acc": 0.0, "norm_edit_dis": 0.0}
+    assert "resolve" not in caplog.text
 
 
 def test_guard_refuses_a_model_that_misses_the_bound(v4, rendered, tmp_path, monkeypatch):

@@ -113,7 +113,8 @@ def _measure_dataset(ds: Dataset, runners: list[Runner], chunk: int, batch_size:
 
 
 def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
-    from edgerec.data.metrics import rec_metrics  # here: the children (PaddleX's venv too) import this module
+    # here: the children (PaddleX's venv too) import this module
+    from edgerec.data.metrics import paired_difference, rec_metrics
 
     rows = []
     by_cfg = {m.runner.cfg: m for m in ms if not m.error}
@@ -144,6 +145,11 @@ def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
         ref = by_cfg.get(Config(cfg.model, *BASELINE))
         row["agree_fp32"] = (None if ref is None or ref is m else
                              sum(a == b for a, b in zip(m.texts[1], ref.texts[1])) / n)
+        paired = (None if ref is None or ref is m else
+                  paired_difference([t or "" for t in ref.texts[1]], texts, ds.labels))
+        for key, metric in (("d_acc_fp32", "acc"), ("d_ned_fp32", "norm_edit_dis")):
+            row[key] = paired[metric]["delta"] if paired else None
+            row[f"{key}_ci95"] = paired[metric]["ci95"] if paired else None
         for key, other in (("ratio_vs_ov_fp32", ref), ("ratio_vs_ort",
                                                          by_cfg.get(Config(cfg.model, "fp32", "onnxruntime")))):
             ratios = ([a / b for a, b in zip(m.chunk1, other.chunk1) if b > 0]

@@ -19,7 +19,8 @@ def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
     """The markdown table of one data set (one row per configuration, Pareto-front rows marked)."""
     alnum = ds["scene_text"]
     head = ["config", "acc %", "norm_edit_dis"] + (["alnum acc %"] if alnum else []) + [
-        "agree fp32 %", "runs in", "p50 ms", "p50 min–max", "p95 ms", "× OV fp32 (min–max)", "× ORT",
+        "agree fp32 %", "Δ acc vs fp32 pt (95 %)", "runs in", "p50 ms", "p50 min–max", "p95 ms",
+        "× OV fp32 (min–max)", "× ORT",
         f"b{batch_size} lines/s", "mean pre / infer / dec ms", "size MB", "peak RSS MB", "cold start s"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -27,7 +28,8 @@ def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
                  f"{r['pre_ms']:.2f} / {r['infer_ms']:.2f} / {r['decode_ms']:.2f}")
         cells = [r["label"] + (" ★" if r.get("pareto") else ""), _f(r["acc"], ".2f", 100),
                  _f(r["norm_edit_dis"], ".4f")] + ([_f(r["alnum_acc"], ".2f", 100)] if alnum else []) + [
-            _f(r["agree_fp32"], ".1f", 100), r.get("compute_precision") or "–", _f(r["p50_ms"], ".2f"),
+            _f(r["agree_fp32"], ".1f", 100), _delta(r, "d_acc_fp32"), r.get("compute_precision") or "–",
+            _f(r["p50_ms"], ".2f"),
             _range(r, "p50_ms"), _f(r["p95_ms"], ".2f"),
             _f(r.get("ratio_vs_ov_fp32"), ".2f") + (f" ({_range(r, 'ratio_vs_ov_fp32')})"
                                                    if r.get("ratio_vs_ov_fp32_min") is not None else ""),
@@ -35,6 +37,12 @@ def dataset_table(ds: dict, rows: list[dict], batch_size: int = 8) -> list[str]:
             _f(r["peak_rss_mb"], ".0f"), _f(r["cold_start_s"], ".2f")]
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def _delta(r: dict, key: str) -> str:
+    """A paired difference in points with its 95 % interval: "-0.47 ±0.31"."""
+    d, half = r.get(key), r.get(f"{key}_ci95")
+    return "–" if d is None else f"{100 * d:+.2f}" + ("" if half is None else f" ±{100 * half:.2f}")
 
 
 def _range(r: dict, key: str) -> str:
@@ -80,7 +88,10 @@ def summary_table(report: dict) -> list[str]:
 _HOW_TO_READ = """\
 - **acc** and **norm_edit_dis**: PaddleOCR's RecMetric (spaces removed, exact match; 1 - mean normalized
   edit distance). **alnum acc** (scene-text sets): case-insensitive, digits and ASCII letters only.
-  **agree fp32**: lines whose text equals the same model's OpenVINO fp32 text.
+  **agree fp32**: lines whose text equals the same model's OpenVINO fp32 text. **Δ acc vs fp32**: this
+  configuration's acc minus the same model's OpenVINO fp32 acc, in points, ± the half-width of its 95 % interval
+  (paired over the lines: both read the same ones); a difference inside its interval is not a measured loss.
+  report.json also holds the NED difference (`d_ned_fp32`, `d_ned_fp32_ci95`).
 - **runs in**: the precision the engine really computes in, as it reads it back (OpenVINO's
   INFERENCE_PRECISION_HINT: f32, bf16, f16; ONNX Runtime f32).
 - **p50 / p95 ms**: per-line wall time of `RecPredictor.recognize([line], 1)` (preprocess + inference + CTC

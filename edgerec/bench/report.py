@@ -365,5 +365,6 @@ def _rounded(row: dict) -> dict:
         if not isinstance(v, float):
             return {kk: rnd(kk, vv) for kk, vv in v.items()} if isinstance(v, dict) else v
         return round(v, 6 if k in ("acc", "norm_edit_dis", "alnum_acc", "score", "agree_fp32", "b8_same_text")
+                     or k.startswith(("d_acc", "d_ned"))
                      else 4)
     return {k: rnd(k, v) for k, v in row.items()}

@@ -67,6 +67,11 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
                    f"{t['divergence_before']:.5f} -> {t['divergence_after']:.5f} nats")
     click.echo(f"fp32 acc {f['acc']:.4f} ned {f['norm_edit_dis']:.4f} | int8 acc {q['acc']:.4f} "
                f"ned {q['norm_edit_dis']:.4f} | same text {report['same_text_as_fp32']:.3f} | {report['method']}")
+    ci = report.get("drop_ci95") or {}
+    if ci.get("acc") is not None:
+        drop = report["drop"]
+        click.echo(f"drop acc {drop['acc']:+.4f} ±{ci['acc']:.4f}, ned {drop['norm_edit_dis']:+.4f} "
+                   f"±{ci['norm_edit_dis']:.4f} (95 % interval over the {report['eval']['count']} eval lines)")
     click.echo(str(xml))
 
 
