@@ -210,7 +210,6 @@ class RapidOCRRunner(_RapidOCRLines):
         except metadata.PackageNotFoundError:
             self.version = "?"
 
-
     def one(self, image: np.ndarray) -> str:
         out = self.engine(image, use_det=False, use_cls=False, use_rec=True)
         result = out[0] if isinstance(out, tuple) else out  # 1.x: (result, elapse); 2.x+: an output object

@@ -98,10 +98,11 @@ class RecPredictor:
         chunks: list[list[int]] = []
         widths: list[int] = []
         for width, idxs in groups.items():
+            start = 0  # an offset, not idxs = idxs[size:]: that copied the rest of the group once per batch
             for size in batch_sizes(len(idxs), batch_size):
-                chunks.append(idxs[:size])
+                chunks.append(idxs[start:start + size])
                 widths.append(width)
-                idxs = idxs[size:]
+                start += size
 
         def run(k: int) -> list[tuple]:
             return self.run_batch([images[i] for i in chunks[k]], widths[k], word_box)
