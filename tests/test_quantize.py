@@ -67,7 +67,10 @@ def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
 
     convs = [op.get_friendly_name() for op in ov.Core().read_model(str(v4.model_path)).get_ordered_ops()
              if op.get_type_name() == "Convolution"]
-    assert report["ignored_scope"] == [convs[0], convs[-1]], "the first and the last conv stay in fp32"
+    from edgerec.quant.quantize import pooled_convs
+
+    gates = pooled_convs(ov.Core().read_model(str(v4.model_path)))
+    assert report["ignored_scope"] == [convs[0], convs[-1], *gates], "first, last and SE gate convs stay in fp32"
     int8 = create_model(model_dir=out, progress=False)
     assert int8.precision == "int8"
     imgs = [img for _, img in rendered]
@@ -165,9 +168,31 @@ def test_recipe_keeps_the_chosen_convolutions_in_fp32(v4, first, last, expect):
 
     model = ov.Core().read_model(str(v4.model_path))
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
-    kwargs = QuantizationConfig(ignore_first_conv=first, ignore_last_conv=last).nncf_kwargs(model)
+    kwargs = QuantizationConfig(ignore_first_conv=first, ignore_last_conv=last,
+                                ignore_pooled_convs=False).nncf_kwargs(model)
     names = list(getattr(kwargs.get("ignored_scope"), "names", []))
     assert names == [convs[i] for i in expect]
+
+
+def test_recipe_keeps_the_squeeze_excitation_gates_in_fp32(v4):
+    """The convolutions on a pooled 1x1 input (v4 has two SE blocks, two convs each) join the first and the last."""
+    import openvino as ov
+
+    from edgerec.quant.quantize import QuantizationConfig, pooled_convs
+
+    model = ov.Core().read_model(str(v4.model_path))
+    static = model.clone()
+    static.reshape({static.inputs[0].any_name: [1, 3, 48, 320]})
+    gates = [op.get_friendly_name() for op in static.get_ordered_ops()
+             if op.get_type_name() == "Convolution" and op.get_input_partial_shape(0).to_shape()[2:] == [1, 1]]
+    assert len(gates) == 4 and pooled_convs(model) == gates
+    by_input = {op.get_friendly_name(): op.input_value(0).get_node().get_type_name()
+                for op in model.get_ordered_ops() if op.get_friendly_name() in gates}
+    assert "ReduceMean" in by_input.values() or "AvgPool" in by_input.values()  # behind a global pooling
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    names = list(QuantizationConfig().nncf_kwargs(model)["ignored_scope"].names)
+    assert names == [convs[0], convs[-1], *gates]
+    assert model.inputs[0].get_partial_shape()[3].is_dynamic  # finding them left the model's dynamic width alone
 
 
 def test_the_guard_evaluates_as_users_run_it_long_lines_included(v4):

@@ -158,7 +158,7 @@ def activation_ranges(torch, module, convs: list, batches: list) -> dict[int, tu
 # ------------------------------------------------------------------------------------------------- training
 
 
-def _batches(torch, images: list[np.ndarray], height: int, batch_size: int) -> list:
+def calibration_batches(torch, images: list[np.ndarray], height: int, batch_size: int) -> list:
     """Calibration lines in batches of similar width (sorted by aspect), each padded to its widest line."""
     order = sorted(range(len(images)), key=lambda i: images[i].shape[1] / max(1, images[i].shape[0]))
     out = []
@@ -201,12 +201,36 @@ def qat_finetune(onnx_path: str | Path, fp32_model, calibration: list[np.ndarray
 
 def _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_first, ignore_last, progress):
     import openvino as ov
+
+    from edgerec.train import TrainError
+    from edgerec.train.onnx_torch import write_back
+    from edgerec.zoo.export import RT_KEY
+
+    rec, _convs, _ranges, report = train_simulated(onnx_path, calibration, height, config, ignore_first=ignore_first,
+                                                   ignore_last=ignore_last, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="edgerec-qat-") as tmp:
+        try:
+            trained = write_back(rec, Path(tmp) / "qat.onnx")
+            model = ov.convert_model(str(trained))
+        except (TrainError, RuntimeError, OSError) as exc:
+            raise QATError(f"--qat: cannot write the trained weights back into {onnx_path}: {exc}") from exc
+    model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, height, -1])})
+    info = fp32_model.get_rt_info([RT_KEY]).astype(dict)
+    for key, value in info.items():
+        model.set_rt_info(value.astype(str), [RT_KEY, key])
+    return model, report
+
+
+def train_simulated(onnx_path, calibration: list[np.ndarray], height: int, config: QATConfig | None = None, *,
+                    ignore_first: bool = True, ignore_last: bool = True, progress: bool = True):
+    """The fine-tuning itself: (the trained TorchRecognizer, its simulated Conv2d modules, their input ranges by
+    ``id(conv)``, report dict). ``qat_finetune`` writes the weights back for NNCF; scripts/qat_deployed.py deploys
+    the simulation as trained instead."""
     from tqdm import tqdm
 
     from edgerec.train import TrainError
-    from edgerec.train.onnx_torch import load_for_training, write_back
+    from edgerec.train.onnx_torch import load_for_training
     from edgerec.train.steps import set_train_mode
-    from edgerec.zoo.export import RT_KEY
 
     torch = require_torch()
     config = config or QATConfig()
@@ -228,10 +252,10 @@ def _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_fir
     convs = simulated_convs(torch, student, ignore_first, ignore_last)
     if not convs:
         raise QATError(f"{onnx_path}: no convolution to train with simulated int8")
-    batches = _batches(torch, calibration, height, config.batch_size)
+    batches = calibration_batches(torch, calibration, height, config.batch_size)
     student.eval()
     ranges = activation_ranges(torch, student, convs, batches)  # still the fp32 weights
-    probe = _batches(torch, calibration[:PROBE_LINES], height, config.batch_size)
+    probe = calibration_batches(torch, calibration[:PROBE_LINES], height, config.batch_size)
     before = _divergence(torch, teacher, student, convs, ranges, probe)
 
     params = [p for p in student.parameters() if p.requires_grad]
@@ -262,20 +286,9 @@ def _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_fir
     after = _divergence(torch, teacher, student, convs, ranges, probe)
     log.info("QAT: divergence of simulated int8 from fp32 on %d lines %.5f -> %.5f nats",
              len(calibration[:PROBE_LINES]), before, after)
-
-    with tempfile.TemporaryDirectory(prefix="edgerec-qat-") as tmp:
-        try:
-            trained = write_back(rec, Path(tmp) / "qat.onnx")
-            model = ov.convert_model(str(trained))
-        except (TrainError, RuntimeError, OSError) as exc:
-            raise QATError(f"--qat: cannot write the trained weights back into {onnx_path}: {exc}") from exc
-    model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, height, -1])})
-    info = fp32_model.get_rt_info([RT_KEY]).astype(dict)
-    for key, value in info.items():
-        model.set_rt_info(value.astype(str), [RT_KEY, key])
     report = {"steps": config.steps, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
               "seed": config.seed, "lines": len(calibration), "simulated_convs": len(convs),
               "divergence_before": round(before, 6), "divergence_after": round(after, 6),
               "loss_first": round(float(np.mean(losses[:10])), 6), "loss_last": round(float(np.mean(losses[-10:])), 6),
               "seconds": round(time.perf_counter() - t0, 1)}
-    return model, report
+    return rec, convs, ranges, report

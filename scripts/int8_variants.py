@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""INT8 recipe variants, measured on full evaluation sets: how far each lands from fp32, with a 95 % interval.
+
+    PYTHONPATH=. python scripts/int8_variants.py MODEL VARIANT [--ignore-types GroupConvolution]
+        [--model-type transformer] [--sq-conv ALPHA] [--act-range mean_quantile|histogram|...] [--subset 300]
+        [--calibration DIR] [--xml INT8_IR] [--evalsets ../shared/evalsets] [--sets iiit5k_3000,svt_647,...]
+        [--workdir /tmp/int8-variants]
+
+Quantizes the model's installed fp32 IR with NNCF as `edgerec quantize` does (edgerec's recipe from
+``QuantizationConfig``: MIXED, full bias correction, first and last convolution in float), changed as the options
+say, or evaluates an int8 IR given with ``--xml``. Then it reads every line of each set through the runtime users
+run (``RecPredictor``, batches of 8) and prints, per set, fp32's acc / NED and int8's difference in points with the
+half-width of its 95 % interval, paired over the lines (``edgerec.data.metrics.paired_difference``), the share of
+lines with fp32's text, and the lines only fp32 / only int8 reads right. fp32's texts are cached in the workdir.
+The int8 IR goes to ``WORKDIR/MODEL/VARIANT/model.xml`` (never into the model home), the numbers to
+``result.json`` beside it. Calibration: rendered lines (seed 0, as `edgerec quantize`), or ``--calibration`` with a
+labelled folder whose labels are not used. Accuracy does not depend on machine load. Measurements made with it:
+docs/measurements/2026-12-06-int8-routes.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SETS = "iiit5k_3000,svt_647,en_uw3_70,en_doc_taigi,zh_plates_1000"
+
+
+def _args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("variant", help="a name for this variant (its output folder)")
+    ap.add_argument("--ignore-types", default="", help="op types kept in float, comma-separated (NNCF IgnoredScope)")
+    ap.add_argument("--model-type", choices=("transformer",), default=None)
+    ap.add_argument("--sq-conv", type=float, default=None, help="SmoothQuant alpha for convolutions (transformer)")
+    ap.add_argument("--act-range", default="", help="an NNCF RangeEstimatorParametersSet name for activations")
+    ap.add_argument("--subset", type=int, default=300, help="calibration lines")
+    ap.add_argument("--calibration", type=Path, default=None, help="a labelled folder (labels unused)")
+    ap.add_argument("--xml", type=Path, default=None, help="evaluate this int8 IR instead of quantizing")
+    ap.add_argument("--evalsets", type=Path, default=ROOT.parent / "shared" / "evalsets")
+    ap.add_argument("--sets", default=SETS, help="names under --evalsets, or folder paths")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/int8-variants"))
+    return ap.parse_args(argv)
+
+
+def _quantize(a, fp32, info):
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    from edgerec.bench.datasets import load_dataset
+    from edgerec.quant.calibration import render_lines
+    from edgerec.quant.quantize import QuantizationConfig
+    from edgerec.runtime.preprocess import preprocess_batch, target_width
+
+    if a.calibration:
+        calib = load_dataset(a.calibration).images[:a.subset]
+    else:
+        calib = [img for img, _ in render_lines(info.classes, a.subset, seed=0)]
+    h = info.input_height
+    tensors = [preprocess_batch([im], target_width(*im.shape[:2], img_h=h), h) for im in calib]
+    kwargs = QuantizationConfig(model_type=a.model_type).nncf_kwargs(fp32)
+    kwargs["subset_size"] = len(tensors)
+    if a.ignore_types:
+        names = list(kwargs["ignored_scope"].names) if "ignored_scope" in kwargs else []
+        kwargs["ignored_scope"] = nncf.IgnoredScope(names=names, types=a.ignore_types.split(","), validate=False)
+    advanced = {}
+    if a.sq_conv is not None:
+        advanced["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(convolution=a.sq_conv)
+    if a.act_range:
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        advanced["activations_range_estimator_params"] = getattr(RangeEstimatorParametersSet, a.act_range.upper())
+    if advanced:
+        kwargs["advanced_parameters"] = AdvancedQuantizationParameters(**advanced)
+    nncf.set_log_level(30)
+    return nncf.quantize(fp32, nncf.Dataset(tensors), **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _args(argv)
+    import openvino as ov
+
+    from edgerec.bench.datasets import load_dataset
+    from edgerec.data.metrics import paired_difference
+    from edgerec.quant.quantize import EvalSet, evaluate
+    from edgerec.utils.fs import atomic_write_text
+    from edgerec.zoo.export import read_info
+    from edgerec.zoo.resolve import resolve_model
+
+    fp32_xml = resolve_model(a.model, None, "fp32", progress=False).path
+    info = read_info(fp32_xml)
+    fp32 = ov.Core().read_model(str(fp32_xml))
+    out = a.workdir / a.model / a.variant
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if a.xml:
+        q = ov.Core().read_model(str(a.xml))
+    else:
+        q = _quantize(a, fp32, info)
+        ov.save_model(q, str(out / "model.xml"), compress_to_fp16=False)
+    result = {"model": a.model, "variant": a.variant, "args": {k: str(v) for k, v in vars(a).items()},
+              "quantize_s": round(time.perf_counter() - t0, 1), "sets": {}}
+    for name in a.sets.split(","):
+        folder = Path(name) if "/" in name else a.evalsets / name
+        ds = load_dataset(folder)
+        eval_set = EvalSet(ds.images, ds.labels, ds.name)
+        cache = a.workdir / a.model / f"fp32_{ds.name}.json"
+        if cache.exists():
+            f_metrics, f_texts = json.loads(cache.read_text("utf-8"))
+        else:
+            f_metrics, f_texts = evaluate(fp32, info.classes, eval_set, info.input_height)
+            atomic_write_text(cache, json.dumps([f_metrics, f_texts]))
+        q_metrics, q_texts = evaluate(q, info.classes, eval_set, info.input_height)
+        d = paired_difference(f_texts, q_texts, ds.labels)
+        row = {"fp32": f_metrics, "int8": q_metrics, "num": len(ds.labels),
+               "same_text": sum(x == y for x, y in zip(f_texts, q_texts)) / len(f_texts),
+               "only_fp32_right": d["only_a_right"], "only_int8_right": d["only_b_right"],
+               **{f"d_{k}": d[k]["delta"] for k in ("acc", "norm_edit_dis")},
+               **{f"d_{k}_ci95": d[k]["ci95"] for k in ("acc", "norm_edit_dis")}}
+        result["sets"][ds.name] = row
+        print(f"{a.model} {a.variant} {ds.name}: fp32 {100 * f_metrics['acc']:.2f} / "
+              f"{100 * f_metrics['norm_edit_dis']:.2f}; int8 Δ {100 * row['d_acc']:+.2f} ±{100 * row['d_acc_ci95']:.2f}"
+              f" / {100 * row['d_norm_edit_dis']:+.2f} ±{100 * row['d_norm_edit_dis_ci95']:.2f} "
+              f"({100 * row['same_text']:.1f} % same text; only fp32 / int8 right {d['only_a_right']} / "
+              f"{d['only_b_right']})", flush=True)
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
