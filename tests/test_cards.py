@@ -171,6 +171,9 @@ def test_tmp_dir_and_env(tmp_path, monkeypatch):
     (lambda d: d["metrics_tutorial"].update(acc="high"), "metrics_tutorial.acc"),
     (lambda d: d.pop("metrics_tutorial_source"), "metrics_tutorial needs metrics_tutorial_source"),
     (lambda d: d.update(metrics_tutorial=[1]), "metrics_tutorial must be a mapping"),
+    (lambda d: d.update(int8=[1]), "int8 must be a mapping"),
+    (lambda d: d.update(int8={"float_stem": "yes"}), "int8.float_stem must be true or false"),
+    (lambda d: d.update(int8={"floatstem": True}), "int8: unknown key 'floatstem'"),
 ])
 def test_malformed_card_names_the_file(tmp_path, breakage, message):
     path, data = _copy_card(tmp_path)
@@ -180,6 +183,13 @@ def test_malformed_card_names_the_file(tmp_path, breakage, message):
         load_cards(tmp_path)
     assert str(path) in str(info.value)
     assert message in str(info.value)
+
+
+def test_int8_recipe_choices_are_read():
+    """PP-OCRv5 mobile's card keeps its stem in float for int8 (measured); a card without the key has none."""
+    assert get_card("PP-OCRv5_mobile_rec").int8["float_stem"] is True
+    assert "docs/measurements" in get_card("PP-OCRv5_mobile_rec").int8["note"]
+    assert get_card("PP-OCRv4_mobile_rec").int8 is None
 
 
 def test_unparsable_yaml_names_the_file(tmp_path):

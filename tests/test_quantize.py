@@ -71,6 +71,7 @@ def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
 
     gates = pooled_convs(ov.Core().read_model(str(v4.model_path)))
     assert report["ignored_scope"] == [convs[0], convs[-1], *gates], "first, last and SE gate convs stay in fp32"
+    assert report["config"]["ignore_stem"] is False and report["recipe_choices"]["ignore_stem"] == "off by default"
     int8 = create_model(model_dir=out, progress=False)
     assert int8.precision == "int8"
     imgs = [img for _, img in rendered]
@@ -169,7 +170,7 @@ def test_recipe_keeps_the_chosen_convolutions_in_fp32(v4, first, last, expect):
     model = ov.Core().read_model(str(v4.model_path))
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     kwargs = QuantizationConfig(ignore_first_conv=first, ignore_last_conv=last,
-                                ignore_pooled_convs=False).nncf_kwargs(model)
+                                ignore_pooled_convs=False, ignore_stem=False).nncf_kwargs(model)
     names = list(getattr(kwargs.get("ignored_scope"), "names", []))
     assert names == [convs[i] for i in expect]
 
@@ -190,9 +191,67 @@ def test_recipe_keeps_the_squeeze_excitation_gates_in_fp32(v4):
                 for op in model.get_ordered_ops() if op.get_friendly_name() in gates}
     assert "ReduceMean" in by_input.values() or "AvgPool" in by_input.values()  # behind a global pooling
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
-    names = list(QuantizationConfig().nncf_kwargs(model)["ignored_scope"].names)
+    names = list(QuantizationConfig(ignore_stem=False).nncf_kwargs(model)["ignored_scope"].names)
     assert names == [convs[0], convs[-1], *gates]
     assert model.inputs[0].get_partial_shape()[3].is_dynamic  # finding them left the model's dynamic width alone
+
+
+def test_recipe_keeps_the_stem_in_fp32(v4):
+    """With ignore_stem, the (group) convolutions on inputs of at least half the line's height (v4: the stem and
+    first stage, 8 of them, 24 or 48 px high) join the recipe's float layers after the SE gates, each once."""
+    import openvino as ov
+
+    from edgerec.quant.quantize import QuantizationConfig, pooled_convs, stem_convs
+
+    model = ov.Core().read_model(str(v4.model_path))
+    static = model.clone()
+    static.reshape({static.inputs[0].any_name: [1, 3, 48, 320]})
+    convs = [op for op in static.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    heights = [op.get_input_partial_shape(0)[2].get_length() for op in convs]
+    stem = stem_convs(model)
+    assert stem == [op.get_friendly_name() for op, h in zip(convs, heights) if h >= 24]
+    assert len(stem) == 8 and stem[0] == convs[0].get_friendly_name() and min(heights) < 24
+    assert any(op.get_type_name() == "GroupConvolution" for op in convs[:len(stem)])  # depthwise ones too
+    assert list(QuantizationConfig().nncf_kwargs(model)["ignored_scope"].names) == \
+        list(QuantizationConfig(ignore_stem=False).nncf_kwargs(model)["ignored_scope"].names)  # off unless asked
+    names = list(QuantizationConfig(ignore_stem=True).nncf_kwargs(model)["ignored_scope"].names)
+    plain = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    assert names == [plain[0], plain[-1], *pooled_convs(model), *stem[1:]]
+    assert len(names) == len(set(names))
+    assert model.inputs[0].get_partial_shape()[3].is_dynamic
+
+
+@pytest.mark.parametrize("model_name, given, expect", [
+    ("PP-OCRv5_mobile_rec", None, True),      # its card: float_stem: true
+    ("PP-OCRv4_mobile_rec", None, False),     # a card without the key
+    ("my_finetuned_rec", None, False),        # no card at all
+    ("PP-OCRv5_mobile_rec", False, False),    # the caller's choice wins over the card
+    ("PP-OCRv4_mobile_rec", True, True),
+])
+def test_stem_choice_comes_from_the_caller_then_the_card(model_name, given, expect):
+    from edgerec.quant.quantize import QuantizationConfig, with_card_recipe
+
+    cfg = with_card_recipe(QuantizationConfig(ignore_stem=given, subset_size=7), model_name)
+    assert cfg.ignore_stem is expect and cfg.subset_size == 7
+
+
+def test_cli_float_stem_flag_reaches_the_config(monkeypatch):
+    from click.testing import CliRunner
+
+    import edgerec.quant.quantize as q
+    from edgerec.cli import main
+
+    seen = []
+
+    def fake(name, model_dir, **kw):
+        seen.append(kw["config"].ignore_stem)
+        raise q.QuantizationError("stop here")
+
+    monkeypatch.setattr(q, "quantize_model", fake)
+    for args, expect in (([], None), (["--float-stem"], True), (["--int8-stem"], False)):
+        res = CliRunner().invoke(main, ["quantize", "PP-OCRv4_mobile_rec", *args])
+        assert res.exit_code != 0 and "stop here" in res.output
+        assert seen[-1] is expect
 
 
 def test_the_guard_evaluates_as_users_run_it_long_lines_included(v4):

@@ -95,6 +95,23 @@ class ModelRunner:
         self.predictor.engine.close()
 
 
+def _sample_vm_hwm(pid: int, stop: threading.Event, peaks: list[int], every_s: float = 0.002) -> None:
+    """Append process ``pid``'s VmHWM (its peak RSS, kB) from /proc every ``every_s`` until ``stop`` or its exit;
+    nothing where /proc has no such file (not Linux)."""
+    path = f"/proc/{pid}/status"
+    while True:
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                hwm = next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), None)
+        except (OSError, ValueError, IndexError):
+            return
+        if hwm is None:  # a zombie has no memory left to report
+            return
+        peaks.append(hwm)
+        if stop.wait(every_s):
+            return
+
+
 class TesseractRunner:
     """Tesseract ``--psm 7`` (one text line) as a peer: one subprocess per line, batch 1 only."""
 
@@ -131,18 +148,19 @@ class TesseractRunner:
             raise EdgeRecError("cannot encode a line image to PNG for tesseract")
         proc = subprocess.Popen([self.exe, "stdin", "stdout", "--psm", "7", "-l", self.lang],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
-        if hasattr(os, "wait4"):  # reap it ourselves to read its own peak RSS
-            assert proc.stdin and proc.stdout and proc.stderr
-            proc.stdin.write(png.tobytes())
-            proc.stdin.close()
-            out, err = proc.stdout.read(), proc.stderr.read()
-            proc.stdout.close()
-            proc.stderr.close()
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            self.max_rss_kb = max(self.max_rss_kb, usage.ru_maxrss)
-        else:
+        # its own peak RSS, sampled from /proc while it runs: its ru_maxrss from wait4 cannot serve, since Linux
+        # carries the forking process's RSS (this Python's, GBs in a report) across the exec into the child's
+        peaks: list[int] = []
+        stop = threading.Event()
+        sampler = threading.Thread(target=_sample_vm_hwm, args=(proc.pid, stop, peaks), daemon=True)
+        sampler.start()
+        try:
             out, err = proc.communicate(png.tobytes())
+        finally:
+            stop.set()
+            sampler.join()
+        if peaks:
+            self.max_rss_kb = max(self.max_rss_kb, max(peaks))
         if proc.returncode != 0:
             raise EdgeRecError(f"tesseract failed ({proc.returncode}): {err.decode(errors='replace').strip()[:200]}")
         return " ".join(out.decode("utf-8", errors="replace").split())

@@ -21,13 +21,13 @@ import logging
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgerec.data.metrics import paired_difference, rec_metrics
-from edgerec.errors import EdgeRecError
+from edgerec.errors import EdgeRecError, ModelNotFoundError
 from edgerec.quant.qat import QATConfig
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch, target_width
@@ -59,6 +59,11 @@ class QuantizationConfig:
     # scales whole channels of the block they gate: keeping them in float took PP-OCRv4's int8 from -0.83 to +0.07
     # pt on iiit5k and PP-OCRv6_tiny's from -3.60 to -0.80 (docs/measurements/2026-12-06-int8-routes.md)
     ignore_pooled_convs: bool = True
+    # the stem and first stage (convolutions on inputs of at least half the line's height, 4-7 % of the multiply-
+    # adds): in int8 they cost PP-OCRv5 mobile 1-6 pt on every set, in float it stays within its intervals; other
+    # models gain less or nothing, and int8 runs 8-12 % slower. None: the model card's `int8.float_stem`, else
+    # off (docs/measurements/2026-12-06-int8-stem.md)
+    ignore_stem: bool | None = None
     model_type: str | None = None         # None | transformer
     max_drop: float = 0.005               # absolute, on acc and on norm_edit_dis
     # on a miss: "none" (the default: refuse, so that the command stays within a few minutes), "sensitivity" (rank
@@ -88,6 +93,8 @@ class QuantizationConfig:
             names.append(convs[-1])
         if self.ignore_pooled_convs:
             names += [n for n in pooled_convs(model) if n not in names]
+        if self.ignore_stem:
+            names += [n for n in stem_convs(model) if n not in names]
         kwargs = {
             "preset": nncf.QuantizationPreset.MIXED if self.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
             "target_device": nncf.TargetDevice.CPU,
@@ -104,25 +111,42 @@ class QuantizationConfig:
 def pooled_convs(model, height: int = 48, width: int = 320) -> list[str]:
     """Names of the (group) convolutions whose input is 1x1 in space for a ``height`` x ``width`` line: the gates of
     squeeze-excitation blocks, behind a global pooling. [] when the model cannot be given that static shape."""
+    return [name for name, h, w in _conv_inputs(model, height, width) if h * w == 1]
+
+
+def stem_convs(model, height: int = 48, width: int = 320) -> list[str]:
+    """Names of the (group) convolutions whose input is at least half the line's height: the stem and the first
+    stage of the backbone, before its second downsampling. [] when the model cannot be given a static shape."""
+    line_h = _static_hw(model, height, width)[0]
+    return [name for name, h, _ in _conv_inputs(model, height, width) if 2 * h >= line_h]
+
+
+def _static_hw(model, height: int, width: int) -> tuple[int, int]:
+    shape = model.inputs[0].get_partial_shape()
+    return (shape[2].get_length() if shape[2].is_static else height,
+            shape[3].get_length() if shape[3].is_static else width)
+
+
+def _conv_inputs(model, height: int, width: int) -> list[tuple[str, int, int]]:
+    """(name, input height, input width) of every (group) convolution for one line of the model's static shape,
+    ``height`` x ``width`` where it is dynamic; [] when the model takes no such shape."""
     port = model.inputs[0]
     shape = port.get_partial_shape()
     if shape.rank.is_dynamic or shape.rank.get_length() != 4:
         return []
     static = model.clone()
     try:
-        h = shape[2].get_length() if shape[2].is_static else height
-        w = shape[3].get_length() if shape[3].is_static else width
-        static.reshape({port.any_name: [1, 3, h, w]})
+        static.reshape({port.any_name: [1, 3, *_static_hw(model, height, width)]})
     except Exception as exc:  # a model that takes no such shape: no names, the rest of the recipe holds
-        log.info("no static shape to find pooled convolutions: %s", exc)
+        log.info("no static shape to find convolutions by their input size: %s", exc)
         return []
-    names = []
+    found = []
     for op in static.get_ordered_ops():
         if op.get_type_name() in ("Convolution", "GroupConvolution"):
             dims = op.get_input_partial_shape(0)
-            if dims.is_static and dims.rank.get_length() == 4 and dims[2].get_length() * dims[3].get_length() == 1:
-                names.append(op.get_friendly_name())
-    return names
+            if dims.is_static and dims.rank.get_length() == 4:
+                found.append((op.get_friendly_name(), dims[2].get_length(), dims[3].get_length()))
+    return found
 
 
 @dataclass
@@ -183,8 +207,11 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
 
     from edgerec.zoo.export import IR_NAME, RT_KEY, read_info
 
-    config = config or QuantizationConfig()
     info = read_info(fp32_xml)
+    given = config or QuantizationConfig()
+    config = with_card_recipe(given, info.model_name)
+    stem_from = ("set by the caller" if given.ignore_stem is not None
+                 else f"the model card of {info.model_name}" if config.ignore_stem else "off by default")
     model = ov.Core().read_model(str(fp32_xml))
     height = info.input_height
     calib_tensors = [preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
@@ -240,6 +267,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         "same_text_as_fp32": round(agree, 6),
         "drop_ci95": resolution,
         "config": asdict(config),
+        "recipe_choices": {"ignore_stem": stem_from},
         "ignored_scope": search.get("ignored_scope") or [str(n) for n in getattr(kwargs.get("ignored_scope"),
                                                                                   "names", [])],
         "search": search,
@@ -266,6 +294,22 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         ov.save_model(q_model, str(tmp / IR_NAME))
         atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False))
     return report
+
+
+def with_card_recipe(config: QuantizationConfig, model_name: str | None) -> QuantizationConfig:
+    """``config`` with its model-dependent choices that were left at None taken from the model card's ``int8:``
+    mapping (a model without a card, or a card without the key: the choice is off)."""
+    if config.ignore_stem is not None:
+        return config
+    from edgerec.zoo.cards import get_card
+
+    choice = None
+    if model_name:
+        try:
+            choice = (get_card(model_name).int8 or {}).get("float_stem")
+        except ModelNotFoundError:
+            pass
+    return replace(config, ignore_stem=bool(choice))
 
 
 def _resolution(fp32_texts: list[str], int8_texts: list[str], eval_set: EvalSet, max_drop: float) -> dict:

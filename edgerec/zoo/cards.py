@@ -7,6 +7,9 @@ PaddleX has published the metrics twice: the text recognition module tutorial ed
 ``metrics_source`` (the newer list) and ``metrics_tutorial`` / ``metrics_tutorial_source`` (the tutorial), and
 both tars as sources (newer first). :meth:`ModelCard.metric_sets` gives them together.
 
+An optional ``int8`` mapping holds the model's own int8 recipe choices, each measured and explained in its
+``note`` (``float_stem: true``: PP-OCRv5 mobile keeps its stem in float; see docs/int8.md).
+
 Cards are read with ``yaml.safe_load`` and checked once; a malformed card raises :class:`ModelError` naming
 the file and what is wrong with it.
 """
@@ -33,7 +36,9 @@ CHARSET_BUILTINS = frozenset({"onnx-metadata", "inference.yml"})
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _REQUIRED = ("name", "description", "family", "language", "input_height", "num_classes", "use_space_char",
              "metrics", "sources")
-_OPTIONAL = ("metrics_source", "charset_note", "metrics_tutorial", "metrics_tutorial_source")
+_OPTIONAL = ("metrics_source", "charset_note", "metrics_tutorial", "metrics_tutorial_source", "int8")
+# the model's own int8 recipe choices (edgerec.quant.quantize.QuantizationConfig fields), each measured; note says why
+_INT8_KEYS = {"float_stem": bool, "note": str}
 _SOURCE_KEYS = frozenset({"id", "format", "files", "url", "sha256", "charset", "note"})
 _FILE_KEYS = frozenset({"name", "sha256", "wheel", "member"})
 
@@ -84,6 +89,7 @@ class ModelCard:
     charset_note: str | None = None
     metrics_tutorial: dict[str, Any] | None = None  # the module tutorial's figures (PaddleX 3.0 rc)
     metrics_tutorial_source: str | None = None
+    int8: dict[str, Any] | None = None  # this model's int8 recipe choices, e.g. {"float_stem": True, "note": ...}
 
     def metric_sets(self) -> list[tuple[dict[str, Any], str | None]]:
         """Every published set of metrics with its source, newest first: [(metrics, source), ...]."""
@@ -236,7 +242,22 @@ def _parse_card(data: object, path: Path) -> ModelCard:
         charset_note=_opt_str(data, "charset_note"),
         metrics_tutorial=tutorial,
         metrics_tutorial_source=_opt_str(data, "metrics_tutorial_source"),
+        int8=_int8(data.get("int8")),
     )
+
+
+def _int8(raw: object) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _CardError("int8 must be a mapping")
+    for key, value in raw.items():
+        kind = _INT8_KEYS.get(key)
+        if kind is None:
+            raise _CardError(f"int8: unknown key {key!r} (known: {', '.join(_INT8_KEYS)})")
+        if not isinstance(value, kind):
+            raise _CardError(f"int8.{key} must be {'true or false' if kind is bool else 'a string'}, not {value!r}")
+    return dict(raw)
 
 
 def _metrics(raw: object, key: str) -> dict[str, Any]:
