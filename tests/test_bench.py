@@ -219,9 +219,10 @@ def test_tesseract_peer_through_a_stand_in_binary(v4, tiny_set, tmp_path, monkey
     row = next(r for r in report["results"] if r["engine"] == "tesseract")
     assert row["acc"] == pytest.approx(rec_metrics(["Hello World"] * len(LINES), LINES)["acc"], abs=1e-6)
     assert row["engine_config"]["version"] == "tesseract 0.0-standin" and row["b8_lines_per_s"] is None
-    assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and row["infer_ms"] is None
-    # the stand-in's own few MB, not this process's hundreds (which wait4's ru_maxrss carries across the exec)
-    assert row["peak_rss_mb"] < 50
+    assert row["cold_start_s"] > 0 and row["infer_ms"] is None
+    if sys.platform.startswith("linux"):  # peak RSS comes from /proc
+        # the stand-in's own few MB, not this process's hundreds (which wait4's ru_maxrss carries across the exec)
+        assert 0 < row["peak_rss_mb"] < 50
     assert row["timing"] == "process" and row["ratio_vs_ov_fp32"] is None and not row["edgerec"]
     assert np.isfinite(row["p50_ms"]) and (tmp_path / "out" / "acc_vs_latency.png").is_file()
 

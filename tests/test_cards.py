@@ -174,6 +174,7 @@ def test_tmp_dir_and_env(tmp_path, monkeypatch):
     (lambda d: d.update(int8=[1]), "int8 must be a mapping"),
     (lambda d: d.update(int8={"float_stem": "yes"}), "int8.float_stem must be true or false"),
     (lambda d: d.update(int8={"floatstem": True}), "int8: unknown key 'floatstem'"),
+    (lambda d: d.update(int8={"note": 3}), "int8.note must be a string"),
 ])
 def test_malformed_card_names_the_file(tmp_path, breakage, message):
     path, data = _copy_card(tmp_path)

@@ -221,18 +221,41 @@ def test_recipe_keeps_the_stem_in_fp32(v4):
     assert model.inputs[0].get_partial_shape()[3].is_dynamic
 
 
-@pytest.mark.parametrize("model_name, given, expect", [
-    ("PP-OCRv5_mobile_rec", None, True),      # its card: float_stem: true
-    ("PP-OCRv4_mobile_rec", None, False),     # a card without the key
-    ("my_finetuned_rec", None, False),        # no card at all
-    ("PP-OCRv5_mobile_rec", False, False),    # the caller's choice wins over the card
-    ("PP-OCRv4_mobile_rec", True, True),
+@pytest.mark.parametrize("card_name, card_int8, given, expect, origin", [
+    ("PP-OCRv5_mobile_rec", "as shipped", None, True, "the model card of PP-OCRv5_mobile_rec"),
+    ("PP-OCRv4_mobile_rec", "as shipped", None, False, "off by default"),   # a card without the key
+    (None, None, None, False, "off by default"),                            # a local model: no card
+    ("PP-OCRv5_mobile_rec", {"note": "only a note"}, None, False, "off by default"),
+    ("PP-OCRv5_mobile_rec", {"float_stem": False}, None, False, "the model card of PP-OCRv5_mobile_rec"),
+    ("PP-OCRv5_mobile_rec", "as shipped", False, False, "set by the caller"),   # the caller wins over the card
+    ("PP-OCRv4_mobile_rec", "as shipped", True, True, "set by the caller"),
 ])
-def test_stem_choice_comes_from_the_caller_then_the_card(model_name, given, expect):
-    from edgerec.quant.quantize import QuantizationConfig, with_card_recipe
+def test_stem_choice_comes_from_the_caller_then_the_card(card_name, card_int8, given, expect, origin):
+    from dataclasses import replace
 
-    cfg = with_card_recipe(QuantizationConfig(ignore_stem=given, subset_size=7), model_name)
-    assert cfg.ignore_stem is expect and cfg.subset_size == 7
+    from edgerec.quant.quantize import QuantizationConfig, with_card_recipe
+    from edgerec.zoo.cards import get_card
+
+    card = get_card(card_name) if card_name else None
+    if card is not None and card_int8 != "as shipped":
+        card = replace(card, int8=card_int8)
+    cfg, said = with_card_recipe(QuantizationConfig(ignore_stem=given, subset_size=7), card)
+    assert cfg.ignore_stem is expect and cfg.subset_size == 7 and said == origin
+
+
+def test_stem_and_gates_of_a_model_without_a_line_shape_are_none():
+    """A model whose input is not a rank-4 image (dynamic rank, or rank 3) has no stem or gates to find."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from edgerec.quant.quantize import QuantizationConfig, pooled_convs, stem_convs
+
+    for shape in (ov.PartialShape.dynamic(), ov.PartialShape([1, 3, -1])):
+        x = ops.parameter(shape, ov.Type.f32, name="x")
+        model = ov.Model([ops.relu(x)], [x], "toy")
+        assert stem_convs(model) == [] and pooled_convs(model) == []
+        assert "ignored_scope" not in QuantizationConfig(ignore_stem=True, ignore_first_conv=False,
+                                                         ignore_last_conv=False).nncf_kwargs(model)
 
 
 def test_cli_float_stem_flag_reaches_the_config(monkeypatch):

@@ -95,21 +95,24 @@ class ModelRunner:
         self.predictor.engine.close()
 
 
-def _sample_vm_hwm(pid: int, stop: threading.Event, peaks: list[int], every_s: float = 0.002) -> None:
-    """Append process ``pid``'s VmHWM (its peak RSS, kB) from /proc every ``every_s`` until ``stop`` or its exit;
-    nothing where /proc has no such file (not Linux)."""
-    path = f"/proc/{pid}/status"
-    while True:
-        try:
-            with open(path, encoding="ascii", errors="replace") as f:
-                hwm = next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), None)
-        except (OSError, ValueError, IndexError):
-            return
-        if hwm is None:  # a zombie has no memory left to report
-            return
+def _read_vm_hwm(pid: int, peaks: list[int]) -> bool:
+    """Append process ``pid``'s VmHWM (its peak RSS, kB) from /proc; False when there is none to read (the process
+    has gone, is a zombie, or the system has no /proc: not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            hwm = next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), None)
+    except (OSError, ValueError, IndexError):
+        return False
+    if hwm is not None:
         peaks.append(hwm)
-        if stop.wait(every_s):
-            return
+    return hwm is not None
+
+
+def _sample_vm_hwm(pid: int, stop: threading.Event, peaks: list[int], every_s: float = 0.01) -> None:
+    """:func:`_read_vm_hwm` every ``every_s`` until ``stop`` or the process's end. VmHWM is the kernel's own
+    high-water mark, so a sparse poll misses only growth in the last interval, and costs the timed run little."""
+    while _read_vm_hwm(pid, peaks) and not stop.wait(every_s):
+        pass
 
 
 class TesseractRunner:
@@ -152,6 +155,7 @@ class TesseractRunner:
         # carries the forking process's RSS (this Python's, GBs in a report) across the exec into the child's
         peaks: list[int] = []
         stop = threading.Event()
+        _read_vm_hwm(proc.pid, peaks)  # once now: it waits for its image on stdin, so it is alive
         sampler = threading.Thread(target=_sample_vm_hwm, args=(proc.pid, stop, peaks), daemon=True)
         sampler.start()
         try:

@@ -6,7 +6,8 @@ and some Convolutions left in fp32 through an IgnoredScope: the last one (the ne
 head) and the first one (on raw pixels; keeping it cut the drop on long document lines from ~2 points to ~0 and
 costs no measurable time), plus the squeeze-excitation gates (convolutions on a pooled 1x1 input: no compute to
 gain, and their rounding rescales whole channels; keeping them cut PP-OCRv6_tiny's loss on real word crops from
-3.6 to 0.8 points). The output softmax stays float (NNCF does not quantize it). NNCF's defaults
+3.6 to 0.8 points), and, where the model card says so (``int8: float_stem``, PP-OCRv5 mobile), the stem and
+first stage of the backbone. The output softmax stays float (NNCF does not quantize it). NNCF's defaults
 (PERFORMANCE preset) lost ~13 points on PP-OCRv4. After quantization fp32 and int8 are both evaluated on
 held-out crops; if ``acc`` or ``norm_edit_dis`` drops by more than ``max_drop``, the model is refused unless
 forced. The searches for layers to give back to float (the sensitivity ranking, NNCF's accuracy control) and the
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.data.metrics import paired_difference, rec_metrics
-from edgerec.errors import EdgeRecError, ModelNotFoundError
+from edgerec.errors import EdgeRecError
 from edgerec.quant.qat import QATConfig
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch, target_width
@@ -60,9 +61,10 @@ class QuantizationConfig:
     # pt on iiit5k and PP-OCRv6_tiny's from -3.60 to -0.80 (docs/measurements/2026-12-06-int8-routes.md)
     ignore_pooled_convs: bool = True
     # the stem and first stage (convolutions on inputs of at least half the line's height, 4-7 % of the multiply-
-    # adds): in int8 they cost PP-OCRv5 mobile 1-6 pt on every set, in float it stays within its intervals; other
-    # models gain less or nothing, and int8 runs 8-12 % slower. None: the model card's `int8.float_stem`, else
-    # off (docs/measurements/2026-12-06-int8-stem.md)
+    # adds): in int8 they cost PP-OCRv5 mobile 1.2-5.7 pt on 4 of 5 sets, in float its acc is within the intervals;
+    # models it moves nothing outside the intervals (v6 tiny: both ways), and int8 ran 8 % (v4) to 12 % (v5) slower.
+    # None: the model card's `int8.float_stem`, resolved by quantize_model (with_card_recipe); nncf_kwargs reads
+    # an unresolved None as off (docs/measurements/2026-12-06-int8-stem.md)
     ignore_stem: bool | None = None
     model_type: str | None = None         # None | transformer
     max_drop: float = 0.005               # absolute, on acc and on norm_edit_dis
@@ -91,10 +93,11 @@ class QuantizationConfig:
             names.append(convs[0])
         if convs and self.ignore_last_conv and convs[-1] not in names:
             names.append(convs[-1])
-        if self.ignore_pooled_convs:
-            names += [n for n in pooled_convs(model) if n not in names]
-        if self.ignore_stem:
-            names += [n for n in stem_convs(model) if n not in names]
+        if self.ignore_pooled_convs or self.ignore_stem:
+            line_h, inputs = _conv_inputs(model, 48, 320)
+            gates = [n for n, h, w in inputs if h * w == 1] if self.ignore_pooled_convs else []
+            stem = [n for n, h, _ in inputs if 2 * h >= line_h] if self.ignore_stem else []
+            names += [n for n in gates + stem if n not in names]
         kwargs = {
             "preset": nncf.QuantizationPreset.MIXED if self.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
             "target_device": nncf.TargetDevice.CPU,
@@ -111,42 +114,38 @@ class QuantizationConfig:
 def pooled_convs(model, height: int = 48, width: int = 320) -> list[str]:
     """Names of the (group) convolutions whose input is 1x1 in space for a ``height`` x ``width`` line: the gates of
     squeeze-excitation blocks, behind a global pooling. [] when the model cannot be given that static shape."""
-    return [name for name, h, w in _conv_inputs(model, height, width) if h * w == 1]
+    return [name for name, h, w in _conv_inputs(model, height, width)[1] if h * w == 1]
 
 
 def stem_convs(model, height: int = 48, width: int = 320) -> list[str]:
     """Names of the (group) convolutions whose input is at least half the line's height: the stem and the first
     stage of the backbone, before its second downsampling. [] when the model cannot be given a static shape."""
-    line_h = _static_hw(model, height, width)[0]
-    return [name for name, h, _ in _conv_inputs(model, height, width) if 2 * h >= line_h]
+    line_h, convs = _conv_inputs(model, height, width)
+    return [name for name, h, _ in convs if 2 * h >= line_h]
 
 
-def _static_hw(model, height: int, width: int) -> tuple[int, int]:
-    shape = model.inputs[0].get_partial_shape()
-    return (shape[2].get_length() if shape[2].is_static else height,
-            shape[3].get_length() if shape[3].is_static else width)
-
-
-def _conv_inputs(model, height: int, width: int) -> list[tuple[str, int, int]]:
-    """(name, input height, input width) of every (group) convolution for one line of the model's static shape,
-    ``height`` x ``width`` where it is dynamic; [] when the model takes no such shape."""
+def _conv_inputs(model, height: int, width: int) -> tuple[int, list[tuple[str, int, int]]]:
+    """(line height, [(name, input height, input width)] of every (group) convolution) for one line of the model's
+    static shape, ``height`` x ``width`` where it is dynamic; (height, []) when the model takes no such shape."""
     port = model.inputs[0]
     shape = port.get_partial_shape()
     if shape.rank.is_dynamic or shape.rank.get_length() != 4:
-        return []
+        return height, []
+    h = shape[2].get_length() if shape[2].is_static else height
+    w = shape[3].get_length() if shape[3].is_static else width
     static = model.clone()
     try:
-        static.reshape({port.any_name: [1, 3, *_static_hw(model, height, width)]})
+        static.reshape({port.any_name: [1, 3, h, w]})
     except Exception as exc:  # a model that takes no such shape: no names, the rest of the recipe holds
         log.info("no static shape to find convolutions by their input size: %s", exc)
-        return []
+        return h, []
     found = []
     for op in static.get_ordered_ops():
         if op.get_type_name() in ("Convolution", "GroupConvolution"):
             dims = op.get_input_partial_shape(0)
             if dims.is_static and dims.rank.get_length() == 4:
                 found.append((op.get_friendly_name(), dims[2].get_length(), dims[3].get_length()))
-    return found
+    return h, found
 
 
 @dataclass
@@ -197,21 +196,19 @@ def _nncf_log_level():
 
 def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: EvalSet, out_dir: str | Path, *,
                 config: QuantizationConfig | None = None, force: bool = False, calibration_desc: str = "",
-                qat_source: str | Path | None = None, progress: bool = True) -> dict:
+                qat_source: str | Path | None = None, progress: bool = True, card=None) -> dict:
     """Quantize ``fp32_xml`` and install ``out_dir/model.xml`` when int8 holds the bound; returns the report.
 
     With ``config.qat`` the weights are first fine-tuned with simulated int8 (:mod:`edgerec.quant.qat`) from
-    ``qat_source``, the ONNX the fp32 IR was exported from; the guard still compares against ``fp32_xml``."""
+    ``qat_source``, the ONNX the fp32 IR was exported from; the guard still compares against ``fp32_xml``. ``card``:
+    the model card (:class:`edgerec.zoo.cards.ModelCard`) whose ``int8`` choices fill the config's None fields."""
     import nncf
     import openvino as ov
 
     from edgerec.zoo.export import IR_NAME, RT_KEY, read_info
 
     info = read_info(fp32_xml)
-    given = config or QuantizationConfig()
-    config = with_card_recipe(given, info.model_name)
-    stem_from = ("set by the caller" if given.ignore_stem is not None
-                 else f"the model card of {info.model_name}" if config.ignore_stem else "off by default")
+    config, stem_from = with_card_recipe(config or QuantizationConfig(), card)
     model = ov.Core().read_model(str(fp32_xml))
     height = info.input_height
     calib_tensors = [preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
@@ -267,9 +264,11 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         "same_text_as_fp32": round(agree, 6),
         "drop_ci95": resolution,
         "config": asdict(config),
-        "recipe_choices": {"ignore_stem": stem_from},
-        "ignored_scope": search.get("ignored_scope") or [str(n) for n in getattr(kwargs.get("ignored_scope"),
-                                                                                  "names", [])],
+        # NNCF's accuracy-controlled search takes no ignored scope from the recipe: it picks its own float layers
+        "recipe_choices": {"ignore_stem": stem_from,
+                           "stem_in_float": bool(config.ignore_stem) and "accuracy_control" not in method},
+        "ignored_scope": [] if "accuracy_control" in method else search.get("ignored_scope") or [
+            str(n) for n in getattr(kwargs.get("ignored_scope"), "names", [])],
         "search": search,
         "qat": qat_report,
         "calibration": {"description": calibration_desc, "count": len(calib_tensors)},
@@ -296,20 +295,15 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     return report
 
 
-def with_card_recipe(config: QuantizationConfig, model_name: str | None) -> QuantizationConfig:
-    """``config`` with its model-dependent choices that were left at None taken from the model card's ``int8:``
-    mapping (a model without a card, or a card without the key: the choice is off)."""
+def with_card_recipe(config: QuantizationConfig, card) -> tuple[QuantizationConfig, str]:
+    """(``config`` with its model-dependent choices left at None taken from ``card``'s ``int8:`` mapping, where the
+    stem choice came from). No card (a local model) or no key: the choice is off."""
     if config.ignore_stem is not None:
-        return config
-    from edgerec.zoo.cards import get_card
-
-    choice = None
-    if model_name:
-        try:
-            choice = (get_card(model_name).int8 or {}).get("float_stem")
-        except ModelNotFoundError:
-            pass
-    return replace(config, ignore_stem=bool(choice))
+        return config, "set by the caller"
+    choice = (getattr(card, "int8", None) or {}).get("float_stem")
+    if choice is None:
+        return replace(config, ignore_stem=False), "off by default"
+    return replace(config, ignore_stem=bool(choice)), f"the model card of {card.name}"
 
 
 def _resolution(fp32_texts: list[str], int8_texts: list[str], eval_set: EvalSet, max_drop: float) -> dict:
@@ -443,5 +437,6 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
 
             qat_source = training_onnx(model_name, model_dir, info.source_id, Path(scratch))
         report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc,
+                             card=resolved.card,
                              qat_source=qat_source, progress=progress)
     return out / IR_NAME, report

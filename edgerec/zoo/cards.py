@@ -37,7 +37,7 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _REQUIRED = ("name", "description", "family", "language", "input_height", "num_classes", "use_space_char",
              "metrics", "sources")
 _OPTIONAL = ("metrics_source", "charset_note", "metrics_tutorial", "metrics_tutorial_source", "int8")
-# the model's own int8 recipe choices (edgerec.quant.quantize.QuantizationConfig fields), each measured; note says why
+# the model's own int8 recipe choices, each measured (float_stem: QuantizationConfig.ignore_stem); note says why
 _INT8_KEYS = {"float_stem": bool, "note": str}
 _SOURCE_KEYS = frozenset({"id", "format", "files", "url", "sha256", "charset", "note"})
 _FILE_KEYS = frozenset({"name", "sha256", "wheel", "member"})
