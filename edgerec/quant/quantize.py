@@ -62,7 +62,8 @@ class QuantizationConfig:
     ignore_pooled_convs: bool = True
     # the stem and first stage (convolutions on inputs of at least half the line's height, 4-7 % of the multiply-
     # adds): in int8 they cost PP-OCRv5 mobile 1.2-5.7 pt on 4 of 5 sets, in float its acc is within the intervals;
-    # models it moves nothing outside the intervals (v6 tiny: both ways), and int8 ran 8 % (v4) to 12 % (v5) slower.
+    # on the other models it moves nothing outside them (v6 tiny: both ways), and int8 ran 8 % (v4) to 12 % (v5)
+    # slower.
     # None: the model card's `int8.float_stem`, resolved by quantize_model (with_card_recipe); nncf_kwargs reads
     # an unresolved None as off (docs/measurements/2026-12-06-int8-stem.md)
     ignore_stem: bool | None = None
@@ -94,10 +95,9 @@ class QuantizationConfig:
         if convs and self.ignore_last_conv and convs[-1] not in names:
             names.append(convs[-1])
         if self.ignore_pooled_convs or self.ignore_stem:
-            line_h, inputs = _conv_inputs(model, 48, 320)
-            gates = [n for n, h, w in inputs if h * w == 1] if self.ignore_pooled_convs else []
-            stem = [n for n, h, _ in inputs if 2 * h >= line_h] if self.ignore_stem else []
-            names += [n for n in gates + stem if n not in names]
+            gates, stem = _conv_groups(model)  # one static reshape for both
+            chosen = (gates if self.ignore_pooled_convs else []) + (stem if self.ignore_stem else [])
+            names += [n for n in chosen if n not in names]
         kwargs = {
             "preset": nncf.QuantizationPreset.MIXED if self.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
             "target_device": nncf.TargetDevice.CPU,
@@ -114,23 +114,22 @@ class QuantizationConfig:
 def pooled_convs(model, height: int = 48, width: int = 320) -> list[str]:
     """Names of the (group) convolutions whose input is 1x1 in space for a ``height`` x ``width`` line: the gates of
     squeeze-excitation blocks, behind a global pooling. [] when the model cannot be given that static shape."""
-    return [name for name, h, w in _conv_inputs(model, height, width)[1] if h * w == 1]
+    return _conv_groups(model, height, width)[0]
 
 
 def stem_convs(model, height: int = 48, width: int = 320) -> list[str]:
     """Names of the (group) convolutions whose input is at least half the line's height: the stem and the first
     stage of the backbone, before its second downsampling. [] when the model cannot be given a static shape."""
-    line_h, convs = _conv_inputs(model, height, width)
-    return [name for name, h, _ in convs if 2 * h >= line_h]
+    return _conv_groups(model, height, width)[1]
 
 
-def _conv_inputs(model, height: int, width: int) -> tuple[int, list[tuple[str, int, int]]]:
-    """(line height, [(name, input height, input width)] of every (group) convolution) for one line of the model's
-    static shape, ``height`` x ``width`` where it is dynamic; (height, []) when the model takes no such shape."""
+def _conv_groups(model, height: int = 48, width: int = 320) -> tuple[list[str], list[str]]:
+    """(pooled convolutions, stem convolutions) by their input size for one line of the model's static shape,
+    ``height`` x ``width`` where it is dynamic; ([], []) when the model takes no such shape."""
     port = model.inputs[0]
     shape = port.get_partial_shape()
     if shape.rank.is_dynamic or shape.rank.get_length() != 4:
-        return height, []
+        return [], []
     h = shape[2].get_length() if shape[2].is_static else height
     w = shape[3].get_length() if shape[3].is_static else width
     static = model.clone()
@@ -138,14 +137,17 @@ def _conv_inputs(model, height: int, width: int) -> tuple[int, list[tuple[str, i
         static.reshape({port.any_name: [1, 3, h, w]})
     except Exception as exc:  # a model that takes no such shape: no names, the rest of the recipe holds
         log.info("no static shape to find convolutions by their input size: %s", exc)
-        return h, []
-    found = []
+        return [], []
+    pooled, stem = [], []
     for op in static.get_ordered_ops():
-        if op.get_type_name() in ("Convolution", "GroupConvolution"):
-            dims = op.get_input_partial_shape(0)
-            if dims.is_static and dims.rank.get_length() == 4:
-                found.append((op.get_friendly_name(), dims[2].get_length(), dims[3].get_length()))
-    return h, found
+        dims = op.get_input_partial_shape(0) if op.get_type_name() in ("Convolution", "GroupConvolution") else None
+        if dims is None or not dims.is_static or dims.rank.get_length() != 4:
+            continue
+        if dims[2].get_length() * dims[3].get_length() == 1:
+            pooled.append(op.get_friendly_name())
+        if 2 * dims[2].get_length() >= h:
+            stem.append(op.get_friendly_name())
+    return pooled, stem
 
 
 @dataclass
