@@ -16,7 +16,7 @@ from edgerec.errors import InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor
-from edgerec.runtime.preprocess import MIN_W, check_min_width
+from edgerec.runtime.preprocess import MAX_W, MIN_W, check_min_width, check_width_bucket
 from edgerec.utils import cpu
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
@@ -121,7 +121,9 @@ class TextRecognizer:
             text, score, *box = next(texts)
             yield TextRecResult(it.input_path, it.page_index, text, score, name=name,
                                 input_img=it.image if keep_image else None,
-                                word_box=(word_box_of(it.image, box[0] if box else None) or []) if word_box else None)
+                                word_box=(word_box_of(it.image, box[0] if box else None,
+                                                      self.predictor.max_wh_ratio(it.image)) or [])
+                                if word_box else None)
 
 
 def create_model(model_name: str | None = None, model_dir: str | Path | None = None, device: str | None = None,
@@ -130,7 +132,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                  hint: str | None = None, cache: bool = True, progress: bool = True, warmup: bool = True,
                  shape_cache: int | None = None, engine_options: dict | None = None, pp_option=None,
                  hpi_config=None, engine_config: dict | None = None, strict_device: bool = False,
-                 min_width: int | None = None, **kwargs) -> TextRecognizer:
+                 min_width: int | None = None, width_bucket: int | None = None, **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -150,6 +152,10 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     raise it when a few widths other than the minimum alternate (documents with repeating widths).
     ``min_width``: the narrowest input width a line is padded to (None: 320, PaddleX's); a smaller one (e.g.
     160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
+    ``width_bucket``: None (default) feeds every line at its own width, as PaddleX; N right-pads lines wider than
+    ``min_width`` up to ``min_width + k * N``, so a folder of many widths runs on a few input shapes whose kernels
+    stay prepared (``shape_cache`` then defaults to the number of buckets): faster on document lines, most of
+    all in int8, but a few texts change, an opt-in (docs/usage.md).
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -168,10 +174,13 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if precision not in homes.RUN_PRECISIONS:
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.RUN_PRECISIONS)}")
     min_width = check_min_width(MIN_W if min_width is None else min_width)
+    width_bucket = check_width_bucket(width_bucket)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
     if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
         values.setdefault("static_width", min_width)
+    if width_bucket and "shape_cache" in kind.options.__dataclass_fields__:  # every bucket's kernels stay prepared
+        values.setdefault("shape_cache", bucket_count(min_width, width_bucket))
     if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""
@@ -189,12 +198,14 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
     info = resolved.info or resolved.complete(_probe_classes(eng, resolved.input_height))
-    predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width)
+    predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width,
+                             width_bucket=width_bucket)
     if warmup and not probed:  # a probed engine has run a line already
         predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
     run_precision = "bf16" if precision == "bf16" else info.precision
-    summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (f"; use_hpip: {hpip_note}" if use_hpip
-                                                                          else "")
+    summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
+        f", widths padded to {min_width} + k x {width_bucket}" if width_bucket else "") + (
+        f"; use_hpip: {hpip_note}" if use_hpip else "")
     if use_hpip:
         log.info("use_hpip chose %s", summary)
     return TextRecognizer(predictor, info, engine=kind.name, device=eng.device, model_path=resolved.path,
@@ -216,6 +227,17 @@ def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hi
     if cache and "cache_dir" in kind.options.__dataclass_fields__:
         values.setdefault("cache_dir", homes.engine_cache_dir(kind.name))
     return values
+
+
+# the most shapes width_bucket keeps prepared unless shape_cache says otherwise: int8 kernels cost ~10 MB per shape
+# (edgerec.engines.openvino), so narrow buckets must not make the cache unbounded in practice
+BUCKET_SHAPE_CACHE_MAX = 32
+
+
+def bucket_count(min_width: int, width_bucket: int) -> int:
+    """How many input widths above ``min_width`` the buckets make, at most BUCKET_SHAPE_CACHE_MAX: the default
+    shape cache with ``width_bucket`` (every bucket's kernels kept, for batch 1)."""
+    return min(BUCKET_SHAPE_CACHE_MAX, -(-(MAX_W - min_width) // width_bucket))
 
 
 def _probe_classes(eng: Engine, input_height: int) -> int:

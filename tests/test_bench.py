@@ -493,6 +493,21 @@ def test_child_is_a_real_module_in_its_own_process(v4, tiny_set):
     assert res["first_text"] == LINES[0]
 
 
+def test_a_config_carries_create_models_own_options(v4):
+    """A width bucket is create_model's option, not the engine's: the runner (and each child, through the same
+    create_kwargs) passes it by name, and the label names it."""
+    from edgerec.bench.configs import NO_SPIN, Config, create_kwargs
+    from edgerec.bench.runners import ModelRunner
+
+    assert create_kwargs({"width_bucket": 160, "allow_spinning": False}) == {
+        "engine_options": dict(NO_SPIN), "width_bucket": 160}
+    assert create_kwargs(None) == {"engine_options": None}
+    cfg = Config(V4, "fp32", "openvino", (("width_bucket", 160),))
+    runner = ModelRunner(cfg, 1)
+    assert runner.predictor.width_bucket == 160 and cfg.label == "v4_mobile ov fp32 width_bucket=160"
+    runner.close()
+
+
 # ------------------------------------------------------------------ timing in separate processes
 
 def test_every_configuration_is_timed_in_its_own_processes(report_run):

@@ -1,5 +1,5 @@
-"""bf16 compute on CPUs that have it natively (issue 12 section 2), the min_width opt-in (section 5) and a quiet
-``edgerec quantize`` (section 6)."""
+"""bf16 compute on CPUs that have it natively (issue 12 section 2) and a quiet ``edgerec quantize`` (section 6).
+The min_width opt-in (section 5) is in test_input_widths.py."""
 
 from __future__ import annotations
 
@@ -162,44 +162,6 @@ def test_cli_predict_bf16(v4, rendered, tmp_path):
     res = CliRunner().invoke(main, ["predict", str(good), "--precision", "bf16", "--quiet"])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().split("\t")[1].strip() == rendered[1][0]
-
-
-# --- min_width ---------------------------------------------------------------------------------------------
-
-def test_min_width_narrows_short_lines_only(v4, rendered):
-    from edgerec import create_model
-    from edgerec.io.fonts import render_line
-
-    narrow = create_model(V4, progress=False, min_width=160)
-    for text in ("ABC-123", "OK 42"):
-        short = render_line(text, height=48, font_kind="latin")
-        natural = short.shape[1] * 48 // short.shape[0]
-        assert natural < 320, "the test line must be shorter than PaddleX's minimum"
-        assert v4.predictor.min_width == 320 and v4.predictor.width_of(short) == 320  # default: PaddleX's
-        assert narrow.predictor.width_of(short) == max(160, natural) < 320  # padded to 160 at most
-        assert narrow.recognize(short)["rec_text"].strip() == text == v4.recognize(short)["rec_text"].strip()
-    assert natural < 160 and narrow.predictor.width_of(short) == 160
-    long = render_line("OpenVINO runs PP-OCR on the edge", height=48, font_kind="latin")
-    assert narrow.predictor.width_of(long) == v4.predictor.width_of(long) > 320  # wider lines: unchanged
-
-
-@pytest.mark.parametrize("bad", [8, 15, 3201, 160.0, "160", True])
-def test_min_width_is_checked(bad):
-    from edgerec import create_model
-
-    with pytest.raises(ValueError, match=r"min_width must be a whole number of pixels from 16 to 3200"):
-        create_model(V4, progress=False, min_width=bad)
-
-
-def test_cli_min_width(v4, rendered, tmp_path):
-    good = tmp_path / "good.png"
-    cv2.imwrite(str(good), rendered[3][1])
-    runner = CliRunner()
-    res = runner.invoke(main, ["predict", str(good), "--min-width", "160", "--quiet"])
-    assert res.exit_code == 0, res.output
-    assert res.stdout.strip().split("\t")[1].strip() == rendered[3][0]
-    bad = runner.invoke(main, ["predict", str(good), "--min-width", "8"])
-    assert bad.exit_code == 2 and "--min-width" in bad.output
 
 
 # --- quiet quantize ------------------------------------------------------------------------------------------

@@ -97,12 +97,13 @@ def main() -> None:
         print(json.dumps(timing(spec)), file=out, flush=True)
         return
     from edgerec import create_model
+    from edgerec.bench.configs import create_kwargs
     from edgerec.io.inputs import load_image
 
     t1 = time.perf_counter()
     r1 = rss()
     model = create_model(spec["model"], precision=spec["precision"], engine=spec["engine"], threads=spec["threads"],
-                         engine_options=spec.get("engine_options") or None, progress=False)
+                         progress=False, **create_kwargs(spec.get("engine_options")))
     t2 = time.perf_counter()
     r2 = rss()
     first = next(iter(model.predict(spec["first"], batch_size=1)))

@@ -17,6 +17,8 @@ PEER_ENGINES = ("tesseract", "rapidocr", "paddlex")
 # options carry that interpreter ("python") and the PaddleX model folder ("model_dir") to the child processes
 PADDLEX = "paddlex"
 NO_SPIN = (("allow_spinning", False),)  # ONNX Runtime with its intra-op threads not spinning between runs
+# options a Config may carry that are create_model's own rather than the engine's, e.g. (("width_bucket", 160),)
+MODEL_OPTIONS = ("min_width", "width_bucket")
 
 # ------------------------------------------------------------------------------------------------ configs
 
@@ -53,6 +55,14 @@ class Config:
         """The configuration a report row (or skip entry) was made by."""
         return cls(row["model"], row["precision"], row["engine"],
                    tuple(sorted((row.get("engine_options") or {}).items())))
+
+
+def create_kwargs(options: dict | None) -> dict:
+    """create_model keyword arguments for a configuration's options: create_model's own (MODEL_OPTIONS) by name,
+    the rest as ``engine_options``."""
+    options = dict(options or {})
+    own = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
+    return {"engine_options": options or None, **own}
 
 
 def plan_configs(models: Sequence[str], precisions: Sequence[str], engines: Sequence[str],

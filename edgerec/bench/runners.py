@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.bench.configs import PADDLEX, Config
+from edgerec.bench.configs import PADDLEX, Config, create_kwargs
 from edgerec.bench.peer_process import PeerProcess
 from edgerec.errors import EdgeRecError
 
@@ -40,7 +40,7 @@ class ModelRunner:
 
         self.cfg = cfg
         self.model = create_model(cfg.model, precision=cfg.precision, engine=cfg.engine, threads=threads,
-                                  engine_options=dict(cfg.options) or None, progress=False)
+                                  progress=False, **create_kwargs(dict(cfg.options)))
         self.predictor = self.model.predictor
         self.stages = {1: _Stages(), 8: _Stages()}
         self.phase: int | None = None

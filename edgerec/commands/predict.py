@@ -27,8 +27,9 @@ from edgerec.errors import EdgeRecError
 @click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
 @click.option("--shape-cache", type=click.IntRange(0, 100000), default=None,
-              help="Input widths whose OpenVINO kernels stay prepared [default: 2]; ~35 MB each. Raise it to about "
-                   "the number of distinct widths for speed on large folders.")
+              help="Input shapes besides the minimum width whose OpenVINO kernels stay prepared [default: 0, or the "
+                   "number of buckets with --width-bucket]; ~10 MB each in int8, ~0.3 MB in fp32. Raise it to "
+                   "about the number of distinct widths for speed on folders of a few widths.")
 @click.option("--save-dir", type=click.Path(file_okay=False), help="Write <stem>_res.json and <stem>_res.png here.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -46,11 +47,16 @@ from edgerec.errors import EdgeRecError
 @click.option("--min-width", type=click.IntRange(16, 3200), default=None,  # MIN_W_FLOOR, MAX_W of runtime.preprocess
               help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short "
                    "lines but changes some texts (docs/usage.md).")
+@click.option("--width-bucket", type=click.IntRange(8, 3200), default=None,
+              help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a "
+                   "few input shapes [default: none, each line at its own width as PaddleX]. Faster on document "
+                   "lines, most in int8, but some texts change (docs/usage.md).")
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
 @click.option("--address", default=None, help="With --ray: the cluster to join ('auto', ray://host:10001) "
               "[default: a local Ray on this machine's cores].")
 def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
-            as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address, min_width):
+            as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address, min_width,
+            width_bucket):
     """Recognize the text in line images: files, folders, PDFs, URLs.
 
     Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
@@ -66,11 +72,9 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
         fail("--resume and --overwrite contradict each other: pick one")
     if output and (save_dir or as_json):
         fail("--output writes the results file; --save-dir and --json print or save per line: pick one")
-    if use_ray and min_width is not None:
-        fail("--min-width is not supported with --ray")
     if use_ray:
         _predict_ray(inputs, output, model_name, model_dir, precision, batch_size, threads, address, overwrite,
-                     resume)
+                     resume, min_width, width_bucket)
         return
     if output and hint is None and _takes(engine, device, "hint"):
         hint = "THROUGHPUT"  # a long run wants lines per second: OpenVINO's streams, batches in parallel
@@ -82,7 +86,8 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
             engine = None  # pick by device, so --device gpu can fall back to cpu as PaddleX does
         model = create_model(model_name, model_dir=model_dir, device=device, precision=precision, engine=engine,
                              batch_size=batch_size, threads=threads, progress=not quiet,
-                             shape_cache=shape_cache, strict_device=strict_device, hint=hint, min_width=min_width)
+                             shape_cache=shape_cache, strict_device=strict_device, hint=hint, min_width=min_width,
+                             width_bucket=width_bucket)
     except EdgeRecError as exc:
         fail(exc)
     if output:
@@ -175,7 +180,7 @@ def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, 
 
 
 def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, batch_size: int, threads, address,
-                 overwrite: bool, resume: bool) -> None:
+                 overwrite: bool, resume: bool, min_width: int | None, width_bucket: int | None) -> None:
     """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``."""
     from edgerec.integrations.ray import recognize_folder
 
@@ -187,7 +192,8 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, bat
     try:
         rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
                                 model_dir=model_dir, precision=precision, address=address,
-                                num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite)
+                                num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite,
+                                min_width=min_width, width_bucket=width_bucket)
     except EdgeRecError as exc:
         fail(exc)
     click.echo(f"edgerec: {rows} results written to {out}/ through Ray ({errors} failed)", err=True)

@@ -58,14 +58,15 @@ class TextRecognizerUDF:
 
     def __init__(self, model_name: str | None = "PP-OCRv4_mobile_rec", model_dir: str | None = None,
                  precision: str = "fp32", device: str = "cpu", threads: int | None = None, batch_size: int = 8,
-                 home: str | None = None):
+                 home: str | None = None, min_width: int | None = None, width_bucket: int | None = None):
         if home:
             os.environ["EDGEREC_HOME"] = home
         from edgerec.api import create_model
 
         self.batch_size = batch_size
         self.model = create_model(model_name, model_dir=model_dir, precision=precision, device=device,
-                                  threads=threads or _actor_cpus(), batch_size=batch_size, progress=False)
+                                  threads=threads or _actor_cpus(), batch_size=batch_size, progress=False,
+                                  min_width=min_width, width_bucket=width_bucket)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from edgerec.io.inputs import load_image
@@ -105,9 +106,11 @@ def prepare(model_name: str, precision: str = "fp32") -> None:
 def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OCRv4_mobile_rec",
                      model_dir: str | None = None, precision: str = "fp32", address: str | None = None,
                      concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64,
-                     overwrite: bool = False) -> tuple[int, int]:
+                     overwrite: bool = False, min_width: int | None = None,
+                     width_bucket: int | None = None) -> tuple[int, int]:
     """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns (rows,
-    rows with an error). ``overwrite`` replaces what the folder held (Ray's SaveMode.OVERWRITE)."""
+    rows with an error). ``overwrite`` replaces what the folder held (Ray's SaveMode.OVERWRITE); ``min_width`` and
+    ``width_bucket`` reach every actor's create_model."""
     ray = require_ray()
     from edgerec.io.inputs import IMAGE_SUFFIXES
 
@@ -125,7 +128,8 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OC
     ds = ray.data.read_binary_files(inputs, include_paths=True, file_extensions=exts + [e.upper() for e in exts],
                                     num_cpus=0)  # reads must not wait for a CPU the actors hold
     out = ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={
-        "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus},
+        "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus,
+        "min_width": min_width, "width_bucket": width_bucket},
         compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, batch_size=batch_size,
         batch_format="numpy")
     out = out.materialize()  # run once; written and counted from the same rows, not by re-reading the folder

@@ -2,7 +2,8 @@
 
 Only lines that PaddleX would feed at the same width share a batch, so no line gets extra right-padding: the
 SVTR neck attends over the whole width, and padding a line beyond its batch-1 width can change its text.
-With equal widths the tensor a line contributes is the same whatever batch it is in.
+With equal widths the tensor a line contributes is the same whatever batch it is in. The opt-in ``width_bucket``
+pads each line up to a bucket's width instead (a line's text then still does not depend on its batch).
 
 This is the only way a line becomes text: the API, the camera, quantization's accuracy guard and the report all
 run it, so what is measured is what users run (batching and the long-line path included).
@@ -21,7 +22,7 @@ import numpy as np
 from edgerec.engines.base import Engine
 from edgerec.runtime.decode import ctc_greedy_decode
 from edgerec.runtime.longline import needs_split, plan_long, read_windows, window_batches
-from edgerec.runtime.preprocess import MAX_W, MIN_W, preprocess_batch, target_width
+from edgerec.runtime.preprocess import MAX_W, MIN_W, bucket_width, preprocess_batch, target_width
 
 
 def batch_sizes(n: int, batch_size: int) -> list[int]:
@@ -43,7 +44,8 @@ class RecPredictor:
     """Preprocess -> engine -> CTC decode, for lists of BGR uint8 line images. Thread-safe."""
 
     def __init__(self, engine: Engine, classes: list[str], input_height: int = 48,
-                 min_width: int = MIN_W, max_width: int = MAX_W, long_lines: str = "split"):
+                 min_width: int = MIN_W, max_width: int = MAX_W, long_lines: str = "split",
+                 width_bucket: int | None = None):
         if long_lines not in ("split", "squash"):
             raise ValueError(f"long_lines must be 'split' or 'squash', not {long_lines!r}")
         self.engine = engine
@@ -54,6 +56,8 @@ class RecPredictor:
         self.input_height = input_height
         self.min_width = min_width
         self.max_width = max_width
+        # None: every line at its own width (PaddleX's); N: padded up to min_width + k * N (preprocess.bucket_width)
+        self.width_bucket = width_bucket
         # optional timing hook, called once per batch as (lines, preprocess_s, infer_s, decode_s); the
         # report sets it to split the time per stage. Results never depend on it. With parallel requests it is
         # called from several pool threads at once: it must be thread-safe.
@@ -66,7 +70,14 @@ class RecPredictor:
 
     def width_of(self, image: np.ndarray) -> int:
         h, w = image.shape[:2]
-        return target_width(h, w, self.input_height, self.min_width, self.max_width)
+        width = target_width(h, w, self.input_height, self.min_width, self.max_width)
+        return bucket_width(width, self.width_bucket, self.min_width, self.max_width)
+
+    def max_wh_ratio(self, image: np.ndarray) -> float:
+        """PaddleX's ``max_wh_ratio`` for this line (its word boxes scale by it): max(min_width / H, w / h) at
+        batch size 1, or the width bucket the line was padded to, over the input height."""
+        h, w = image.shape[:2]
+        return max(self.min_width / self.input_height, w / h, self.width_of(image) / self.input_height)
 
     def infer(self, images: list[np.ndarray], width: int) -> np.ndarray:
         """N x T x C probabilities of lines (or windows) padded to input width ``width``."""

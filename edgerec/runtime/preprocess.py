@@ -29,9 +29,31 @@ def check_min_width(min_width: int) -> int:
     return int(min_width)
 
 
+def check_width_bucket(width_bucket: int | None) -> int | None:
+    """``width_bucket`` as an int (None: exact widths), or ValueError naming it: a whole number from 8 to MAX_W."""
+    if width_bucket is None:
+        return None
+    if isinstance(width_bucket, bool) or not isinstance(width_bucket, (int, np.integer)) or not (
+            8 <= width_bucket <= MAX_W):
+        raise ValueError(f"width_bucket must be None (exact widths, PaddleX's) or a whole number of pixels from 8 "
+                         f"to {MAX_W}, not {width_bucket!r}")
+    return int(width_bucket)
+
+
 def target_width(h: int, w: int, img_h: int = IMG_H, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
     """The padded input width PaddleX uses for one line of size h x w at batch size 1."""
     return min(int(img_h * max(min_w / img_h, w / float(h))), max_w)
+
+
+def bucket_width(width: int, bucket: int | None, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
+    """``width`` right-padded up to the next of min_w, min_w + bucket, min_w + 2 * bucket, ... (at most max_w).
+
+    An opt-in (``width_bucket``): lines of many widths then share a few input shapes, whose kernels OpenVINO
+    prepares once, at the cost of extra right-padding, which changes a few texts. The minimum width, where most
+    words land, is never padded further. None or 0: the exact width, as PaddleX."""
+    if not bucket or width <= min_w:
+        return width
+    return min(max_w, min_w + -(-(width - min_w) // bucket) * bucket)
 
 
 def resized_width(h: int, w: int, pad_w: int, img_h: int = IMG_H) -> int:

@@ -1,0 +1,126 @@
+"""The input-width opt-ins of issue 12: ``min_width`` (section 5: pad short lines to less than PaddleX's 320) and
+``width_bucket`` (speed on document lines: lines wider than the minimum are right-padded up to min_width + k * N,
+so a folder of many widths runs on a few input shapes whose kernels stay prepared)."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from edgerec.cli import main
+from edgerec.runtime.preprocess import MAX_W, bucket_width
+
+from conftest import V4
+
+
+def test_bucket_width_rounds_up_on_a_grid_from_the_minimum():
+    assert bucket_width(500, None) == bucket_width(500, 0) == 500  # off: the exact width, as PaddleX
+    assert bucket_width(320, 160) == 320 and bucket_width(200, 160, min_w=160) == 320
+    assert [bucket_width(w, 160) for w in (321, 480, 481, 640)] == [480, 480, 640, 640]
+    assert bucket_width(170, 100, min_w=160) == 260  # the grid starts at min_width, not at 0
+    assert bucket_width(MAX_W - 1, 160) == bucket_width(MAX_W, 160) == MAX_W  # never past the widest input
+    assert bucket_width(3100, 1000) == MAX_W
+
+
+def test_width_bucket_pads_wide_lines_and_keeps_every_bucket_prepared(v4, rendered):
+    from edgerec import create_model
+
+    bucketed = create_model(V4, progress=False, width_bucket=160)
+    assert bucketed.predictor.width_bucket == 160 and v4.predictor.width_bucket is None
+    # 18 widths above 320 up to 3200: the shape cache holds them all unless told otherwise
+    assert bucketed.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == 18 * 100
+    assert "k x 160" in bucketed.config_summary
+    from edgerec.io.fonts import render_line
+
+    lines = [(t, render_line(t, height=48, font_kind="latin")) for t in (
+        "OpenVINO runs PP-OCR", "OpenVINO runs PP-OCR here", "OpenVINO runs PP-OCR on this CPU",
+        "OpenVINO runs PP-OCR on a small CPU")]
+    exact = [v4.predictor.width_of(img) for _, img in lines]
+    assert min(exact) > 320 and len(set(exact)) == len(lines), exact
+    padded = [bucketed.predictor.width_of(img) for _, img in lines]
+    for e, p in zip(exact, padded):
+        assert p == bucket_width(e, 160) and (p - 320) % 160 == 0 and 0 <= p - e < 160
+    assert len(set(padded)) < len(set(exact))  # fewer input shapes
+    for text, img in lines + rendered:  # clean rendered lines still read right
+        assert bucketed.recognize(img)["rec_text"].strip() == text
+    assert bucketed.predictor.width_of(rendered[0][1]) == v4.predictor.width_of(rendered[0][1]) == 320
+    capped = create_model(V4, progress=False, width_bucket=8)  # 360 buckets: the cache is capped
+    assert capped.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == 32 * 100
+    told = create_model(V4, progress=False, width_bucket=160, shape_cache=3)  # the caller's cache wins
+    assert told.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == 3 * 100
+
+
+def test_min_width_narrows_short_lines_only(v4, rendered):
+    from edgerec import create_model
+    from edgerec.io.fonts import render_line
+
+    narrow = create_model(V4, progress=False, min_width=160)
+    for text in ("ABC-123", "OK 42"):
+        short = render_line(text, height=48, font_kind="latin")
+        natural = short.shape[1] * 48 // short.shape[0]
+        assert natural < 320, "the test line must be shorter than PaddleX's minimum"
+        assert v4.predictor.min_width == 320 and v4.predictor.width_of(short) == 320  # default: PaddleX's
+        assert narrow.predictor.width_of(short) == max(160, natural) < 320  # padded to 160 at most
+        assert narrow.recognize(short)["rec_text"].strip() == text == v4.recognize(short)["rec_text"].strip()
+    assert natural < 160 and narrow.predictor.width_of(short) == 160
+    long = render_line("OpenVINO runs PP-OCR on the edge", height=48, font_kind="latin")
+    assert narrow.predictor.width_of(long) == v4.predictor.width_of(long) > 320  # wider lines: unchanged
+
+
+
+@pytest.mark.parametrize(("option", "bad", "message"), [
+    *[("min_width", bad, r"min_width must be a whole number of pixels from 16 to 3200")
+      for bad in (8, 15, 3201, 160.0, "160", True)],
+    *[("width_bucket", bad, r"width_bucket must be None .* from 8 to 3200")
+      for bad in (0, 7, 3201, 160.0, "160", True)]])
+def test_width_options_are_checked(option, bad, message):
+    from edgerec import create_model
+
+    with pytest.raises(ValueError, match=message):
+        create_model(V4, progress=False, **{option: bad})
+
+
+@pytest.mark.parametrize(("flag", "bad"), [("--min-width", "8"), ("--width-bucket", "4")])
+def test_cli_width_options(v4, rendered, tmp_path, flag, bad):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[3][1])
+    runner = CliRunner()
+    res = runner.invoke(main, ["predict", str(good), flag, "160", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().split("\t")[1].strip() == rendered[3][0]
+    refused = runner.invoke(main, ["predict", str(good), flag, bad])
+    assert refused.exit_code == 2 and flag in refused.output
+
+
+def test_ray_gets_min_width_and_width_bucket(v4, tmp_path, monkeypatch):
+    """--ray hands both to every actor's create_model (they were refused with --ray before)."""
+    import edgerec.integrations.ray as ray_mod
+
+    seen: dict = {}
+    monkeypatch.setattr(ray_mod, "recognize_folder", lambda inputs, output, **kw: seen.update(kw) or (0, 0))
+    res = CliRunner().invoke(main, ["predict", str(tmp_path), "--ray", "--output", str(tmp_path / "out"),
+                                    "--min-width", "160", "--width-bucket", "64"])
+    assert res.exit_code == 0, res.output
+    assert seen["min_width"] == 160 and seen["width_bucket"] == 64
+    udf = ray_mod.TextRecognizerUDF(V4, threads=1, min_width=160, width_bucket=64)
+    assert udf.model.predictor.min_width == 160 and udf.model.predictor.width_bucket == 64
+
+
+def test_word_boxes_scale_by_the_bucket_width(v4):
+    """PaddleX scales a line's CTC steps by wh_ratio / max_wh_ratio, max_wh_ratio being the width it was padded
+    to: with a bucket that is the bucket's width, so the scaled step count stays the line's own."""
+    from edgerec import create_model
+    from edgerec.io.fonts import render_line
+
+    wide = render_line("Total 1.5 VGG-16 model", height=48, font_kind="latin")
+    bucketed = create_model(V4, progress=False, width_bucket=160)
+    h, w = wide.shape[:2]
+    pad = bucketed.predictor.width_of(wide)
+    assert pad > v4.predictor.width_of(wide) == int(48 * w / h)  # padded beyond its own width
+    [res] = list(bucketed.predict(wide, return_word_box=True))
+    [exact] = list(v4.predict(wide, return_word_box=True))
+    text, (cols, *_rest) = res["rec_text"]
+    assert text == exact["rec_text"][0] == "Total 1.5 VGG-16 model"
+    assert cols == pytest.approx((pad // 8) * (w / h) / (pad / 48))
+    assert abs(cols - exact["rec_text"][1][0]) <= 1  # about the line's own steps, not the padded input's
