@@ -15,8 +15,8 @@ from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
 from edgerec.errors import InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
-from edgerec.runtime.predictor import RecPredictor
-from edgerec.runtime.preprocess import MAX_W, MIN_W, check_min_width, check_width_bucket
+from edgerec.runtime.predictor import RecPredictor, batch_sizes
+from edgerec.runtime.preprocess import MIN_W, bucket_count, check_min_width, check_width_bucket
 from edgerec.utils import cpu
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
@@ -180,7 +180,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
         values.setdefault("static_width", min_width)
     if width_bucket and "shape_cache" in kind.options.__dataclass_fields__:  # every bucket's kernels stay prepared
-        values.setdefault("shape_cache", bucket_count(min_width, width_bucket))
+        values.setdefault("shape_cache", bucket_shapes(min_width, width_bucket, batch_size))
     if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""
@@ -230,14 +230,15 @@ def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hi
 
 
 # the most shapes width_bucket keeps prepared unless shape_cache says otherwise: int8 kernels cost ~10 MB per shape
-# (edgerec.engines.openvino), so narrow buckets must not make the cache unbounded in practice
+# (edgerec.engines.openvino), so narrow buckets and big batches must not make the cache unbounded in practice
 BUCKET_SHAPE_CACHE_MAX = 32
 
 
-def bucket_count(min_width: int, width_bucket: int) -> int:
-    """How many input widths above ``min_width`` the buckets make, at most BUCKET_SHAPE_CACHE_MAX: the default
-    shape cache with ``width_bucket`` (every bucket's kernels kept, for batch 1)."""
-    return min(BUCKET_SHAPE_CACHE_MAX, -(-(MAX_W - min_width) // width_bucket))
+def bucket_shapes(min_width: int, width_bucket: int, batch_size: int) -> int:
+    """The default shape cache with ``width_bucket``: every bucket's width (above the static ``min_width``) at
+    every batch size a width's lines are cut into (``batch_sizes``), at most BUCKET_SHAPE_CACHE_MAX."""
+    sizes = {s for n in range(1, max(1, batch_size) * 2) for s in batch_sizes(n, batch_size)}
+    return min(BUCKET_SHAPE_CACHE_MAX, bucket_count(width_bucket, min_width) * len(sizes))
 
 
 def _probe_classes(eng: Engine, input_height: int) -> int:

@@ -80,17 +80,14 @@ def fallback_device(device: str | None, engine: str | None, strict: bool = False
     return device
 
 
-def word_box_of(image, info: list | None, max_wh_ratio: float | None = None) -> list | None:
+def word_box_of(image, info: list | None, max_wh_ratio: float) -> list | None:
     """PaddleX scales the step count by the line's share of the batch width: T * wh_ratio / max_wh_ratio.
 
-    edgerec batches only lines of PaddleX's batch-1 width, so max_wh_ratio is max(320/48, the line's w/h), as at
-    PaddleX batch 1, unless the caller gives the ratio its line was padded to (``RecPredictor.max_wh_ratio``:
-    another min_width, or a width bucket). ``info`` is None for a line read in windows (longer than the model's
-    widest input).
+    ``max_wh_ratio`` is the ratio the line was padded to (``RecPredictor.max_wh_ratio``): at the defaults
+    max(320/48, the line's w/h), as at PaddleX batch 1, since edgerec batches only lines of one width. ``info`` is
+    None for a line read in windows (longer than the model's widest input).
     """
     if info is None:
         return None
     h, w = image.shape[:2]
-    wh_ratio = w / h
-    scaled = [info[0] * (wh_ratio / (max_wh_ratio or max(320 / 48, wh_ratio))), *info[1:]]
-    return scaled
+    return [info[0] * (w / h) / max_wh_ratio, *info[1:]]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgerec.cli import main
-from edgerec.runtime.preprocess import MAX_W, bucket_width
+from edgerec.runtime.preprocess import MAX_W, bucket_count, bucket_width
 
 from conftest import V4
 
@@ -21,6 +21,16 @@ def test_bucket_width_rounds_up_on_a_grid_from_the_minimum():
     assert bucket_width(170, 100, min_w=160) == 260  # the grid starts at min_width, not at 0
     assert bucket_width(MAX_W - 1, 160) == bucket_width(MAX_W, 160) == MAX_W  # never past the widest input
     assert bucket_width(3100, 1000) == MAX_W
+    assert bucket_count(160) == 18 and bucket_count(160, min_w=160) == 19 and bucket_count(1000) == 3
+
+
+def test_the_default_shape_cache_counts_widths_times_batch_sizes():
+    from edgerec.api import BUCKET_SHAPE_CACHE_MAX, bucket_shapes
+
+    assert bucket_shapes(320, 160, 1) == 18  # batch 1: one shape per width
+    assert bucket_shapes(320, 1000, 8) == 3 * 4  # widths 1320, 2320, 3200 at batch sizes 8, 4, 2, 1
+    assert bucket_shapes(320, 1000, 6) == 3 * 4  # 6, 4, 2, 1
+    assert bucket_shapes(320, 160, 8) == BUCKET_SHAPE_CACHE_MAX == 32  # 72 shapes: capped
 
 
 def test_width_bucket_pads_wide_lines_and_keeps_every_bucket_prepared(v4, rendered):
@@ -66,7 +76,6 @@ def test_min_width_narrows_short_lines_only(v4, rendered):
     assert natural < 160 and narrow.predictor.width_of(short) == 160
     long = render_line("OpenVINO runs PP-OCR on the edge", height=48, font_kind="latin")
     assert narrow.predictor.width_of(long) == v4.predictor.width_of(long) > 320  # wider lines: unchanged
-
 
 
 @pytest.mark.parametrize(("option", "bad", "message"), [
@@ -124,3 +133,37 @@ def test_word_boxes_scale_by_the_bucket_width(v4):
     assert text == exact["rec_text"][0] == "Total 1.5 VGG-16 model"
     assert cols == pytest.approx((pad // 8) * (w / h) / (pad / 48))
     assert abs(cols - exact["rec_text"][1][0]) <= 1  # about the line's own steps, not the padded input's
+
+
+def test_width_bucket_keeps_batches_long_lines_and_other_engines_right(v4, rendered):
+    """Batch composition still never changes a line's text; lines wider than 3200 still go to the windows; an
+    engine without OpenVINO's shape cache gets the padding and no cache option."""
+    from edgerec import create_model
+    from edgerec.io.fonts import render_line
+
+    bucketed = create_model(V4, progress=False, width_bucket=1000, batch_size=4)
+    assert bucketed.predictor.engine.config["CPU_RUNTIME_CACHE_CAPACITY"] == 3 * 3 * 100  # sizes 4, 2, 1
+    images = [img for _, img in rendered] + [render_line("OpenVINO runs PP-OCR on a small CPU", height=48,
+                                                         font_kind="latin")]
+    one = bucketed.recognize_batch(images, batch_size=1)
+    four = bucketed.recognize_batch(images, batch_size=4)
+    assert [t for t, _ in one] == [t for t, _ in four]
+    assert [s for _, s in one] == pytest.approx([s for _, s in four], abs=1e-5)
+    long_line = render_line("the quick brown fox jumps over the lazy dog " * 8, height=48, font_kind="latin")
+    assert long_line.shape[1] > MAX_W
+    assert bucketed.recognize(long_line)["rec_text"] == v4.recognize(long_line)["rec_text"]  # read in windows
+    pytest.importorskip("onnxruntime")
+    # ONNX Runtime has no shape_cache option: create_model would refuse one it was handed
+    ort = create_model(V4, engine="onnxruntime", progress=False, width_bucket=1000)
+    assert ort.predictor.width_bucket == 1000
+    assert ort.recognize(images[-1])["rec_text"] == bucketed.recognize(images[-1])["rec_text"]
+
+
+@pytest.mark.parametrize("kwargs", [{"width_bucket": 5}, {"min_width": 8}])
+def test_ray_checks_the_width_options_before_starting(kwargs, tmp_path, monkeypatch):
+    """A bad value is one error on the driver, not one per actor after Ray has started."""
+    import edgerec.integrations.ray as ray_mod
+
+    monkeypatch.setattr(ray_mod, "require_ray", lambda: pytest.fail("Ray was started"))
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        ray_mod.recognize_folder([str(tmp_path)], str(tmp_path / "out"), **kwargs)

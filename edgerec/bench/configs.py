@@ -27,7 +27,9 @@ class Config:
     model: str
     precision: str
     engine: str
-    options: tuple[tuple[str, object], ...] = ()   # engine options (sorted name, value pairs), e.g. NO_SPIN
+    # sorted (name, value) pairs: engine options (e.g. NO_SPIN) and create_model's own (MODEL_OPTIONS); reports
+    # keep them all under "engine_options"
+    options: tuple[tuple[str, object], ...] = ()
 
     @property
     def label(self) -> str:

@@ -274,8 +274,10 @@ def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_e
     widths: list[int] = []
     for r in runners:
         if isinstance(r, ModelRunner):
-            widths = [r.width_of(im) for im in ds.images]
-            plans[r.cfg] = shape_plan(widths, opts.chunk, opts.batch_size)
+            own = [r.width_of(im) for im in ds.images]
+            plans[r.cfg] = shape_plan(own, opts.chunk, opts.batch_size)
+            if r.predictor.width_bucket is None or not widths:  # the set's own widths, not a bucketed row's
+                widths = own
             if not opts.rounds:  # timed here: warm first (timing children warm themselves)
                 r.warm(plans[r.cfg], ds.images)
         elif isinstance(r, PaddleXProcess) and not opts.rounds:

@@ -111,8 +111,13 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OC
     """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns (rows,
     rows with an error). ``overwrite`` replaces what the folder held (Ray's SaveMode.OVERWRITE); ``min_width`` and
     ``width_bucket`` reach every actor's create_model."""
-    ray = require_ray()
     from edgerec.io.inputs import IMAGE_SUFFIXES
+    from edgerec.runtime.preprocess import check_min_width, check_width_bucket
+
+    if min_width is not None:  # on the driver, before Ray starts: not once per actor
+        check_min_width(min_width)
+    check_width_bucket(width_bucket)
+    ray = require_ray()
 
     if not ray.is_initialized():
         try:

@@ -50,10 +50,15 @@ def bucket_width(width: int, bucket: int | None, min_w: int = MIN_W, max_w: int 
 
     An opt-in (``width_bucket``): lines of many widths then share a few input shapes, whose kernels OpenVINO
     prepares once, at the cost of extra right-padding, which changes a few texts. The minimum width, where most
-    words land, is never padded further. None or 0: the exact width, as PaddleX."""
+    words land, is never padded further. None: the exact width, as PaddleX."""
     if not bucket or width <= min_w:
         return width
     return min(max_w, min_w + -(-(width - min_w) // bucket) * bucket)
+
+
+def bucket_count(bucket: int, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
+    """How many widths above ``min_w`` the buckets make (the last one capped at ``max_w``): 18 for 160 from 320."""
+    return -(-(max_w - min_w) // bucket)
 
 
 def resized_width(h: int, w: int, pad_w: int, img_h: int = IMG_H) -> int:
