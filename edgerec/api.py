@@ -154,8 +154,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
     ``width_bucket``: None (default) feeds every line at its own width, as PaddleX; N right-pads lines wider than
     ``min_width`` up to ``min_width + k * N``, so a folder of many widths runs on a few input shapes whose kernels
-    stay prepared (``shape_cache`` then defaults to the number of buckets): faster on document lines, most of
-    all in int8, but a few texts change, an opt-in (docs/usage.md).
+    stay prepared (``shape_cache`` then defaults to those widths times the batch sizes, at most 32): faster on
+    document lines, most of all in int8, but a few texts change, an opt-in (docs/usage.md).
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -237,7 +237,8 @@ BUCKET_SHAPE_CACHE_MAX = 32
 def bucket_shapes(min_width: int, width_bucket: int, batch_size: int) -> int:
     """The default shape cache with ``width_bucket``: every bucket's width (above the static ``min_width``) at
     every batch size a width's lines are cut into (``batch_sizes``), at most BUCKET_SHAPE_CACHE_MAX."""
-    sizes = {s for n in range(1, max(1, batch_size) * 2) for s in batch_sizes(n, batch_size)}
+    b = max(1, int(batch_size))
+    sizes = {s for n in range(1, 2 * b) for s in batch_sizes(n, b)}
     return min(BUCKET_SHAPE_CACHE_MAX, bucket_count(width_bucket, min_width) * len(sizes))
 
 
