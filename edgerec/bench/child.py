@@ -19,18 +19,14 @@ _T0 = time.perf_counter()
 
 def rss() -> tuple[float | None, float | None]:
     """(current, peak) resident MB of this process; peak from ru_maxrss where /proc is absent."""
-    cur = peak = None
-    try:
-        with open("/proc/self/status") as fh:
-            for ln in fh:
-                if ln.startswith("VmRSS:"):
-                    cur = int(ln.split()[1]) / 1024
-                elif ln.startswith("VmHWM:"):
-                    peak = int(ln.split()[1]) / 1024
-    except OSError:
+    from edgerec.utils.memory import proc_status_kb
+
+    status = proc_status_kb()
+    if status is None:
         import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
-    return cur, peak
+        return None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
+    cur, peak = status.get("VmRSS"), status.get("VmHWM")
+    return (cur / 1024 if cur is not None else None), (peak / 1024 if peak is not None else None)
 
 
 def timing(spec: dict) -> dict:

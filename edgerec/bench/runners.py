@@ -98,11 +98,9 @@ class ModelRunner:
 def _read_vm_hwm(pid: int, peaks: list[int]) -> bool:
     """Append process ``pid``'s VmHWM (its peak RSS, kB) from /proc; False when there is none to read (the process
     has gone, is a zombie, or the system has no /proc: not Linux)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            hwm = next((int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")), None)
-    except (OSError, ValueError, IndexError):
-        return False
+    from edgerec.utils.memory import proc_status_kb
+
+    hwm = (proc_status_kb(pid, ("VmHWM",)) or {}).get("VmHWM")
     if hwm is not None:
         peaks.append(hwm)
     return hwm is not None

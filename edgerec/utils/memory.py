@@ -66,3 +66,14 @@ def trim_heap(min_interval: float = 0.0) -> bool:
 def trim_pending() -> bool:
     """True when a trim was skipped for its interval and has not run since (a cheap flag read)."""
     return _pending
+
+
+def proc_status_kb(pid: int | str = "self", keys: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[str, int] | None:
+    """``keys`` of /proc/PID/status in kB (VmHWM: the kernel's peak RSS of that process); None when there is no
+    such file to read (the process has gone, or the system has no /proc: not Linux). One reader for the report's
+    own children and the peers it samples."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            return {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in f) if k in keys}
+    except (OSError, ValueError, IndexError):
+        return None
