@@ -3,7 +3,7 @@
     python scripts/bench.py [--evalsets ../shared/evalsets] [--limit 200 | --full] [--threads N]
                             [--models A,B] [--sets a,b] [--output output/bench] [--no-fresh-process]
                             [--rounds 3] [--repeats 3] [--timing-lines N] [--paddlex-python PATH]
-                            [--rapidocr-python PATH]
+                            [--rapidocr-python PATH] [--no-peers]
 
 Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobile_rec, PP-OCRv5_mobile_rec,
 PP-OCRv6_small_rec and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32,
@@ -15,9 +15,10 @@ Tesseract joins when installed, and PaddleX itself (`paddlex.create_model(...).p
 weights) when --paddlex-python (default: $EDGEREC_PADDLEX_PYTHON) names a virtualenv with paddlex[ocr-core]==3.7.2
 and paddlepaddle; PaddleX's children run with that interpreter (docs/usage.md). RapidOCR's OpenVINO engine
 (rapidocr-openvino, its bundled PP-OCRv4 recognizer) joins when installed here or when --rapidocr-python (default:
-$EDGEREC_RAPIDOCR_PYTHON) names a virtualenv that has it. Latency comes from a separate
-process per configuration, --rounds rounds interleaved, every engine on the same --threads (default: every usable
-core); see edgerec/bench/timing.py.
+$EDGEREC_RAPIDOCR_PYTHON) names a virtualenv that has it; --no-peers leaves out these three (they read the same lines
+whatever --models says), for a run that compares edgerec's precisions with ONNX Runtime model by model. Latency
+comes from a separate process per configuration, --rounds rounds interleaved, every engine on the same --threads
+(default: every usable core); see edgerec/bench/timing.py.
 
 Each set is cut to its first --limit lines (200 by default; en_uw3_70 has 70). Every configuration reads a
 set once in this process (accuracy) and --rounds x --repeats times in its timing processes (3 x 3 by default),
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rapidocr-python", default=os.environ.get("EDGEREC_RAPIDOCR_PYTHON") or None, metavar="PATH",
                     help="Python of a virtualenv with rapidocr-openvino==1.4.4: RapidOCR's OpenVINO engine as a peer "
                     "(default: $EDGEREC_RAPIDOCR_PYTHON; else in this interpreter where installed, or skipped)")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="leave out Tesseract, RapidOCR and PaddleX (edgerec's configurations and ONNX Runtime only)")
     args = ap.parse_args(argv)
 
     if not args.evalsets.is_dir():
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                              fresh_process=not args.no_fresh_process, precisions=["fp32", "bf16", "int8"],
                              engines=["openvino", "onnxruntime", "paddle"], configs=bench_configs(models),
                              rounds=args.rounds, repeats=args.repeats, paddlex_python=args.paddlex_python,
-                             rapidocr_python=args.rapidocr_python,
+                             rapidocr_python=args.rapidocr_python, tesseract=not args.no_peers,
+                             rapidocr=not args.no_peers, paddlex=not args.no_peers,
                              timing_lines=args.timing_lines or (200 if args.full else None),
                              paddlex_models=[m for m in models if m in PADDLE_MODELS])
         report = run_report(opts)
