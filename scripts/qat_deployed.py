@@ -14,7 +14,8 @@ FakeQuantize on its input with the training's range (asymmetric u8) and int8 wei
 symmetric scales (taken on the IR's weights, which may have a BatchNorm folded in: per-channel symmetric rounding
 does not change under a per-channel scale, so this is the rounding the training saw). Nothing else is quantized
 and no bias is corrected. Result (docs/measurements/2026-12-06-int8-routes.md): no better than plain PTQ, so it
-is not in the package.
+is not in the package. That run simulated the squeeze-excitation gates too; since 2026-12-07 the simulation, and so
+this script, leaves them in float as the recipe does (``FloatLayers()``: the card's float stem is not applied here).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             torch.manual_seed(0)
             rec = load_for_training(src, height)
-            convs = simulated_convs(torch, rec.module)
+            convs = simulated_convs(torch, rec.module, height)
             rec.module.eval()
             ranges = activation_ranges(torch, rec.module, convs, calibration_batches(torch, calib, height, 8))
     model = ov.Core().read_model(str(fp32_xml))  # keeps the fp32 IR's metadata (charset, height)

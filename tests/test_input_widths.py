@@ -167,3 +167,92 @@ def test_ray_checks_the_width_options_before_starting(kwargs, tmp_path, monkeypa
     monkeypatch.setattr(ray_mod, "require_ray", lambda: pytest.fail("Ray was started"))
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         ray_mod.recognize_folder([str(tmp_path)], str(tmp_path / "out"), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def wide_lines():
+    """Labelled lines wider than 320 input px, in several widths: the ones width_bucket pads."""
+    from edgerec.io.fonts import render_line
+
+    texts = ("OpenVINO runs PP-OCR", "OpenVINO runs PP-OCR here", "OpenVINO runs PP-OCR on this CPU",
+             "Gate 12: the kiosk reads this line")
+    return [(t, render_line(t, height=48, font_kind="latin")) for t in texts]
+
+
+def test_evaluate_reads_at_the_width_options(v4, wide_lines, tmp_path):
+    """`edgerec evaluate --width-bucket` scores the texts `predict --width-bucket` gives, and says so."""
+    import json
+
+    from edgerec import create_model
+    from edgerec.data.evaluate import RESULT_FILE, evaluate
+    from edgerec.errors import InputError
+    from edgerec.quant.calibration import save_dataset
+
+    save_dataset([(img, t) for t, img in wide_lines], tmp_path / "set", "val.txt")
+    bucketed = create_model(V4, progress=False, width_bucket=160, min_width=160)
+    want = [r["rec_text"] for r in bucketed.predict([img for _, img in wide_lines])]
+    res = CliRunner().invoke(main, ["evaluate", V4, "--dataset", str(tmp_path / "set"), "--quiet",
+                                    "--width-bucket", "160", "--min-width", "160", "--output", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "160 + k x 160" in res.output
+    result = json.loads((tmp_path / "out" / RESULT_FILE).read_text())
+    assert result["model"]["width_bucket"] == 160 and result["model"]["min_width"] == 160
+    preds = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    by_label = {p["label"]: p["pred"] for p in preds}
+    assert [by_label[t] for t, _ in wide_lines] == want
+    plain = evaluate(V4, tmp_path / "set", progress=False)  # the default stays PaddleX's widths
+    assert plain["model"]["width_bucket"] is None and plain["model"]["min_width"] == 320
+    with pytest.raises(InputError, match="create_model"):
+        evaluate(v4, tmp_path / "set", width_bucket=160, progress=False)
+
+
+def test_quantize_calibrates_and_guards_at_the_width_options(v4, wide_lines, tmp_path, monkeypatch):
+    """With width_bucket the calibration tensors and the guard's reads take the widths int8 will run at (NNCF is
+    stubbed out: this checks what it is fed and what the guard scores, not the quantization)."""
+    import nncf
+    import openvino as ov
+
+    from edgerec import create_model
+    from edgerec.quant.quantize import EvalSet, QuantizationConfig, evaluate, quantize_ir
+
+    cfg = QuantizationConfig(subset_size=4, max_drop=0.2, width_bucket=160)
+    bucketed = create_model(V4, progress=False, width_bucket=160)
+    images = [img for _, img in wide_lines]
+    assert [cfg.width_of(img, 48) for img in images] == [bucketed.predictor.width_of(img) for img in images]
+    assert [QuantizationConfig().width_of(img, 48) for img in images] == [v4.predictor.width_of(img)
+                                                                             for img in images]
+    eval_set = EvalSet(images, [t for t, _ in wide_lines], "wide lines")
+    fp32 = ov.Core().read_model(str(v4.model_path))
+    _, texts = evaluate(fp32, v4.info.classes, eval_set, reading=cfg.reading())
+    assert texts == [r["rec_text"] for r in bucketed.predict(images)]
+
+    fed: list[int] = []
+
+    def fake_quantize(model, dataset, **kwargs):
+        fed.extend(t.shape[-1] for t in dataset.get_inference_data())
+        return model
+
+    monkeypatch.setattr(nncf, "quantize", fake_quantize)
+    report = quantize_ir(v4.model_path, images, eval_set, tmp_path / "int8", config=cfg, progress=False)
+    assert fed == [bucketed.predictor.width_of(img) for img in images]
+    assert fed != [v4.predictor.width_of(img) for img in images]  # the buckets did change these lines' widths
+    assert report["config"]["width_bucket"] == 160 and report["same_text_as_fp32"] == 1.0
+    with pytest.raises(ValueError, match="width_bucket"):
+        QuantizationConfig(width_bucket=3)
+
+
+def test_cli_quantize_passes_the_width_options(monkeypatch):
+    import edgerec.quant.quantize as q
+
+    seen = []
+
+    def fake(name, model_dir, **kw):
+        seen.append(kw["config"].reading())
+        raise q.QuantizationError("stop here")
+
+    monkeypatch.setattr(q, "quantize_model", fake)
+    for args, expect in (([], {"min_width": 320, "width_bucket": None}),
+                         (["--width-bucket", "160", "--min-width", "160"], {"min_width": 160, "width_bucket": 160})):
+        res = CliRunner().invoke(main, ["quantize", V4, *args])
+        assert res.exit_code != 0 and "stop here" in res.output
+        assert seen[-1] == expect

@@ -34,6 +34,7 @@ def test_qat_lowers_the_divergence_of_simulated_int8(qat_run):
     _, report = qat_run
     qat = report["qat"]
     assert qat["steps"] == 12 and qat["simulated_convs"] > 10
+    assert qat["float_convs"] > 2  # the first and last convolution and the squeeze-excitation gates
     assert qat["divergence_after"] < qat["divergence_before"], qat
     assert report["method"] == "qat+ptq" and report["installed"]
 
@@ -70,6 +71,43 @@ def test_simulated_int8_is_exact_on_the_grid():
     steps = q / scale[:, None, None, None]
     assert torch.allclose(steps, steps.round(), atol=1e-4)
     assert torch.allclose(q.abs().amax(dim=(1, 2, 3)), w.abs().amax(dim=(1, 2, 3)), atol=1e-6)
+
+
+def test_qat_leaves_the_recipes_float_convolutions_unsimulated(v4, tmp_path):
+    """QAT simulates int8 exactly on the convolutions PTQ quantizes: the recipe's float ones (first and last plain
+    convolution, squeeze-excitation gates, the stem where asked) are found in torch as the recipe finds them in
+    the IR, so training never bends weights for a rounding deployment does not apply."""
+    import openvino as ov
+    import torch
+
+    from edgerec.quant.qat import FloatLayers, simulated_convs, training_onnx
+    from edgerec.quant.quantize import QuantizationConfig, _conv_groups
+    from edgerec.train.onnx_torch import load_for_training
+
+    module = load_for_training(training_onnx(V4, None, v4.info.source_id, tmp_path), 48).module
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    ir = ov.Core().read_model(str(v4.model_path))
+    nodes = [op for op in ir.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    # both in the ONNX graph's order: pair them, checking that each pair has the same number of weights
+    assert len(nodes) == len(convs)
+    for conv, node in zip(convs, nodes):
+        assert conv.weight.numel() == int(np.prod(node.input_value(1).get_partial_shape().to_shape()))
+    names = [n.get_friendly_name() for n in nodes]
+    plain = [n.get_friendly_name() for n in nodes if n.get_type_name() == "Convolution"]
+    pooled, stem = _conv_groups(ir)
+    assert pooled and stem
+    for cfg in (QuantizationConfig(), QuantizationConfig(ignore_stem=True), QuantizationConfig(
+            ignore_pooled_convs=False, ignore_first_conv=False)):
+        keep = cfg.float_layers()
+        in_float = set(pooled if keep.pooled else []) | set(stem if keep.stem else [])
+        in_float |= ({plain[0]} if keep.first else set()) | ({plain[-1]} if keep.last else set())
+        simulated = {id(c) for c in simulated_convs(torch, module, 48, keep)}
+        assert {names[i] for i, c in enumerate(convs) if id(c) not in simulated} == in_float, keep
+    assert len(simulated_convs(torch, module, 48, FloatLayers(False, False, False, False))) == len(convs)
+    for training in (False, True):  # the size probe runs in eval mode and leaves the module's mode as it was
+        module.train(training)
+        simulated_convs(torch, module, 48)
+        assert module.training is training
 
 
 def test_qat_without_an_onnx_source_is_a_clear_error(v4, rendered, tmp_path):

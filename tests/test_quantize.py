@@ -119,8 +119,8 @@ def test_guard_refuses_a_model_that_misses_the_bound(v4, rendered, tmp_path, mon
     real_evaluate = q.evaluate
     calls = []
 
-    def worse_int8(model, classes, eval_set, height=48):
-        metrics, texts = real_evaluate(model, classes, eval_set, height)
+    def worse_int8(model, classes, eval_set, height=48, **kw):
+        metrics, texts = real_evaluate(model, classes, eval_set, height, **kw)
         calls.append(1)
         if len(calls) > 1:  # the second evaluation is the int8 model's
             metrics = dict(metrics, acc=metrics["acc"] - 0.01)

@@ -85,8 +85,8 @@ def test_the_search_keeps_the_layers_it_ranks_in_float(v4, rendered, tmp_path, m
 
     real_evaluate, calls = q.evaluate, []
 
-    def worse_int8(model, classes, eval_set, height=48):
-        metrics, texts = real_evaluate(model, classes, eval_set, height)
+    def worse_int8(model, classes, eval_set, height=48, **kw):
+        metrics, texts = real_evaluate(model, classes, eval_set, height, **kw)
         calls.append(1)
         return (dict(metrics, acc=metrics["acc"] - 0.01) if len(calls) == 2 else metrics), texts
 

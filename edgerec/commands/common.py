@@ -1,4 +1,5 @@
-"""What every ``edgerec`` command shares: the precision and engine vocabularies and the one-line failure."""
+"""What every ``edgerec`` command shares: the precision and engine vocabularies, the input-width options and the
+one-line failure."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from edgerec.engines import registry
 
 PRECISION = click.Choice(["fp32", "fp16", "int8", "bf16"])  # bf16: the fp32 IR at bf16 compute (native-bf16 CPUs)
 ENGINE = click.Choice(registry.names())
+
+# the widths lines are read at (create_model's min_width and width_bucket), for every command that reads lines:
+# predict, evaluate and quantize's guard. The bounds are MIN_W_FLOOR and MAX_W of runtime.preprocess.
+MIN_WIDTH = click.option(
+    "--min-width", type=click.IntRange(16, 3200), default=None,
+    help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short lines but "
+         "changes some texts (docs/usage.md).")
+WIDTH_BUCKET = click.option(
+    "--width-bucket", type=click.IntRange(8, 3200), default=None,
+    help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a few input "
+         "shapes [default: none, each line at its own width as PaddleX]. Faster on document lines, most in int8, "
+         "but some texts change (docs/usage.md).")
 
 
 def fail(exc: BaseException | str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgerec.commands.common import ENGINE, fail
+from edgerec.commands.common import ENGINE, MIN_WIDTH, WIDTH_BUCKET, fail
 from edgerec.errors import EdgeRecError
 
 PRECISION = click.Choice(["fp32", "fp16", "int8"])
@@ -103,14 +103,18 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
               help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
 @click.option("--engine", type=ENGINE, default=None, help="openvino, onnxruntime or paddle [default: by device].")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
+@MIN_WIDTH
+@WIDTH_BUCKET
 @click.option("--output", default="./output", show_default=True, type=click.Path(file_okay=False),
               help="Writes evaluate_result.json and predictions.jsonl here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, engine, threads, output,
-                 quiet) -> None:
+def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, engine, threads, min_width,
+                 width_bucket, output, quiet) -> None:
     """Evaluate a model on a dataset's val.txt: acc and norm_edit_dis as PaddleOCR's RecMetric defines them.
 
     Unreadable images count as wrong and are reported one line each on stderr; the exit status is then 1.
+    --min-width and --width-bucket read the lines as `edgerec predict` does with them: check an opt-in on your own
+    labelled crops before you run with it.
     """
     from edgerec.data.evaluate import PREDICTIONS_FILE, RESULT_FILE, evaluate
 
@@ -118,8 +122,8 @@ def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, en
         raise click.UsageError("give a model NAME or --model-dir")
     try:
         res = evaluate(name, dataset_dir, model_dir=model_dir, precision=precision, batch_size=batch_size,
-                       output=output, device=device, engine=engine, threads=threads,
-                       progress=False if quiet else None)
+                       output=output, device=device, engine=engine, threads=threads, min_width=min_width,
+                       width_bucket=width_bucket, progress=False if quiet else None)
     except EdgeRecError as exc:
         fail(exc)
     except OSError as exc:
@@ -127,9 +131,11 @@ def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, en
     for line in res["unreadable_images"]:
         click.echo(f"edgerec: error: {os.path.join(dataset_dir, line)}", err=True)
     m, mod = res["metrics"], res["model"]
+    widths = (f", min width {mod['min_width']}" if min_width else "") + (
+        f", widths padded to {mod['min_width']} + k x {mod['width_bucket']}" if mod["width_bucket"] else "")
     click.echo(f"acc {m['acc']:.4f}  norm_edit_dis {m['norm_edit_dis']:.4f}  ({res['correct']}/{res['samples']} "
                f"correct, {res['unreadable']} unreadable; {mod['name']} {mod['precision']} on {mod['engine']} "
-               f"{mod['device']})")
+               f"{mod['device']}{widths})")
     click.echo(f"wrote {Path(output) / RESULT_FILE} and {Path(output) / PREDICTIONS_FILE}")
     if res["unreadable"]:
         sys.exit(1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgerec.commands.common import ENGINE, PRECISION, fail
+from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION, WIDTH_BUCKET, fail
 from edgerec.commands.shell import plain
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
@@ -44,13 +44,8 @@ from edgerec.errors import EdgeRecError
               help="Threads decoding folder images ahead of inference [default: 2 with --output, else 1].")
 @click.option("--hint", type=click.Choice(["LATENCY", "THROUGHPUT"]), default=None,
               help="OpenVINO performance hint [default: THROUGHPUT with --output (parallel streams), else LATENCY].")
-@click.option("--min-width", type=click.IntRange(16, 3200), default=None,  # MIN_W_FLOOR, MAX_W of runtime.preprocess
-              help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short "
-                   "lines but changes some texts (docs/usage.md).")
-@click.option("--width-bucket", type=click.IntRange(8, 3200), default=None,
-              help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a "
-                   "few input shapes [default: none, each line at its own width as PaddleX]. Faster on document "
-                   "lines, most in int8, but some texts change (docs/usage.md).")
+@MIN_WIDTH
+@WIDTH_BUCKET
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
 @click.option("--address", default=None, help="With --ray: the cluster to join ('auto', ray://host:10001) "
               "[default: a local Ray on this machine's cores].")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgerec.commands.common import fail
+from edgerec.commands.common import MIN_WIDTH, WIDTH_BUCKET, fail
 from edgerec.errors import EdgeRecError
 
 
@@ -42,12 +42,19 @@ from edgerec.errors import EdgeRecError
 @click.option("--qat-lr", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
               help="Learning rate for --qat.")
 @click.option("--no-accuracy-control", is_flag=True, hidden=True, help="Same as --search none (older name).")
+@MIN_WIDTH
+@WIDTH_BUCKET
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
 @click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
 def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, float_stem, search,
-             search_seconds, keep_float, qat, qat_steps, qat_lr, no_accuracy_control, seed, force, output) -> None:
-    """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it."""
+             search_seconds, keep_float, qat, qat_steps, qat_lr, no_accuracy_control, min_width, width_bucket, seed,
+             force, output) -> None:
+    """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it.
+
+    With --min-width / --width-bucket, calibration and the accuracy check read lines at the widths you will run
+    int8 with (`edgerec predict --width-bucket N`); by default at PaddleX's, each line at its own width.
+    """
     from edgerec.quant.qat import QATConfig
     from edgerec.quant.quantize import QuantizationConfig, quantize_model
 
@@ -55,7 +62,7 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
         fail(click.UsageError("give a model NAME or --model-dir"))
     search = "none" if no_accuracy_control else search.replace("-", "_")
     cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, ignore_stem=float_stem, search=search,
-                             search_seconds=search_seconds,
+                             search_seconds=search_seconds, min_width=min_width, width_bucket=width_bucket,
                              qat=QATConfig(steps=qat_steps, learning_rate=qat_lr, seed=seed) if qat else None,
                              **({"keep_float": tuple(keep_float)} if keep_float else {}))
     try:
@@ -78,6 +85,10 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
                    f"±{ci['norm_edit_dis']:.4f} (95 % interval over the {report['eval']['count']} eval lines)")
     if report["recipe_choices"]["stem_in_float"]:
         click.echo(f"stem and first stage kept in float ({report['recipe_choices']['ignore_stem']})")
+    if min_width or width_bucket:
+        r = cfg.reading()
+        click.echo(f"lines read at a minimum width of {r['min_width']}"
+                   + (f", padded to {r['min_width']} + k x {r['width_bucket']}" if r["width_bucket"] else ""))
     click.echo(str(xml))
 
 

@@ -30,12 +30,14 @@ CHUNK = 256  # images decoded and recognized per step: bounds memory on large va
 def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path, *,
              model_dir: str | Path | None = None, precision: str = "fp32", batch_size: int = 8,
              output: str | Path | None = None, device: str | None = None, engine: str | None = None,
-             threads: int | None = None, progress: bool | None = None) -> dict:
+             threads: int | None = None, min_width: int | None = None, width_bucket: int | None = None,
+             progress: bool | None = None) -> dict:
     """Evaluate a model on ``dataset_dir``'s ``val.txt`` (an evalset's ``label.txt`` works too).
 
     ``model_or_name``: a loaded :class:`~edgerec.api.TextRecognizer`, a model card name, or None with
     ``model_dir`` (an exported IR folder or a local Paddle / ONNX model, e.g. a fine-tuned ``best_accuracy/``).
-    ``precision``, ``device``, ``engine``, ``threads`` go to ``create_model`` when the model is loaded here.
+    ``precision``, ``device``, ``engine``, ``threads``, ``min_width`` and ``width_bucket`` go to ``create_model``
+    when the model is loaded here (a loaded model reads lines at the widths it was created with).
     ``output``: when given, writes ``evaluate_result.json`` and ``predictions.jsonl`` (one JSON object per
     sample: path, label, pred, score, correct, error) there, atomically.
 
@@ -53,13 +55,16 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
     if not pairs:
         raise InputError(list_file, "no labelled lines to evaluate on")
     if isinstance(model_or_name, TextRecognizer):
+        if min_width is not None or width_bucket is not None:
+            raise InputError("model", "min_width and width_bucket are create_model's options: pass them there "
+                             "for a loaded model")
         model = model_or_name
     else:
         if model_or_name is None and model_dir is None:
             raise InputError("model", "give a model name or model_dir")
         model = create_model(model_or_name, model_dir=model_dir, device=device, precision=precision,
-                             engine=engine, batch_size=batch_size, threads=threads,
-                             progress=sys.stderr.isatty() if progress is None else progress)
+                             engine=engine, batch_size=batch_size, threads=threads, min_width=min_width,
+                             width_bucket=width_bucket, progress=sys.stderr.isatty() if progress is None else progress)
 
     rels = [p.relative_to(folder).as_posix() for p, _ in pairs]
     labels = [label for _, label in pairs]
@@ -110,7 +115,8 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
         "unreadable": sum(failed),
         "unreadable_images": [f"{r['path']}: {r['error']}" for r in rows if r["error"] is not None],
         "model": {"name": model.model_name, "precision": model.precision, "engine": model.engine,
-                  "device": model.device, "path": str(model.model_path)},
+                  "device": model.device, "path": str(model.model_path),
+                  "min_width": model.predictor.min_width, "width_bucket": model.predictor.width_bucket},
         "dataset_path": str(dataset_dir),
         "list_file": list_file.name,
         "batch_size": batch_size,

@@ -6,7 +6,9 @@ the forward pass move the weights to where int8 costs the CTC output least, and 
 rendered calibration lines, or the user's own with ``--calibration``).
 
 Route: the model's ONNX source becomes a torch module (:mod:`edgerec.train.onnx_torch`, the fine-tuning path).
-Every ``Conv2d`` except the recipe's first and last plain convolution gets simulated int8: weights symmetric per
+Every ``Conv2d`` the PTQ recipe quantizes gets simulated int8 (not the ones it keeps in float: the first and last
+plain convolution, the squeeze-excitation gates and, where the card says so, the stem; :class:`FloatLayers`;
+training a rounding that deployment never applies would bend the weights for nothing): weights symmetric per
 output channel, inputs asymmetric per tensor with ranges fixed from the calibration crops beforehand, gradients
 straight through (torch's ``fake_quantize_*`` ops). The neck's MatMuls stay float in training (NNCF still
 quantizes them afterwards). The loss is KL(fp32 ‖ student) of the per-timestep CTC distribution; BatchNorm keeps
@@ -104,17 +106,54 @@ def _act_params(lo: float, hi: float) -> tuple[float, int]:
     return scale, int(min(255, max(0, round(-lo / scale))))
 
 
-def simulated_convs(torch, module, ignore_first: bool = True, ignore_last: bool = True) -> list:
-    """The Conv2d modules that get simulated int8: all but the first and last plain (groups == 1) convolution,
-    which the PTQ recipe keeps in float (:class:`edgerec.quant.quantize.QuantizationConfig`)."""
+@dataclass(frozen=True)
+class FloatLayers:
+    """The convolutions the PTQ recipe keeps in float, which QAT therefore leaves unsimulated
+    (``QuantizationConfig.float_layers()``; the same size rules as ``edgerec.quant.quantize._conv_groups``)."""
+
+    first: bool = True    # the first plain (groups == 1) convolution
+    last: bool = True     # the last plain convolution
+    pooled: bool = True   # squeeze-excitation gates: convolutions on a 1x1 pooled input
+    stem: bool = False    # convolutions on an input at least half the line's height
+
+
+def simulated_convs(torch, module, height: int = 48, keep: FloatLayers | None = None) -> list:
+    """The Conv2d modules that get simulated int8: all but those ``keep`` names (default: the recipe's defaults).
+    Pooled and stem convolutions are found by their input size on one ``height`` x 320 line, as the recipe finds
+    them on the IR."""
+    keep = keep or FloatLayers()
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     plain = [m for m in convs if m.groups == 1]
     skip = set()
-    if plain and ignore_first:
+    if plain and keep.first:
         skip.add(id(plain[0]))
-    if plain and ignore_last:
+    if plain and keep.last:
         skip.add(id(plain[-1]))
+    if keep.pooled or keep.stem:
+        for conv, (h, w) in _input_sizes(torch, module, convs, height).items():
+            if (keep.pooled and h * w == 1) or (keep.stem and 2 * h >= height):
+                skip.add(conv)
     return [m for m in convs if id(m) not in skip]
+
+
+def _input_sizes(torch, module, convs: list, height: int) -> dict[int, tuple[int, int]]:
+    """(height, width) of each conv's input for one blank ``height`` x 320 line, by ``id(conv)``."""
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def hook(conv, args):
+        sizes[id(conv)] = tuple(args[0].shape[-2:])
+
+    handles = [c.register_forward_pre_hook(hook) for c in convs]
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(torch.zeros(1, 3, height, 320))
+    finally:
+        module.train(was_training)
+        for h in handles:
+            h.remove()
+    return sizes
 
 
 @contextlib.contextmanager
@@ -188,26 +227,25 @@ def _divergence(torch, teacher, student, convs, ranges, batches) -> float:
 
 
 def qat_finetune(onnx_path: str | Path, fp32_model, calibration: list[np.ndarray], height: int,
-                 config: QATConfig | None = None, *, ignore_first: bool = True, ignore_last: bool = True,
-                 progress: bool = True):
-    """Fine-tune ``onnx_path`` with simulated int8 against itself as teacher; returns (openvino.Model with the
-    trained weights and ``fp32_model``'s metadata, report dict)."""
+                 config: QATConfig | None = None, *, keep: FloatLayers | None = None, progress: bool = True):
+    """Fine-tune ``onnx_path`` with simulated int8 against itself as teacher (``keep``: the convolutions PTQ will
+    keep in float, left unsimulated); returns (openvino.Model with the trained weights and ``fp32_model``'s
+    metadata, report dict)."""
     with warnings.catch_warnings():
         # onnx2torch's Slice indexes with a list: torch warns on every forward; results are unaffected
         warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
-        return _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_first, ignore_last,
-                             progress)
+        return _qat_finetune(onnx_path, fp32_model, calibration, height, config, keep, progress)
 
 
-def _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_first, ignore_last, progress):
+def _qat_finetune(onnx_path, fp32_model, calibration, height, config, keep, progress):
     import openvino as ov
 
     from edgerec.train import TrainError
     from edgerec.train.onnx_torch import write_back
     from edgerec.zoo.export import RT_KEY
 
-    rec, _convs, _ranges, report = train_simulated(onnx_path, calibration, height, config, ignore_first=ignore_first,
-                                                   ignore_last=ignore_last, progress=progress)
+    rec, _convs, _ranges, report = train_simulated(onnx_path, calibration, height, config, keep=keep,
+                                                   progress=progress)
     with tempfile.TemporaryDirectory(prefix="edgerec-qat-") as tmp:
         try:
             trained = write_back(rec, Path(tmp) / "qat.onnx")
@@ -222,7 +260,7 @@ def _qat_finetune(onnx_path, fp32_model, calibration, height, config, ignore_fir
 
 
 def train_simulated(onnx_path, calibration: list[np.ndarray], height: int, config: QATConfig | None = None, *,
-                    ignore_first: bool = True, ignore_last: bool = True, progress: bool = True):
+                    keep: FloatLayers | None = None, progress: bool = True):
     """The fine-tuning itself: (the trained TorchRecognizer, its simulated Conv2d modules, their input ranges by
     ``id(conv)``, report dict). ``qat_finetune`` writes the weights back for NNCF; scripts/qat_deployed.py deploys
     the simulation as trained instead."""
@@ -249,7 +287,8 @@ def train_simulated(onnx_path, calibration: list[np.ndarray], height: int, confi
     teacher = copy.deepcopy(student).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    convs = simulated_convs(torch, student, ignore_first, ignore_last)
+    convs = simulated_convs(torch, student, height, keep)
+    all_convs = sum(isinstance(m, torch.nn.Conv2d) for m in student.modules())
     if not convs:
         raise QATError(f"{onnx_path}: no convolution to train with simulated int8")
     batches = calibration_batches(torch, calibration, height, config.batch_size)
@@ -288,6 +327,7 @@ def train_simulated(onnx_path, calibration: list[np.ndarray], height: int, confi
              len(calibration[:PROBE_LINES]), before, after)
     report = {"steps": config.steps, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
               "seed": config.seed, "lines": len(calibration), "simulated_convs": len(convs),
+              "float_convs": all_convs - len(convs),
               "divergence_before": round(before, 6), "divergence_after": round(after, 6),
               "loss_first": round(float(np.mean(losses[:10])), 6), "loss_last": round(float(np.mean(losses[-10:])), 6),
               "seconds": round(time.perf_counter() - t0, 1)}

@@ -29,9 +29,9 @@ import numpy as np
 
 from edgerec.data.metrics import paired_difference, rec_metrics
 from edgerec.errors import EdgeRecError
-from edgerec.quant.qat import QATConfig
+from edgerec.quant.qat import FloatLayers, QATConfig
 from edgerec.runtime.predictor import RecPredictor
-from edgerec.runtime.preprocess import preprocess_batch, target_width
+from edgerec.runtime.preprocess import MIN_W, check_min_width, check_width_bucket, input_width, preprocess_batch
 from edgerec.utils.fs import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,34 @@ class QuantizationConfig:
     ignored_names: list[str] = field(default_factory=list)
     # quantization-aware fine-tuning before PTQ (``--qat``; needs the train extra): None = plain PTQ
     qat: QATConfig | None = None
+    # the widths calibration and the guard read lines at: those int8 will run with (create_model's min_width and
+    # width_bucket). None: PaddleX's, every line at its own width from 320. Padding changes some texts (5-28 % of
+    # document lines with 160-px buckets), so a guard at exact widths says little about a bucketed int8. QAT's
+    # training batches and the sensitivity ranking's probe lines keep PaddleX's widths: they compare fp32 with
+    # int8 on the same tensors, and the guard then reads the result at these widths.
+    min_width: int | None = None
+    width_bucket: int | None = None
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {self.search!r}")
+        if self.min_width is not None:
+            self.min_width = check_min_width(self.min_width)
+        self.width_bucket = check_width_bucket(self.width_bucket)
+
+    def float_layers(self) -> FloatLayers:
+        """The convolutions this recipe keeps in float by rule (not ``ignored_names``), for QAT to leave alone."""
+        return FloatLayers(first=self.ignore_first_conv, last=self.ignore_last_conv, pooled=self.ignore_pooled_convs,
+                           stem=bool(self.ignore_stem))
+
+    def reading(self) -> dict:
+        """RecPredictor's width options: how the guard reads the eval lines."""
+        return {"min_width": MIN_W if self.min_width is None else self.min_width, "width_bucket": self.width_bucket}
+
+    def width_of(self, image: np.ndarray, height: int) -> int:
+        """The width one line is fed at with ``reading()`` (RecPredictor.width_of's): calibration sees those."""
+        r = self.reading()
+        return input_width(*image.shape[:2], height, r["min_width"], bucket=r["width_bucket"])
 
     def nncf_kwargs(self, model) -> dict:
         import nncf
@@ -157,17 +181,18 @@ class EvalSet:
     description: str
 
 
-def evaluate(model, classes: list[str], eval_set: EvalSet, height: int = 48, batch_size: int = EVAL_BATCH
-             ) -> tuple[dict, list[str]]:
-    """acc / norm_edit_dis of an ``openvino.Model`` (or CompiledModel) on the eval set, through RecPredictor."""
-    texts = _predictor(model, classes, height).recognize(eval_set.images, batch_size)
+def evaluate(model, classes: list[str], eval_set: EvalSet, height: int = 48, batch_size: int = EVAL_BATCH,
+             reading: dict | None = None) -> tuple[dict, list[str]]:
+    """acc / norm_edit_dis of an ``openvino.Model`` (or CompiledModel) on the eval set, through RecPredictor
+    (``reading``: its width options, QuantizationConfig.reading(); None: PaddleX's widths)."""
+    texts = _predictor(model, classes, height, reading).recognize(eval_set.images, batch_size)
     return rec_metrics([t for t, _ in texts], eval_set.labels), [t for t, _ in texts]
 
 
-def _predictor(model, classes: list[str], height: int) -> RecPredictor:
+def _predictor(model, classes: list[str], height: int, reading: dict | None = None) -> RecPredictor:
     from edgerec.engines.openvino import CompiledEngine
 
-    return RecPredictor(CompiledEngine.of(model), classes, input_height=height)
+    return RecPredictor(CompiledEngine.of(model), classes, input_height=height, **(reading or {}))
 
 
 def _drops(fp32: dict, int8: dict) -> dict:
@@ -213,12 +238,12 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     config, stem_from = with_card_recipe(config or QuantizationConfig(), card)
     model = ov.Core().read_model(str(fp32_xml))
     height = info.input_height
-    calib_tensors = [preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
-                     for img in calibration]
+    reading = config.reading()
+    calib_tensors = [preprocess_batch([img], config.width_of(img, height), height) for img in calibration]
     if not calib_tensors:
         raise QuantizationError("no calibration crops")
     t0 = time.perf_counter()
-    fp32_metrics, fp32_texts = evaluate(model, info.classes, eval_set, height)
+    fp32_metrics, fp32_texts = evaluate(model, info.classes, eval_set, height, reading=reading)
     base, qat_report = model, {}
     if config.qat is not None:
         from edgerec.quant.qat import qat_finetune
@@ -226,15 +251,14 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         if qat_source is None:
             raise QuantizationError(f"{info.model_name}: QAT needs the ONNX source the fp32 IR was exported from")
         base, qat_report = qat_finetune(qat_source, model, calibration, height, config.qat,
-                                        ignore_first=config.ignore_first_conv, ignore_last=config.ignore_last_conv,
-                                        progress=progress)
+                                        keep=config.float_layers(), progress=progress)
     kwargs = config.nncf_kwargs(base)
     kwargs["subset_size"] = min(config.subset_size, len(calib_tensors))
     log.info("quantizing %s with %s", info.model_name, {k: str(v) for k, v in kwargs.items()})
     t_q = time.perf_counter()
     with _nncf_log_level():
         q_model = nncf.quantize(base, nncf.Dataset(calib_tensors), **kwargs)
-    int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
+    int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height, reading=reading)
     drops = _drops(fp32_metrics, int8_metrics)
     method, search = ("qat+ptq" if qat_report else "ptq"), {}
     if not within_bound(drops, config.max_drop) and config.search == "sensitivity":
@@ -247,7 +271,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         log.warning("int8 drops %s > %.4f: running NNCF accuracy-controlled quantization", drops, config.max_drop)
         with _nncf_log_level():
             q_model = _accuracy_control(base, calib_tensors, eval_set, info.classes, height, config, kwargs)
-        int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height)
+        int8_metrics, int8_texts = evaluate(q_model, info.classes, eval_set, height, reading=reading)
         drops = _drops(fp32_metrics, int8_metrics)
         method = "qat+accuracy_control" if qat_report else "accuracy_control"
     quant_s = time.perf_counter() - t_q
@@ -354,7 +378,7 @@ def _sensitivity_search(model, q_model, first, calibration, calib_tensors, eval_
         try_kwargs = dict(kwargs, ignored_scope=nncf.IgnoredScope(names=names, validate=False))
         with _nncf_log_level():
             candidate = nncf.quantize(model, nncf.Dataset(calib_tensors), **try_kwargs)
-        metrics, texts = evaluate(candidate, info.classes, eval_set, info.input_height)
+        metrics, texts = evaluate(candidate, info.classes, eval_set, info.input_height, reading=config.reading())
         drops = _drops(fp32_metrics, metrics)
         tries.append({"keep_float": k, "drop": drops})
         log.info("sensitivity search: %d layers in float -> drops %s", k, drops)
@@ -378,11 +402,12 @@ def _accuracy_control(model, calib_tensors, eval_set: EvalSet, classes, height, 
     # ``validate`` reads the lines they name through RecPredictor, as ``evaluate`` does
     def tensor(k: int) -> np.ndarray:
         img = eval_set.images[k]
-        return preprocess_batch([img], target_width(*img.shape[:2], img_h=height), height)
+        return preprocess_batch([img], config.width_of(img, height), height)
 
     def validate(compiled, data) -> float:
         ks = list(data)
-        texts = _predictor(compiled, classes, height).recognize([eval_set.images[k] for k in ks], EVAL_BATCH)
+        predictor = _predictor(compiled, classes, height, config.reading())
+        texts = predictor.recognize([eval_set.images[k] for k in ks], EVAL_BATCH)
         m = rec_metrics([t for t, _ in texts], [eval_set.labels[k] for k in ks])
         return 0.5 * m["acc"] + 0.5 * m["norm_edit_dis"]
 

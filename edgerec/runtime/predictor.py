@@ -22,7 +22,7 @@ import numpy as np
 from edgerec.engines.base import Engine
 from edgerec.runtime.decode import ctc_greedy_decode
 from edgerec.runtime.longline import needs_split, plan_long, read_windows, window_batches
-from edgerec.runtime.preprocess import MAX_W, MIN_W, bucket_width, preprocess_batch, target_width
+from edgerec.runtime.preprocess import MAX_W, MIN_W, input_width, preprocess_batch
 
 
 def batch_sizes(n: int, batch_size: int) -> list[int]:
@@ -70,8 +70,7 @@ class RecPredictor:
 
     def width_of(self, image: np.ndarray) -> int:
         h, w = image.shape[:2]
-        width = target_width(h, w, self.input_height, self.min_width, self.max_width)
-        return bucket_width(width, self.width_bucket, self.min_width, self.max_width)
+        return input_width(h, w, self.input_height, self.min_width, self.max_width, self.width_bucket)
 
     def max_wh_ratio(self, image: np.ndarray) -> float:
         """PaddleX's ``max_wh_ratio`` for this line (its word boxes scale by it): max(min_width / H, w / h) at

@@ -56,6 +56,13 @@ def bucket_width(width: int, bucket: int | None, min_w: int = MIN_W, max_w: int 
     return min(max_w, min_w + -(-(width - min_w) // bucket) * bucket)
 
 
+def input_width(h: int, w: int, img_h: int = IMG_H, min_w: int = MIN_W, max_w: int = MAX_W,
+                bucket: int | None = None) -> int:
+    """The width one h x w line is fed at: PaddleX's padded width, then its width bucket where one is asked for
+    (what RecPredictor reads and what quantization calibrates on)."""
+    return bucket_width(target_width(h, w, img_h, min_w, max_w), bucket, min_w, max_w)
+
+
 def bucket_count(bucket: int, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
     """How many widths above ``min_w`` the buckets make (the last one capped at ``max_w``): 18 for 160 from 320."""
     return -(-(max_w - min_w) // bucket)
