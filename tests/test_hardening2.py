@@ -30,6 +30,12 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+def _ctrl_c_reaches_it() -> None:
+    """Popen's preexec_fn for a child the test sends Ctrl-C: a shell starts background jobs with SIGINT ignored
+    and Python keeps it ignored, so a suite run as `make test &` would otherwise test nothing about Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture()
 def lines(rendered, tmp_path) -> Path:
     """A folder of rendered lines (enough that a run is still going when the test acts on it)."""
@@ -84,7 +90,7 @@ def test_camera_stops_on_sigterm_and_ctrl_c_while_a_source_is_opening(tmp_path, 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     proc = subprocess.Popen([*PY, "camera", "--source", str(fifo)], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     time.sleep(3)  # imports, then blocked opening the pipe (the deadline is 30 s)
     proc.send_signal(sig)
     try:
@@ -263,7 +269,7 @@ def test_predict_into_a_closed_pipe_exits_quietly(v4, lines):
 
 def test_ctrl_c_during_predict_exits_130_with_one_line(v4, lines):
     proc = subprocess.Popen([*PY, "predict", *[str(lines)] * 60, "--model", V4, "--quiet"], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_reaches_it)
     assert proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     proc.stdout.read()
