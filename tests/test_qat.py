@@ -81,7 +81,7 @@ def test_qat_leaves_the_recipes_float_convolutions_unsimulated(v4, tmp_path):
     import torch
 
     from edgerec.quant.qat import FloatLayers, simulated_convs, training_onnx
-    from edgerec.quant.quantize import QuantizationConfig, _conv_groups
+    from edgerec.quant.recipe import QuantizationConfig, _conv_groups
     from edgerec.train.onnx_torch import load_for_training
 
     module = load_for_training(training_onnx(V4, None, v4.info.source_id, tmp_path), 48).module

@@ -67,7 +67,7 @@ def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
 
     convs = [op.get_friendly_name() for op in ov.Core().read_model(str(v4.model_path)).get_ordered_ops()
              if op.get_type_name() == "Convolution"]
-    from edgerec.quant.quantize import pooled_convs
+    from edgerec.quant.recipe import pooled_convs
 
     gates = pooled_convs(ov.Core().read_model(str(v4.model_path)))
     assert report["ignored_scope"] == [convs[0], convs[-1], *gates], "first, last and SE gate convs stay in fp32"
@@ -179,7 +179,7 @@ def test_recipe_keeps_the_squeeze_excitation_gates_in_fp32(v4):
     """The convolutions on a pooled 1x1 input (v4 has two SE blocks, two convs each) join the first and the last."""
     import openvino as ov
 
-    from edgerec.quant.quantize import QuantizationConfig, pooled_convs
+    from edgerec.quant.recipe import QuantizationConfig, pooled_convs
 
     model = ov.Core().read_model(str(v4.model_path))
     static = model.clone()
@@ -201,7 +201,7 @@ def test_recipe_keeps_the_stem_in_fp32(v4):
     first stage, 8 of them, 24 or 48 px high) join the recipe's float layers after the SE gates, each once."""
     import openvino as ov
 
-    from edgerec.quant.quantize import QuantizationConfig, pooled_convs, stem_convs
+    from edgerec.quant.recipe import QuantizationConfig, pooled_convs, stem_convs
 
     model = ov.Core().read_model(str(v4.model_path))
     static = model.clone()
@@ -233,7 +233,7 @@ def test_recipe_keeps_the_stem_in_fp32(v4):
 def test_stem_choice_comes_from_the_caller_then_the_card(card_name, card_int8, given, expect, origin):
     from dataclasses import replace
 
-    from edgerec.quant.quantize import QuantizationConfig, with_card_recipe
+    from edgerec.quant.recipe import QuantizationConfig, with_card_recipe
     from edgerec.zoo.cards import get_card
 
     card = get_card(card_name) if card_name else None
@@ -248,7 +248,7 @@ def test_stem_and_gates_of_a_model_without_a_line_shape_are_none():
     import openvino as ov
     from openvino import opset13 as ops
 
-    from edgerec.quant.quantize import QuantizationConfig, pooled_convs, stem_convs
+    from edgerec.quant.recipe import QuantizationConfig, pooled_convs, stem_convs
 
     for shape in (ov.PartialShape.dynamic(), ov.PartialShape([1, 3, -1])):
         x = ops.parameter(shape, ov.Type.f32, name="x")

@@ -109,7 +109,7 @@ def _act_params(lo: float, hi: float) -> tuple[float, int]:
 @dataclass(frozen=True)
 class FloatLayers:
     """The convolutions the PTQ recipe keeps in float, which QAT therefore leaves unsimulated
-    (``QuantizationConfig.float_layers()``; the same size rules as ``edgerec.quant.quantize._conv_groups``)."""
+    (``QuantizationConfig.float_layers()``; the same size rules as ``edgerec.quant.recipe._conv_groups``)."""
 
     first: bool = True    # the first plain (groups == 1) convolution
     last: bool = True     # the last plain convolution

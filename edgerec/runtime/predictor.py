@@ -73,10 +73,10 @@ class RecPredictor:
         return input_width(h, w, self.input_height, self.min_width, self.max_width, self.width_bucket)
 
     def max_wh_ratio(self, image: np.ndarray) -> float:
-        """PaddleX's ``max_wh_ratio`` for this line (its word boxes scale by it): max(min_width / H, w / h) at
-        batch size 1, or the width bucket the line was padded to, over the input height."""
+        """PaddleX's ``max_wh_ratio`` for this line (its word boxes scale by it): the width the line is padded to
+        (never below min_width) over the input height, or its own w / h where that is wider (capped lines)."""
         h, w = image.shape[:2]
-        return max(self.min_width / self.input_height, w / h, self.width_of(image) / self.input_height)
+        return max(w / h, self.width_of(image) / self.input_height)
 
     def infer(self, images: list[np.ndarray], width: int) -> np.ndarray:
         """N x T x C probabilities of lines (or windows) padded to input width ``width``."""
