@@ -152,7 +152,7 @@ def test_width_bucket_keeps_batches_long_lines_and_other_engines_right(v4, rende
     long_line = render_line("the quick brown fox jumps over the lazy dog " * 8, height=48, font_kind="latin")
     assert long_line.shape[1] > MAX_W
     assert bucketed.recognize(long_line)["rec_text"] == v4.recognize(long_line)["rec_text"]  # read in windows
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason="the ONNX Runtime engine is not installed (make test installs it)")
     # ONNX Runtime has no shape_cache option: create_model would refuse one it was handed
     ort = create_model(V4, engine="onnxruntime", progress=False, width_bucket=1000)
     assert ort.predictor.width_bucket == 1000
