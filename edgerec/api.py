@@ -251,17 +251,20 @@ def _hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, prec
                  ) -> tuple[str, dict, str]:
     """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why).
 
-    int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it);
-    else bf16 where the CPU computes it natively (issue 12 measured it accuracy-neutral, -0.26 to +0.14 pt, and
-    1.3-1.5x faster than f32 on Zen 5); else the precision asked for."""
+    int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it) for
+    this CPU's int8 arithmetic (see ``_other_arithmetic``); else bf16 where the CPU computes it natively (issue 12
+    measured it accuracy-neutral, -0.26 to +0.14 pt, and 1.3-1.5x faster than f32 on Zen 5); else the precision
+    asked for."""
     skipped = ""
     if "int8" in kind.precisions:
         int8 = installed_ir(model_name, model_dir, "int8")
-        forced = int8 is not None and _forced_past_bound(int8)
-        if int8 is not None and not forced:
-            return "int8", {}, f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
-        if forced:
+        report = _int8_report(int8) if int8 is not None else {}
+        if report.get("forced"):
             skipped = f"the int8 model in {int8.parent} was forced past its accuracy bound; "
+        elif int8 is not None and (other := _other_arithmetic(report, spec)):
+            skipped = f"the int8 model in {int8.parent} {other}; "
+        elif int8 is not None:
+            return "int8", {}, f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
     if kind.fastest is not None:
         values, why = kind.fastest(spec)
         return precision, values, why
@@ -274,8 +277,9 @@ def _hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, prec
     return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
 
 
-def _forced_past_bound(int8_xml) -> bool:
-    """True when the int8 model's quantization_report.json says ``--force`` installed it past the bound."""
+def _int8_report(int8_xml) -> dict:
+    """The int8 model's quantization_report.json (``forced``: installed past its bound; ``int8_vnni``: the CPU its
+    guard ran on), or {} for an int8 IR made elsewhere: no report to go by."""
     import json
 
     from edgerec.quant.quantize import REPORT_NAME
@@ -283,8 +287,35 @@ def _forced_past_bound(int8_xml) -> bool:
     try:
         report = json.loads((int8_xml.parent / REPORT_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False  # an int8 IR made elsewhere: no report to go by
-    return bool(isinstance(report, dict) and report.get("forced"))
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _other_arithmetic(report: dict, spec: DeviceSpec) -> str:
+    """Why the int8 guard's verdict does not hold on this CPU, or ''.
+
+    Without VNNI, int8 kernels sum u8 x s8 pairs into int16 with saturation, so a model whose guard ran on a CPU
+    with VNNI reads differently on one without (PP-OCRv6_tiny: -0.8 pt on iiit5k with VNNI, -6.9 pt without). With
+    ``edgerec quantize`` on a CPU with VNNI and AVX-512 also reads its eval lines as without VNNI
+    (``without_vnni`` in the report), which decides; without that reading, a model quantized with NNCF's overflow
+    fix on every layer (``--overflow-fix enable``: nothing can saturate) is trusted. The other way round (checked
+    without VNNI, run with it) int8 computes without saturation, as NNCF simulated it. A report from before the CPU
+    was recorded is taken at its word. Only x86 CPUs are concerned."""
+    if spec.family != "cpu" or report.get("int8_vnni") is not True or not cpu.is_x86() or cpu.has_int8_vnni():
+        return ""
+    other = report.get("without_vnni") or {}
+    if other.get("checked"):
+        if other.get("within_bound"):
+            return ""
+        drop = other.get("drop") or {}
+        return (f"holds its accuracy bound with int8 VNNI but not without it, as on this CPU (acc drop "
+                f"{drop.get('acc', float('nan')):+.4f}, NED {drop.get('norm_edit_dis', float('nan')):+.4f} there; "
+                "int8 sums saturate without VNNI): quantize with `--overflow-fix enable`")
+    if (report.get("config") or {}).get("overflow_fix") == "enable":
+        return ""
+    return ("was checked on a CPU with int8 VNNI and this one has none (int8 sums saturate without it: "
+            "PP-OCRv6_tiny lost 6.9 pt that way), and it was quantized without `--overflow-fix enable`, so its "
+            "accuracy check does not hold here")
 
 
 __all__ = ["InputError", "TextRecognizer", "create_model", "resolve_model"]

@@ -4,6 +4,7 @@
     PYTHONPATH=. python scripts/int8_variants.py MODEL VARIANT [--ignore-types GroupConvolution]
         [--model-type transformer] [--sq-conv ALPHA] [--act-range mean_quantile|histogram|...] [--subset 300]
         [--float-stem] [--gate-mul] [--keep-float N] [--float-first N] [--channel-alignment] [--no-bias-correction]
+        [--overflow-fix enable]
         [--calibration DIR] [--xml INT8_IR] [--evalsets ../shared/evalsets] [--sets iiit5k_3000,svt_647,...]
         [--referee MODEL] [--workdir /tmp/int8-variants]
 
@@ -50,6 +51,8 @@ def _args(argv):
                          "variant has it off whatever the model card says)")
     ap.add_argument("--channel-alignment", action="store_true", help="NNCF's channel alignment (off by default)")
     ap.add_argument("--no-bias-correction", action="store_true")
+    ap.add_argument("--overflow-fix", choices=("first_layer", "enable", "disable"), default="first_layer",
+                    help="NNCF's overflow fix (QuantizationConfig.overflow_fix)")
     ap.add_argument("--keep-float", type=int, default=0,
                     help="also keep the top N layers of the sensitivity ranking (64 calibration lines) in float")
     ap.add_argument("--subset", type=int, default=300, help="calibration lines")
@@ -115,7 +118,8 @@ def _quantize(a, fp32, info):
         calib = [img for img, _ in render_lines(info.classes, a.subset, seed=0)]
     h = info.input_height
     tensors = [preprocess_batch([im], target_width(*im.shape[:2], img_h=h), h) for im in calib]
-    kwargs = QuantizationConfig(model_type=a.model_type, ignore_stem=a.float_stem).nncf_kwargs(fp32)
+    kwargs = QuantizationConfig(model_type=a.model_type, ignore_stem=a.float_stem,
+                                overflow_fix=a.overflow_fix).nncf_kwargs(fp32)
     kwargs["subset_size"] = len(tensors)
     if a.float_first:
         names = list(kwargs["ignored_scope"].names) if "ignored_scope" in kwargs else []
@@ -128,7 +132,8 @@ def _quantize(a, fp32, info):
     if a.ignore_types:
         names = list(kwargs["ignored_scope"].names) if "ignored_scope" in kwargs else []
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=names, types=a.ignore_types.split(","), validate=False)
-    advanced = {}
+    recipe = kwargs.pop("advanced_parameters", None)  # the recipe's own (overflow_fix), merged with the options'
+    advanced = {"overflow_fix": recipe.overflow_fix} if recipe is not None else {}
     if a.sq_conv is not None:
         advanced["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(convolution=a.sq_conv)
     if a.act_range:

@@ -185,7 +185,7 @@ def test_quantize_hides_nncf_info_unless_verbose(v4, rendered, tmp_path, monkeyp
 
     monkeypatch.setattr(nncf, "quantize", fake_quantize)
     eval_set = EvalSet([img for _, img in rendered[:2]], [t for t, _ in rendered[:2]], "two rendered lines")
-    cfg = QuantizationConfig(subset_size=2, search="none")
+    cfg = QuantizationConfig(subset_size=2, search="none", check_without_vnni=False)
     caplog.set_level(logging.WARNING, logger="edgerec")
     # after caplog.set_level: it sets its own handler's level, which NNCF's logger holds too when NNCF was first
     # imported under a capturing test (so this test failed when it ran after test_quantize.py)
@@ -216,6 +216,7 @@ def test_quantize_cli_prints_no_nncf_info_lines(v4, tmp_path):
     assert "INFO:nncf" not in res.stdout + res.stderr  # with -v these show (3 lines for v4)
     assert "Statistics collection" in res.stdout and "same text" in res.stdout
     assert "95 % interval over the 8 eval lines" in res.stdout  # how much the guard's eval set can resolve
+    assert f"int8 read on {cpu.isa_summary()}: with{'' if cpu.has_int8_vnni() else 'out'} VNNI" in res.stdout
     assert (out / "model.xml").is_file()
 
 
@@ -236,3 +237,67 @@ def test_use_hpip_takes_int8_only_when_it_held_its_bound(v4, tmp_path, monkeypat
         assert precision != "int8" and "forced past its accuracy bound" in why
     else:
         assert precision == "int8" and "within its accuracy bound" in why
+
+
+@pytest.mark.parametrize("guard_vnni,fix,here_vnni,picks_int8", [
+    (True, "first_layer", True, True), (True, "first_layer", False, False), (True, "enable", False, True),
+    (False, "first_layer", True, True), (None, None, False, True)])
+def test_use_hpip_skips_int8_checked_with_vnni_on_a_cpu_without(tmp_path, monkeypatch, guard_vnni, fix, here_vnni,
+                                                                picks_int8):
+    """Without VNNI int8 sums saturate, so a guard run with VNNI does not hold on a CPU without it, unless the
+    overflow fix was on for every layer (nothing can saturate then). A report from before the CPU was recorded
+    (no int8_vnni) is taken at its word."""
+    import json
+
+    from edgerec import api
+
+    int8 = tmp_path / "int8" / "model.xml"
+    int8.parent.mkdir()
+    report = {"forced": False} | ({} if guard_vnni is None else {"int8_vnni": guard_vnni,
+                                                                 "config": {"overflow_fix": fix}})
+    (int8.parent / "quantization_report.json").write_text(json.dumps(report))
+    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(cpu, "has_int8_vnni", lambda: here_vnni)
+    monkeypatch.setattr(cpu, "is_x86", lambda: True)
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
+    kind = api.registry.pick(None, "cpu")
+    precision, _, why = api._hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
+    assert (precision == "int8") is picks_int8
+    if not picks_int8:
+        assert precision == "fp32" and "this one has none" in why and "--overflow-fix enable" in why
+
+
+@pytest.mark.parametrize("env,cap,vnni", [
+    ({}, None, True),
+    ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, "AVX512_CORE", False),
+    ({"DNNL_MAX_CPU_ISA": "AVX2"}, "AVX2", False),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, "AVX512_CORE_VNNI", True),
+    ({"ONEDNN_MAX_CPU_ISA": "default"}, None, True),
+    ({"ONEDNN_MAX_CPU_ISA": "DEFAULT", "DNNL_MAX_CPU_ISA": "AVX2"}, None, True),  # the first one set decides
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"}, "AVX2_VNNI", False),  # 256-bit VNNI only: this CPU has avx512_vnni
+])
+def test_onednn_isa_cap_decides_vnni_and_bf16(monkeypatch, env, cap, vnni):
+    """ONEDNN_MAX_CPU_ISA keeps OpenVINO's kernels below an ISA (how a VNNI machine runs int8 as one without it);
+    OpenVINO still lists BF16 then, so the bf16 decision must read the cap itself."""
+    for var in cpu.ISA_CAP_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(cpu, "_proc_cpuinfo", lambda: ("Test CPU", frozenset({"avx2", "avx512_vnni", "avx512_bf16"})))
+    monkeypatch.setattr(cpu, "_openvino_cpu_capabilities", lambda: ("BF16", "FP32", "INT8"))
+    assert cpu.isa_cap() == cap
+    assert cpu.has_int8_vnni() is vnni
+    assert cpu.has_native_bf16() is (cap is None)
+    assert cpu.cpu_info()["int8_vnni"] is vnni and (f"capped at {cap}" in cpu.isa_summary()) is (cap is not None)
+    if cap is not None:
+        with pytest.raises(DeviceError, match=f"capped at {cap}"):
+            cpu.require_native_bf16("CPU")
+
+
+def test_no_vnni_flag_means_no_vnni(monkeypatch):
+    for var in cpu.ISA_CAP_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(cpu, "_proc_cpuinfo", lambda: ("Old EPYC", frozenset({"avx2", "fma"})))
+    assert not cpu.has_int8_vnni()
+    monkeypatch.setattr(cpu, "_proc_cpuinfo", lambda: ("Alder Lake", frozenset({"avx2", "avx_vnni"})))
+    assert cpu.has_int8_vnni()

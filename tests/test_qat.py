@@ -23,7 +23,7 @@ def qat_run(v4, rendered, tmp_path_factory):
     calib = [img for img, _ in render_lines(v4.info.classes, 16, seed=0)]
     eval_set = EvalSet([img for _, img in rendered], [t for t, _ in rendered], "rendered test lines")
     src = training_onnx(V4, None, v4.info.source_id, root)
-    cfg = QuantizationConfig(subset_size=16, max_drop=0.2, search="none",
+    cfg = QuantizationConfig(subset_size=16, max_drop=0.2, search="none", check_without_vnni=False,
                              qat=QATConfig(steps=12, batch_size=4, learning_rate=1e-4, seed=0))
     report = quantize_ir(v4.model_path, calib, eval_set, root / "int8", config=cfg, qat_source=src,
                          progress=False)
@@ -117,7 +117,8 @@ def test_qat_without_an_onnx_source_is_a_clear_error(v4, rendered, tmp_path):
     eval_set = EvalSet([rendered[0][1]], [rendered[0][0]], "one line")
     with pytest.raises(QuantizationError, match="QAT needs the ONNX source"):
         quantize_ir(v4.model_path, [rendered[0][1]] * 2, eval_set, tmp_path / "q",
-                    config=QuantizationConfig(subset_size=2, search="none", qat=QATConfig(steps=1)))
+                    config=QuantizationConfig(subset_size=2, search="none", qat=QATConfig(steps=1),
+                                            check_without_vnni=False))
     assert not (tmp_path / "q").exists()
 
 

@@ -72,6 +72,21 @@ def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
     gates = pooled_convs(ov.Core().read_model(str(v4.model_path)))
     assert report["ignored_scope"] == [convs[0], convs[-1], *gates], "first, last and SE gate convs stay in fp32"
     assert report["config"]["ignore_stem"] is False and report["recipe_choices"]["ignore_stem"] == "off by default"
+    from edgerec.utils import cpu
+
+    # the CPU the guard read int8 on: its int8 arithmetic (VNNI or saturating) decides some texts
+    assert report["cpu"] == cpu.isa_summary() and report["int8_vnni"] is cpu.has_int8_vnni()
+    assert report["config"]["overflow_fix"] == "first_layer"
+    from edgerec.quant.without_vnni import why_not_emulated
+
+    # the second reading, as a CPU without VNNI computes int8: done where this CPU can emulate it, else said why
+    other, why = report["without_vnni"], why_not_emulated()
+    assert other["checked"] is (why == "")
+    if other["checked"]:
+        assert 0.0 <= other["same_text_as_int8"] <= 1.0 and other["int8"]["num"] == len(rendered)
+        assert other["drop"]["acc"] == pytest.approx(report["fp32"]["acc"] - other["int8"]["acc"], abs=1e-6)
+    else:
+        assert other["why"] == why
     int8 = create_model(model_dir=out, progress=False)
     assert int8.precision == "int8"
     imgs = [img for _, img in rendered]
@@ -267,14 +282,15 @@ def test_cli_float_stem_flag_reaches_the_config(monkeypatch):
     seen = []
 
     def fake(name, model_dir, **kw):
-        seen.append(kw["config"].ignore_stem)
+        seen.append((kw["config"].ignore_stem, kw["config"].overflow_fix))
         raise q.QuantizationError("stop here")
 
     monkeypatch.setattr(q, "quantize_model", fake)
-    for args, expect in (([], None), (["--float-stem"], True), (["--int8-stem"], False)):
+    for args, expect in (([], (None, "first_layer")), (["--float-stem"], (True, "first_layer")),
+                         (["--int8-stem", "--overflow-fix", "enable"], (False, "enable"))):
         res = CliRunner().invoke(main, ["quantize", "PP-OCRv4_mobile_rec", *args])
         assert res.exit_code != 0 and "stop here" in res.output
-        assert seen[-1] is expect
+        assert seen[-1] == expect
 
 
 def test_the_guard_evaluates_as_users_run_it_long_lines_included(v4):
@@ -296,3 +312,75 @@ def test_the_guard_evaluates_as_users_run_it_long_lines_included(v4):
 
     squash = RecPredictor(v4.predictor.engine, v4.info.classes, long_lines="squash")  # the old batch-1 guard's read
     assert squash.recognize([long_line])[0][0].strip() != text.strip()
+
+
+def test_overflow_fix_halves_the_weight_range_of_the_summing_layers(v4):
+    """overflow_fix="enable" quantizes every convolution's and MatMul's weights to half the int8 range (no u8 x s8
+    pair can saturate an int16 sum on a CPU without VNNI); NNCF's default leaves most at the full range. Depthwise
+    convolutions sum no channel pairs and keep the full range either way."""
+    import nncf
+    import openvino as ov
+
+    from edgerec.quant.recipe import QuantizationConfig
+
+    model = ov.Core().read_model(str(v4.model_path))
+    data = nncf.Dataset([np.random.default_rng(k).random((1, 3, 48, 320), dtype=np.float32) for k in range(2)])
+
+    def weight_ranges(fix: str) -> list[int]:
+        """Max |int8 weight| of each quantized non-depthwise convolution and MatMul."""
+        kwargs = QuantizationConfig(overflow_fix=fix, subset_size=2, fast_bias_correction=True).nncf_kwargs(model)
+        out = []
+        for op in nncf.quantize(model, data, **kwargs).get_ordered_ops():
+            if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
+                continue
+            node = op
+            while node.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+                node = next(iter(node.output(0).get_target_inputs())).get_node()
+            depthwise = (node.get_type_name() == "GroupConvolution"
+                         and node.get_input_partial_shape(1)[2].get_length() == 1)  # 1 input channel per group
+            if not depthwise:
+                out.append(int(np.abs(op.get_data().astype(np.int32)).max()))
+        return out
+
+    halved, default = weight_ranges("enable"), weight_ranges("first_layer")
+    assert len(halved) == len(default) >= 20
+    assert max(halved) <= 64 < max(default)
+    assert sum(v > 64 for v in default) >= len(default) - 2  # the default fixes the first quantized conv only
+
+
+def test_overflow_fix_is_checked():
+    from edgerec.quant.recipe import QuantizationConfig
+
+    with pytest.raises(ValueError, match="overflow_fix must be one of first_layer, enable, disable"):
+        QuantizationConfig(overflow_fix="on")
+
+
+@pytest.mark.parametrize("fix", ["first_layer", "enable"])
+def test_accuracy_control_gets_the_recipe_but_picks_its_own_float_layers(v4, monkeypatch, fix):
+    """NNCF's accuracy-controlled search takes the recipe's settings (the overflow fix under its own keyword there)
+    but no ignored scope: it chooses which layers to give back to float itself."""
+    import nncf
+    import openvino as ov
+
+    from edgerec.quant import quantize as q
+    from edgerec.quant.recipe import QuantizationConfig
+
+    seen = {}
+
+    def fake(model, calibration, validation, validate, **kw):
+        seen.update(kw)
+        return model
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", fake)
+    model = ov.Core().read_model(str(v4.model_path))
+    config = QuantizationConfig(overflow_fix=fix, search="accuracy_control")
+    kwargs = config.nncf_kwargs(model)
+    assert "ignored_scope" in kwargs
+    eval_set = q.EvalSet([np.zeros((48, 100, 3), np.uint8)], ["x"], "one line")
+    q._accuracy_control(model, [np.zeros((1, 3, 48, 320), np.float32)], eval_set, v4.info.classes, 48, config, kwargs)
+    assert "ignored_scope" not in seen and "advanced_parameters" not in seen
+    assert seen["max_drop"] == config.max_drop and seen["preset"] == kwargs["preset"]
+    if fix == "enable":
+        assert seen["advanced_quantization_parameters"].overflow_fix == nncf.OverflowFix.ENABLE
+    else:
+        assert "advanced_quantization_parameters" not in seen

@@ -94,7 +94,7 @@ def test_the_search_keeps_the_layers_it_ranks_in_float(v4, rendered, tmp_path, m
     calib = [img for img, _ in render_lines(v4.info.classes, 8, seed=0)]
     eval_set = q.EvalSet([img for _, img in rendered[:3]], [t for t, _ in rendered[:3]], "tiny")
     cfg = q.QuantizationConfig(subset_size=8, fast_bias_correction=True, max_drop=0.0, search="sensitivity",
-                               search_lines=3, keep_float=(2,))
+                               search_lines=3, keep_float=(2,), check_without_vnni=False)
     report = q.quantize_ir(v4.model_path, calib, eval_set, tmp_path / "int8", config=cfg, force=True)
     search = report["search"]
     assert report["method"] == "sensitivity" and search["kept_float"] == 2 and len(search["tries"]) == 1

@@ -41,6 +41,15 @@ from edgerec.errors import EdgeRecError
               help="Fine-tuning steps for --qat.")
 @click.option("--qat-lr", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
               help="Learning rate for --qat.")
+@click.option("--overflow-fix", type=click.Choice(["first-layer", "enable", "disable"]), default="first-layer",
+              show_default=True,
+              help="NNCF's overflow fix: weights at half the int8 range so that CPUs without VNNI (AVX2) cannot "
+                   "saturate; 'enable' for every convolution and MatMul, 'first-layer' for the first quantized one "
+                   "(docs/int8.md, 'CPUs without VNNI').")
+@click.option("--check-without-vnni/--no-check-without-vnni", default=True, show_default=True,
+              help="On a CPU with VNNI and AVX-512, also read the eval lines as CPUs without VNNI (AVX2) compute int8 "
+                   "(a child process under ONEDNN_MAX_CPU_ISA=AVX512_CORE), so that use_hpip knows whether int8 holds "
+                   "there too.")
 @click.option("--no-accuracy-control", is_flag=True, hidden=True, help="Same as --search none (older name).")
 @MIN_WIDTH
 @WIDTH_BUCKET
@@ -48,8 +57,8 @@ from edgerec.errors import EdgeRecError
 @click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
 @click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
 def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, float_stem, search,
-             search_seconds, keep_float, qat, qat_steps, qat_lr, no_accuracy_control, min_width, width_bucket, seed,
-             force, output) -> None:
+             search_seconds, keep_float, qat, qat_steps, qat_lr, overflow_fix, check_without_vnni,
+             no_accuracy_control, min_width, width_bucket, seed, force, output) -> None:
     """Quantize a model to INT8 with NNCF, checking accuracy against fp32 before installing it.
 
     With --min-width / --width-bucket, calibration and the accuracy check read lines at the widths you will run
@@ -63,6 +72,7 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
     search = "none" if no_accuracy_control else search.replace("-", "_")
     cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, ignore_stem=float_stem, search=search,
                              search_seconds=search_seconds, min_width=min_width, width_bucket=width_bucket,
+                             overflow_fix=overflow_fix.replace("-", "_"), check_without_vnni=check_without_vnni,
                              qat=QATConfig(steps=qat_steps, learning_rate=qat_lr, seed=seed) if qat else None,
                              **({"keep_float": tuple(keep_float)} if keep_float else {}))
     try:
@@ -83,6 +93,19 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
         drop = report["drop"]
         click.echo(f"drop acc {drop['acc']:+.4f} ±{ci['acc']:.4f}, ned {drop['norm_edit_dis']:+.4f} "
                    f"±{ci['norm_edit_dis']:.4f} (95 % interval over the {report['eval']['count']} eval lines)")
+    click.echo(f"int8 read on {report['cpu']}: " + ("with VNNI" if report["int8_vnni"] else
+               "without VNNI (saturating int8 sums; a VNNI CPU reads some lines differently)"))
+    other = report["without_vnni"]
+    if other["checked"]:
+        d = other["drop"]
+        click.echo(f"int8 as CPUs without VNNI read it ({other['emulated_with']}): acc {other['int8']['acc']:.4f} "
+                   f"ned {other['int8']['norm_edit_dis']:.4f} | same text as with VNNI "
+                   f"{other['same_text_as_int8']:.3f} | "
+                   + ("within the bound" if other["within_bound"] else
+                      f"misses the bound (drop acc {d['acc']:+.4f}, ned {d['norm_edit_dis']:+.4f}): use_hpip will "
+                      "not pick int8 on such CPUs; --overflow-fix enable avoids the saturation"))
+    elif report["int8_vnni"]:
+        click.echo(f"not read as CPUs without VNNI: {other['why']}")
     if report["recipe_choices"]["stem_in_float"]:
         click.echo(f"stem and first stage kept in float ({report['recipe_choices']['ignore_stem']})")
     if min_width or width_bucket:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ from edgerec.errors import EdgeRecError
 from edgerec.quant.recipe import QuantizationConfig, with_card_recipe
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch
+from edgerec.utils import cpu
 from edgerec.utils.fs import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,9 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     quant_s = time.perf_counter() - t_q
     agree = sum(a == b for a, b in zip(fp32_texts, int8_texts)) / max(1, len(fp32_texts))
     ok = within_bound(drops, config.max_drop)
+    without_vnni = {"checked": False, "why": "not asked for" if not config.check_without_vnni else "refused"}
+    if config.check_without_vnni and (ok or force):
+        without_vnni = _check_without_vnni(q_model, info.classes, eval_set, height, config, fp32_metrics, int8_texts)
     resolution = _resolution(fp32_texts, int8_texts, eval_set, config.max_drop)
     report = {
         "model_name": info.model_name,
@@ -173,7 +176,10 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         "eval": {"description": eval_set.description, "count": len(eval_set.labels)},
         "quantization_seconds": round(quant_s, 1),
         "total_seconds": round(time.perf_counter() - t0, 1),
-        "cpu": platform.processor() or platform.machine(),
+        # the guard's int8 texts hold for CPUs on the same side of VNNI: without it int8 sums saturate
+        "cpu": cpu.isa_summary(),
+        "int8_vnni": cpu.has_int8_vnni(),
+        "without_vnni": without_vnni,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if not ok and not force:
@@ -206,6 +212,29 @@ def _resolution(fp32_texts: list[str], int8_texts: list[str], eval_set: EvalSet,
                     "with more labelled crops for a guard that can tell", len(eval_set.labels),
                     " / ".join(f"{half[k]:.4f} {k}" for k in wide), max_drop)
     return half
+
+
+def _check_without_vnni(q_model, classes: list[str], eval_set: EvalSet, height: int, config: QuantizationConfig,
+                        fp32_metrics: dict, int8_texts: list[str]) -> dict:
+    """The guard's eval lines read by the int8 model as a CPU without VNNI computes (quant/without_vnni.py): what
+    use_hpip on such a CPU goes by. ``checked`` False with ``why`` where this machine cannot emulate it."""
+    from edgerec.quant.without_vnni import CAP, read_without_vnni
+
+    t0 = time.perf_counter()
+    try:
+        texts, why = read_without_vnni(q_model, classes, eval_set.images, height, config.reading(), EVAL_BATCH)
+    except Exception as exc:  # an optional second look: it never costs the user the quantization before it
+        texts, why = None, f"failed: {type(exc).__name__}: {exc}"
+    if texts is None:
+        log.info("int8 without VNNI not checked: %s", why)
+        return {"checked": False, "why": why}
+    metrics = rec_metrics(texts, eval_set.labels)
+    drops = _drops(fp32_metrics, metrics)
+    return {"checked": True, "emulated_with": f"ONEDNN_MAX_CPU_ISA={CAP}",
+            "int8": {k: round(v, 6) for k, v in metrics.items()}, "drop": drops,
+            "within_bound": within_bound(drops, config.max_drop),
+            "same_text_as_int8": round(sum(a == b for a, b in zip(texts, int8_texts)) / max(1, len(texts)), 6),
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _sensitivity_search(model, q_model, first, calibration, calib_tensors, eval_set: EvalSet, info,
@@ -272,7 +301,9 @@ def _accuracy_control(model, calib_tensors, eval_set: EvalSet, classes, height, 
         m = rec_metrics([t for t, _ in texts], [eval_set.labels[k] for k in ks])
         return 0.5 * m["acc"] + 0.5 * m["norm_edit_dis"]
 
-    ac_kwargs = {k: v for k, v in kwargs.items() if k != "ignored_scope"}
+    ac_kwargs = {k: v for k, v in kwargs.items() if k not in ("ignored_scope", "advanced_parameters")}
+    if "advanced_parameters" in kwargs:  # the recipe's overflow_fix: the same object under another keyword here
+        ac_kwargs["advanced_quantization_parameters"] = kwargs["advanced_parameters"]
     return nncf.quantize_with_accuracy_control(
         model, nncf.Dataset(calib_tensors, lambda t: t), nncf.Dataset(list(range(len(eval_set.labels))), tensor),
         validate, max_drop=config.max_drop, drop_type=nncf.DropType.ABSOLUTE,

@@ -18,6 +18,7 @@ from edgerec.runtime.preprocess import MIN_W, check_min_width, check_width_bucke
 log = logging.getLogger(__name__)
 
 SEARCHES = ("sensitivity", "accuracy_control", "none")
+OVERFLOW_FIXES = ("first_layer", "enable", "disable")
 
 
 @dataclass
@@ -60,10 +61,20 @@ class QuantizationConfig:
     # int8 on the same tensors, and the guard then reads the result at these widths.
     min_width: int | None = None
     width_bucket: int | None = None
+    # NNCF's overflow fix: weights of the convolutions it names quantized to half the int8 range, so that a CPU
+    # without VNNI (AVX2, AVX-512 without VNNI: u8 x s8 pairs summed into int16 with saturation) cannot saturate.
+    # "first_layer" (NNCF's default) is the first quantized convolution, "enable" every convolution and MatMul
+    # (7-bit weights on every CPU), "disable" none
+    overflow_fix: str = "first_layer"
+    # read the guard's eval lines once more as a CPU without VNNI does (a child process under a oneDNN ISA cap;
+    # CPUs with VNNI and AVX-512 only): the report then says whether int8 holds the bound there too
+    check_without_vnni: bool = True
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {self.search!r}")
+        if self.overflow_fix not in OVERFLOW_FIXES:
+            raise ValueError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIXES)}, not {self.overflow_fix!r}")
         if self.min_width is not None:
             self.min_width = check_min_width(self.min_width)
         self.width_bucket = check_width_bucket(self.width_bucket)
@@ -105,6 +116,11 @@ class QuantizationConfig:
             kwargs["ignored_scope"] = nncf.IgnoredScope(names=names, validate=False)
         if self.model_type == "transformer":
             kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+        if self.overflow_fix != "first_layer":
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+            kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
+                overflow_fix=nncf.OverflowFix(self.overflow_fix))
         return kwargs
 
 

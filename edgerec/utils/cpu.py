@@ -33,21 +33,62 @@ def _proc_cpuinfo() -> tuple[str, frozenset[str]]:
     return name or platform.processor() or "unknown", flags
 
 
+# oneDNN's ISA cap: with ONEDNN_MAX_CPU_ISA (or the older DNNL_MAX_CPU_ISA) set, OpenVINO's CPU plugin JITs no
+# instruction above it. AVX512_CORE is how a VNNI machine runs int8 as a CPU without VNNI does (u8 x s8 pairs summed
+# into int16 with saturation, as on AVX2; docs/measurements/2026-12-07-int8-without-vnni.md). The caps below run
+# int8 without VNNI and bf16 emulated; OpenVINO's OPTIMIZATION_CAPABILITIES does not see the cap.
+ISA_CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+CAPS_WITHOUT_VNNI = frozenset({"SSE41", "AVX", "AVX2", "AVX512_CORE"})
+CAPS_WITHOUT_BF16 = CAPS_WITHOUT_VNNI | {"AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE_VNNI"}
+# /proc/cpuinfo flags of an int8 dot-product instruction (u8 x s8 summed in int32, no saturation)
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def isa_cap() -> str | None:
+    """The oneDNN ISA cap this process runs under (e.g. ``AVX512_CORE``), or None. The first of ISA_CAP_VARS that
+    is set decides, as in oneDNN (DEFAULT or ALL: no cap)."""
+    for var in ISA_CAP_VARS:
+        value = os.environ.get(var, "").strip().upper()
+        if value:
+            return None if value in ("DEFAULT", "ALL") else value
+    return None
+
+
+def is_x86() -> bool:
+    """Whether this is an x86 CPU, the only kind whose int8 arithmetic depends on VNNI here."""
+    return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def has_int8_vnni() -> bool:
+    """Whether OpenVINO's int8 kernels use a dot-product instruction here: a VNNI flag and no cap below it.
+
+    Without VNNI, int8 results differ (saturating pair sums), so an int8 model's accuracy guard is only exact for
+    CPUs on the same side of this line. A cap at AVX2_VNNI keeps only the 256-bit AVX-VNNI (Alder Lake and later),
+    so there the avx_vnni flag decides."""
+    flags, cap = _proc_cpuinfo()[1], isa_cap()
+    if cap in ("AVX2_VNNI", "AVX2_VNNI_2"):
+        return "avx_vnni" in flags
+    return any(f in flags for f in VNNI_FLAGS) and cap not in CAPS_WITHOUT_VNNI
+
+
 def cpu_info() -> dict:
-    """CPU model, ISA feature map, logical and usable core counts."""
+    """CPU model, ISA feature map, logical and usable core counts, oneDNN's ISA cap and whether int8 uses VNNI."""
     name, flags = _proc_cpuinfo()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    return {"model": name, "isa": {k: k in flags for k in ISA_FLAGS}, "cores": os.cpu_count(), "usable_cores": usable}
+    return {"model": name, "isa": {k: k in flags for k in ISA_FLAGS}, "cores": os.cpu_count(), "usable_cores": usable,
+            "isa_cap": isa_cap(), "int8_vnni": has_int8_vnni()}
 
 
 def isa_summary() -> str:
-    """One line for headers and reports, e.g. ``AMD EPYC, 2 cores, avx2 avx512_vnni avx_vnni avx512_bf16``."""
+    """One line for headers and reports, e.g. ``AMD EPYC, 2 cores, avx2 avx512_vnni avx_vnni avx512_bf16``, with
+    `` (oneDNN capped at AVX512_CORE)`` appended under a cap."""
     info = cpu_info()
     feats = " ".join(k for k in HEADLINE if info["isa"][k]) or "no avx2"
-    return f"{info['model']}, {info['usable_cores']} cores, {feats}"
+    cap = f" (oneDNN capped at {info['isa_cap']})" if info["isa_cap"] else ""
+    return f"{info['model']}, {info['usable_cores']} cores, {feats}{cap}"
 
 
 # /proc/cpuinfo flags that mean the CPU computes bf16 dot products in hardware (AVX-512 BF16 on Zen 4/5 and
@@ -67,11 +108,13 @@ def _openvino_cpu_capabilities() -> tuple[str, ...]:
 
 
 def has_native_bf16() -> bool:
-    """Whether this CPU runs bf16 natively: OpenVINO's CPU plugin lists "BF16" in OPTIMIZATION_CAPABILITIES and
-    /proc/cpuinfo has avx512_bf16 or amx_bf16. Both must agree: OpenVINO would also run bf16 emulated (slower
-    than f32), and a flag alone does not say the installed plugin has the kernels. The one bf16 decision."""
+    """Whether this CPU runs bf16 natively: OpenVINO's CPU plugin lists "BF16" in OPTIMIZATION_CAPABILITIES,
+    /proc/cpuinfo has avx512_bf16 or amx_bf16, and no oneDNN ISA cap is below bf16. All must agree: OpenVINO would
+    also run bf16 emulated (10x slower than f32 under a cap of AVX512_CORE on Zen 5), and a flag alone does not say
+    the installed plugin has the kernels. The one bf16 decision."""
     flags = _proc_cpuinfo()[1]
-    return any(f in flags for f in BF16_FLAGS) and "BF16" in _openvino_cpu_capabilities()
+    return (any(f in flags for f in BF16_FLAGS) and isa_cap() not in CAPS_WITHOUT_BF16
+            and "BF16" in _openvino_cpu_capabilities())
 
 
 def require_native_bf16(device: str = "CPU") -> None:
@@ -81,6 +124,10 @@ def require_native_bf16(device: str = "CPU") -> None:
                           f"{device!r}: use fp32 or fp16 there")
     if not has_native_bf16():
         name = _proc_cpuinfo()[0]
+        if isa_cap() in CAPS_WITHOUT_BF16 and any(f in _proc_cpuinfo()[1] for f in BF16_FLAGS):
+            raise DeviceError(f"precision 'bf16': this CPU ({name}) has bf16, but oneDNN is capped at {isa_cap()} "
+                              f"({' or '.join(ISA_CAP_VARS)} in the environment), so bf16 would be emulated, "
+                              "slower than fp32. Unset the cap, or use precision fp32 or int8")
         raise DeviceError(f"precision 'bf16': this CPU ({name}) has no native bf16 ({' or '.join(BF16_FLAGS)} "
                           "in /proc/cpuinfo and BF16 in OpenVINO's CPU OPTIMIZATION_CAPABILITIES); it would be "
                           "emulated, slower than fp32. Use precision fp32 (exact) or int8 (`edgerec quantize`)")

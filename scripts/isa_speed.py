@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""ms per word crop of fp32 / bf16 / int8, with int8 also as a CPU without VNNI computes it (oneDNN capped at
+AVX512_CORE), each configuration in its own process, interleaved over rounds.
+
+    PYTHONPATH=. python scripts/isa_speed.py [--models PP-OCRv4_mobile_rec,PP-OCRv6_tiny_rec] [--rounds 5]
+        [--lines 300] [--set ../shared/evalsets/iiit5k_3000]
+
+Each child runs ``create_model(MODEL, precision=P, threads=2, hint="LATENCY")`` over the set's first ``--lines``
+crops at batch 1 through ``recognize_batch`` (preprocess, inference, decode) after one warm-up pass, and prints
+its median ms per line. The table gives per model and configuration the median over rounds and the median of the
+per-round ratios to fp32. The capped rows run the same int8 IR with the arithmetic of a CPU without VNNI on this
+CPU's AVX-512 units: a proxy for such CPUs' int8 / fp32 ratio, not for an AVX2 CPU's milliseconds. Measured with it:
+docs/measurements/2026-12-07-int8-without-vnni.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = (("fp32", ""), ("bf16", ""), ("int8", ""), ("int8", "AVX512_CORE"))
+
+
+def child(model: str, precision: str, images: Path, lines: int) -> None:
+    import time
+
+    from edgerec import create_model
+    from edgerec.bench.datasets import load_dataset
+
+    crops = load_dataset(images).images[:lines]
+    m = create_model(model, precision=precision, threads=2, hint="LATENCY", progress=False)
+    m.predictor.recognize(crops)  # every width prepared
+    times = []
+    for img in crops:
+        t = time.perf_counter()
+        m.predictor.recognize([img])
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"ms": statistics.median(times) * 1e3}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="PP-OCRv4_mobile_rec,PP-OCRv6_tiny_rec")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--lines", type=int, default=300)
+    ap.add_argument("--set", type=Path, default=ROOT.parent / "shared" / "evalsets" / "iiit5k_3000")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], a.child[1], a.set, a.lines)
+        return 0
+    from edgerec.utils.cpu import has_native_bf16, isa_summary
+
+    configs = [c for c in CONFIGS if c[0] != "bf16" or has_native_bf16()]
+    print(f"cpu: {isa_summary()}; {a.lines} crops of {a.set.name}, batch 1, 2 threads, {a.rounds} rounds")
+    ms: dict = {}
+    for _ in range(a.rounds):
+        for model in a.models.split(","):
+            for precision, cap in configs:
+                env = {**os.environ, "PYTHONPATH": str(ROOT)}
+                env.pop("ONEDNN_MAX_CPU_ISA", None)
+                if cap:
+                    env["ONEDNN_MAX_CPU_ISA"] = cap
+                out = subprocess.run([sys.executable, __file__, "--child", model, precision, "--set", str(a.set),
+                                      "--lines", str(a.lines)], env=env, capture_output=True, text=True, check=True)
+                ms.setdefault((model, precision, cap), []).append(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
+    print("| model | config | ms/line (median of rounds) | x fp32 (median of per-round ratios) | ms/line per round |")
+    print("|---|---|---|---|---|")
+    for (model, precision, cap), values in ms.items():
+        base = ms[(model, "fp32", "")]
+        ratio = statistics.median(b / v for b, v in zip(base, values))
+        label = precision + (f" without VNNI ({cap})" if cap else "")
+        rounds = " ".join(f"{v:.2f}" for v in values)
+        print(f"| {model} | {label} | {statistics.median(values):.2f} | {ratio:.2f}x | {rounds} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
