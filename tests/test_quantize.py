@@ -75,7 +75,7 @@ def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
     from edgerec.utils import cpu
 
     # the CPU the guard read int8 on: its int8 arithmetic (VNNI or saturating) decides some texts
-    assert report["cpu"] == cpu.isa_summary() and report["int8_vnni"] is cpu.has_int8_vnni()
+    assert report["cpu"] == cpu.isa_summary() and report["int8_vnni"] is cpu.int8_vnni()
     assert report["config"]["overflow_fix"] == "first_layer"
     from edgerec.quant.without_vnni import why_not_emulated
 

@@ -69,6 +69,7 @@ def test_the_child_reads_the_job_it_is_given(q_model, v4, rendered, monkeypatch)
     assert codes == [2, 2, 0] and why == "" and texts == _texts(q_model, v4, images)
 
 
+@pytest.mark.skipif(cpu.int8_vnni() is None, reason="not an x86 CPU with readable ISA flags")
 def test_the_known_answer_says_which_arithmetic_runs():
     """In this process nothing is capped: int8 saturates exactly where the CPU has no VNNI."""
     from edgerec.quant.without_vnni import int8_saturates
@@ -180,7 +181,7 @@ def test_the_real_child_reads_int8_without_vnni(q_model, v4, rendered):
                                                 {"min_width": 320, "width_bucket": None}, 8)
     assert why == "" and len(texts) == len(images) and all(isinstance(t, str) for t in texts)  # the cap took
     vnni = _texts(q_model, v4, images)
-    assert sum(a == b for a, b in zip(texts, vnni)) >= 0.8 * len(images)
+    assert sum(a == b for a, b in zip(texts, vnni)) >= 0.5 * len(images)  # the same model, another arithmetic
 
 
 @pytest.mark.parametrize("within", [True, False])
@@ -196,8 +197,7 @@ def test_use_hpip_goes_by_the_second_reading_on_a_cpu_without_vnni(tmp_path, mon
                                "drop": {"acc": 0.0 if within else 0.07, "norm_edit_dis": 0.0 if within else 0.03}}}
     (int8.parent / "quantization_report.json").write_text(json.dumps(report))
     monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
-    monkeypatch.setattr(cpu, "has_int8_vnni", lambda: False)
-    monkeypatch.setattr(cpu, "is_x86", lambda: True)
+    monkeypatch.setattr(cpu, "int8_vnni", lambda: False)
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
     precision, _, why = api._hpip_choice(api.registry.pick(None, "cpu"), api.parse_device("cpu"), V4, None, "fp32")
     assert (precision == "int8") is within
@@ -213,6 +213,34 @@ def test_only_x86_cpus_are_concerned(tmp_path, monkeypatch):
     int8.parent.mkdir()
     (int8.parent / "quantization_report.json").write_text(json.dumps({"forced": False, "int8_vnni": True}))
     monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
-    monkeypatch.setattr(cpu, "has_int8_vnni", lambda: False)
     monkeypatch.setattr(cpu, "is_x86", lambda: False)
+    assert cpu.int8_vnni() is None
     assert api._hpip_choice(api.registry.pick(None, "cpu"), api.parse_device("cpu"), V4, None, "fp32")[0] == "int8"
+
+
+@pytest.mark.parametrize("check,force,within,expect_call", [
+    (False, False, True, False), (True, False, True, True), (True, False, False, False), (True, True, False, True)])
+def test_the_second_reading_runs_only_when_asked_and_installed(v4, rendered, tmp_path, monkeypatch, check, force,
+                                                                within, expect_call):
+    """Asked for (the default) and the model installed (within the bound, or forced): a refused model is not
+    installed, so nothing would ever read its second reading. NNCF is stubbed (the fp32 model comes back)."""
+    import nncf
+
+    from edgerec.quant import quantize
+    from edgerec.quant.recipe import QuantizationConfig
+
+    calls = []
+    monkeypatch.setattr(nncf, "quantize", lambda model, dataset, **kw: model)
+    monkeypatch.setattr(quantize, "within_bound", lambda drops, bound: within)
+    monkeypatch.setattr(quantize, "_check_without_vnni", lambda *a: calls.append(a) or {"checked": False, "why": "x"})
+    eval_set = quantize.EvalSet([rendered[0][1]], [rendered[0][0]], "one")
+    cfg = QuantizationConfig(subset_size=1, check_without_vnni=check)
+    if not within and not force:
+        with pytest.raises(quantize.QuantizationError):
+            quantize.quantize_ir(v4.model_path, [rendered[0][1]], eval_set, tmp_path / "q", config=cfg)
+        assert calls == []
+        return
+    report = quantize.quantize_ir(v4.model_path, [rendered[0][1]], eval_set, tmp_path / "q", config=cfg, force=force)
+    assert bool(calls) is expect_call
+    assert report["without_vnni"] == ({"checked": False, "why": "x"} if expect_call else
+                                      {"checked": False, "why": "--no-check-without-vnni"})

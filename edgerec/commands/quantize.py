@@ -93,8 +93,9 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
         drop = report["drop"]
         click.echo(f"drop acc {drop['acc']:+.4f} ±{ci['acc']:.4f}, ned {drop['norm_edit_dis']:+.4f} "
                    f"±{ci['norm_edit_dis']:.4f} (95 % interval over the {report['eval']['count']} eval lines)")
-    click.echo(f"int8 read on {report['cpu']}: " + ("with VNNI" if report["int8_vnni"] else
-               "without VNNI (saturating int8 sums; a VNNI CPU reads some lines differently)"))
+    vnni = report["int8_vnni"]
+    click.echo(f"int8 read on {report['cpu']}" + ("" if vnni is None else ": with VNNI" if vnni else
+               ": without VNNI (saturating int8 sums; a VNNI CPU reads some lines differently)"))
     other = report["without_vnni"]
     if other["checked"]:
         d = other["drop"]
@@ -104,8 +105,11 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
                    + ("within the bound" if other["within_bound"] else
                       f"misses the bound (drop acc {d['acc']:+.4f}, ned {d['norm_edit_dis']:+.4f}): use_hpip will "
                       "not pick int8 on such CPUs; --overflow-fix enable avoids the saturation"))
-    elif report["int8_vnni"]:
-        click.echo(f"not read as CPUs without VNNI: {other['why']}")
+    elif vnni:
+        click.echo(f"not read as CPUs without VNNI: {other['why']}"
+                   + ("" if cfg.overflow_fix == "enable" else
+                      "; use_hpip on CPUs without VNNI will not pick this int8 (unless quantized with "
+                      "--overflow-fix enable)"))
     if report["recipe_choices"]["stem_in_float"]:
         click.echo(f"stem and first stage kept in float ({report['recipe_choices']['ignore_stem']})")
     if min_width or width_bucket:

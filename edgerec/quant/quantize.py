@@ -149,8 +149,8 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     quant_s = time.perf_counter() - t_q
     agree = sum(a == b for a, b in zip(fp32_texts, int8_texts)) / max(1, len(fp32_texts))
     ok = within_bound(drops, config.max_drop)
-    without_vnni = {"checked": False, "why": "not asked for" if not config.check_without_vnni else "refused"}
-    if config.check_without_vnni and (ok or force):
+    without_vnni = {"checked": False, "why": "--no-check-without-vnni"}
+    if config.check_without_vnni and (ok or force):  # a refused model is not installed: nothing to tell use_hpip
         without_vnni = _check_without_vnni(q_model, info.classes, eval_set, height, config, fp32_metrics, int8_texts)
     resolution = _resolution(fp32_texts, int8_texts, eval_set, config.max_drop)
     report = {
@@ -178,7 +178,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         "total_seconds": round(time.perf_counter() - t0, 1),
         # the guard's int8 texts hold for CPUs on the same side of VNNI: without it int8 sums saturate
         "cpu": cpu.isa_summary(),
-        "int8_vnni": cpu.has_int8_vnni(),
+        "int8_vnni": cpu.int8_vnni(),  # None: not an x86 CPU with readable flags
         "without_vnni": without_vnni,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

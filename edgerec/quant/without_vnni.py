@@ -36,6 +36,8 @@ MAX_JOB_BYTES = 2 << 30
 def why_not_emulated() -> str:
     """'' when this machine can read int8 as a CPU without VNNI does, else why not."""
     flags = cpu.cpu_info()["isa"]
+    if cpu.int8_vnni() is None:
+        return "not an x86 CPU whose ISA flags can be read: int8 does not depend on VNNI here"
     if not cpu.has_int8_vnni():
         return "this CPU has no int8 VNNI: the guard above already read int8 as CPUs without VNNI do"
     if not (flags["avx512f"] and flags["avx512bw"]):

@@ -59,6 +59,11 @@ def is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
+def int8_vnni() -> bool | None:
+    """has_int8_vnni() where it can be told (an x86 CPU whose /proc/cpuinfo flags are readable), else None."""
+    return has_int8_vnni() if is_x86() and _proc_cpuinfo()[1] else None
+
+
 def has_int8_vnni() -> bool:
     """Whether OpenVINO's int8 kernels use a dot-product instruction here: a VNNI flag and no cap below it.
 
@@ -79,7 +84,7 @@ def cpu_info() -> dict:
     except AttributeError:
         usable = os.cpu_count()
     return {"model": name, "isa": {k: k in flags for k in ISA_FLAGS}, "cores": os.cpu_count(), "usable_cores": usable,
-            "isa_cap": isa_cap(), "int8_vnni": has_int8_vnni()}
+            "isa_cap": isa_cap(), "int8_vnni": int8_vnni()}
 
 
 def isa_summary() -> str:
@@ -110,8 +115,8 @@ def _openvino_cpu_capabilities() -> tuple[str, ...]:
 def has_native_bf16() -> bool:
     """Whether this CPU runs bf16 natively: OpenVINO's CPU plugin lists "BF16" in OPTIMIZATION_CAPABILITIES,
     /proc/cpuinfo has avx512_bf16 or amx_bf16, and no oneDNN ISA cap is below bf16. All must agree: OpenVINO would
-    also run bf16 emulated (10x slower than f32 under a cap of AVX512_CORE on Zen 5), and a flag alone does not say
-    the installed plugin has the kernels. The one bf16 decision."""
+    also run bf16 emulated (under a cap of AVX512_CORE on Zen 5: 10x native bf16's time, ~6x f32's), and a flag
+    alone does not say the installed plugin has the kernels. The one bf16 decision."""
     flags = _proc_cpuinfo()[1]
     return (any(f in flags for f in BF16_FLAGS) and isa_cap() not in CAPS_WITHOUT_BF16
             and "BF16" in _openvino_cpu_capabilities())
