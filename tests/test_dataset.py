@@ -398,6 +398,9 @@ def test_evaluate_equals_a_hand_computation(v4, eval_ds, tmp_path):
     assert res["unreadable_images"] == ["images/missing.png: no such file or directory"]
     assert json.loads((out / "evaluate_result.json").read_text("utf-8")) == res
     assert res["done_flag"] is True and set(res["metrics"]) == {"acc", "norm_edit_dis"}
+    from edgerec.utils import cpu
+
+    assert res["cpu"] == cpu.isa_summary() and res["int8_vnni"] is cpu.int8_vnni()  # whose arithmetic the figures are
 
 
 def test_failed_samples_count_as_wrong_in_the_metric():

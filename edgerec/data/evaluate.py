@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from edgerec.data.dataset import find_list_file, read_labelled
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import InputError
+from edgerec.utils import cpu
 from edgerec.utils.fs import atomic_write_text
 
 if TYPE_CHECKING:
@@ -117,6 +118,9 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
         "model": {"name": model.model_name, "precision": model.precision, "engine": model.engine,
                   "device": model.device, "path": str(model.model_path),
                   "min_width": model.predictor.min_width, "width_bucket": model.predictor.width_bucket},
+        # the CPU the figures hold for: int8 (VNNI or saturating) and bf16 read differently on other CPUs
+        "cpu": cpu.isa_summary(),
+        "int8_vnni": cpu.int8_vnni(),
         "dataset_path": str(dataset_dir),
         "list_file": list_file.name,
         "batch_size": batch_size,
