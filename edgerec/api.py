@@ -203,6 +203,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if warmup and not probed:  # a probed engine has run a line already
         predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
     run_precision = "bf16" if precision == "bf16" else info.precision
+    if run_precision == "int8" and not use_hpip and (other := _other_arithmetic(_int8_report(resolved.path), spec)):
+        # asked for by name: it runs, but the user should know its accuracy check was for another arithmetic
+        log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)
     summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
         f", widths padded to {min_width} + k x {width_bucket}" if width_bucket else "") + (
         f"; use_hpip: {hpip_note}" if use_hpip else "")

@@ -38,6 +38,31 @@ def assert_same_results(got, want, tol: float = SCORE_TOL) -> None:
         assert abs(a - b) <= tol, f"item {k}: score {a!r} vs {b!r} differs by more than {tol}"
 
 
+def linked_home(edgerec_home: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A fresh model home for V4 that shares the real sources and fp32 IR (no int8 yet); its model root."""
+    from edgerec.zoo import home as homes
+
+    real = edgerec_home / "models" / V4
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path))
+    root = homes.model_root(V4)
+    root.mkdir(parents=True)
+    (root / "sources").symlink_to(real / "sources")
+    (root / "fp32").symlink_to(real / "fp32")
+    return root
+
+
+def install_relabelled_int8(root: Path) -> Path:
+    """An "int8" model in ``root``: the fp32 IR labelled int8, for tests of which model is chosen (quantizing
+    itself is tested in test_quantize.py). Returns its model.xml."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(root / "fp32" / "model.xml"))
+    model.set_rt_info("int8", ["model_info", "precision"])
+    out = root / "int8" / "model.xml"
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
+
+
 @pytest.fixture(scope="session")
 def edgerec_home() -> Path:
     return Path(os.environ["EDGEREC_HOME"])

@@ -260,27 +260,18 @@ def test_warmup_is_optional_and_the_summary_says_what_was_loaded(v4, rendered):
 
 
 def test_use_hpip_picks_int8_when_it_is_installed(edgerec_home, tmp_path, monkeypatch, caplog, rendered):
-    import openvino as ov
+    from conftest import install_relabelled_int8, linked_home
 
-    from edgerec.zoo import home as homes
-
-    # a model home that shares the real sources and fp32 IR and has an "int8" model: the fp32 IR labelled int8
+    # a model home that shares the real sources and fp32 IR, then gets an "int8" model: the fp32 IR labelled int8
     # (selection is what is tested here; quantization itself is issue 3's)
-    real = edgerec_home / "models" / V4
-    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path))
-    root = homes.model_root(V4)
-    root.mkdir(parents=True)
-    (root / "sources").symlink_to(real / "sources")
-    (root / "fp32").symlink_to(real / "fp32")
+    root = linked_home(edgerec_home, tmp_path, monkeypatch)
     without = create_model(V4, use_hpip=True, progress=False)
     from edgerec.utils.cpu import has_native_bf16
 
     assert without.precision == ("bf16" if has_native_bf16() else "fp32")  # bf16 where native: test_bf16
     assert "no int8 model installed" in without.config_summary
 
-    model = ov.Core().read_model(str(real / "fp32" / "model.xml"))
-    model.set_rt_info("int8", ["model_info", "precision"])
-    ov.save_model(model, str(root / "int8" / "model.xml"), compress_to_fp16=False)
+    install_relabelled_int8(root)
     with caplog.at_level(logging.INFO, logger="edgerec.api"):
         hpip = create_model(V4, use_hpip=True, progress=False)
     assert hpip.precision == "int8" and hpip.model_path == root / "int8" / "model.xml"

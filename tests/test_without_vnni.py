@@ -244,3 +244,27 @@ def test_the_second_reading_runs_only_when_asked_and_installed(v4, rendered, tmp
     assert bool(calls) is expect_call
     assert report["without_vnni"] == ({"checked": False, "why": "x"} if expect_call else
                                       {"checked": False, "why": "--no-check-without-vnni"})
+
+
+@pytest.mark.parametrize("here_vnni", [True, False])
+def test_int8_asked_for_by_name_warns_where_its_check_does_not_hold(edgerec_home, tmp_path, monkeypatch, caplog,
+                                                                   rendered, here_vnni):
+    """precision="int8" runs what was asked for; on a CPU without VNNI, an int8 checked only with VNNI (its second
+    reading missed) says so in a warning. The "int8" here is the fp32 IR relabelled: the choice is what is tested."""
+    import logging
+
+    from edgerec import create_model
+
+    from conftest import install_relabelled_int8, linked_home
+
+    root = linked_home(edgerec_home, tmp_path, monkeypatch)
+    install_relabelled_int8(root)
+    (root / "int8" / "quantization_report.json").write_text(json.dumps({
+        "forced": False, "int8_vnni": True, "config": {"overflow_fix": "first_layer"},
+        "without_vnni": {"checked": True, "within_bound": False, "drop": {"acc": 0.05, "norm_edit_dis": 0.02}}}))
+    monkeypatch.setattr(cpu, "int8_vnni", lambda: here_vnni)
+    with caplog.at_level(logging.WARNING, logger="edgerec.api"):
+        int8 = create_model(V4, precision="int8", progress=False)
+    assert int8.precision == "int8"
+    assert ("but not without it" in caplog.text) is (not here_vnni)
+    assert int8.recognize(rendered[0][1])["rec_text"].strip() == rendered[0][0]
