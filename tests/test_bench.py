@@ -698,3 +698,10 @@ def test_bf16_is_planned_only_where_the_cpu_has_it(monkeypatch, native):
     assert "fp32 only" in reasons[("bf16", "onnxruntime")]
     if not native:
         assert "has no native bf16" in reasons[("bf16", "openvino")]
+
+
+def test_same_text_share_counts_equal_lines():
+    from edgerec.data.metrics import same_text_share
+
+    assert same_text_share(["a", "b", None, "d"], ["a", "x", None, "d"]) == 0.75  # a failed line equals a failed one
+    assert same_text_share([], []) == 0.0

@@ -114,7 +114,7 @@ def _measure_dataset(ds: Dataset, runners: list[Runner], chunk: int, batch_size:
 
 def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
     # here: the children (PaddleX's venv too) import this module
-    from edgerec.data.metrics import paired_difference, rec_metrics
+    from edgerec.data.metrics import paired_difference, rec_metrics, same_text_share
 
     rows = []
     by_cfg = {m.runner.cfg: m for m in ms if not m.error}
@@ -137,14 +137,14 @@ def _rows_for(ds: Dataset, ms: list[_Measure], batch_size: int) -> list[dict]:
             row.update({"batch_size": batch_size, "b8_lines_per_s": n / m.total[8],
                         "b8_ms_per_line": 1000 * m.total[8] / n,
                         "b8_avg_batch": st8.lines / st8.calls if st8.calls else None,
-                        "b8_same_text": sum(a == b for a, b in zip(m.texts[1], m.texts[8])) / n,
+                        "b8_same_text": same_text_share(m.texts[1], m.texts[8]),
                         **{f"b8_{k}": v for k, v in st8.per_line_ms().items()}})
         else:
             row.update({"batch_size": None, "b8_lines_per_s": None, "b8_ms_per_line": None, "b8_avg_batch": None,
                         "b8_same_text": None, "b8_pre_ms": None, "b8_infer_ms": None, "b8_decode_ms": None})
         ref = by_cfg.get(Config(cfg.model, *BASELINE))
         row["agree_fp32"] = (None if ref is None or ref is m else
-                             sum(a == b for a, b in zip(m.texts[1], ref.texts[1])) / n)
+                             same_text_share(m.texts[1], ref.texts[1]))
         paired = (None if ref is None or ref is m else
                   paired_difference([t or "" for t in ref.texts[1]], texts, ds.labels))
         for key, metric in (("d_acc_fp32", "acc"), ("d_ned_fp32", "norm_edit_dis")):

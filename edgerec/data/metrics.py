@@ -61,6 +61,11 @@ def rec_metrics(preds: Sequence[str], labels: Sequence[str],
     }
 
 
+def same_text_share(texts_a: Sequence, texts_b: Sequence) -> float:
+    """The share of lines two readings of the same lines read alike (0.0 for no lines)."""
+    return sum(a == b for a, b in zip(texts_a, texts_b)) / max(1, len(texts_a))
+
+
 def paired_difference(preds_a: Sequence[str], preds_b: Sequence[str], labels: Sequence[str],
                       z: float = 1.96) -> dict:
     """B minus A in ``acc`` and ``norm_edit_dis`` on the same lines, each with the half-width of its 95 % interval.

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.data.metrics import paired_difference, rec_metrics
+from edgerec.data.metrics import paired_difference, rec_metrics, same_text_share
 from edgerec.errors import EdgeRecError
 from edgerec.quant.recipe import QuantizationConfig, with_card_recipe
 from edgerec.runtime.predictor import RecPredictor
@@ -147,7 +147,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
         drops = _drops(fp32_metrics, int8_metrics)
         method = "qat+accuracy_control" if qat_report else "accuracy_control"
     quant_s = time.perf_counter() - t_q
-    agree = sum(a == b for a, b in zip(fp32_texts, int8_texts)) / max(1, len(fp32_texts))
+    agree = same_text_share(fp32_texts, int8_texts)
     ok = within_bound(drops, config.max_drop)
     without_vnni = {"checked": False, "why": "--no-check-without-vnni"}
     if config.check_without_vnni and (ok or force):  # a refused model is not installed: nothing to tell use_hpip
@@ -233,7 +233,7 @@ def _check_without_vnni(q_model, classes: list[str], eval_set: EvalSet, height: 
     return {"checked": True, "emulated_with": f"ONEDNN_MAX_CPU_ISA={CAP}",
             "int8": {k: round(v, 6) for k, v in metrics.items()}, "drop": drops,
             "within_bound": within_bound(drops, config.max_drop),
-            "same_text_as_int8": round(sum(a == b for a, b in zip(texts, int8_texts)) / max(1, len(texts)), 6),
+            "same_text_as_int8": round(same_text_share(texts, int8_texts), 6),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
