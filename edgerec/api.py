@@ -15,7 +15,7 @@ from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
 from edgerec.errors import InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
-from edgerec.runtime.predictor import RecPredictor, batch_sizes
+from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
 from edgerec.runtime.preprocess import MIN_W, bucket_count, check_min_width, check_width_bucket
 from edgerec.utils import cpu
 from edgerec.zoo import home as homes
@@ -30,6 +30,20 @@ bad_input_log = logging.getLogger("edgerec.bad_input")
 # folder of crops still batches 64+ lines at a time, a 300-page PDF holds a few pages, not 64
 WINDOW_BYTES = 32 * 2**20
 _array_names = itertools.count()  # arrays have no file name: number them per process so saves never collide
+
+
+def _shown(obj: object) -> str:
+    """How an input is named in an error: a path as given, an array by its shape, anything else by a short repr."""
+    if isinstance(obj, (str, Path)):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return f"<ndarray #{next(_array_names)}>"  # as predict names arrays
+    if isinstance(obj, (list, tuple)):
+        return f"<{type(obj).__name__} of {len(obj)} items>"
+    if isinstance(obj, Iterator):
+        return f"<{type(obj).__name__}>"
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class TextRecognizer:
@@ -67,10 +81,18 @@ class TextRecognizer:
         ``save_to_img`` then has nothing to draw); ``skip(path)`` True leaves a file out unread (resuming).
         """
         if on_error not in ("result", "raise"):
-            raise ValueError("on_error must be 'result' or 'raise'")
-        bs = self.batch_size if batch_size is None else int(batch_size)
-        # enough lines in hand to fill equal-width batches and every parallel infer request
-        window = max(64, bs * 8 * self.predictor.parallel)
+            raise ValueError(f"on_error must be 'result' or 'raise', not {on_error!r}")
+        bs = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        # checked when predict is called, not when its first result is asked for
+        return self._predict(input, bs, on_error, return_word_box, workers, keep_image, skip)
+
+    def _predict(self, input, bs: int, on_error: str, return_word_box: bool, workers: int, keep_image: bool,
+                 skip: Callable[[str], bool] | None) -> Iterator[TextRecResult]:
+        # enough lines in hand to fill equal-width batches and every parallel infer request; from an iterator (a
+        # stream of frames, a queue) only one batch per request, so a producer that waits for results still gets
+        # them (64 ahead would hold its first result until 63 more frames came)
+        stream = isinstance(input, Iterator)
+        window = bs * self.predictor.parallel if stream else max(64, bs * 8 * self.predictor.parallel)
         pending: list[LoadedItem] = []
         held = 0  # bytes of decoded images in ``pending``: PDF pages are megabytes each, line crops kilobytes
         for item in iter_inputs(input, workers=workers, skip=skip):
@@ -85,15 +107,25 @@ class TextRecognizer:
     __call__ = predict
 
     def recognize(self, image: np.ndarray) -> TextRecResult:
-        """One image in, one result out; a bad image raises InputError. The kiosk's per-frame call."""
-        return next(iter(self.predict(image, batch_size=1, on_error="raise")))
+        """One image in, one result out; a bad image raises InputError. The kiosk's per-frame call.
+
+        Anything that holds no image or more than one (a list, an iterator, an N x H x W x C array, a folder, a
+        multi-page PDF) is an InputError too: ``predict`` takes those."""
+        if isinstance(image, (list, tuple, Iterator)) or (isinstance(image, np.ndarray) and image.ndim == 4):
+            what = f"an array of shape {image.shape}" if isinstance(image, np.ndarray) else f"a {type(image).__name__}"
+            raise InputError(_shown(image), f"recognize takes one image, not {what}; predict takes many")
+        results = list(itertools.islice(self.predict(image, batch_size=1, on_error="raise"), 2))
+        if len(results) != 1:
+            raise InputError(_shown(image), ("holds no image" if not results else "holds more than one image (a "
+                             "folder or a multi-page file)") + "; recognize takes one image, predict takes many")
+        return results[0]
 
     def recognize_batch(self, images: list[np.ndarray], batch_size: int | None = None) -> list[tuple[str, float]]:
         """(text, score) for each array, in order: the call for integrations that hold decoded crops already
         (a camera's ROIs, a detector's boxes). Arrays are BGR, gray or BGRA; one that is no image raises
         InputError naming its index. ``batch_size`` defaults to the model's."""
         bgr = [to_bgr(img, f"images[{i}]") for i, img in enumerate(images)]
-        bs = self.batch_size if batch_size is None else int(batch_size)
+        bs = self.batch_size if batch_size is None else check_batch_size(batch_size)
         return self.predictor.recognize(bgr, bs) if bgr else []
 
     def properties(self) -> dict:
@@ -127,7 +159,7 @@ class TextRecognizer:
 
 
 def create_model(model_name: str | None = None, model_dir: str | Path | None = None, device: str | None = None,
-                 precision: str = "fp32", use_hpip: bool = False, *, engine: str | None = None,
+                 precision: str | None = None, use_hpip: bool = False, *, engine: str | None = None,
                  batch_size: int = 1, threads: int | None = None, source: str | None = None,
                  hint: str | None = None, cache: bool = True, progress: bool = True, warmup: bool = True,
                  shape_cache: int | None = None, engine_options: dict | None = None, pp_option=None,
@@ -171,8 +203,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                     ", ".join(ignored))
     spec = parse_device(device)
     kind = registry.pick(engine, spec)
+    asked = precision  # None: the model's own (an IR given as model_dir as it is, else fp32)
+    precision = precision or "fp32"
     if precision not in homes.RUN_PRECISIONS:
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.RUN_PRECISIONS)}")
+    batch_size = check_batch_size(batch_size)
     min_width = check_min_width(MIN_W if min_width is None else min_width)
     width_bucket = check_width_bucket(width_bucket)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
@@ -186,6 +221,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     hpip_note = ""
     if use_hpip:
         precision, chosen, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
+        asked = precision
         values = {**chosen, **values}  # what the caller set explicitly wins
     options = kind.make_options(values)  # an unknown option fails here, before any fetch
     if precision not in kind.precisions:
@@ -193,8 +229,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                          "(fp16 and int8 are OpenVINO IRs, bf16 an OpenVINO CPU compute hint)")
     if precision == "bf16":  # refused before any fetch on a CPU without native bf16 or another device
         cpu.require_native_bf16("CPU" if spec.family == "cpu" else spec.text)
-    resolved = resolve_model(model_name, model_dir, precision, source_format=kind.source_format, source=source,
-                             progress=progress)
+    resolved = resolve_model(model_name, model_dir, asked and precision, source_format=kind.source_format,
+                             source=source, progress=progress)
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
     info = resolved.info or resolved.complete(_probe_classes(eng, resolved.input_height))

@@ -93,14 +93,29 @@ def is_live(source: str | int) -> bool:
     return s.lower().startswith(LIVE_SCHEMES) or s.startswith("/dev/")
 
 
-def _open_capture(source: str | int) -> Any:
-    """cv2.VideoCapture for ``source``, with OpenCV's own warnings silenced (edgerec reports the failure)."""
+# FFmpeg's own log lines ("[mov,mp4,...] moov atom not found", "[mjpeg @ 0x...] overread 8") go straight to
+# stderr; edgerec says what went wrong itself. OpenCV reads this once, when its FFmpeg backend first opens a video
+# in the process, so it is set before every open (a value the user set is kept). -8 is AV_LOG_QUIET.
+FFMPEG_LOGLEVEL_ENV = "OPENCV_FFMPEG_LOGLEVEL"
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's and FFmpeg's own log lines silenced for the block (edgerec reports failures in its own words)."""
+    os.environ.setdefault(FFMPEG_LOGLEVEL_ENV, "-8")
     old = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        return cv2.VideoCapture(source)
+        yield
     finally:
         cv2.utils.logging.setLogLevel(old)
+
+
+def _open_capture(source: str | int) -> Any:
+    """cv2.VideoCapture for ``source``, with OpenCV's and FFmpeg's own messages silenced (edgerec reports the
+    failure)."""
+    with quiet_opencv():
+        return cv2.VideoCapture(source)
 
 
 def _release(cap: Any) -> None:
@@ -153,6 +168,7 @@ class CameraReader:
         self.frames_read = 0
         self.reconnects = 0
         self.fps = 0.0
+        self.frame_count: int | None = None  # what a video file's container says it holds (None: not known)
 
     def open(self) -> CameraReader:
         """Open the source; InputError naming it if it cannot be opened."""
@@ -186,7 +202,24 @@ class CameraReader:
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         with contextlib.suppress(Exception):
             self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not self.live:
+            with contextlib.suppress(Exception):
+                count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+                self.frame_count = int(count) if 0 < count < 2**62 else None
         return cap
+
+    def ended_early(self) -> str | None:
+        """After a video file's last frame: a warning when fewer frames were read than its container says it holds
+        (a truncated or damaged file), else None. A count that is an estimate may be off by a frame or two (or 1 %)."""
+        if self.live:
+            return None
+        if self.frames_read == 0:
+            return f"{self.name}: no frame could be read from this video (truncated or damaged?)"
+        total = self.frame_count
+        if total and total - self.frames_read > max(2, total // 100):
+            return (f"{self.name}: the video ended after {self.frames_read} of the {total} frames its container "
+                    "lists (truncated or damaged?)")
+        return None
 
     def close(self) -> None:
         if self._cap is not None:
@@ -384,18 +417,30 @@ def watch(model: Any, source: str | int, rois: Sequence[Roi | str] | None = None
     return iter(CameraWatcher(model, source, rois, every=every, stable=stable, **reader_options))
 
 
-def save_event(event: TextEvent, save_dir: str | Path) -> list[Path]:
-    """Write ``frameNNNNNN_roiK.json`` (the event) and ``..._res.png`` (crop + text) into ``save_dir``, atomically."""
-    from edgerec.results import TextRecResult
-    from edgerec.utils.fs import atomic_write_text
+def save_event(event: TextEvent, save_dir: str | Path, *, overwrite: bool = True) -> list[Path]:
+    """Write ``frameNNNNNN_roiK.json`` (the event) and ``..._res.png`` (crop + text) into ``save_dir``, atomically.
 
+    With ``overwrite=False`` (``edgerec camera`` without ``--overwrite``) a file of either name already there is a
+    FileExistsError naming it, and nothing is written for the event.
+    """
+    from edgerec.results import TextRecResult, write_new
+    from edgerec.utils.fs import atomic_write_bytes
+
+    folder = Path(save_dir)
     stem = f"frame{event.frame_index:06d}_roi{event.roi_index}"
-    out = [atomic_write_text(Path(save_dir) / f"{stem}.json",
-                             json.dumps(event.to_json(), ensure_ascii=False, indent=2))]
+    files = [(folder / f"{stem}.json", json.dumps(event.to_json(), ensure_ascii=False, indent=2).encode("utf-8"))]
     if event.crop is not None and event.crop.size:
         res = TextRecResult(None, None, event.rec_text, event.rec_score, input_img=event.crop, name=stem)
-        out.append(res.save_to_img(save_dir))
-    return out
+        img, suffix = res.img_bytes(".png")
+        files.append((folder / f"{stem}_res{suffix}", img))
+    if not overwrite:
+        there = [str(p) for p, _ in files if os.path.lexists(p)]
+        if there:
+            raise FileExistsError(f"{' and '.join(there)} already exist{'s' if len(there) == 1 else ''}; pass "
+                                  "--overwrite to replace files in --save-dir, or pick another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    write = atomic_write_bytes if overwrite else write_new
+    return [write(path, data) for path, data in files]
 
 
 # ---------------------------------------------------------------------------------------------------- CLI body
@@ -405,34 +450,48 @@ class _Stop(Exception):
 
 def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as_json: bool = False,
         save_dir: str | None = None, max_reconnects: int = 5, echo: Callable[[str], None] = print,
-        echo_err: Callable[[str], None] = print, model_options: dict | None = None) -> int:
-    """The body of ``edgerec camera``: returns the exit status (0 at end of file or Ctrl-C).
+        echo_err: Callable[[str], None] = print, model_options: dict | None = None, overwrite: bool = False) -> int:
+    """The body of ``edgerec camera``: returns the exit status (0 at end of file or Ctrl-C; 1 when an event could
+    not be saved in ``save_dir``: each such event is one error line, and the run goes on).
 
-    Opens the source before loading the model, so a missing camera is an error at once.
+    Opens the source before loading the model, so a missing camera is an error at once. A file already in
+    ``save_dir`` is replaced only with ``overwrite``. A video file that ends before the frames its container lists
+    ends with a warning line saying how many were read. OpenCV's and FFmpeg's own log lines are silenced.
     """
     from edgerec.api import create_model
+    from edgerec.commands.shell import plain
 
     reader = CameraReader(source, every=every, max_reconnects=max_reconnects)
     watcher: CameraWatcher | None = None
     ended = False  # end of file, Ctrl-C or SIGTERM (not an error): the summary is always printed then
+    at_end = False  # the source itself ended (a file's last frame), not Ctrl-C
+    failed = 0
     old_term = None
     try:
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: no handler, the caller stops us
         pass
     try:
-        try:
-            reader.open()  # SIGTERM and Ctrl-C already end us while a source is slow to open
-        except (KeyboardInterrupt, _Stop):
-            echo_err(f"edgerec camera: stopped while opening {reader.name}")
-            raise
-        model = create_model(**(model_options or {}))
-        watcher = CameraWatcher(model, reader, rois, stable=stable, keep_crops=bool(save_dir))
-        for ev in watcher:
-            echo(json.dumps(ev.to_json(), ensure_ascii=False) if as_json else ev.line())
-            if save_dir:
-                save_event(ev, save_dir)
-        ended = True
+        with quiet_opencv():
+            try:
+                reader.open()  # SIGTERM and Ctrl-C already end us while a source is slow to open
+            except (KeyboardInterrupt, _Stop):
+                echo_err(f"edgerec camera: stopped while opening {plain(reader.name)}")
+                raise
+            model = create_model(**(model_options or {}))
+            watcher = CameraWatcher(model, reader, rois, stable=stable, keep_crops=bool(save_dir))
+            for ev in watcher:
+                echo(json.dumps(ev.to_json(), ensure_ascii=False) if as_json else ev.line())
+                if save_dir:
+                    try:  # an event that cannot be saved is an error line; the run and the other events go on
+                        save_event(ev, save_dir, overwrite=overwrite)
+                    except Exception as exc:  # the disk, the encoder, or a file that is already there
+                        failed += 1
+                        why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror \
+                            else str(exc)
+                        echo_err(f"edgerec: error: frame {ev.frame_index} roi{ev.roi_index}: cannot save it in "
+                                 f"{plain(save_dir)}: {plain(why)}")
+            ended = at_end = True
     except (KeyboardInterrupt, _Stop):
         ended = True
     finally:
@@ -440,8 +499,11 @@ def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
         if watcher is not None and (ended or watcher.stats.frames_recognized):
-            echo_err(f"edgerec camera: {watcher.stats.summary()}")
-    return 0
+            echo_err(f"edgerec camera: {plain(watcher.stats.summary())}")
+        early = reader.ended_early() if at_end else None
+        if early:
+            echo_err(f"edgerec camera: warning: {plain(early)}")
+    return 1 if failed else 0
 
 
 def _on_sigterm(*_: object) -> None:

@@ -59,3 +59,7 @@ class DeviceError(EdgeRecError):
 
 class EngineUnavailableError(EdgeRecError, ImportError):
     """An optional engine's package is not installed."""
+
+
+class OutputExistsError(EdgeRecError, FileExistsError):
+    """An output folder holds files edgerec did not write there; replacing the folder would delete them."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import errno
 import io
 import json
+import logging
 import math
 import os
 from pathlib import Path, PurePosixPath
@@ -14,17 +17,47 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .errors import EdgeRecError
 from .io.fonts import font_path, load_font
-from .utils.fs import atomic_write_bytes
+from .utils.fs import atomic_write_bytes, stage_bytes
 
-__all__ = ["TextRecResult", "IMAGE_SUFFIXES"]
+__all__ = ["TextRecResult", "IMAGE_SUFFIXES", "ImageTooLargeError", "write_new"]
+
+log = logging.getLogger(__name__)
 
 KEYS = ("input_path", "page_index", "rec_text", "rec_score")
 # in the dict, as in PaddleX's, but never in .json / .str / saved JSON (PaddleX pops them there too)
 HIDDEN = ("input_img", "vis_font")
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
                   ".tiff": "TIFF"}
+# the largest side each format's encoder takes (libwebp's WEBP_MAX_DIMENSION, libjpeg's JPEG_MAX_DIMENSION); PNG,
+# BMP and TIFF have none a text line reaches
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}
+_FORMAT_NAMES = {"WEBP": "WebP"}
 _BLANK_HEIGHT = 48
+
+
+class ImageTooLargeError(EdgeRecError, ValueError):
+    """The visualisation is larger than the format ``save_to_img`` was asked for can hold (WebP, JPEG)."""
+
+
+def write_new(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, but only if ``path`` does not exist: a FileExistsError otherwise, and
+    the existing file is left as it was (even one that appears while we write)."""
+    path = Path(path)
+    tmp = stage_bytes(path, data)
+    try:
+        try:
+            os.link(tmp, path)  # fails with EEXIST, never replaces: the check and the write are one step
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        except OSError:  # a file system without hard links: reserve the name, then move the data in
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
 
 
 def _plain(obj: Any) -> Any:
@@ -246,22 +279,59 @@ class TextRecResult(dict):
         suffix = PurePosixPath(urlsplit(path).path).suffix if _is_url(path) else Path(path).suffix
         return suffix if suffix.lower() in IMAGE_SUFFIXES else ".png"
 
-    def save_to_json(self, save_path: str | Path, indent: int = 4, ensure_ascii: bool = False) -> Path:
-        """Write the result as JSON: to ``save_path`` if it ends with .json, else to ``<save_path>/<stem>_res.json``."""
-        target = self._target(save_path, (".json",), ".json")
+    def json_bytes(self, indent: int = 4, ensure_ascii: bool = False) -> bytes:
+        """What ``save_to_json`` writes."""
         text = json.dumps(self._res(), indent=indent, ensure_ascii=ensure_ascii)
         # a non-UTF-8 file name arrives with surrogate escapes: write them as JSON \uXXXX escapes, not a crash
-        return atomic_write_bytes(target, text.encode("utf-8", "backslashreplace"))
+        return text.encode("utf-8", "backslashreplace")
+
+    def img_bytes(self, suffix: str, *, where: str | Path | None = None, fallback: bool = False) -> tuple[bytes, str]:
+        """The visualisation encoded for ``suffix`` (an IMAGE_SUFFIXES key), and the suffix it was encoded for.
+
+        A picture larger than the format takes (WebP: 16383 pixels a side, JPEG: 65500) is an ImageTooLargeError
+        naming ``where``, the size and the limit; with ``fallback`` it is encoded as PNG instead (suffix ``.png``),
+        with a warning.
+        """
+        img = self._to_img()
+        fmt = IMAGE_SUFFIXES[suffix.lower()]
+        limit = MAX_SIDE.get(fmt)
+        if limit is not None and max(img.size) > limit:
+            size = f"{img.size[0]}x{img.size[1]}"
+            name = _FORMAT_NAMES.get(fmt, fmt)
+            if not fallback:
+                raise ImageTooLargeError(f"{where or 'the visualisation'}: the visualisation is {size} pixels, "
+                                         f"larger than {name} allows ({limit} pixels a side); save it as .png")
+            log.warning("%s: the visualisation is %s pixels, larger than %s allows (%d pixels a side): saved as PNG",
+                        where or self._stem(), size, name, limit)
+            suffix, fmt = ".png", "PNG"
+        buf = io.BytesIO()
+        img.save(buf, format=fmt)
+        return buf.getvalue(), suffix
+
+    def save_to_json(self, save_path: str | Path, indent: int = 4, ensure_ascii: bool = False) -> Path:
+        """Write the result as JSON: to ``save_path`` if it ends with .json, else to ``<save_path>/<stem>_res.json``.
+
+        The file is replaced atomically (a reader sees the old content or the new, never half), as PaddleX
+        replaces it."""
+        target = self._target(save_path, (".json",), ".json")
+        return atomic_write_bytes(target, self.json_bytes(indent, ensure_ascii))
 
     def save_to_img(self, save_path: str | Path) -> Path:
         """Write the visualisation: to ``save_path`` if it has an image suffix, else ``<save_path>/<stem>_res<suffix>``.
 
-        ``<suffix>`` is the input's image suffix (a .jpg input gives ``_res.jpg``, as PaddleX), else ``.png``.
+        ``<suffix>`` is the input's image suffix (a .jpg input gives ``_res.jpg``, as PaddleX), else ``.png``. A
+        picture larger than WebP or JPEG can hold (16383 / 65500 pixels a side, a very long line) is saved as
+        ``_res.png`` in the folder form (with a warning; the returned path says so), and is an
+        :class:`ImageTooLargeError` naming the path, the size and the limit when ``save_path`` names the file.
+        Replaced atomically, as :meth:`save_to_json`.
         """
+        save_path = Path(save_path)
+        named = save_path.suffix.lower() in IMAGE_SUFFIXES
         target = self._target(save_path, tuple(IMAGE_SUFFIXES), self._image_suffix())
-        buf = io.BytesIO()
-        self._to_img().save(buf, format=IMAGE_SUFFIXES[target.suffix.lower()])
-        return atomic_write_bytes(target, buf.getvalue())
+        data, suffix = self.img_bytes(target.suffix, where=target, fallback=not named)
+        if suffix != target.suffix:
+            target = target.with_name(f"{self._stem()}_res{suffix}")
+        return atomic_write_bytes(target, data)
 
     def save_all(self, save_path: str | Path) -> list[Path]:
         """Save JSON and visualisation into the folder ``save_path``."""

@@ -228,8 +228,29 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_ir(v4, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     res = CliRunner().invoke(main, ["export", V4, "--output", str(out)])
-    assert res.exit_code == 1 and "not an IR folder" in res.stderr
+    assert res.exit_code == 1 and "did not write (notes.txt)" in res.stderr
     assert (out / "notes.txt").read_text() == "keep me"
+    # an earlier export's folder with a user's file beside the IR is refused too (it used to be replaced whole)
+    assert CliRunner().invoke(main, ["export", V4, "--output", str(tmp_path / "ir")]).exit_code == 0
+    (tmp_path / "ir" / "notes.txt").write_text("keep me too")
+    res = CliRunner().invoke(main, ["export", V4, "--output", str(tmp_path / "ir")])
+    assert res.exit_code == 1 and "notes.txt" in res.stderr
+    assert (tmp_path / "ir" / "notes.txt").read_text() == "keep me too"
+    (tmp_path / "ir" / "notes.txt").unlink()  # an earlier export's folder alone is replaced
+    assert CliRunner().invoke(main, ["export", V4, "--output", str(tmp_path / "ir")]).exit_code == 0
+
+
+def test_export_via_paddle2onnx_takes_the_cards_paddle_source_and_refuses_an_onnx_model(v4, tmp_path):
+    from edgerec.zoo.cards import get_card
+    from edgerec.zoo.export import ExportError, convert
+    from edgerec.zoo.fetch import cached_source
+
+    onnx = next(s for s in get_card(V4).sources if s.format == "onnx")
+    src = cached_source(V4, onnx.id)
+    if src is None:
+        pytest.skip("the ONNX source of PP-OCRv4 is not cached")
+    with pytest.raises(ExportError, match="converts Paddle models"):
+        convert(src, via="paddle2onnx", scratch=tmp_path)
 
 
 # ------------------------------------------------------------------ the resolver: one rule, one read

@@ -125,12 +125,15 @@ def test_png_with_pdf_magic_in_its_metadata_stays_an_image(tmp_path):
     assert item.error is None and item.page_index is None
 
 
-def test_float_images_are_0_to_1_by_dtype_never_by_max():
+def test_float_images_are_0_to_1_up_to_1_5_else_0_to_255_as_paddlex():
     img = np.full((4, 4), 0.5, np.float32)
     img[0, 0] = 1.0001  # resize overshoot: the rest of the image must not become 0..255
     out = to_bgr(img)
     assert int(out[1, 1, 0]) == 128 and int(out[0, 0, 0]) == 255
+    # a float image in 0..255 (what PaddleX assumes for every float array, and PIL's "F" mode) reads as such
+    assert int(to_bgr(np.full((2, 2), 128.0, np.float32))[0, 0, 0]) == 128
     assert int(to_bgr(np.full((2, 2), 128.0, np.float32), value_range=255)[0, 0, 0]) == 128
+    assert int(to_bgr(np.full((2, 2), 0.5, np.float32), value_range=255)[0, 0, 0]) == 0  # said 0..255: 0.5 is black
     with pytest.raises(InputError, match="value_range"):
         to_bgr(img, value_range=100)
 

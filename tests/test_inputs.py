@@ -79,7 +79,8 @@ def _write(path: Path, img: np.ndarray) -> Path:
         (np.full((2, 3), 0.5, np.float32), (128, 128, 128)),
         (np.full((2, 3), 1.0, np.float64), (255, 255, 255)),
         (np.full((2, 3), 0.5, np.float16), (128, 128, 128)),
-        (np.full((2, 3, 3), (300.0, -5.0, 0.4), np.float32), (255, 0, 102)),  # float is 0..1 by dtype: clipped
+        (np.full((2, 3, 3), (300.0, -5.0, 0.4), np.float32), (255, 0, 0)),  # above 1.5: 0..255, clipped
+        (np.full((2, 3, 3), (1.2, -5.0, 0.4), np.float32), (255, 0, 102)),  # at most 1.5: 0..1, clipped
         (np.full((2, 3), True), (255, 255, 255)),
         (np.full((2, 3), False), (0, 0, 0)),
         (np.full((2, 3, 3), (-5, 300, 42), np.int16), (0, 255, 42)),

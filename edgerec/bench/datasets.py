@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.data.dataset import find_list_file, read_labelled
+from edgerec.data.dataset import find_list_file, read_labelled, resolve_folder
 from edgerec.errors import InputError
 
 SCENE_TEXT_RE = re.compile(r"iiit5k|svt|icdar|ic1[35]|cute", re.IGNORECASE)
@@ -53,7 +53,7 @@ def load_dataset(folder: str | Path, limit: int | None = None, scene_text: bool 
     """
     from edgerec.io.inputs import load_image
 
-    folder = Path(folder).resolve()
+    folder = resolve_folder(folder)
     list_file = find_list_file(folder, "any")
     kind = "evalset" if list_file.name == "label.txt" else "MSTextRecDataset"
     paths, labels, images, bad = [], [], [], []

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from edgerec.commands.common import PRECISION, fail
+from edgerec.commands.common import PRECISION_OPTION, fail
+from edgerec.commands.shell import plain
 from edgerec.errors import EdgeRecError
 
 
@@ -19,25 +20,31 @@ from edgerec.errors import EdgeRecError
               help="Report a new text once it held for this many recognized frames.")
 @click.option("--model", "model_name", help="Model card name [default: PP-OCRv4_mobile_rec unless --model-dir].")
 @click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
-@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@PRECISION_OPTION
 @click.option("--device", default="cpu", show_default=True, help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
 @click.option("--max-reconnects", type=click.IntRange(0), default=5, show_default=True,
               help="Reopen a dropped live stream this many times (with backoff) before giving up.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text change on stdout.")
-@click.option("--save-dir", type=click.Path(file_okay=False), help="Write frameN_roiK.json and _res.png per change.")
+@click.option("--save-dir", type=click.Path(file_okay=False),
+              help="Write frameN_roiK.json and _res.png per change into this folder; files already there are not "
+                   "replaced unless --overwrite (such an event is an error line, exit status 1).")
+@click.option("--overwrite", is_flag=True, help="With --save-dir: replace files of the same name already there.")
 def camera(source, rois, every, stable, model_name, model_dir, precision, device, threads, max_reconnects, as_json,
-           save_dir) -> None:
+           save_dir, overwrite) -> None:
     """Read text from camera frames: print each ROI's text when it changes and holds for --stable frames.
 
-    Ends at the end of a file or on Ctrl-C, printing frames read, frames recognized, fps and latency on stderr.
+    Ends at the end of a file or on Ctrl-C, printing frames read, frames recognized, fps and latency on stderr
+    (and a warning when a video file ends before the frames it lists).
     """
     from edgerec.camera import Roi, run
 
     try:
         boxes = [Roi.parse(r) for r in rois]
     except EdgeRecError as exc:
-        raise click.BadParameter(str(exc), param_hint="--roi") from None
+        raise click.BadParameter(plain(exc), param_hint="--roi") from None
+    if overwrite and not save_dir:
+        fail("--overwrite needs --save-dir")
     if model_name is None and model_dir is None:
         model_name = "PP-OCRv4_mobile_rec"
     options = {"model_name": model_name, "model_dir": model_dir, "device": device, "precision": precision,
@@ -45,9 +52,9 @@ def camera(source, rois, every, stable, model_name, model_dir, precision, device
     try:
         code = run(source, boxes, every=every, stable=stable, as_json=as_json, save_dir=save_dir,
                    max_reconnects=max_reconnects, echo=click.echo, echo_err=lambda m: click.echo(m, err=True),
-                   model_options=options)
+                   model_options=options, overwrite=overwrite)
     except EdgeRecError as exc:
-        fail(exc)
+        fail(plain(exc))  # the source's name may hold a newline or an ESC: one line, no terminal control
     except OSError as exc:
-        fail(f"cannot write results to {save_dir}: {exc}" if save_dir else exc)
+        fail(plain(f"cannot write results to {save_dir}: {exc}" if save_dir else exc))
     sys.exit(code)

@@ -11,6 +11,13 @@ from edgerec.engines import registry
 
 PRECISION = click.Choice(["fp32", "fp16", "int8", "bf16"])  # bf16: the fp32 IR at bf16 compute (native-bf16 CPUs)
 ENGINE = click.Choice(registry.names())
+# the precision a command runs at; unset: the model's own (fp32 for a card name, an IR given with --model-dir as
+# it is), so `--model-dir int8_folder` runs int8 and `--model-dir fp32_folder --precision int8` finds the int8 IR
+# beside it or says there is none
+PRECISION_OPTION = click.option(
+    "--precision", type=PRECISION, default=None,
+    help="fp32, fp16, int8 or bf16 (bf16: native-bf16 CPUs) [default: the model's own: fp32, or the IR that "
+         "--model-dir names as it is].")
 
 # the widths lines are read at (create_model's min_width and width_bucket), for every command that reads lines:
 # predict, evaluate and quantize's guard. The bounds are MIN_W_FLOOR and MAX_W of runtime.preprocess.

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from edgerec.commands.common import ENGINE, MIN_WIDTH, WIDTH_BUCKET, fail
+from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION_OPTION, WIDTH_BUCKET, fail
 from edgerec.errors import EdgeRecError
 
-PRECISION = click.Choice(["fp32", "fp16", "int8"])
 SHOWN_PER_KIND = 20  # problem lines printed per kind; problems.txt has them all
 
 
@@ -97,7 +96,7 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
               help="An exported IR folder or a local Paddle/ONNX model (e.g. a fine-tuned best_accuracy/).")
 @click.option("--dataset", "dataset_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="A MSTextRecDataset folder: its val.txt is evaluated (an evalset's label.txt works too).")
-@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@PRECISION_OPTION
 @click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")

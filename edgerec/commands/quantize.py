@@ -12,12 +12,17 @@ from edgerec.errors import EdgeRecError
 @click.argument("name", required=False)
 @click.option("--model-dir", type=click.Path(exists=True), help="A local model instead of a card name.")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False),
-              help="Dataset folder (train.txt or label.txt) of real crops [default: rendered lines].")
+              help="Dataset folder of real crops: its train.txt, else val.txt or label.txt [default: rendered "
+                   "lines].")
 @click.option("--eval", "eval_dir", type=click.Path(exists=True, file_okay=False),
-              help="Labelled folder (val.txt or label.txt) to check accuracy on [default: rendered lines].")
+              help="Labelled folder to check accuracy on: its val.txt or label.txt (never train.txt), with at least "
+                   "one line [default: rendered lines].")
 @click.option("--subset-size", type=click.IntRange(1, 10000), default=300, show_default=True,
-              help="Calibration crops.")
-@click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True)
+              help="Calibration crops (a sample of --calibration's). They are held in memory with their input "
+                   "tensors: about 0.25 MB a rendered line, 2.5 GB at the bound.")
+@click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True,
+              help="Eval crops (a sample of --eval's), read by fp32 and int8. They are held in memory: about 40 KB "
+                   "a rendered line, 4 GB at the bound.")
 @click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
               help="Largest allowed absolute drop of acc and norm_edit_dis.")
 @click.option("--float-stem/--int8-stem", default=None,
@@ -121,17 +126,28 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
 
 @click.command()
 @click.argument("name")
-@click.option("--output", type=click.Path(file_okay=False), required=True, help="Dataset folder to write.")
-@click.option("--n", "count", type=click.IntRange(1, 100000), default=300, show_default=True)
+@click.option("--output", type=click.Path(file_okay=False), required=True,
+              help="Dataset folder to write: a new or empty one, or an earlier set (only images/ and train.txt), "
+                   "which is replaced.")
+@click.option("--n", "count", type=click.IntRange(1, 100000), default=300, show_default=True,
+              help="Lines to render; each is written as it is rendered (about 20 KB of PNG a line), so memory does "
+                   "not grow with N.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def calibrate(name, output, count, seed) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def calibrate(name, output, count, seed, quiet) -> None:
     """Render a seeded calibration set for a model's charset (images/ + train.txt), to inspect or reuse."""
-    from edgerec.quant.calibration import render_lines, save_dataset
+    from edgerec.quant.calibration import IMAGES_DIR, iter_lines, save_dataset
+    from edgerec.utils.fs import check_replaceable
     from edgerec.zoo.resolve import resolve_model
 
+    what = "edgerec calibrate"
     try:
+        check_replaceable(output, (IMAGES_DIR, "train.txt"), what)  # before the model and the rendering
         info = resolve_model(name, None, "fp32").info  # the classes quantize renders for: the IR's
-        folder = save_dataset(render_lines(info.classes, count, seed=seed), output)
+        folder = save_dataset(iter_lines(info.classes, count, seed=seed), output, total=count,
+                              progress=False if quiet else None, what=what)
     except EdgeRecError as exc:
         fail(exc)
+    except OSError as exc:
+        fail(f"cannot write to {output}: {exc.strerror or exc}")
     click.echo(f"{count} lines in {folder}/ (train.txt); use with: edgerec quantize {name} --calibration {folder}")

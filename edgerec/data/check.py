@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edgerec.data.dataset import MALFORMED, LabelledLine, Problem, parse_list_file, short
+from edgerec.data.dataset import MALFORMED, LabelledLine, Problem, parse_list_file, resolve_folder, short
 from edgerec.data.histogram import length_histogram, plot_histogram
 from edgerec.data.split import split_dataset
 from edgerec.errors import InputError
@@ -135,7 +135,7 @@ def check_dataset(dataset_dir: str | Path, output: str | Path = "./output", *, m
     replaced or removed; nothing else there is touched.
     """
     given = str(dataset_dir)
-    folder = Path(dataset_dir).expanduser().resolve()
+    folder = resolve_folder(dataset_dir)  # a folder that is a symlink loop: an InputError naming it
     if not folder.is_dir():
         raise InputError(dataset_dir, "not a dataset folder")
     output = Path(output)

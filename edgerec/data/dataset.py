@@ -11,6 +11,7 @@ report all read through :func:`read_lines`, so they agree on every line.
 from __future__ import annotations
 
 import codecs
+import errno
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,24 @@ def not_regular(path: Path) -> str | None:
         return None
     kind = "a named pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file"
     return f"not a regular file ({kind})"
+
+
+def unresolvable(exc: BaseException) -> str:
+    """Why ``Path.resolve()`` failed, in words: Python 3.11 raises RuntimeError on a symlink loop, 3.13 OSError."""
+    if isinstance(exc, RuntimeError) or (isinstance(exc, OSError) and exc.errno == errno.ELOOP):
+        return "a symlink loop"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def resolve_folder(folder: str | Path) -> Path:
+    """``folder`` with ``~`` expanded and symlinks resolved; a symlink loop (or a NUL byte) is an InputError
+    naming the folder, not a RuntimeError traceback."""
+    try:
+        return Path(folder).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InputError(folder, f"not a dataset folder ({unresolvable(exc)})") from None
 
 
 def find_list_file(folder: str | Path, split: str = "any") -> Path:
@@ -134,8 +153,9 @@ def parse_list_file(folder: Path, name: str) -> tuple[list[LabelledLine], list[P
             problems.append(Problem("empty_label", name, no, f"empty label for {short(rel)!r}"))
         try:
             path = (folder / rel).resolve()
-        except (OSError, ValueError) as exc:  # a NUL byte, a symlink loop
-            problems.append(Problem("bad_path", name, no, f"invalid image path {short(rel)!r} ({exc})"))
+        except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte; a symlink loop (RuntimeError on 3.11)
+            problems.append(Problem("bad_path", name, no, f"invalid image path {short(rel)!r} "
+                                                          f"({unresolvable(exc)})"))
             continue
         if not path.is_relative_to(folder):
             problems.append(Problem("outside", name, no, f"path {short(rel)!r} leaves the dataset folder"))
@@ -151,7 +171,7 @@ def read_lines(folder: str | Path, split: str = "any", *, strict: bool = True,
     ``strict``: the first line that is not well formed raises InputError naming ``file:line`` (training,
     evaluation, calibration); otherwise every problem is returned (check-dataset).
     """
-    folder = Path(folder).expanduser().resolve()
+    folder = resolve_folder(folder)
     list_file = find_list_file(folder, split)
     lines, problems = parse_list_file(folder, list_file.name)
     if strict:

@@ -7,18 +7,20 @@ counts as wrong (edit distance 1), is listed in the result, and the other sample
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgerec.data.dataset import find_list_file, read_labelled
+from edgerec.data.dataset import find_list_file, read_labelled, resolve_folder
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import InputError
 from edgerec.utils import cpu
-from edgerec.utils.fs import atomic_write_text
+from edgerec.utils.fs import stage_bytes
 
 if TYPE_CHECKING:
     from edgerec.api import TextRecognizer
@@ -29,7 +31,7 @@ CHUNK = 256  # images decoded and recognized per step: bounds memory on large va
 
 
 def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path, *,
-             model_dir: str | Path | None = None, precision: str = "fp32", batch_size: int = 8,
+             model_dir: str | Path | None = None, precision: str | None = None, batch_size: int = 8,
              output: str | Path | None = None, device: str | None = None, engine: str | None = None,
              threads: int | None = None, min_width: int | None = None, width_bucket: int | None = None,
              progress: bool | None = None) -> dict:
@@ -50,7 +52,9 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
     from edgerec.api import TextRecognizer, create_model
     from edgerec.io.inputs import load_image
 
-    folder = Path(dataset_dir).expanduser().resolve()
+    if output is not None:
+        _check_output(Path(output))  # before the run, not after it
+    folder = resolve_folder(dataset_dir)
     list_file = find_list_file(folder, "val")
     pairs = read_labelled(folder, "val")
     if not pairs:
@@ -129,7 +133,31 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
     }
     if output is not None:
         out = Path(output)
-        atomic_write_text(out / PREDICTIONS_FILE,
-                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        atomic_write_text(out / RESULT_FILE, json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        # both staged before either is renamed into place: a failed write leaves the old pair, not half a new one
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        staged = [(stage_bytes(out / PREDICTIONS_FILE, lines.encode("utf-8")), out / PREDICTIONS_FILE)]
+        try:
+            staged.append((stage_bytes(out / RESULT_FILE, (json.dumps(result, ensure_ascii=False, indent=2) + "\n"
+                                                           ).encode("utf-8")), out / RESULT_FILE))
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        finally:
+            for tmp, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
     return result
+
+
+def _check_output(out: Path) -> None:
+    """The output folder can take evaluate's two files: made if missing, a folder, writable, no folder in the way."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(out, f"cannot make the output folder ({exc.strerror or exc})") from None
+    if not out.is_dir():
+        raise InputError(out, "the output is not a folder")
+    for name in (RESULT_FILE, PREDICTIONS_FILE):
+        if (out / name).exists() and not (out / name).is_file():
+            raise InputError(out / name, "is in the way of the file evaluate writes there (not a regular file)")
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(out, "the output folder is not writable")

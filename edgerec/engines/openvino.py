@@ -47,6 +47,8 @@ HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 # shapes kept if set): a shape that repeats call after call (a kiosk's fixed ROI) is not prepared again; one that
 # alternates with another is (about one inference's time in fp32, four in int8).
 DEFAULT_SHAPE_CACHE = 0
+# shapes x KERNELS_PER_SHAPE must fit OpenVINO's int; far more shapes than any run meets
+MAX_SHAPE_CACHE = 100_000
 STATIC_WIDTH_SHAPES = 4
 KERNELS_PER_SHAPE = 100
 # Below the plugin's cache, oneDNN keeps a process-wide cache of 1024 JIT-compiled primitives, another ~100 MB
@@ -122,13 +124,19 @@ class OpenVINOOptions(EngineOptions):
         if self.infer_precision is not None and self.infer_precision not in PRECISION_HINTS:
             raise EngineOptionError(f"engine 'openvino': infer_precision must be one of {PRECISION_HINTS}, not "
                                     f"{self.infer_precision!r}")
-        if self.shape_cache is not None and (isinstance(self.shape_cache, bool) or int(self.shape_cache) < 0):
-            raise EngineOptionError(f"engine 'openvino': shape_cache must be >= 0, not {self.shape_cache!r}")
-        if self.static_width is not None and (isinstance(self.static_width, bool) or int(self.static_width) < 1):
+        if self.shape_cache is not None and not _whole(self.shape_cache, 0, MAX_SHAPE_CACHE):
+            raise EngineOptionError(f"engine 'openvino': shape_cache must be a whole number from 0 to "
+                                    f"{MAX_SHAPE_CACHE}, not {self.shape_cache!r}")
+        if self.static_width is not None and not _whole(self.static_width, 1, 1 << 20):
             raise EngineOptionError(f"engine 'openvino': static_width must be a width >= 1, not {self.static_width!r}")
         if self.config is not None and not isinstance(self.config, dict):
             raise EngineOptionError(f"engine 'openvino': config must be a dict of OpenVINO properties, not "
                                     f"{type(self.config).__name__}")
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    """``value`` is an int (not a bool, not a float or str) from ``low`` to ``high``."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and low <= value <= high
 
 
 class OpenVINOEngine(Engine):

@@ -57,7 +57,7 @@ class TextRecognizerUDF:
     """A callable class for ``Dataset.map_batches``: bytes or images in, text columns out."""
 
     def __init__(self, model_name: str | None = "PP-OCRv4_mobile_rec", model_dir: str | None = None,
-                 precision: str = "fp32", device: str = "cpu", threads: int | None = None, batch_size: int = 8,
+                 precision: str | None = None, device: str = "cpu", threads: int | None = None, batch_size: int = 8,
                  home: str | None = None, min_width: int | None = None, width_bucket: int | None = None):
         if home:
             os.environ["EDGEREC_HOME"] = home
@@ -96,7 +96,7 @@ class TextRecognizerUDF:
                 "rec_score": np.array(scores, dtype=np.float64), "error": np.array(errors, dtype=object)}
 
 
-def prepare(model_name: str, precision: str = "fp32") -> None:
+def prepare(model_name: str, precision: str | None = None) -> None:
     """Fetch and export the model on the driver, so actors on this node load it from the model home."""
     from edgerec.api import create_model
 
@@ -104,7 +104,7 @@ def prepare(model_name: str, precision: str = "fp32") -> None:
 
 
 def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OCRv4_mobile_rec",
-                     model_dir: str | None = None, precision: str = "fp32", address: str | None = None,
+                     model_dir: str | None = None, precision: str | None = None, address: str | None = None,
                      concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64,
                      overwrite: bool = False, min_width: int | None = None,
                      width_bucket: int | None = None) -> tuple[int, int]:

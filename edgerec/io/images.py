@@ -15,6 +15,7 @@ import numpy as np
 
 from edgerec.errors import InputError
 from edgerec.io.decoder_log import quiet_decode
+from edgerec.utils.fs import open_fd_regular
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -37,11 +38,17 @@ _PIL_BOMB_RE = re.compile(r"\((\d+) pixels\)")
 # --------------------------------------------------------------------------------------------- arrays
 
 
-def _to_uint8(a: np.ndarray, source: str, value_range: float = 1.0) -> np.ndarray:
+# a float image whose values stay at or below this is 0..1 (a resize may overshoot 1.0 a little); above it 0..255,
+# as PaddleX reads floats and PIL's "F" mode holds them. A 0..255 image that never exceeds 1.5 is black either way.
+FLOAT_UNIT_MAX = 1.5
+
+
+def _to_uint8(a: np.ndarray, source: str, value_range: float | None = None) -> np.ndarray:
     """Bring any numeric dtype to uint8 without wrap-around: scale 16-bit, scale floats, clip the rest.
 
-    Floats are decided by dtype, never by their values: a float image is 0..1 unless the caller says
-    ``value_range=255`` (a resize that overshoots to 1.0001 must not flip the whole image to 0..255).
+    Floats: 0..1 when no value exceeds FLOAT_UNIT_MAX, else 0..255 (what PaddleX assumes for every float array, so
+    a PaddleX script's float images read the same; a 0..1 image, which PaddleX reads as black, reads right too).
+    ``value_range`` 1 or 255 says which instead.
     """
     kind, size = a.dtype.kind, a.dtype.itemsize  # by kind and size: big-endian '>u2' is 16-bit too
     if kind == "u" and size == 1:
@@ -62,6 +69,8 @@ def _to_uint8(a: np.ndarray, source: str, value_range: float = 1.0) -> np.ndarra
                 f = a.astype(np.float32 if a.dtype.itemsize < 4 else np.float64)
         if not np.isfinite(f).all():
             raise InputError(source, f"array contains NaN or infinite values (dtype {a.dtype})")
+        if value_range is None:
+            value_range = 1.0 if (f.size == 0 or float(f.max()) <= FLOAT_UNIT_MAX) else 255.0
         if value_range not in (1.0, 255.0):
             raise InputError(source, f"value_range must be 1 or 255, not {value_range!r}")
         scale = 255.0 / float(value_range)
@@ -81,11 +90,12 @@ def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def to_bgr(array: np.ndarray, source: str = "<ndarray>", value_range: float = 1.0) -> np.ndarray:
+def to_bgr(array: np.ndarray, source: str = "<ndarray>", value_range: float | None = None) -> np.ndarray:
     """Normalise one image array to BGR uint8 HxWx3, C-contiguous; raise InputError naming ``source`` if impossible.
 
     Colour arrays are taken as BGR(A), as cv2.imread gives them (the PaddleX convention). A uint8 BGR array that is
-    already contiguous is returned as is, without a copy. Float arrays are 0..1, or 0..255 with ``value_range=255``.
+    already contiguous is returned as is, without a copy. Float arrays are 0..1 when no value exceeds 1.5, else
+    0..255 (as PaddleX), unless ``value_range`` (1 or 255) says which.
     """
     if not isinstance(array, np.ndarray):
         raise InputError(source, f"expected a numpy array, got {type(array).__name__}")
@@ -141,7 +151,7 @@ def _pil_to_bgr(img: Any, source: str) -> np.ndarray:
                 arr = np.clip(arr, 0, 65535).astype(np.uint16)
             return to_bgr(arr, source)
         elif mode == "F":
-            return to_bgr(np.asarray(img), source)  # float: 0..1, the one rule for floats
+            return to_bgr(np.asarray(img), source)  # float: the one rule for floats (PIL's "F" holds 0..255)
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             img = img.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
         arr = np.asarray(img)
@@ -320,17 +330,8 @@ def decode_tiff_page(buf: np.ndarray, page: int, source: str) -> np.ndarray:
 def open_regular(path: str) -> Any:
     """Open ``path`` for reading only if it is a regular file (None otherwise): opened non-blocking, then checked on
     the open descriptor, so a FIFO (or one swapped in after a stat) can never block the caller."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return contextlib.nullcontext(None)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    fh, _ = open_fd_regular(path, os.O_RDONLY | getattr(os, "O_BINARY", 0), "rb")
+    return contextlib.nullcontext(None) if fh is None else fh
 
 
 def _read_file(path: str, source: str, max_bytes: int | None = None) -> np.ndarray:

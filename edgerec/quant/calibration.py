@@ -13,7 +13,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import random
+import sys
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +23,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edgerec.data.dataset import find_list_file, read_labelled
+from edgerec.data.dataset import LIST_FILES, find_list_file, read_labelled, resolve_folder
 from edgerec.errors import InputError
 from edgerec.io.inputs import load_image
+
+PROGRESS_MIN = 500  # lines: fewer are rendered or read (a few seconds) without a progress bar
 
 
 @dataclass(frozen=True)
@@ -200,36 +204,114 @@ class LineRenderer:
         return np.ascontiguousarray(arr), text
 
 
-def render_lines(classes: list[str], n: int, seed: int = 0, recipe: RenderRecipe | None = None
-                 ) -> list[tuple[np.ndarray, str]]:
+def _bar(total: int | None, desc: str, progress: bool | None):
+    """A tqdm bar on stderr, as elsewhere in edgerec: ``progress`` None shows it on a terminal for at least
+    PROGRESS_MIN lines; True / False force it on / off."""
+    from tqdm import tqdm
+
+    show = (sys.stderr.isatty() and (total is None or total >= PROGRESS_MIN)) if progress is None else progress
+    return tqdm(total=total, desc=desc, unit="line", file=sys.stderr, leave=False, disable=not show,
+                dynamic_ncols=True)
+
+
+def iter_lines(classes: list[str], n: int, seed: int = 0, recipe: RenderRecipe | None = None
+               ) -> Iterator[tuple[np.ndarray, str]]:
+    """The ``n`` lines of :func:`render_lines`, one at a time (the same ones, in the same order)."""
     renderer = LineRenderer(classes, seed=seed, recipe=recipe)
-    return [renderer.render() for _ in range(n)]
+    for _ in range(n):
+        yield renderer.render()
 
 
-def dataset_lines(folder: str | Path, n: int | None = None, seed: int = 0, split: str = "train"
-                  ) -> list[tuple[np.ndarray, str]]:
-    """Up to ``n`` labelled crops from a dataset folder, a seeded random sample when it holds more."""
-    try:
-        find_list_file(folder, split)
-    except InputError:  # no list file of that split: any labelled list will do
-        split = "any"
+def render_lines(classes: list[str], n: int, seed: int = 0, recipe: RenderRecipe | None = None, *,
+                 progress: bool | None = False) -> list[tuple[np.ndarray, str]]:
+    """``n`` seeded (BGR line, text) pairs, all in memory (about 40 KB a line): quantize's calibration and eval
+    sets. ``progress``: see :func:`_bar`. To write many lines to disk use :func:`save_dataset` with
+    :func:`iter_lines`, whose memory does not grow with ``n``."""
+    with _bar(n, "rendering lines", progress) as bar:
+        lines = []
+        for line in iter_lines(classes, n, seed=seed, recipe=recipe):
+            lines.append(line)
+            bar.update(1)
+    return lines
+
+
+def dataset_sample(folder: str | Path, n: int | None = None, seed: int = 0, split: str = "train", *,
+                   fallback: bool = True, purpose: str = "to read") -> list[tuple[Path, str]]:
+    """Up to ``n`` (image path, label) pairs of a dataset folder's ``split`` list, a seeded random sample when it
+    holds more; the images are not read yet, so a wrong folder fails at once.
+
+    ``fallback``: without a list file of ``split``, take any labelled list (val.txt, label.txt, train.txt);
+    otherwise that is an InputError naming the folder and the files it lacks. A list without a labelled line is
+    an InputError naming the list file (``purpose`` says what the lines were for).
+    """
+    folder = resolve_folder(folder)
+    names = LIST_FILES[split]
+    missing = folder.is_dir() and all(not (folder / name).exists() and not (folder / name).is_symlink()
+                                      for name in names)
+    if missing and fallback:
+        split = "any"  # no list file of that split: any labelled list will do
+    elif missing:
+        others = [name for name in LIST_FILES["any"] if name not in names and (folder / name).is_file()]
+        raise InputError(folder, f"no {' or '.join(names)} in this dataset folder {purpose}"
+                         + (f"; its {' and '.join(others)} is not used for that" if others else ""))
+    list_file = find_list_file(folder, split)
     pairs = read_labelled(folder, split=split)  # a malformed line raises with file:line, as in training
+    if not pairs:
+        raise InputError(list_file, f"no labelled lines {purpose}")
     if n is not None and len(pairs) > n:
         pairs = random.Random(seed).sample(pairs, n)
-    return [(load_image(p), label) for p, label in pairs]
+    return pairs
 
 
-def save_dataset(lines: list[tuple[np.ndarray, str]], folder: str | Path, list_name: str = "train.txt") -> Path:
-    """Write lines as an MSTextRecDataset folder (images/NNNNN.png + list file), atomically."""
-    from edgerec.utils.fs import atomic_dir, atomic_write_text
+def load_pairs(pairs: list[tuple[Path, str]], progress: bool | None = False) -> list[tuple[np.ndarray, str]]:
+    """Decode the images of (path, label) pairs; an unreadable one is an InputError naming it."""
+    with _bar(len(pairs), "reading crops", progress) as bar:
+        lines = []
+        for path, label in pairs:
+            lines.append((load_image(path), label))
+            bar.update(1)
+    return lines
+
+
+def dataset_lines(folder: str | Path, n: int | None = None, seed: int = 0, split: str = "train", *,
+                  fallback: bool = True, purpose: str = "to read", progress: bool | None = False
+                  ) -> list[tuple[np.ndarray, str]]:
+    """Up to ``n`` labelled crops from a dataset folder, a seeded random sample when it holds more
+    (:func:`dataset_sample`, then the images)."""
+    return load_pairs(dataset_sample(folder, n, seed, split, fallback=fallback, purpose=purpose), progress)
+
+
+# the folder of images save_dataset writes (beside the list file); any other name in its folder is the user's
+IMAGES_DIR = "images"
+
+
+def save_dataset(lines: Iterable[tuple[np.ndarray, str]], folder: str | Path, list_name: str = "train.txt", *,
+                 total: int | None = None, progress: bool | None = False, what: str = "edgerec calibrate") -> Path:
+    """Write lines as an MSTextRecDataset folder (images/NNNNN.png + list file), atomically.
+
+    ``lines`` may be a generator (:func:`iter_lines`): each image is written to the temporary folder as it
+    comes and dropped, so memory stays flat whatever the count. An existing ``folder`` is replaced only when it
+    holds nothing but ``images/`` and the list file (an earlier set); anything else in it is an
+    ``OutputExistsError`` before anything is written. ``total``: the count, for the progress bar.
+    """
+    from edgerec.utils.fs import atomic_dir
 
     folder = Path(folder)
-    with atomic_dir(folder) as tmp:
-        (tmp / "images").mkdir()
-        rows = []
-        for i, (img, text) in enumerate(lines):
-            name = f"images/{i:05d}.png"
-            cv2.imwrite(str(tmp / name), img)
-            rows.append(f"{name}\t{text}")
-        atomic_write_text(tmp / list_name, "\n".join(rows) + "\n")
+    if total is None and hasattr(lines, "__len__"):
+        total = len(lines)  # type: ignore[arg-type]
+    with atomic_dir(folder, owned=(IMAGES_DIR, list_name), what=what) as tmp, \
+            _bar(total, f"writing {folder}", progress) as bar:
+        (tmp / IMAGES_DIR).mkdir()
+        with open(tmp / list_name, "w", encoding="utf-8", newline="\n") as listing:
+            for i, (img, text) in enumerate(lines):
+                if "\t" in text or "\n" in text or "\r" in text:
+                    raise InputError(f"line {i + 1}", f"label {text[:40]!r} holds a tab or a line break, which a "
+                                     "list file cannot hold")
+                name = f"{IMAGES_DIR}/{i:05d}.png"
+                ok, buf = cv2.imencode(".png", img)
+                if not ok:
+                    raise InputError(f"line {i + 1}", "cv2 could not encode the image as PNG")
+                (tmp / name).write_bytes(buf.tobytes())
+                listing.write(f"{name}\t{text}\n")
+                bar.update(1)
     return folder

@@ -32,11 +32,13 @@ from edgerec.quant.recipe import QuantizationConfig, with_card_recipe
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch
 from edgerec.utils import cpu
-from edgerec.utils.fs import atomic_dir, atomic_write_text
+from edgerec.utils.fs import atomic_dir, atomic_write_text, check_replaceable
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "quantization_report.json"
+# what an int8 folder holds (written whole): an existing folder with anything else in it is not replaced
+INT8_FILES = ("model.xml", "model.bin", REPORT_NAME)
 # fp32 and int8 are evaluated through RecPredictor as users run it (width-grouped batches, long lines in windows);
 # batches of this many lines, so that the batched path is what is checked
 EVAL_BATCH = 8
@@ -114,6 +116,9 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     calib_tensors = [preprocess_batch([img], config.width_of(img, height), height) for img in calibration]
     if not calib_tensors:
         raise QuantizationError("no calibration crops")
+    if not eval_set.labels:  # no line: equal metrics, a drop of 0, and any int8 would pass the guard
+        raise QuantizationError(f"no eval lines to check int8 on ({eval_set.description or 'an empty eval set'})")
+    check_replaceable(out_dir, INT8_FILES, "edgerec quantize")  # before NNCF's minutes, when called directly
     t0 = time.perf_counter()
     fp32_metrics, fp32_texts = evaluate(model, info.classes, eval_set, height, reading=reading)
     base, qat_report = model, {}
@@ -193,7 +198,7 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     q_model.set_rt_info(json.dumps({k: report[k] for k in ("method", "drop", "max_drop", "ignored_scope", "qat",
                                                            "calibration", "eval", "config")}),
                         [RT_KEY, "quantization"])
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owned=INT8_FILES, what="edgerec quantize") as tmp:
         ov.save_model(q_model, str(tmp / IR_NAME))
         atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False))
     return report
@@ -320,10 +325,10 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
     """Quantize a card model (or a local model) to int8 and install it next to its fp32 IR.
 
     Calibration crops: the user's dataset folder when given (real crops), else lines rendered for the model's
-    charset. Evaluation crops: a labelled folder when given, else rendered lines with another seed (disjoint
-    from the calibration lines). Returns (int8 model.xml, report).
+    charset. Evaluation crops: a labelled folder when given, else rendered lines with another seed (other
+    images; texts may repeat a few calibration texts). Returns (int8 model.xml, report).
     """
-    from edgerec.quant.calibration import dataset_lines, render_lines
+    from edgerec.quant.calibration import dataset_sample, load_pairs, render_lines
     from edgerec.zoo.export import IR_NAME
     from edgerec.zoo.resolve import quantize_target, resolve_model
 
@@ -332,23 +337,33 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
         from edgerec.quant.qat import require_torch
 
         require_torch()  # before minutes of export and evaluation, not after
+    # the sets are checked before anything slow: an empty one would pass the guard (no line, no drop), and --eval
+    # reads val.txt or label.txt only (falling back to train.txt would check int8 on lines it may be calibrated on)
+    if subset_size < 1 or eval_size < 1:
+        raise QuantizationError(f"subset_size ({subset_size}) and eval_size ({eval_size}) must be at least 1")
+    calib_pairs = None if calibration is None else dataset_sample(
+        calibration, subset_size, seed=seed, split="train", purpose="to calibrate on (--calibration)")
+    eval_pairs = None if eval_dir is None else dataset_sample(
+        eval_dir, eval_size, seed=seed, split="val", fallback=False, purpose="to check int8 on (--eval)")
+    bar = None if progress else False  # a bar on a terminal for sets of PROGRESS_MIN lines or more
     resolved = resolve_model(model_name, model_dir, "fp32", progress=progress)
     xml, info = resolved.path, resolved.info
     assert info is not None  # an IR's metadata is read when it is resolved
-    if calibration is not None:
-        calib = [img for img, _ in dataset_lines(calibration, subset_size, seed=seed, split="train")]
+    out = Path(output) if output is not None else quantize_target(resolved, model_dir)
+    check_replaceable(out, INT8_FILES, "edgerec quantize")  # before minutes of work, not after
+    if calib_pairs is not None:
+        calib = [img for img, _ in load_pairs(calib_pairs, progress=bar)]
         calib_desc = f"{len(calib)} crops from {calibration}"
     else:
-        calib = [img for img, _ in render_lines(info.classes, subset_size, seed=seed)]
+        calib = [img for img, _ in render_lines(info.classes, subset_size, seed=seed, progress=bar)]
         calib_desc = f"{len(calib)} lines rendered for the model's charset (seed {seed})"
-    if eval_dir is not None:
-        pairs = dataset_lines(eval_dir, eval_size, seed=seed, split="val")
+    if eval_pairs is not None:
+        pairs = load_pairs(eval_pairs, progress=bar)
         eval_desc = f"{len(pairs)} labelled crops from {eval_dir}"
     else:
-        pairs = render_lines(info.classes, eval_size, seed=seed + 7919)
-        eval_desc = f"{len(pairs)} rendered lines (seed {seed + 7919}, disjoint from calibration)"
+        pairs = render_lines(info.classes, eval_size, seed=seed + 7919, progress=bar)
+        eval_desc = f"{len(pairs)} rendered lines (seed {seed + 7919}, not the calibration lines)"
     eval_set = EvalSet([p[0] for p in pairs], [p[1] for p in pairs], eval_desc)
-    out = Path(output) if output is not None else quantize_target(resolved, model_dir)
     with tempfile.TemporaryDirectory(prefix="edgerec-qat-src-") as scratch:
         qat_source = None
         if cfg.qat is not None:

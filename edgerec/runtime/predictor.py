@@ -25,6 +25,13 @@ from edgerec.runtime.longline import needs_split, plan_long, read_windows, windo
 from edgerec.runtime.preprocess import MAX_W, MIN_W, input_width, preprocess_batch
 
 
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` as an int, or ValueError naming it: a whole number >= 1 (PaddleX asserts the same)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    return int(batch_size)
+
+
 def batch_sizes(n: int, batch_size: int) -> list[int]:
     """How ``n`` lines of one width are cut into batches: full ones, then the rest in powers of two (7 -> 4, 2, 1).
 

@@ -29,11 +29,26 @@ class StreamSummary:
     earlier_errors: int  # failed inputs already in the file
 
 
-def _norm(path: str | None) -> str | None:
-    """The identity of a file input across runs (URLs and array names are kept as they are)."""
-    if path is None or "://" in path:
+def _norm(path: str | None, base: str | None = None) -> str | None:
+    """The identity of a file input across runs: its absolute normalised path, a relative one taken against
+    ``base`` (the folder it was given in; default: the current folder). URLs and array names are kept as they are."""
+    if not isinstance(path, str) or "://" in path:
         return path
+    if base is not None and not os.path.isabs(path):
+        path = os.path.join(base, path)
     return os.path.normpath(os.path.abspath(path))
+
+
+def _relative(path: str | None) -> bool:
+    """A local path that means something only with the folder it was given in."""
+    return isinstance(path, str) and "://" not in path and not os.path.isabs(path)
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the current folder was removed: relative inputs cannot be read anyway
+        return None
 
 
 def count_inputs(inputs: Sequence[str], stop: threading.Event) -> int | None:
@@ -59,8 +74,13 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
     chunk = int(os.environ.get(CHUNK_ENV, "64") or 64)
     earlier: list = []
     with JsonlSink(output, resume=resume, overwrite=overwrite, chunk=chunk, errors=earlier) as sink:
-        # inputs are matched on their absolute normalised path, so `scans`, `./scans/` and /abs/scans resume alike
-        done = {(_norm(p), page) for p, page in sink.done}
+        # inputs are matched on their absolute normalised path, so `scans`, `./scans/` and /abs/scans resume alike;
+        # a relative path is taken against the folder its line records ("cwd"), so a resume started from another
+        # folder matches too (lines without it, from older versions, against the current folder). Results without
+        # a path (arrays) have no identity to match: they are never "done".
+        done = {(_norm(rec["input_path"], rec.get("cwd")), rec["page_index"]) for rec in sink.records
+                if rec["input_path"] is not None}
+        here = _cwd()
         skipped = 0
 
         def skip(path: str) -> bool:
@@ -88,7 +108,8 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
                     skipped += 1
                     continue
                 sink.add({"input_path": res["input_path"], "page_index": res["page_index"],
-                          "rec_text": res["rec_text"], "rec_score": float(res["rec_score"]), "error": res.error})
+                          "rec_text": res["rec_text"], "rec_score": float(res["rec_score"]), "error": res.error,
+                          "cwd": here if _relative(res["input_path"]) else None})
                 if res.error:
                     errors += 1
                     if on_error is not None:

@@ -7,7 +7,8 @@ AdamW with a one-cycle schedule, gradient clipping, BatchNorm frozen and channel
 backward on CPU). Validation runs after every epoch (and every ``eval_interval`` steps) with the same width
 grouping and CTC decoding as inference, scored by PaddleOCR's ``acc`` / ``norm_edit_dis``.
 
-Writes PaddleX's outputs into ``output``: ``train_result.json``, ``train.log``, ``config.yaml`` and
+Writes PaddleX's outputs into ``output``: ``train_result.json``, ``train.log`` (appended to, as PaddleOCR's log
+file is: each run begins with a ``===== edgerec train ...`` line), ``config.yaml`` and
 ``best_accuracy/`` (highest val acc, ties broken by norm_edit_dis; the pretrained model counts as epoch 0),
 plus ``latest/`` (the weights when training ended; not written after Ctrl-C). Both are model folders that
 ``create_model(model_dir=...)``, ``edgerec export --model-dir`` and ``edgerec quantize --model-dir`` take:
@@ -33,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerec.data.dataset import find_list_file
+from edgerec.data.dataset import read_lines
 from edgerec.errors import EdgeRecError
 from edgerec.train import TrainError, require_torch
-from edgerec.train.charset_head import apply_dataset_dict, dataset_dict
+from edgerec.train.charset_head import apply_dataset_dict, dataset_dict, read_new_dict
 from edgerec.train.data import Augment, TrainBatches, char_index, read_split
 from edgerec.train.steps import ctc_loss as _ctc_loss
 from edgerec.train.steps import device_for as _device
@@ -90,10 +91,16 @@ class _State:
 
 
 class _Log:
-    """train.log (every line, timestamped) plus the terminal (through tqdm.write, so bars stay intact)."""
+    """train.log (every line, timestamped) plus the terminal (through tqdm.write, so bars stay intact).
+
+    The file is appended to, as PaddleOCR does with its log file: an earlier run's lines stay above this run's,
+    which begins after a blank line with ``===== edgerec train``."""
 
     def __init__(self, path: Path, echo: bool):
+        earlier = path.is_file() and path.stat().st_size > 0
         self.file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in finetune)
+        if earlier:
+            self.file.write("\n")
         self.echo = echo
 
     def __call__(self, msg: str, *, terminal: bool = True) -> None:
@@ -208,6 +215,36 @@ def _peak_rss_mb() -> float | None:
 # ---------------------------------------------------------------------------------------------- the run
 
 
+RUN_MARK = "===== edgerec train"  # the first line of each run in train.log
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """What can be checked in a moment, before the output folder is touched: the dataset's list files (present,
+    every line well formed, at least one line each), the dict to train with, the model name or path."""
+    from edgerec.zoo.cards import get_card
+
+    for split in ("train", "val"):  # the reader check-dataset and training use: the same lines, the same errors
+        try:
+            lines, _ = read_lines(cfg.dataset, split)
+        except EdgeRecError as exc:
+            raise TrainError(f"{exc} (a PaddleX MSTextRecDataset needs train.txt and val.txt; "
+                             "`edgerec check-dataset DIR --split ...` makes them)") from None
+        if not lines:
+            raise TrainError(f"dataset {cfg.dataset}: no labelled line in its {split} list, nothing to "
+                             + ("train on" if split == "train" else "validate on"))
+    new_dict = dataset_dict(cfg.dataset, cfg.dict_path)
+    if new_dict is not None:
+        read_new_dict(new_dict)
+    if not Path(cfg.model).expanduser().exists():  # a card name: known, with that source (nothing fetched here)
+        try:
+            card = get_card(cfg.model)
+        except EdgeRecError as exc:
+            raise TrainError(str(exc)) from None
+        if cfg.source is not None and not any(s.id == cfg.source for s in card.sources):
+            raise TrainError(f"{card.name}: no source {cfg.source!r} in its card "
+                             f"({', '.join(s.id for s in card.sources)})")
+
+
 def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
     """Run one fine-tuning; returns the train_result.json content. Ctrl-C ends it early, keeping the best model.
 
@@ -218,10 +255,11 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.learning_rate > 0:
         raise TrainError("epochs and batch size must be at least 1 and the learning rate above 0")
     device = _device(cfg.device)
+    _check_inputs(cfg)  # a run that cannot start leaves the output folder as it was
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train.log").unlink(missing_ok=True)
-    logf = _Log(out / "train.log", echo=progress)
+    logf = _Log(out / "train.log", echo=progress)  # appended to: an earlier run's log is kept above this one
+    logf(f"{RUN_MARK}: {cfg.model} on {cfg.dataset} into {cfg.output} =====", terminal=False)
     state = _State()
     result: dict = {"model_name": cfg.model, "done_flag": False, "config": "config.yaml", "train_log": "train.log",
                     "visualdl_log": "", "label_dict": "", "models": {}}
@@ -246,12 +284,6 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     _write_config(cfg, None, out)
-    for split in ("train", "val"):  # a dataset without its list files fails before the model is converted
-        try:
-            find_list_file(cfg.dataset, split)
-        except EdgeRecError as exc:
-            raise TrainError(f"{exc} (a PaddleX MSTextRecDataset needs train.txt and val.txt; "
-                             "`edgerec check-dataset DIR --split ...` makes them)") from None
     scratch = out / ".work"
     scratch.mkdir(exist_ok=True)
     base = _resolve_base(cfg, scratch, logf)

@@ -117,6 +117,8 @@ def load_cards(directory: Path | None = None) -> dict[str, ModelCard]:
 
 def get_card(name: str) -> ModelCard:
     """The card of model ``name``; an unknown name raises :class:`ModelNotFoundError` with suggestions."""
+    if not isinstance(name, str):
+        raise ModelNotFoundError(f"a model name is a string (see `edgerec models list`), not {name!r}")
     card = _card_by_file_name(name)
     if card is not None:
         return card

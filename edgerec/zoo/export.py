@@ -26,12 +26,13 @@ from pathlib import Path
 from edgerec._version import __version__
 from edgerec.errors import ChecksumError, EngineUnavailableError, ExportError, ModelError
 from edgerec.runtime.charset import build_classes, read_dict_file, read_dict_lines
-from edgerec.utils.fs import atomic_dir, sha256_file
+from edgerec.utils.fs import atomic_dir, check_replaceable, sha256_file
 from edgerec.zoo.fetch import ModelSource
 
 log = logging.getLogger(__name__)
 
 IR_NAME = "model.xml"
+IR_FILES = (IR_NAME, "model.bin")  # what an export writes in its folder
 RT_KEY = "model_info"
 EXPORT_PRECISIONS = ("fp32", "fp16")
 DEFAULT_HEIGHT = 48  # PP-OCR's recognizers' input height, when neither the model nor a card says
@@ -213,6 +214,8 @@ def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scra
     import openvino as ov
 
     path = src.model_file
+    if via == "paddle2onnx" and src.format != "paddle":
+        raise ExportError(f"{path}: --via paddle2onnx converts Paddle models, and this is an {src.format} model")
     if src.format == "paddle" and (via == "paddle2onnx" or path.suffix == ".json"):
         if scratch is None:
             raise ExportError("internal: paddle2onnx needs a scratch folder")
@@ -257,9 +260,7 @@ def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None
     verify_source_files(src)
     read_charset_entries(src)  # a missing dict fails before the conversion, not after it
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / IR_NAME).exists())):
-        raise ExportError(f"{out_dir}: exists and is not an IR folder; export writes a whole folder, so give a new "
-                          "or empty one (or an earlier export's folder to replace it)")
+    check_replaceable(out_dir, IR_FILES, "edgerec export")  # an earlier export's folder is replaced, nothing else
     need = check_space(src, out_dir)
     try:
         _write_ir(src, out_dir, spec, precision, via)
@@ -300,7 +301,7 @@ def _write_ir(src: ModelSource, out_dir: Path, spec: ExportSpec, precision: str,
     """Convert and save into a temporary sibling of ``out_dir`` that replaces it whole (nothing half-written)."""
     import openvino as ov
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owned=IR_FILES, what="edgerec export") as tmp:
         model = convert(src, via=via, input_height=spec.input_height, scratch=tmp)
         classes = spec.classes(src, num_classes_of(model))
         info = {

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgerec.errors import EdgeRecError, ModelError
+from edgerec.errors import EdgeRecError, ModelError, ModelNotFoundError
 from edgerec.zoo import home as homes
 from edgerec.zoo.cards import ModelCard, get_card
 from edgerec.zoo.export import IR_NAME, ExportSpec, ModelInfo, check_card, export, read_info, verify_source_files
@@ -68,23 +68,60 @@ def _card_or_none(name: str | None) -> ModelCard | None:
         return None  # a local model may carry any name
 
 
-def _ir_in(path: Path, precision: str) -> Path | None:
-    """An IR given as model_dir: the .xml itself, a folder holding model.xml, or a folder of precisions."""
+def _ir_in(path: Path, precision: str | None) -> Path | None:
+    """The IR that ``model_dir`` names, of ``precision`` (None: the one it names, whatever its precision), or None
+    when ``path`` holds no IR (a source model, or nothing).
+
+    Layouts: the .xml itself; a folder holding model.xml (``edgerec quantize --model-dir`` puts its int8 in
+    ``<folder>/int8``); a folder of precisions (``<path>/<precision>/model.xml``, the model home's layout), also
+    when given as one of its precision folders. An IR of another precision than the one asked for, with none of
+    that precision beside it, is a ModelError that says which it is: never run silently as something else."""
     if path.is_file() and path.suffix == ".xml":
-        return path
-    for xml in (path / IR_NAME, path / precision / IR_NAME):
-        if path.is_dir() and xml.is_file():
-            return xml
-    return None
+        xml = path
+    elif path.is_dir() and (path / IR_NAME).is_file():
+        xml = path / IR_NAME
+    elif path.is_dir() and (path / (precision or "fp32") / IR_NAME).is_file():
+        return path / (precision or "fp32") / IR_NAME
+    else:
+        return None
+    if precision is None:
+        return xml
+    have = read_info(xml).precision
+    if have == precision:
+        return xml
+    beside = [xml.parent / precision / IR_NAME]
+    if xml.parent.name in homes.PRECISIONS:
+        beside.append(xml.parent.parent / precision / IR_NAME)
+    for other in beside:
+        if other.is_file():
+            return other
+    make = (f", or make it with `edgerec quantize --model-dir {path}`" if precision == "int8" else "")
+    raise ModelError(f"{path}: holds an {have} IR, not {precision}: ask for precision {have!r} (--precision {have})"
+                     f"{make}")
 
 
-def resolve_model(model_name: str | None = None, model_dir: str | Path | None = None, precision: str = "fp32", *,
-                  source_format: str = "ir", source: str | None = None, progress: bool = True) -> ResolvedModel:
+def _check_name(xml: Path, info: ModelInfo, model_name: str | None) -> None:
+    """A model_name given with an IR model_dir must be the IR's (PaddleX: "Model name mismatch")."""
+    if model_name and info.model_name != model_name:
+        raise ModelError(f"{xml}: this IR is {info.model_name}, not {model_name}; give the IR's name or leave "
+                         "model_name out")
+
+
+def resolve_model(model_name: str | None = None, model_dir: str | Path | None = None,
+                  precision: str | None = "fp32", *, source_format: str = "ir", source: str | None = None,
+                  progress: bool = True) -> ResolvedModel:
     """Find (or fetch and export) what an engine of ``source_format`` needs for a card name or local model.
 
-    ``precision`` bf16 resolves the fp32 IR (the engine compiles it with a bf16 hint)."""
+    ``precision`` bf16 resolves the fp32 IR (the engine compiles it with a bf16 hint); None: the model's own,
+    i.e. an IR given as ``model_dir`` as it is, fp32 for everything else."""
     if source_format not in SOURCE_FORMATS:
         raise ValueError(f"source_format must be one of {SOURCE_FORMATS}, not {source_format!r}")
+    if model_name is not None and not isinstance(model_name, str):
+        raise ModelNotFoundError(f"model_name must be a model's name (a string), not {model_name!r}")
+    if model_dir is not None and not isinstance(model_dir, (str, Path)):
+        raise ModelError(f"model_dir must be a path (str or pathlib.Path), not {model_dir!r}")
+    asked = precision
+    precision = precision or "fp32"
     if precision not in homes.RUN_PRECISIONS:
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.RUN_PRECISIONS)}")
     if source_format != "ir" and precision != "fp32":
@@ -95,9 +132,10 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
         raise ModelError("give a model name (see `edgerec models list`) or model_dir")
     if model_dir is not None:
         path = Path(model_dir).expanduser()
-        xml = _ir_in(path, precision) if source_format == "ir" else None
+        xml = _ir_in(path, asked and precision) if source_format == "ir" else None
         if xml is not None:  # an IR is loaded as it is; a truncated or half-copied one is refused with what to do
             info = read_info(xml)
+            _check_name(xml, info, model_name)
             return ResolvedModel(info.model_name, xml, "ir", info.precision, info=info)
         src = open_local(path, name=model_name)
         card = _card_or_none(model_name)
@@ -175,8 +213,14 @@ def _direct(src: ModelSource, card: ModelCard | None, fmt: str) -> ResolvedModel
 def installed_ir(model_name: str | None, model_dir: str | Path | None, precision: str) -> Path | None:
     """The IR of ``precision`` already made for a card or next to a local model's IR, if there is one."""
     if model_dir is not None:
-        folder = Path(model_dir).expanduser()
-        xml = folder / precision / IR_NAME
+        path = Path(model_dir).expanduser()
+        try:
+            xml = _ir_in(path, precision)
+            if xml is None:  # a source model: its IRs are in the home's local-ir folders
+                src = open_local(path, name=model_name)
+                xml = homes.local_ir_dir(homes.local_key(src.name, src.weights_sha256), precision) / IR_NAME
+        except EdgeRecError:
+            return None
     elif model_name:
         xml = homes.ir_dir(get_card(model_name).name, precision) / IR_NAME
     else:
@@ -185,10 +229,15 @@ def installed_ir(model_name: str | None, model_dir: str | Path | None, precision
 
 
 def quantize_target(resolved: ResolvedModel, model_dir: str | Path | None) -> Path:
-    """Where the int8 IR of a resolved fp32 model goes: the card's home folder, or beside a local model's IR."""
+    """Where the int8 IR of a resolved fp32 model goes: the card's home folder; in a folder of precisions (the
+    home's layout, a local model's exports included) its ``int8`` folder; else ``int8`` inside the folder that
+    holds the IR (a user's IR folder: nothing is written outside it). ``_ir_in`` finds it in each place."""
     if model_dir is None and resolved.card is not None:
         return homes.ir_dir(resolved.card.name, "int8")
-    return resolved.path.parent.parent / "int8"
+    folder = resolved.path.parent
+    if folder.name == resolved.precision:
+        return folder.parent / "int8"
+    return folder / "int8"
 
 
 def export_model(model_name: str | None, model_dir: str | Path | None, precision: str = "fp32", *,
@@ -201,6 +250,12 @@ def export_model(model_name: str | None, model_dir: str | Path | None, precision
     else:
         if card is None:
             raise ModelError("give a model name (see `edgerec models list`) or model_dir")
+        if via != "auto" and source is None:  # a route for Paddle models: the card's Paddle source
+            paddle = [s.id for s in card.sources if s.format == "paddle"]
+            if not paddle:
+                raise ModelError(f"{card.name}: --via {via} converts a Paddle model, and its card has no Paddle "
+                                 "source")
+            source = paddle[0]
         src = fetch(card.name, source=source)
     if output is not None:
         out = Path(output)
@@ -220,10 +275,9 @@ def model_charset(model_name: str | None, model_dir: str | Path | None = None, p
     """
     if model_dir is not None:
         path = Path(model_dir).expanduser()
-        for precision in homes.PRECISIONS:
-            xml = _ir_in(path, precision)
-            if xml is not None:
-                return read_info(xml).classes[1:]
+        xml = _ir_in(path, None)
+        if xml is not None:
+            return read_info(xml).classes[1:]
         src = open_local(path, name=model_name)
         return ExportSpec.of(src, _card_or_none(model_name)).classes(src, None)[1:]
     card = get_card(model_name)  # type: ignore[arg-type]

@@ -1,0 +1,248 @@
+"""What an audit of the Python API found, kept fixed: a model_dir never runs as another precision or model than
+asked, one image for ``recognize``, ``batch_size`` checked when ``predict`` is called, float images in 0..255 (as
+PaddleX reads them), results from a stream as soon as a batch is full, bounded engine options."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgerec.errors import InputError, ModelError, ModelNotFoundError, OutputExistsError
+
+from conftest import EN_LINES, V4, install_relabelled_int8, linked_home
+
+
+@pytest.fixture()
+def ir_copy(v4, edgerec_home, tmp_path) -> Path:
+    """A user's own IR folder: a copy of PP-OCRv4's fp32 IR (model.xml + model.bin) outside any model home."""
+    out = tmp_path / "myir"
+    out.mkdir()
+    for name in ("model.xml", "model.bin"):
+        shutil.copy(edgerec_home / "models" / V4 / "fp32" / name, out / name)
+    return out
+
+
+# ------------------------------------------------------------------ model_dir: the precision asked for, or an error
+
+def test_an_ir_folder_runs_as_its_own_precision_unless_another_is_asked(v4, edgerec_home, tmp_path, monkeypatch):
+    from edgerec import create_model
+
+    root = linked_home(edgerec_home, tmp_path / "home", monkeypatch)
+    int8 = install_relabelled_int8(root)
+    assert create_model(model_dir=int8.parent, progress=False).precision == "int8"  # as it is
+    # asked for fp32 / bf16 in the int8 folder: the fp32 IR beside it (a folder of precisions), never the int8 one
+    fp32 = create_model(model_dir=int8.parent, precision="fp32", progress=False)
+    assert fp32.precision == "fp32" and fp32.model_path == root / "fp32" / "model.xml"
+    # asked for int8 in the fp32 folder, or in the folder of precisions: the int8 IR
+    for folder in (root / "fp32", root):
+        model = create_model(model_dir=folder, precision="int8", progress=False)
+        assert model.precision == "int8" and model.model_path == int8
+
+
+def test_an_ir_of_another_precision_with_none_beside_it_is_an_error(ir_copy):
+    from edgerec import create_model
+
+    with pytest.raises(ModelError, match=r"holds an fp32 IR, not int8.*edgerec quantize --model-dir"):
+        create_model(model_dir=ir_copy, precision="int8", progress=False)
+    with pytest.raises(ModelError, match="holds an fp32 IR, not fp16"):
+        create_model(model_dir=ir_copy / "model.xml", precision="fp16", progress=False)
+    assert create_model(model_dir=ir_copy, progress=False).precision == "fp32"
+
+
+def test_a_model_name_that_is_not_the_irs_is_an_error_as_in_paddlex(ir_copy):
+    from edgerec import create_model
+
+    with pytest.raises(ModelError, match=f"this IR is {V4}, not en_PP-OCRv3_mobile_rec"):
+        create_model("en_PP-OCRv3_mobile_rec", model_dir=ir_copy, progress=False)
+    assert create_model(V4, model_dir=ir_copy, progress=False).model_name == V4
+
+
+def test_quantize_writes_int8_inside_a_users_ir_folder_and_never_beside_it(ir_copy, tmp_path):
+    from edgerec.zoo.resolve import ResolvedModel, installed_ir, quantize_target, resolve_model
+
+    resolved = resolve_model(model_dir=ir_copy)
+    assert quantize_target(resolved, ir_copy) == ir_copy / "int8"  # not tmp_path / "int8", a folder not ours
+    home_like = ResolvedModel(V4, tmp_path / "tree" / "fp32" / "model.xml", "ir", "fp32")
+    assert quantize_target(home_like, tmp_path / "tree" / "fp32") == tmp_path / "tree" / "int8"
+    assert installed_ir(None, ir_copy, "int8") is None
+    (ir_copy / "int8").mkdir()
+    install_relabelled_int8_at(ir_copy / "model.xml", ir_copy / "int8")
+    assert installed_ir(None, ir_copy, "int8") == ir_copy / "int8" / "model.xml"
+    assert resolve_model(model_dir=ir_copy, precision="int8").path == ir_copy / "int8" / "model.xml"
+
+
+def install_relabelled_int8_at(fp32_xml: Path, folder: Path) -> None:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32_xml))
+    model.set_rt_info("int8", ["model_info", "precision"])
+    ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
+
+
+def test_quantize_refuses_an_output_folder_holding_a_users_files_before_any_work(ir_copy, tmp_path, monkeypatch):
+    from edgerec.quant import calibration
+    from edgerec.quant.quantize import quantize_model
+
+    (ir_copy / "int8").mkdir()
+    (ir_copy / "int8" / "precious.txt").write_text("mine")
+    monkeypatch.setattr(calibration, "render_lines", lambda *a, **k: pytest.fail("rendered before the check"))
+    with pytest.raises(OutputExistsError, match=r"precious\.txt"):
+        quantize_model(model_dir=ir_copy, progress=False)
+    other = tmp_path / "out"
+    other.mkdir()
+    (other / "notes.md").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"notes\.md"):
+        quantize_model(model_dir=ir_copy, output=other, progress=False)
+    assert (ir_copy / "int8" / "precious.txt").read_text() == "mine" and (other / "notes.md").read_text() == "mine"
+
+
+def test_atomic_dir_with_owned_names_replaces_only_its_own_folder(tmp_path):
+    from edgerec.utils.fs import atomic_dir
+
+    out = tmp_path / "out"
+    with atomic_dir(out, owned=("a.txt",), what="writer") as tmp:
+        (tmp / "a.txt").write_text("1")
+    with atomic_dir(out, owned=("a.txt",), what="writer") as tmp:  # its own earlier output: replaced
+        (tmp / "a.txt").write_text("2")
+    assert (out / "a.txt").read_text() == "2"
+    (out / "b.txt").write_text("user")
+    with pytest.raises(OutputExistsError, match=r"holds files writer did not write \(b\.txt\)"):
+        with atomic_dir(out, owned=("a.txt",), what="writer") as tmp:
+            pytest.fail("must refuse before the body runs")
+    assert (out / "b.txt").read_text() == "user" and (out / "a.txt").read_text() == "2"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="not a folder"):
+        with atomic_dir(tmp_path / "file", owned=("a.txt",)):
+            pass
+    # filled while the writer wrote: still refused at the swap, the new content dropped
+    late = tmp_path / "late"
+    with pytest.raises(OutputExistsError):
+        with atomic_dir(late, owned=("a.txt",)) as tmp:
+            (tmp / "a.txt").write_text("new")
+            late.mkdir()
+            (late / "c.txt").write_text("user")
+    assert sorted(p.name for p in late.iterdir()) == ["c.txt"]
+    assert not list(tmp_path.glob(".late.tmp-*"))
+
+
+# ------------------------------------------------------------------ recognize, batch_size, streams
+
+def test_recognize_takes_exactly_one_image(v4, rendered, tmp_path):
+    img = rendered[0][1]
+    assert v4.recognize(img)["rec_text"] == next(v4.predict(img))["rec_text"]
+    for many in ([], [img, img], (img,), iter([img]), np.stack([img, img])):
+        with pytest.raises(InputError, match="recognize takes one image"):
+            v4.recognize(many)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    import cv2
+
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(folder / name), img)
+    with pytest.raises(InputError, match="more than one image"):
+        v4.recognize(str(folder))
+    (tmp_path / "none").mkdir()
+    with pytest.raises(InputError, match="no image"):
+        v4.recognize(str(tmp_path / "none"))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8", [2], float("nan")])
+def test_batch_size_is_checked_when_predict_is_called(v4, rendered, bad):
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
+        v4.predict(rendered[0][1], batch_size=bad)  # no next(): the call itself refuses
+    with pytest.raises(ValueError, match="batch_size"):
+        v4.recognize_batch([rendered[0][1]], batch_size=bad)
+
+
+def test_create_model_checks_batch_size_and_names(v4):
+    from edgerec import create_model
+
+    with pytest.raises(ValueError, match="batch_size"):
+        create_model(V4, batch_size="8", progress=False)
+    with pytest.raises(ModelNotFoundError, match="string"):
+        create_model(5)
+
+
+def test_a_stream_gets_its_first_result_before_it_yields_the_next_input(v4, rendered):
+    pulled = []
+
+    def frames():
+        for i, (_, img) in enumerate(rendered):
+            pulled.append(i)
+            yield img
+
+    results = v4.predict(frames(), batch_size=1)
+    first = next(results)
+    assert pulled == [0] and first["rec_text"] == next(v4.predict(rendered[0][1]))["rec_text"]
+    assert len(list(results)) == len(rendered) - 1
+    pulled.clear()
+    next(v4.predict(frames(), batch_size=2))  # one batch of two
+    assert pulled == [0, 1]
+    pulled.clear()
+    next(v4.predict([img for _, img in rendered], batch_size=1))  # a list is read ahead to group widths
+    assert pulled == []
+
+
+# ------------------------------------------------------------------ float images, engine options
+
+def test_float_images_in_0_to_255_read_as_the_uint8_image(v4, rendered):
+    for text, img in rendered[: len(EN_LINES)]:
+        want = next(v4.predict(img))["rec_text"]
+        assert want == text
+        assert next(v4.predict(img.astype(np.float32)))["rec_text"] == want  # PaddleX's float convention
+        assert next(v4.predict(img.astype(np.float64) / 255.0))["rec_text"] == want  # 0..1
+
+
+def test_pil_float_images_read_as_the_uint8_image(v4, rendered):
+    from PIL import Image
+
+    text, img = rendered[0]
+    gray = Image.fromarray(img[:, :, 0])
+    assert next(v4.predict(gray.convert("F")))["rec_text"] == next(v4.predict(gray))["rec_text"]
+
+
+@pytest.mark.parametrize("bad", [10**9, 1.5, "4", -1, True])
+def test_shape_cache_must_be_a_bounded_whole_number(bad):
+    from edgerec.engines.base import EngineOptionError
+    from edgerec.engines.openvino import OpenVINOOptions
+
+    with pytest.raises(EngineOptionError, match="shape_cache must be a whole number"):
+        OpenVINOOptions(shape_cache=bad)
+
+
+# ------------------------------------------------------------------ evaluate's output, models fetch
+
+def test_evaluate_refuses_an_unusable_output_before_it_runs(v4, rendered, tmp_path, monkeypatch):
+    import cv2
+
+    from edgerec.data import evaluate as ev
+
+    ds = tmp_path / "ds"
+    (ds / "images").mkdir(parents=True)
+    cv2.imwrite(str(ds / "images" / "a.png"), rendered[0][1])
+    (ds / "val.txt").write_text(f"images/a.png\t{rendered[0][0]}\n", encoding="utf-8")
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(v4, "predict", lambda *a, **k: pytest.fail("ran before the output was checked"))
+    with pytest.raises(InputError, match="not a folder|cannot make"):
+        ev.evaluate(v4, ds, output=tmp_path / "afile")
+    (tmp_path / "out" / ev.RESULT_FILE).mkdir(parents=True)
+    with pytest.raises(InputError, match="in the way"):
+        ev.evaluate(v4, ds, output=tmp_path / "out")
+    monkeypatch.undo()
+    res = ev.evaluate(v4, ds, output=tmp_path / "ok")
+    assert res["samples"] == 1 and sorted(p.name for p in (tmp_path / "ok").iterdir()) == sorted(
+        [ev.RESULT_FILE, ev.PREDICTIONS_FILE])
+
+
+def test_models_fetch_goes_on_after_a_bad_name(v4):
+    from click.testing import CliRunner
+
+    from edgerec.cli import main
+
+    res = CliRunner().invoke(main, ["models", "fetch", "no_such_model_rec", V4])
+    assert res.exit_code == 1
+    assert "no_such_model_rec" in res.stderr and "1 of 2 not fetched" in res.stderr
+    assert f"{V4}: " in res.stdout

@@ -1,0 +1,367 @@
+"""The workflow audit's fixes: calibrate does not delete an output folder it did not write, quantize refuses an empty
+or train.txt-only eval set before NNCF runs, symlink loops in a dataset are reported as bad paths, train leaves
+its output folder alone when it cannot start and keeps the earlier train.log, and rendering streams to disk."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgerec.cli import main
+from edgerec.errors import InputError, OutputExistsError
+
+from conftest import EN_LINES, V4
+
+# a charset for the renderer without loading a model: blank first, then letters and digits (so prose and numbers
+# are rendered too)
+CLASSES = ["blank", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]
+
+
+def _one_error_line(res) -> str:
+    """The CLI failed as edgerec fails: exit 1 and one `edgerec: error: ...` line on stderr, no traceback."""
+    assert res.exit_code == 1, (res.exit_code, res.output)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgerec: error: "), res.stderr
+    assert "Traceback" not in res.output
+    return lines[0]
+
+
+def _dataset(folder: Path, lists: dict[str, list[str]]) -> Path:
+    """A dataset folder with images/w0.png ... for EN_LINES and the given list files (names of those lines)."""
+    from edgerec.io.fonts import render_line
+
+    (folder / "images").mkdir(parents=True)
+    for i, text in enumerate(EN_LINES):
+        cv2.imwrite(str(folder / f"images/w{i}.png"), render_line(text, height=32, font_kind="latin"))
+    for name, rows in lists.items():
+        (folder / name).write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+    return folder
+
+
+ROWS = [f"images/w{i}.png\t{t}" for i, t in enumerate(EN_LINES)]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------ 1. calibrate --output
+
+
+def test_save_dataset_keeps_a_folder_that_holds_other_files(tmp_path):
+    from edgerec.quant.calibration import render_lines, save_dataset
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    with pytest.raises(OutputExistsError, match="notes.txt"):
+        save_dataset(render_lines(CLASSES, 2, seed=0), mine)
+    assert _tree(mine) == {"notes.txt": b"my notes"}
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary folder left behind
+
+    # an earlier set (images/ and train.txt only) is replaced whole
+    calib = tmp_path / "calib"
+    save_dataset(render_lines(CLASSES, 3, seed=0), calib)
+    save_dataset(render_lines(CLASSES, 2, seed=1), calib)
+    assert sorted(p.name for p in (calib / "images").iterdir()) == ["00000.png", "00001.png"]
+    assert len((calib / "train.txt").read_text("utf-8").splitlines()) == 2
+
+
+def test_calibrate_refuses_a_folder_with_other_files_before_rendering(tmp_path, monkeypatch):
+    import edgerec.api  # noqa: F401 (imported first: it binds the real resolve_model, not the stand-in)
+    import edgerec.quant.calibration as calibration
+    import edgerec.zoo.resolve as resolve
+
+    def never(*args, **kwargs):
+        raise AssertionError("the output folder must be checked before the model is resolved or lines rendered")
+
+    monkeypatch.setattr(resolve, "resolve_model", never)
+    monkeypatch.setattr(calibration, "LineRenderer", never)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.png").write_bytes(b"not mine")
+    (out / "train.txt").write_text("an earlier list\n")
+    line = _one_error_line(CliRunner().invoke(main, ["calibrate", V4, "--output", str(out), "--n", "3"]))
+    assert str(out) in line and "keep.png" in line and "edgerec calibrate" in line
+    assert _tree(out) == {"keep.png": b"not mine", "train.txt": b"an earlier list\n"}
+
+
+def test_calibrate_writes_and_replaces_its_own_set(tmp_path):
+    out = tmp_path / "calib"
+    res = CliRunner().invoke(main, ["calibrate", V4, "--output", str(out), "--n", "3", "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    rows = (out / "train.txt").read_text("utf-8").splitlines()
+    assert [r.split("\t")[0] for r in rows] == [f"images/{i:05d}.png" for i in range(3)]
+    assert all(cv2.imread(str(out / r.split("\t")[0])) is not None for r in rows)
+    res = CliRunner().invoke(main, ["calibrate", V4, "--output", str(out), "--n", "2"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["00000.png", "00001.png"]
+
+
+# ------------------------------------------------------------------------------------ 2 and 3. quantize's sets
+
+
+@pytest.fixture
+def no_quantizing(monkeypatch):
+    """Anything past the set checks (model resolution, rendering, NNCF) fails the test."""
+    import nncf
+
+    import edgerec.api  # noqa: F401 (imported first: it binds the real resolve_model, not the stand-in)
+    import edgerec.quant.calibration as calibration
+    import edgerec.quant.quantize as q
+    import edgerec.zoo.resolve as resolve
+
+    def never(*args, **kwargs):
+        raise AssertionError("the eval / calibration sets must be refused before anything else runs")
+
+    for mod, name in ((nncf, "quantize"), (q, "quantize_ir"), (resolve, "resolve_model"),
+                      (calibration, "LineRenderer"), (calibration, "load_image")):
+        monkeypatch.setattr(mod, name, never)
+
+
+def test_an_empty_eval_set_is_refused_before_quantizing(tmp_path, no_quantizing):
+    from edgerec.quant.quantize import quantize_model
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS, "val.txt": ["", "  "]})  # blank lines only
+    with pytest.raises(InputError, match="no labelled lines to check int8 on") as exc:
+        quantize_model(V4, eval_dir=ds, output=tmp_path / "int8", progress=False)
+    assert str(ds / "val.txt") in str(exc.value)
+    assert not (tmp_path / "int8").exists()
+    line = _one_error_line(CliRunner().invoke(main, ["quantize", V4, "--eval", str(ds), "--output",
+                                                     str(tmp_path / "int8")]))
+    assert "val.txt" in line and "no labelled lines" in line
+
+
+def test_an_empty_calibration_set_is_refused_before_quantizing(tmp_path, no_quantizing):
+    from edgerec.quant.quantize import QuantizationError, quantize_model
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": []})
+    with pytest.raises(InputError, match="no labelled lines to calibrate on") as exc:
+        quantize_model(V4, calibration=ds, output=tmp_path / "int8", progress=False)
+    assert str(ds / "train.txt") in str(exc.value)
+    with pytest.raises(QuantizationError, match="at least 1"):
+        quantize_model(V4, eval_size=0, output=tmp_path / "int8", progress=False)
+    with pytest.raises(QuantizationError, match="at least 1"):
+        quantize_model(V4, subset_size=0, output=tmp_path / "int8", progress=False)
+    line = _one_error_line(CliRunner().invoke(main, ["quantize", V4, "--calibration", str(ds)]))
+    assert "train.txt" in line and "calibrate on" in line
+
+
+def test_eval_does_not_fall_back_to_train_txt(tmp_path, no_quantizing):
+    from edgerec.quant.quantize import quantize_model
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS})
+    with pytest.raises(InputError) as exc:
+        quantize_model(V4, eval_dir=ds, output=tmp_path / "int8", progress=False)
+    msg = str(exc.value)
+    assert str(ds) in msg and "val.txt or label.txt" in msg and "train.txt is not used" in msg
+    line = _one_error_line(CliRunner().invoke(main, ["quantize", V4, "--eval", str(ds)]))
+    assert "no val.txt or label.txt" in line
+
+
+@pytest.mark.parametrize("lists, want", [
+    ({"val.txt": ROWS[:2], "train.txt": ROWS[2:]}, ROWS[:2]),  # val.txt first, as edgerec evaluate reads it
+    ({"label.txt": ROWS[1:3], "train.txt": ROWS}, ROWS[1:3]),  # an evalset
+])
+def test_eval_reads_val_txt_or_label_txt(tmp_path, lists, want):
+    from edgerec.quant.calibration import dataset_lines
+
+    ds = _dataset(tmp_path / "ds", lists)
+    got = dataset_lines(ds, split="val", fallback=False, purpose="to check int8 on (--eval)")
+    assert sorted(t for _, t in got) == sorted(r.split("\t")[1] for r in want)
+    assert all(isinstance(img, np.ndarray) for img, _ in got)
+
+
+def test_calibration_falls_back_from_train_txt_as_documented(tmp_path):
+    from edgerec.quant.calibration import dataset_sample
+
+    ds = _dataset(tmp_path / "ds", {"label.txt": ROWS[:3]})
+    assert [label for _, label in dataset_sample(ds, split="train")] == EN_LINES[:3]
+    both = _dataset(tmp_path / "both", {"label.txt": ROWS[:1], "train.txt": ROWS[1:]})
+    assert [label for _, label in dataset_sample(both, split="train")] == EN_LINES[1:]  # train.txt first
+    # the same seeded sample as before the images were read separately
+    assert dataset_sample(both, 2, seed=5) == dataset_sample(both, 2, seed=5)
+    assert len(dataset_sample(both, 2, seed=5)) == 2
+
+
+# ------------------------------------------------------------------------------------ 4. symlink loops
+
+
+@pytest.fixture
+def looped(tmp_path):
+    """A dataset whose train.txt and val.txt list a path through a symlink loop (la -> lb -> la) on line 2."""
+    ds = _dataset(tmp_path / "ds", {"train.txt": [ROWS[0], "la/x.png\tX"], "val.txt": [ROWS[1], "la/x.png\tX"],
+                                    "dict.txt": sorted(set("".join(EN_LINES)) - {" "})})
+    os.symlink("lb", ds / "la")
+    os.symlink("la", ds / "lb")
+    return ds
+
+
+def test_a_symlink_loop_is_a_bad_path_with_file_and_line(looped, tmp_path):
+    from edgerec.data.check import check_dataset
+    from edgerec.data.dataset import read_lines
+
+    with pytest.raises(InputError, match=r"train\.txt:2: invalid image path 'la/x.png' \(a symlink loop\)"):
+        read_lines(looped, "train")
+    lines, problems = read_lines(looped, "train", strict=False)
+    assert len(lines) == 1 and [(p.kind, p.where) for p in problems] == [("bad_path", "train.txt:2")]
+
+    res = check_dataset(looped, tmp_path / "out", progress=False)
+    assert res["check_pass"] is False
+    bad = [p for p in res["problems"] if p["kind"] == "bad_path"]
+    assert [(p["file"], p["line"]) for p in bad] == [("train.txt", 2), ("val.txt", 2)]
+    assert all("symlink loop" in p["message"] for p in bad)
+
+
+def test_a_dataset_folder_that_is_a_symlink_loop_is_a_clear_error(tmp_path):
+    from edgerec.data.check import check_dataset
+    from edgerec.data.dataset import read_lines
+    from edgerec.quant.calibration import dataset_sample
+
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    for call in (lambda: check_dataset(tmp_path / "a", tmp_path / "out"), lambda: read_lines(tmp_path / "a"),
+                 lambda: dataset_sample(tmp_path / "a")):
+        with pytest.raises(InputError, match="not a dataset folder") as exc:
+            call()
+        assert str(tmp_path / "a") in str(exc.value)
+    res = CliRunner().invoke(main, ["check-dataset", str(tmp_path / "a"), "--output", str(tmp_path / "out")])
+    assert "symlink loop" in _one_error_line(res)
+
+
+def test_the_commands_report_a_symlink_loop_without_a_traceback(looped, tmp_path, no_quantizing):
+    runner = CliRunner()
+    res = runner.invoke(main, ["check-dataset", str(looped), "--output", str(tmp_path / "out"), "--quiet"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"{looped / 'train.txt'}:2: invalid image path 'la/x.png' (a symlink loop)" in res.stdout
+    line = _one_error_line(runner.invoke(main, ["evaluate", V4, "--dataset", str(looped), "--output",
+                                                str(tmp_path / "ev"), "--quiet"]))
+    assert "val.txt:2" in line and "symlink loop" in line
+    line = _one_error_line(runner.invoke(main, ["quantize", V4, "--calibration", str(looped)]))
+    assert "train.txt:2" in line and "symlink loop" in line
+
+
+# ------------------------------------------------------------------------------------ 5. train's output folder
+
+_NO_TORCH = [m for m in ("torch", "onnx2torch") if importlib.util.find_spec(m) is None]
+needs_torch = pytest.mark.skipif(bool(_NO_TORCH), reason="needs the train extra")
+
+
+def _earlier_run(out: Path) -> dict[str, bytes]:
+    out.mkdir()
+    (out / "train.log").write_text("[2026-01-01 00:00:00] the earlier run\n", encoding="utf-8")
+    (out / "config.yaml").write_text("earlier: config\n", encoding="utf-8")
+    return _tree(out)
+
+
+@needs_torch
+@pytest.mark.parametrize("lists, model, match", [
+    ({"train.txt": ROWS}, V4, "no val.txt / label.txt"),
+    ({"train.txt": ROWS, "val.txt": []}, V4, "nothing to validate on"),
+    ({"train.txt": [], "val.txt": ROWS}, V4, "nothing to train on"),
+    ({"train.txt": ROWS, "val.txt": ["images/w0.png"]}, V4, r"val\.txt:1"),
+    ({"train.txt": ROWS, "val.txt": ROWS}, "no_such_model_rec", "no_such_model_rec"),
+])
+def test_train_that_cannot_start_leaves_the_output_folder_as_it_was(tmp_path, lists, model, match):
+    from edgerec.train import TrainError
+    from edgerec.train.finetune import TrainConfig, finetune
+
+    ds = _dataset(tmp_path / "ds", lists)
+    out = tmp_path / "out"
+    before = _earlier_run(out)
+    with pytest.raises(TrainError, match=match):
+        finetune(TrainConfig(model=model, dataset=str(ds), output=str(out)), progress=False)
+    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == ["config.yaml", "train.log"]
+
+
+@needs_torch
+def test_train_cli_without_val_txt_is_one_error_line(tmp_path):
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS})
+    out = tmp_path / "out"
+    before = _earlier_run(out)
+    line = _one_error_line(CliRunner().invoke(main, ["train", V4, "--dataset", str(ds), "--output", str(out)]))
+    assert "val.txt" in line
+    assert _tree(out) == before
+
+
+@needs_torch
+def test_train_appends_to_the_earlier_train_log(tmp_path, monkeypatch):
+    """Two runs into one folder: the first run's lines stay, the second starts after a run line (the training
+    itself is stubbed out: what is checked is the log file's handling)."""
+    import edgerec.train.finetune as ft
+
+    def fake_run(cfg, torch, device, out, logf, state, result, progress):
+        logf(f"trained {cfg.seed}")
+        return result
+
+    monkeypatch.setattr(ft, "_run", fake_run)
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS, "val.txt": ROWS})
+    out = tmp_path / "out"
+    _earlier_run(out)
+    for seed in (1, 2):
+        ft.finetune(ft.TrainConfig(model=V4, dataset=str(ds), output=str(out), seed=seed), progress=False)
+    log = (out / "train.log").read_text("utf-8")
+    assert log.startswith("[2026-01-01 00:00:00] the earlier run\n\n")
+    assert log.count(ft.RUN_MARK) == 2 and log.index("trained 1") < log.index("trained 2")
+    blocks = log.split("\n\n")
+    assert len(blocks) == 3 and all(ft.RUN_MARK in b.splitlines()[0] for b in blocks[1:])
+
+
+# ------------------------------------------------------------------------------------ 6. rendering
+
+
+def test_save_dataset_writes_each_line_as_it_comes(tmp_path):
+    """A generator is consumed one line at a time: when line k is asked for, line k-1 is already on disk (in the
+    temporary folder) and nothing holds the earlier images."""
+    from edgerec.quant.calibration import iter_lines, render_lines, save_dataset
+
+    out = tmp_path / "calib"
+    written: list[int] = []
+
+    def lines():
+        for k, line in enumerate(iter_lines(CLASSES, 5, seed=3)):
+            tmp = [p for p in tmp_path.iterdir() if p.name.startswith(".calib.tmp-")]
+            assert len(tmp) == 1
+            written.append(len(list((tmp[0] / "images").iterdir())))
+            assert written[-1] == k
+            yield line
+
+    save_dataset(lines(), out, total=5)
+    assert written == [0, 1, 2, 3, 4]
+    want = render_lines(CLASSES, 5, seed=3)  # the streamed set is the in-memory one
+    rows = (out / "train.txt").read_text("utf-8").splitlines()
+    assert [r.split("\t")[1] for r in rows] == [t for _, t in want]
+    for row, (img, _) in zip(rows, want):
+        assert np.array_equal(cv2.imread(str(out / row.split("\t")[0])), img)
+
+
+def test_rendering_shows_a_progress_bar_when_asked_and_on_a_terminal_only(capsys, monkeypatch):
+    from edgerec.quant import calibration
+
+    calibration.render_lines(CLASSES, 3, seed=0, progress=True)
+    assert "rendering lines" in capsys.readouterr().err
+    calibration.render_lines(CLASSES, 3, seed=0, progress=None)  # not a terminal here
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(calibration, "PROGRESS_MIN", 3)
+    calibration.render_lines(CLASSES, 3, seed=0, progress=None)
+    assert "rendering lines" in capsys.readouterr().err
+    calibration.render_lines(CLASSES, 2, seed=0, progress=None)  # below the threshold: no bar
+    assert capsys.readouterr().err == ""
+
+
+def test_the_set_size_bounds():
+    """--subset-size and --eval-size stay bounded by what memory holds (about 2.5 and 4 GB at the bounds, from 40 KB
+    a rendered line plus 0.2 MB a calibration tensor); calibrate's --n streams to disk."""
+    from edgerec.commands.quantize import calibrate, quantize
+
+    bounds = {p.name: (p.type.min, p.type.max) for p in [*quantize.params, *calibrate.params]
+              if p.name in ("subset_size", "eval_size", "count")}
+    assert bounds == {"subset_size": (1, 10000), "eval_size": (1, 100000), "count": (1, 100000)}
