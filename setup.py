@@ -45,5 +45,5 @@ setup(
         "ray": ["ray[data]==2.60.0"],
         "dev": ["onnxruntime==1.32.0", "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100"],
     },
-    entry_points={"console_scripts": ["edgerec=edgerec.cli:main"]},
+    entry_points={"console_scripts": ["edgerec=edgerec.cli:run"]},
 )

@@ -20,7 +20,7 @@ from edgerec.runtime.preprocess import MIN_W, bucket_count, check_min_width, che
 from edgerec.utils import cpu
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
-from edgerec.zoo.resolve import installed_ir, resolve_model
+from edgerec.zoo.resolve import installed_ir, own_ir_precision, resolve_model
 
 log = logging.getLogger(__name__)
 # one WARNING per bad input (PaddleX raises; edgerec yields an error result and says so here); the CLI, which
@@ -168,9 +168,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
-    Paddle / ONNX model folder, tar or .onnx file. ``precision``: fp32, fp16, int8 or bf16 (on an Intel ``GPU``,
-    fp16 also opts in to f16 compute; f32 is the default because f16 has garbled recognizers' text there; bf16
-    runs the fp32 IR with OpenVINO's bf16 compute hint, on a CPU with native bf16 only, see docs/usage.md).
+    Paddle / ONNX model folder, tar or .onnx file. ``precision``: None (the model's own: fp32 for a card name, an IR
+    ``model_dir`` as it is; an IR is never run as another precision than asked), fp32, fp16, int8 or bf16 (on
+    an Intel ``GPU``, fp16 also opts in to f16 compute; f32 is the default because f16 has garbled recognizers'
+    text there; bf16 runs the fp32 IR with OpenVINO's bf16 compute hint, on a CPU with native bf16 only, see
+    docs/usage.md).
     ``device``: cpu (default), GPU / GPU.N / AUTO (Intel, OpenVINO), gpu / gpu:N (NVIDIA, Paddle Inference).
     ``engine``: None picks by device (``edgerec.engines.registry``: paddle for gpu[:N], else openvino);
     openvino, onnxruntime or paddle force one (the latter two run the source model: reference, NVIDIA GPU).
@@ -220,8 +222,15 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""
     if use_hpip:
-        precision, chosen, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
-        asked = precision
+        choice, chosen, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
+        own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
+        if own is not None and choice != own and installed_ir(model_name, model_dir,
+                                                             homes.ir_precision(choice)) is None:
+            # an IR folder given as it is, with nothing of the chosen precision beside it: it runs as it is
+            hpip_note = f"{hpip_note}; but {model_dir} holds only an {own} IR, so {own}"
+            precision = own
+        else:
+            precision = asked = choice
         values = {**chosen, **values}  # what the caller set explicitly wins
     options = kind.make_options(values)  # an unknown option fails here, before any fetch
     if precision not in kind.precisions:

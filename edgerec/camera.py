@@ -102,13 +102,17 @@ FFMPEG_LOGLEVEL_ENV = "OPENCV_FFMPEG_LOGLEVEL"
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
     """OpenCV's and FFmpeg's own log lines silenced for the block (edgerec reports failures in its own words)."""
-    os.environ.setdefault(FFMPEG_LOGLEVEL_ENV, "-8")
+    ours = FFMPEG_LOGLEVEL_ENV not in os.environ  # a level the user set is kept; ours is removed after the block
+    if ours:
+        os.environ[FFMPEG_LOGLEVEL_ENV] = "-8"
     old = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
         cv2.utils.logging.setLogLevel(old)
+        if ours:
+            os.environ.pop(FFMPEG_LOGLEVEL_ENV, None)
 
 
 def _open_capture(source: str | int) -> Any:
@@ -420,27 +424,45 @@ def watch(model: Any, source: str | int, rois: Sequence[Roi | str] | None = None
 def save_event(event: TextEvent, save_dir: str | Path, *, overwrite: bool = True) -> list[Path]:
     """Write ``frameNNNNNN_roiK.json`` (the event) and ``..._res.png`` (crop + text) into ``save_dir``, atomically.
 
-    With ``overwrite=False`` (``edgerec camera`` without ``--overwrite``) a file of either name already there is a
-    FileExistsError naming it, and nothing is written for the event.
+    With ``overwrite=False`` (``edgerec camera`` without ``--overwrite``) a file already there is never replaced:
+    the event is saved as ``frameNNNNNN_roiK_2.json`` (``_3``, ...) instead. Frame numbers start again at 0 each
+    run, so a kiosk restarted with the same folder keeps every run's events.
     """
     from edgerec.results import TextRecResult, write_new
     from edgerec.utils.fs import atomic_write_bytes
 
     folder = Path(save_dir)
-    stem = f"frame{event.frame_index:06d}_roi{event.roi_index}"
-    files = [(folder / f"{stem}.json", json.dumps(event.to_json(), ensure_ascii=False, indent=2).encode("utf-8"))]
+    base = f"frame{event.frame_index:06d}_roi{event.roi_index}"
+    doc = json.dumps(event.to_json(), ensure_ascii=False, indent=2).encode("utf-8")
+    img = None
     if event.crop is not None and event.crop.size:
-        res = TextRecResult(None, None, event.rec_text, event.rec_score, input_img=event.crop, name=stem)
-        img, suffix = res.img_bytes(".png")
-        files.append((folder / f"{stem}_res{suffix}", img))
-    if not overwrite:
-        there = [str(p) for p, _ in files if os.path.lexists(p)]
-        if there:
-            raise FileExistsError(f"{' and '.join(there)} already exist{'s' if len(there) == 1 else ''}; pass "
-                                  "--overwrite to replace files in --save-dir, or pick another folder")
+        res = TextRecResult(None, None, event.rec_text, event.rec_score, input_img=event.crop, name=base)
+        img = res.img_bytes(".png")
+
+    def files(stem: str) -> list[tuple[Path, bytes]]:
+        out = [(folder / f"{stem}.json", doc)]
+        if img is not None:
+            out.append((folder / f"{stem}_res{img[1]}", img[0]))
+        return out
+
     folder.mkdir(parents=True, exist_ok=True)
-    write = atomic_write_bytes if overwrite else write_new
-    return [write(path, data) for path, data in files]
+    if overwrite:
+        return [atomic_write_bytes(path, data) for path, data in files(base)]
+    for k in range(1, 10_000):
+        names = files(base if k == 1 else f"{base}_{k}")
+        if any(os.path.lexists(p) for p, _ in names):
+            continue
+        written: list[Path] = []
+        try:
+            for path, data in names:
+                written.append(write_new(path, data))
+        except FileExistsError:  # another writer took the name meanwhile: undo ours, try the next number
+            for path in written:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            continue
+        return written
+    raise FileExistsError(f"{folder}: {base}_2 ... {base}_9999 are all taken; pick another --save-dir")
 
 
 # ---------------------------------------------------------------------------------------------------- CLI body
@@ -455,8 +477,9 @@ def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as
     not be saved in ``save_dir``: each such event is one error line, and the run goes on).
 
     Opens the source before loading the model, so a missing camera is an error at once. A file already in
-    ``save_dir`` is replaced only with ``overwrite``. A video file that ends before the frames its container lists
-    ends with a warning line saying how many were read. OpenCV's and FFmpeg's own log lines are silenced.
+    ``save_dir`` is replaced only with ``overwrite`` (else the event takes the next free ``_2``, ``_3`` name). A
+    video file that ends before the frames its container lists ends with a warning line saying how many were read.
+    OpenCV's and FFmpeg's own log lines are silenced.
     """
     from edgerec.api import create_model
     from edgerec.commands.shell import plain

@@ -16,7 +16,7 @@ from edgerec.commands.models import export_cmd, models
 from edgerec.commands.predict import predict
 from edgerec.commands.quantize import calibrate, quantize
 from edgerec.commands.report import report
-from edgerec.commands.shell import EdgeRecGroup
+from edgerec.commands.shell import EdgeRecGroup, ignore_late_interrupts
 from edgerec.commands.train import train_cmd
 
 
@@ -33,5 +33,13 @@ for command in (predict, camera, models, export_cmd, quantize, calibrate, report
     main.add_command(command)
 
 
+def run() -> None:
+    """The ``edgerec`` console script: ``main``, then a Ctrl-C during the interpreter's shutdown is ignored."""
+    try:
+        main()
+    finally:
+        ignore_late_interrupts()
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -53,6 +53,10 @@ class ModelError(EdgeRecError):
     """A model folder is incomplete, corrupt or disagrees with its card."""
 
 
+class OtherPrecisionError(ModelError):
+    """A model folder holds an IR of another precision than the one asked for, and none of that one."""
+
+
 class DeviceError(EdgeRecError):
     """The requested device or engine is not available on this machine."""
 
@@ -61,5 +65,9 @@ class EngineUnavailableError(EdgeRecError, ImportError):
     """An optional engine's package is not installed."""
 
 
-class OutputExistsError(EdgeRecError, FileExistsError):
+class OutputError(EdgeRecError):
+    """An output cannot be written where it was asked for (read-only, full, not a folder)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
     """An output folder holds files edgerec did not write there; replacing the folder would delete them."""

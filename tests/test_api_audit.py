@@ -4,6 +4,7 @@ PaddleX reads them), results from a stream as soon as a batch is full, bounded e
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def test_an_ir_folder_runs_as_its_own_precision_unless_another_is_asked(v4, edge
 def test_an_ir_of_another_precision_with_none_beside_it_is_an_error(ir_copy):
     from edgerec import create_model
 
-    with pytest.raises(ModelError, match=r"holds an fp32 IR, not int8.*edgerec quantize --model-dir"):
+    with pytest.raises(ModelError, match=r"holds an fp32 IR, not the int8 one.*edgerec quantize --model-dir"):
         create_model(model_dir=ir_copy, precision="int8", progress=False)
-    with pytest.raises(ModelError, match="holds an fp32 IR, not fp16"):
+    with pytest.raises(ModelError, match="holds an fp32 IR, not the fp16 one"):
         create_model(model_dir=ir_copy / "model.xml", precision="fp16", progress=False)
     assert create_model(model_dir=ir_copy, progress=False).precision == "fp32"
 
@@ -246,3 +247,109 @@ def test_models_fetch_goes_on_after_a_bad_name(v4):
     assert res.exit_code == 1
     assert "no_such_model_rec" in res.stderr and "1 of 2 not fetched" in res.stderr
     assert f"{V4}: " in res.stdout
+
+
+# ------------------------------------------------------------------ use_hpip and Ray with an IR folder
+
+def test_use_hpip_with_an_ir_folder_runs_what_the_folder_holds(v4, edgerec_home, tmp_path):
+    import openvino as ov
+
+    from edgerec import create_model
+    from edgerec.utils import cpu
+
+    fp16 = tmp_path / "fp16ir"  # a user's IR folder holding one fp16 IR (the fp32 one relabelled: the choice is tested)
+    fp16.mkdir()
+    ov.save_model(_relabel(edgerec_home, "fp16"), str(fp16 / "model.xml"), compress_to_fp16=False)
+    model = create_model(model_dir=fp16, use_hpip=True, progress=False)
+    assert model.precision == "fp16" and "holds only an fp16 IR" in model.config_summary
+    fp32 = create_model(model_dir=edgerec_home / "models" / V4 / "fp32", use_hpip=True, progress=False)
+    assert fp32.precision == ("bf16" if cpu.has_native_bf16() else "fp32")
+
+
+def _relabel(edgerec_home: Path, precision: str):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(edgerec_home / "models" / V4 / "fp32" / "model.xml"))
+    model.set_rt_info(precision, ["model_info", "precision"])
+    return model
+
+
+def test_ray_actor_with_a_model_dir_loads_the_model_in_it(v4, edgerec_home, tmp_path):
+    import openvino as ov
+
+    from edgerec.integrations.ray import TextRecognizerUDF
+
+    other = tmp_path / "other"
+    other.mkdir()
+    model = ov.Core().read_model(str(edgerec_home / "models" / V4 / "fp32" / "model.xml"))
+    model.set_rt_info("my_finetuned_rec", ["model_info", "model_name"])
+    ov.save_model(model, str(other / "model.xml"), compress_to_fp16=False)
+    udf = TextRecognizerUDF(model_dir=str(other))  # no model_name: it used to default to PP-OCRv4's and refuse
+    assert udf.model.model_name == "my_finetuned_rec"
+
+
+def test_export_with_a_route_takes_the_cards_paddle_source(monkeypatch):
+    from edgerec.zoo import resolve
+    from edgerec.zoo.cards import get_card
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_fetch(name, source=None, **kw):
+        asked.append(source)
+        raise Stop
+
+    monkeypatch.setattr(resolve, "fetch", fake_fetch)
+    paddle = next(s.id for s in get_card(V4).sources if s.format == "paddle")
+    for via in ("direct", "paddle2onnx"):
+        with pytest.raises(Stop):
+            resolve.export_model(V4, None, via=via)
+    with pytest.raises(Stop):
+        resolve.export_model(V4, None)  # auto: the card's first source, as before
+    assert asked == [paddle, paddle, None]
+
+
+def test_atomic_dir_swaps_in_one_step_or_puts_the_old_folder_back(tmp_path, monkeypatch):
+    from edgerec.utils import fs
+
+    out = tmp_path / "out"
+    with fs.atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("old")
+    # where renameat2 cannot swap: Ctrl-C between the two renames puts the old folder back
+    monkeypatch.setattr(fs, "_exchange", lambda a, b: False)
+    real = os.replace
+    calls = []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(fs.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with fs.atomic_dir(out) as tmp:
+            (tmp / "a.txt").write_text("new")
+    monkeypatch.setattr(fs.os, "replace", real)
+    assert (out / "a.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # a kill between them left .out.old-PID and no out: the next write puts the old one back before anything
+    real(out, tmp_path / ".out.old-999")
+    with pytest.raises(RuntimeError):
+        with fs.atomic_dir(out) as tmp:
+            assert (out / "a.txt").read_text() == "old"
+            raise RuntimeError("the writer fails: the old folder stays")
+    assert (out / "a.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_exchange_is_used_where_linux_has_it(tmp_path):
+    from edgerec.utils import fs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "from_a").touch()
+    if not fs._exchange(a, b):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here: the two-rename path is tested above")
+    assert (b / "from_a").exists() and not (a / "from_a").exists()

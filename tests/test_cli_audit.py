@@ -228,6 +228,22 @@ def test_resume_from_another_folder_gives_every_input_once(v4, lines_dir, tmp_pa
     assert res.exit_code == 0 and len(out.read_text("utf-8").splitlines()) == 2
 
 
+def test_resume_through_a_symlinked_folder_gives_every_input_once(v4, lines_dir, tmp_path, monkeypatch):
+    """A tree reached through a link (a symlinked /home, an NFS mount point) is the same tree on resume."""
+    from edgerec.sinks.stream import predict_to_jsonl
+
+    link = tmp_path / "link"
+    link.symlink_to(lines_dir.parent, target_is_directory=True)
+    out = tmp_path / "r.jsonl"
+    monkeypatch.chdir(link)  # os.getcwd() gives the resolved folder, as the "cwd" field then records
+    first = predict_to_jsonl(v4, ["in/good.png"], str(out), progress=False)
+    assert first.written == 1
+    again = predict_to_jsonl(v4, [str(link / "in" / "good.png"), str(link / "in" / "good.jpg")], str(out),
+                             resume=True, progress=False)
+    assert again.skipped == 1 and again.written == 1
+    assert len(out.read_text("utf-8").splitlines()) == 2
+
+
 def test_a_results_file_without_cwd_resumes_against_the_current_folder(v4, lines_dir, tmp_path, monkeypatch):
     from edgerec.sinks.stream import predict_to_jsonl
 
@@ -281,10 +297,14 @@ def test_cli_resume_with_a_wrong_type_is_one_line(v4, lines_dir, tmp_path):
 
 def test_a_null_input_path_reads_back_and_is_never_done(tmp_path):
     """An array's result (from Python) has no path: the line is edgerec's, but it matches no input."""
+    from edgerec.sinks.stream import _key
+
     out = tmp_path / "r.jsonl"
-    out.write_text(_line(input_path=None) + "\n", encoding="utf-8")
-    with JsonlSink(out, resume=True) as sink:
-        assert sink.done == {(None, None)}
+    out.write_text(_line(input_path=None) + "\n" + _line(input_path="/x/a.png") + "\n", encoding="utf-8")
+    with JsonlSink(out, resume=True) as sink:  # read back: the line is valid
+        assert sink.done == {(None, None), ("/x/a.png", None)}
+    with JsonlSink(out, resume=True, key=_key) as sink:  # predict --resume's identity: the array line matches nothing
+        assert sink.done == {(os.path.realpath("/x/a.png"), None)}
 
 
 # ------------------------------------------------------------------ 7. --output that is not a regular file
@@ -360,7 +380,7 @@ def _video(path: Path, texts: list[str]) -> str:
     return str(path)
 
 
-def test_camera_save_dir_keeps_files_already_there_unless_overwrite(v4, tmp_path):
+def test_camera_save_dir_keeps_files_already_there_and_every_runs_events_unless_overwrite(v4, tmp_path):
     video = _video(tmp_path / "gate.avi", ["Gate 7"] * 3 + ["Gate 12"] * 3)
     out = tmp_path / "ev"
     first = _cli("camera", "--source", video, "--save-dir", str(out), "--model", V4)
@@ -369,17 +389,18 @@ def test_camera_save_dir_keeps_files_already_there_unless_overwrite(v4, tmp_path
     assert names == ["frame000001_roi0.json", "frame000001_roi0_res.png", "frame000004_roi0.json",
                      "frame000004_roi0_res.png"]
     (out / "frame000004_roi0.json").write_text("USER", encoding="utf-8")
+    # a restart with the same folder (frame numbers start at 0 again): the second run's events get _2 names
     again = _cli("camera", "--source", video, "--save-dir", str(out), "--model", V4)
-    assert again.exit_code == 1 and len(again.stdout.splitlines()) == 2  # both events still printed
-    errors = [x for x in again.stderr.splitlines() if x.startswith("edgerec: error:")]
-    assert len(errors) == 2 and all("--overwrite" in x for x in errors)
-    assert str(out / "frame000004_roi0.json") in errors[1]
-    assert "frames read" in again.stderr  # the run went on to its summary
+    assert again.exit_code == 0 and len(again.stdout.splitlines()) == 2, again.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + [
+        "frame000001_roi0_2.json", "frame000001_roi0_2_res.png", "frame000004_roi0_2.json",
+        "frame000004_roi0_2_res.png"])
     assert (out / "frame000004_roi0.json").read_text("utf-8") == "USER"
+    assert json.loads((out / "frame000004_roi0_2.json").read_text("utf-8"))["rec_text"] == "Gate 12"
     forced = _cli("camera", "--source", video, "--save-dir", str(out), "--model", V4, "--overwrite")
     assert forced.exit_code == 0, forced.output
     assert json.loads((out / "frame000004_roi0.json").read_text("utf-8"))["frame_index"] == 4
-    assert sorted(p.name for p in out.iterdir()) == names
+    assert len(list(out.iterdir())) == 8
 
 
 def test_camera_overwrite_needs_save_dir(tmp_path):
@@ -426,3 +447,15 @@ def test_camera_keeps_ffmpegs_own_log_lines_off_stderr(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == (f"edgerec: error: {broken}: cannot open this video source (is it connected, "
                                    "readable and not in use?)")
+
+
+def test_the_console_script_ignores_a_late_ctrl_c_once_its_command_is_done(monkeypatch):
+    """A Ctrl-C while the interpreter shuts down (thread joins, progress bars) printed a traceback and exited 0."""
+    from edgerec import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda: (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(cli, "ignore_late_interrupts", lambda: seen.append("ignored"))
+    with pytest.raises(SystemExit):
+        cli.run()
+    assert seen == ["ignored"]

@@ -9,6 +9,7 @@ import click
 from edgerec.commands.common import PRECISION_OPTION, fail
 from edgerec.commands.shell import plain
 from edgerec.errors import EdgeRecError
+from edgerec.zoo.cards import DEFAULT_MODEL
 
 
 @click.command()
@@ -46,7 +47,7 @@ def camera(source, rois, every, stable, model_name, model_dir, precision, device
     if overwrite and not save_dir:
         fail("--overwrite needs --save-dir")
     if model_name is None and model_dir is None:
-        model_name = "PP-OCRv4_mobile_rec"
+        model_name = DEFAULT_MODEL
     options = {"model_name": model_name, "model_dir": model_dir, "device": device, "precision": precision,
                "threads": threads, "progress": False}
     try:

@@ -14,6 +14,7 @@ from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION_OPTION, WIDTH_B
 from edgerec.commands.shell import plain
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
+from edgerec.zoo.cards import DEFAULT_MODEL
 
 
 @click.command()
@@ -81,7 +82,7 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
         hint = "THROUGHPUT"  # a long run wants lines per second: OpenVINO's streams, batches in parallel
     try:
         if model_name is None and model_dir is None:
-            model_name = "PP-OCRv4_mobile_rec"
+            model_name = DEFAULT_MODEL
         logging.getLogger("edgerec.bad_input").setLevel(logging.ERROR)  # reported on stderr below, once each
         if click.get_current_context().get_parameter_source("engine") is click.core.ParameterSource.DEFAULT:
             engine = None  # pick by device, so --device gpu can fall back to cpu as PaddleX does
@@ -249,7 +250,7 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | No
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to replace its contents)")
     try:
-        rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name or "PP-OCRv4_mobile_rec",
+        rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name,
                                 model_dir=model_dir, precision=precision, address=address,
                                 num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite,
                                 min_width=min_width, width_bucket=width_bucket)

@@ -43,6 +43,17 @@ class EdgeRecGroup(click.Group):
             sys.exit(EXIT_INTERRUPTED)
 
 
+def ignore_late_interrupts() -> None:
+    """For the console script, once its command has returned or exited: a Ctrl-C while the interpreter shuts down
+    (joining threads, closing progress bars) would print a traceback from inside that and still exit 0; the work
+    is done, so it is ignored. Not for ``main`` called in a process that goes on (tests, embedding)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def plain(text: object) -> str:
     """``text`` with control characters (newline, CR, tab, ESC, ...) written as ``\\n``, ``\\x1b`` as repr does.
 

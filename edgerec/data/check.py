@@ -24,16 +24,16 @@ from pathlib import Path
 
 from edgerec.data.dataset import MALFORMED, LabelledLine, Problem, parse_list_file, resolve_folder, short
 from edgerec.data.histogram import length_histogram, plot_histogram
-from edgerec.data.split import split_dataset
+from edgerec.data.split import recover_split, split_dataset
 from edgerec.errors import InputError
 from edgerec.utils.fs import atomic_write_bytes, atomic_write_text
+from edgerec.zoo.cards import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
 __all__ = ["check_dataset", "length_histogram", "model_charset", "split_dataset", "Problem"]
 
 DATASET_TYPE = "MSTextRecDataset"
-DEFAULT_MODEL = "PP-OCRv4_mobile_rec"
 SPLITS = ("train", "val")
 SAMPLE_NUM = 10  # sample images copied to demo_img/ per split, as PaddleX
 MAX_LISTED = 1000  # problems listed in the JSON; problems.txt has all of them
@@ -138,6 +138,7 @@ def check_dataset(dataset_dir: str | Path, output: str | Path = "./output", *, m
     folder = resolve_folder(dataset_dir)  # a folder that is a symlink loop: an InputError naming it
     if not folder.is_dir():
         raise InputError(dataset_dir, "not a dataset folder")
+    recover_split(folder)  # a split killed mid-way: its old lists or its whole new split, never a mix
     output = Path(output)
 
     samples: dict[str, list[LabelledLine]] = {}

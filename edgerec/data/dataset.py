@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec.errors import InputError
+from edgerec.utils.fs import file_kind
 
 LIST_FILES = {"train": ("train.txt",), "val": ("val.txt", "label.txt"), "any": ("val.txt", "label.txt", "train.txt")}
 # problem kinds of a line that is not well formed: strict reading raises on them, check-dataset fails on them
@@ -68,8 +69,7 @@ def not_regular(path: Path) -> str | None:
         return f"cannot read ({exc.strerror or exc})"
     if stat.S_ISREG(mode):
         return None
-    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file"
-    return f"not a regular file ({kind})"
+    return f"not a regular file ({file_kind(mode)})"
 
 
 def unresolvable(exc: BaseException) -> str:

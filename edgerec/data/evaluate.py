@@ -8,6 +8,7 @@ counts as wrong (edit distance 1), is listed in the result, and the other sample
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -133,9 +134,12 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
     }
     if output is not None:
         out = Path(output)
-        # both staged before either is renamed into place: a failed write leaves the old pair, not half a new one
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        staged = [(stage_bytes(out / PREDICTIONS_FILE, lines.encode("utf-8")), out / PREDICTIONS_FILE)]
+        # both staged before either is renamed into place: a failed write leaves the old pair, not half a new one;
+        # a kill between the two renames can pair new predictions with the old result, which its predictions_sha256
+        # then does not match
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        result["predictions_sha256"] = hashlib.sha256(lines).hexdigest()
+        staged = [(stage_bytes(out / PREDICTIONS_FILE, lines), out / PREDICTIONS_FILE)]
         try:
             staged.append((stage_bytes(out / RESULT_FILE, (json.dumps(result, ensure_ascii=False, indent=2) + "\n"
                                                            ).encode("utf-8")), out / RESULT_FILE))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgerec.errors import EdgeRecError, EngineUnavailableError
+from edgerec.zoo.cards import DEFAULT_MODEL
 
 
 def require_ray() -> Any:
@@ -56,7 +57,7 @@ def _rgb_to_bgr(image: np.ndarray, source: str) -> np.ndarray:
 class TextRecognizerUDF:
     """A callable class for ``Dataset.map_batches``: bytes or images in, text columns out."""
 
-    def __init__(self, model_name: str | None = "PP-OCRv4_mobile_rec", model_dir: str | None = None,
+    def __init__(self, model_name: str | None = None, model_dir: str | None = None,
                  precision: str | None = None, device: str = "cpu", threads: int | None = None, batch_size: int = 8,
                  home: str | None = None, min_width: int | None = None, width_bucket: int | None = None):
         if home:
@@ -64,6 +65,8 @@ class TextRecognizerUDF:
         from edgerec.api import create_model
 
         self.batch_size = batch_size
+        if model_name is None and model_dir is None:
+            model_name = DEFAULT_MODEL
         self.model = create_model(model_name, model_dir=model_dir, precision=precision, device=device,
                                   threads=threads or _actor_cpus(), batch_size=batch_size, progress=False,
                                   min_width=min_width, width_bucket=width_bucket)
@@ -103,7 +106,7 @@ def prepare(model_name: str, precision: str | None = None) -> None:
     create_model(model_name, precision=precision, warmup=False)
 
 
-def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OCRv4_mobile_rec",
+def recognize_folder(inputs: list[str], output: str, *, model_name: str | None = None,
                      model_dir: str | None = None, precision: str | None = None, address: str | None = None,
                      concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64,
                      overwrite: bool = False, min_width: int | None = None,
@@ -126,6 +129,7 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str = "PP-OC
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgeRecError(f"--address {address or '(local)'}: cannot start or join Ray ({first})") from None
     if model_dir is None:
+        model_name = model_name or DEFAULT_MODEL
         prepare(model_name, precision)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     concurrency = concurrency or max(1, cpus // num_cpus)

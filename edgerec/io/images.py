@@ -39,7 +39,8 @@ _PIL_BOMB_RE = re.compile(r"\((\d+) pixels\)")
 
 
 # a float image whose values stay at or below this is 0..1 (a resize may overshoot 1.0 a little); above it 0..255,
-# as PaddleX reads floats and PIL's "F" mode holds them. A 0..255 image that never exceeds 1.5 is black either way.
+# as PaddleX reads floats and PIL's "F" mode holds them. A 0..255 image that never exceeds 1.5 is black to the eye;
+# read as 0..1 it is stretched to full contrast, which is the one reading that can show anything.
 FLOAT_UNIT_MAX = 1.5
 
 

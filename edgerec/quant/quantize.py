@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from edgerec.data.metrics import paired_difference, rec_metrics, same_text_share
-from edgerec.errors import EdgeRecError
+from edgerec.errors import EdgeRecError, OtherPrecisionError, OutputError
 from edgerec.quant.recipe import QuantizationConfig, with_card_recipe
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch
 from edgerec.utils import cpu
-from edgerec.utils.fs import atomic_dir, atomic_write_text, check_replaceable
+from edgerec.utils.fs import atomic_dir, atomic_write_text, check_replaceable, probe_writable
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,18 @@ def quantize_ir(fp32_xml: str | Path, calibration: list[np.ndarray], eval_set: E
     q_model.set_rt_info(json.dumps({k: report[k] for k in ("method", "drop", "max_drop", "ignored_scope", "qat",
                                                            "calibration", "eval", "config")}),
                         [RT_KEY, "quantization"])
-    with atomic_dir(out_dir, owned=INT8_FILES, what="edgerec quantize") as tmp:
-        ov.save_model(q_model, str(tmp / IR_NAME))
-        atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False))
+    try:
+        with atomic_dir(out_dir, owned=INT8_FILES, what="edgerec quantize") as tmp:
+            ov.save_model(q_model, str(tmp / IR_NAME))
+            atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False))
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the int8 model there ({exc.strerror or exc}); nothing was "
+                          "installed") from None
+    except RuntimeError as exc:  # OpenVINO's save: "basic_ios::clear: iostream error" when a write fails
+        if "iostream error" not in str(exc):
+            raise
+        raise OutputError(f"{out_dir}: OpenVINO could not write the int8 model there (a full disk?); nothing was "
+                          "installed") from None
     return report
 
 
@@ -322,7 +331,8 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
                    subset_size: int = 300, eval_size: int = 200, max_drop: float = 0.005, seed: int = 0,
                    force: bool = False, config: QuantizationConfig | None = None, output: str | Path | None = None,
                    progress: bool = True) -> tuple[Path, dict]:
-    """Quantize a card model (or a local model) to int8 and install it next to its fp32 IR.
+    """Quantize a card model (or a local model) to int8 and install it where ``quantize_target`` says (the model
+    home's int8 folder; for a user's IR folder, its ``int8`` subfolder).
 
     Calibration crops: the user's dataset folder when given (real crops), else lines rendered for the model's
     charset. Evaluation crops: a labelled folder when given, else rendered lines with another seed (other
@@ -346,11 +356,16 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
     eval_pairs = None if eval_dir is None else dataset_sample(
         eval_dir, eval_size, seed=seed, split="val", fallback=False, purpose="to check int8 on (--eval)")
     bar = None if progress else False  # a bar on a terminal for sets of PROGRESS_MIN lines or more
-    resolved = resolve_model(model_name, model_dir, "fp32", progress=progress)
+    try:
+        resolved = resolve_model(model_name, model_dir, "fp32", progress=progress)
+    except OtherPrecisionError as exc:
+        raise OtherPrecisionError(f"{exc}; quantize starts from an fp32 IR (or a Paddle / ONNX model): give that "
+                                  "one") from None
     xml, info = resolved.path, resolved.info
     assert info is not None  # an IR's metadata is read when it is resolved
     out = Path(output) if output is not None else quantize_target(resolved, model_dir)
     check_replaceable(out, INT8_FILES, "edgerec quantize")  # before minutes of work, not after
+    probe_writable(out, "edgerec quantize")
     if calib_pairs is not None:
         calib = [img for img, _ in load_pairs(calib_pairs, progress=bar)]
         calib_desc = f"{len(calib)} crops from {calibration}"

@@ -14,11 +14,12 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgerec.errors import EdgeRecError
-from edgerec.utils.fs import open_fd_regular
+from edgerec.utils.fs import file_kind, open_fd_regular
 
 FIELDS = ("input_path", "page_index", "rec_text", "rec_score", "error")
 OPTIONAL = ("cwd",)  # written after FIELDS when the record has it: what a relative input_path is relative to
@@ -65,29 +66,34 @@ def _torn_tail(tail: bytes, after_lines: bool) -> bool:
     return head.startswith(LINE_START) or LINE_START.startswith(head)
 
 
-def read_results(path: str | os.PathLike, *, repair: bool = True) -> list[dict[str, Any]]:
-    """The records of the results file ``path``, every complete line checked first; then, with ``repair``, a torn
-    last line (a kill mid-write) is cut off (its input is redone by the rerun).
+def read_results(path: str | os.PathLike, *, repair: bool = True,
+                 each: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Check every complete line of the results file ``path`` (``each`` gets each record, in order); then, with
+    ``repair``, cut a torn last line (a kill mid-write; its input is redone by the rerun). Returns the line count.
 
     A file with any complete line that is not an edgerec results line, or with a last line that is not the start
-    of one, is refused with ``FILE:LINE`` and left exactly as it was.
+    of one, is refused with ``FILE:LINE`` and left exactly as it was. Records are not kept: a resume over
+    millions of lines holds only what ``each`` keeps.
     """
     path = Path(path)
     with open(path, "rb") as fh:
         data = fh.read()
     end = data.rfind(b"\n") + 1
-    records: list[dict[str, Any]] = []
+    count = 0
     for k, raw in enumerate(data[:end].splitlines(), 1):
         if not raw.strip():
             continue
         try:
-            records.append(_check_record(json.loads(raw)))
+            rec = _check_record(json.loads(raw))
         except (ValueError, RecursionError) as exc:
             raise EdgeRecError(f"{path}:{k}: not a results line written by edgerec ({_short(exc)}); nothing was "
                                "changed in it; pass another --output file") from None
+        count += 1
+        if each is not None:
+            each(rec)
     tail = data[end:]
     if tail:
-        if not _torn_tail(tail, bool(records)):
+        if not _torn_tail(tail, count > 0):
             k = data[:end].count(b"\n") + 1
             raise EdgeRecError(f"{path}:{k}: not a results line written by edgerec (its last line does not start "
                                "like one); nothing was changed in it; pass another --output file")
@@ -98,7 +104,7 @@ def read_results(path: str | os.PathLike, *, repair: bool = True) -> list[dict[s
                     fh.truncate(end)
                     fh.flush()
                     os.fsync(fh.fileno())
-    return records
+    return count
 
 
 def _short(exc: BaseException) -> str:
@@ -106,16 +112,24 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def repair_and_read(path: Path, errors: list | None = None) -> set[tuple[str | None, int | None]]:
-    """Check every complete line, cut a torn last line (a kill mid-write) and return the keys of the complete
-    lines; the keys of lines that record a failed input are appended to ``errors`` when given. A file that is not
-    an edgerec results file is refused (EdgeRecError naming ``FILE:LINE``) and never modified."""
-    done: set[tuple[str | None, int | None]] = set()
-    for rec in read_results(path):
-        key = result_key(rec["input_path"], rec["page_index"])
-        done.add(key)
+def repair_and_read(path: Path, errors: list | None = None,
+                    key: Callable[[dict[str, Any]], Any] = lambda rec: result_key(rec["input_path"],
+                                                                                  rec["page_index"])) -> set:
+    """Check every complete line, cut a torn last line (a kill mid-write) and return the ``key`` of each complete
+    line (a key of None: a line with no identity, left out); the keys of lines that record a failed input are
+    appended to ``errors`` when given. A file that is not an edgerec results file is refused (EdgeRecError
+    naming ``FILE:LINE``) and never modified."""
+    done: set = set()
+
+    def each(rec: dict[str, Any]) -> None:
+        k = key(rec)
+        if k is None:
+            return
+        done.add(k)
         if errors is not None and rec.get("error"):
-            errors.append(key)
+            errors.append(k)
+
+    read_results(path, each=each)
     return done
 
 
@@ -133,18 +147,10 @@ def _lock(fh, path: Path) -> None:
                            "another file") from None
 
 
-_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
 def _not_regular(path: Path, mode: int) -> EdgeRecError:
     if stat.S_ISDIR(mode):
         return EdgeRecError(f"--output {path}: is a folder; give a file name such as results.jsonl")
-    return EdgeRecError(f"--output {path}: is {_kind(mode)}, not a regular file; give a file name such as "
+    return EdgeRecError(f"--output {path}: is {file_kind(mode)}, not a regular file; give a file name such as "
                         "results.jsonl")
 
 
@@ -166,16 +172,16 @@ def _open_append(path: Path):
 
 
 class JsonlSink:
-    """Append results to ``path``; ``done`` holds the keys already there (with ``resume``), and ``records`` the
-    lines already there."""
+    """Append results to ``path``; with ``resume``, ``done`` holds the ``key`` of each line already there (default
+    ``result_key``; a key function returning None leaves a line out)."""
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-                 chunk: int = 64, max_delay_s: float = 2.0, errors: list | None = None):
+                 chunk: int = 64, max_delay_s: float = 2.0, errors: list | None = None,
+                 key: Callable[[dict[str, Any]], Any] | None = None):
         """``errors``: with ``resume``, collects the keys of failed inputs already in the file."""
         self.path = Path(path)
         self.chunk, self.max_delay_s = max(1, chunk), max_delay_s
-        self.done: set[tuple[str | None, int | None]] = set()
-        self.records: list[dict[str, Any]] = []
+        self.done: set = set()  # the key (``key``, default result_key) of each line already there
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -195,13 +201,8 @@ class JsonlSink:
             raise EdgeRecError(f"--output {self.path}: cannot write ({exc.strerror or exc})") from None
         _lock(self._fh, self.path)  # a second run on the same file would write every remaining input twice
         try:
-            if existed and resume:
-                self.records = read_results(self.path)  # checked before anything is cut; refused: untouched
-                for rec in self.records:
-                    key = result_key(rec["input_path"], rec["page_index"])
-                    self.done.add(key)
-                    if errors is not None and rec.get("error"):
-                        errors.append(key)
+            if existed and resume:  # checked before anything is cut; refused: untouched
+                self.done = repair_and_read(self.path, errors, **({"key": key} if key is not None else {}))
             elif existed:
                 self._fh.truncate(0)  # --overwrite, asked for
             self._fh.seek(0, os.SEEK_END)  # where the file now ends: a failed chunk write is cut back to here

@@ -30,13 +30,24 @@ class StreamSummary:
 
 
 def _norm(path: str | None, base: str | None = None) -> str | None:
-    """The identity of a file input across runs: its absolute normalised path, a relative one taken against
-    ``base`` (the folder it was given in; default: the current folder). URLs and array names are kept as they are."""
+    """The identity of a file input across runs: its absolute path with symlinks resolved (a tree reached through
+    a link, or a current folder under a symlinked /home, is the same tree), a relative one taken against ``base``
+    (the folder it was given in; default: the current folder). URLs and array names are kept as they are."""
     if not isinstance(path, str) or "://" in path:
         return path
     if base is not None and not os.path.isabs(path):
         path = os.path.join(base, path)
-    return os.path.normpath(os.path.abspath(path))
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):  # a symlink loop on some Pythons, a NUL byte: the path as written
+        return os.path.normpath(os.path.abspath(path))
+
+
+def _key(rec: dict) -> tuple | None:
+    """A results line's identity for resume; None for a line without a path (an array): never "done"."""
+    if rec["input_path"] is None:
+        return None
+    return (_norm(rec["input_path"], rec.get("cwd")), rec["page_index"])
 
 
 def _relative(path: str | None) -> bool:
@@ -73,13 +84,12 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
 
     chunk = int(os.environ.get(CHUNK_ENV, "64") or 64)
     earlier: list = []
-    with JsonlSink(output, resume=resume, overwrite=overwrite, chunk=chunk, errors=earlier) as sink:
+    with JsonlSink(output, resume=resume, overwrite=overwrite, chunk=chunk, errors=earlier, key=_key) as sink:
         # inputs are matched on their absolute normalised path, so `scans`, `./scans/` and /abs/scans resume alike;
         # a relative path is taken against the folder its line records ("cwd"), so a resume started from another
         # folder matches too (lines without it, from older versions, against the current folder). Results without
         # a path (arrays) have no identity to match: they are never "done".
-        done = {(_norm(rec["input_path"], rec.get("cwd")), rec["page_index"]) for rec in sink.records
-                if rec["input_path"] is not None}
+        done = sink.done
         here = _cwd()
         skipped = 0
 

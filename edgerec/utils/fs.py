@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import os
 import shutil
@@ -12,7 +14,7 @@ import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from edgerec.errors import OutputExistsError
+from edgerec.errors import OutputError, OutputExistsError
 
 STALE_TMP_S = 3600  # a temp folder this old belongs to a writer that died
 
@@ -67,9 +69,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def foreign_entries(folder: str | Path, owned: Collection[str]) -> list[str]:
-    """Names in ``folder`` other than ``owned`` and our own leftovers (``.NAME.tmp-*``, ``.NAME.old-*``), sorted."""
-    return sorted(p.name for p in Path(folder).iterdir()
-                  if p.name not in owned and not (p.name.startswith(".") and (".tmp" in p.name or ".old-" in p.name)))
+    """Names in ``folder`` other than ``owned`` and the half-written files of one of them (``.NAME.*.tmp``, what
+    ``stage_bytes`` leaves when killed), sorted. A user's own dot-files are foreign."""
+    def ours(name: str) -> bool:
+        return name in owned or (name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in owned))
+
+    return sorted(p.name for p in Path(folder).iterdir() if not ours(p.name))
 
 
 def check_replaceable(folder: str | Path, owned: Collection[str], what: str) -> None:
@@ -94,20 +99,68 @@ def check_replaceable(folder: str | Path, owned: Collection[str], what: str) -> 
                                 "folder, so give a new or empty folder (or move those files)")
 
 
+def probe_writable(final: str | Path, what: str) -> None:
+    """Fail now, with an OutputError naming ``final``, where ``atomic_dir(final)`` could not write (a read-only or
+    missing parent): before minutes of work, not after them."""
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{final.name}.probe-", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(f"{final}: {what} cannot write there ({exc.strerror or exc})") from None
+
+
+_RENAME_EXCHANGE = 2  # renameat2's flag: swap two paths in one step (Linux 3.15+)
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or the file system cannot, so the caller falls back to two renames."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _restore_old(final: Path) -> None:
+    """A writer killed between its two renames (no ``renameat2``) left ``final`` missing and the old content in
+    ``.NAME.old-PID``: put it back, so the folder holds the old content until a write succeeds."""
+    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    for old in olds:
+        if not final.exists() and not final.is_symlink():
+            with contextlib.suppress(OSError):
+                os.replace(old, final)
+                continue
+        if time.time() - old.stat().st_mtime > STALE_TMP_S:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: str = "edgerec") -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``final`` in one rename.
+    """Yield a temporary sibling folder; on success it takes ``final``'s place in one step.
 
     ``owned``: the names the writer puts in ``final``; an existing ``final`` holding anything else is refused
     (``check_replaceable``) before anything is written, and again just before the swap. None: ``final`` is the
     writer's own (the model home), replaced whatever it holds.
+    The swap is one ``renameat2(RENAME_EXCHANGE)`` where Linux has it, so a kill at any moment leaves the old
+    folder or the new one. Elsewhere it is two renames; Ctrl-C between them puts the old folder back, and a kill
+    between them leaves it as ``.NAME.old-PID``, which the next write to ``final`` puts back first.
     An interrupted write leaves only a ``.tmp-*`` folder, which later writes ignore and, once it is an hour
     old (its writer is gone), remove.
     """
     final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _restore_old(final)
     if owned is not None:
         check_replaceable(final, owned, what)
-    final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
         try:
             if time.time() - stale.stat().st_mtime > STALE_TMP_S:
@@ -120,16 +173,29 @@ def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: st
         yield tmp
         if owned is not None:
             check_replaceable(final, owned, what)  # the folder may have been filled while we wrote
-        if final.exists():
+        if not final.exists():
+            os.replace(tmp, final)
+        elif _exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # it holds the old content now
+        else:
             old = final.parent / f".{final.name}.old-{os.getpid()}"
             os.replace(final, old)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:  # Ctrl-C or a failure between the renames: the old folder goes back
+                os.replace(old, final)
+                raise
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, from its ``st_mode`` (for errors that refuse it)."""
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def open_fd_regular(path: str | Path, flags: int, fdmode: str, perm: int = 0o666):

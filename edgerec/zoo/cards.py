@@ -29,6 +29,7 @@ import yaml
 
 from edgerec.errors import ModelError, ModelNotFoundError
 
+DEFAULT_MODEL = "PP-OCRv4_mobile_rec"  # what every command reads with when no model is named (PaddleX's module default)
 FORMATS = frozenset({"onnx", "paddle"})
 # Charset values that name no file of the source: the dict lives in the ONNX metadata or in inference.yml.
 CHARSET_BUILTINS = frozenset({"onnx-metadata", "inference.yml"})

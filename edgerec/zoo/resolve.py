@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgerec.errors import EdgeRecError, ModelError, ModelNotFoundError
+from edgerec.errors import EdgeRecError, ModelError, ModelNotFoundError, OtherPrecisionError
 from edgerec.zoo import home as homes
 from edgerec.zoo.cards import ModelCard, get_card
 from edgerec.zoo.export import IR_NAME, ExportSpec, ModelInfo, check_card, export, read_info, verify_source_files
@@ -95,14 +95,15 @@ def _ir_in(path: Path, precision: str | None) -> Path | None:
     for other in beside:
         if other.is_file():
             return other
-    make = (f", or make it with `edgerec quantize --model-dir {path}`" if precision == "int8" else "")
-    raise ModelError(f"{path}: holds an {have} IR, not {precision}: ask for precision {have!r} (--precision {have})"
-                     f"{make}")
+    make = (f"; `edgerec quantize --model-dir {path}` makes an int8 one" if precision == "int8" else "")
+    raise OtherPrecisionError(f"{path}: holds an {have} IR, not the {precision} one asked for (precision "
+                              f"{have!r} runs it){make}")
 
 
 def _check_name(xml: Path, info: ModelInfo, model_name: str | None) -> None:
     """A model_name given with an IR model_dir must be the IR's (PaddleX: "Model name mismatch")."""
-    if model_name and info.model_name != model_name:
+    card = _card_or_none(model_name)  # a card's other spellings (case, file name) name the same model
+    if model_name and info.model_name not in (model_name, card.name if card is not None else None):
         raise ModelError(f"{xml}: this IR is {info.model_name}, not {model_name}; give the IR's name or leave "
                          "model_name out")
 
@@ -210,6 +211,15 @@ def _direct(src: ModelSource, card: ModelCard | None, fmt: str) -> ResolvedModel
     return ResolvedModel(spec.model_name, Path(path), fmt, "fp32", spec, src, card)
 
 
+def own_ir_precision(model_dir: str | Path) -> str | None:
+    """The precision of the IR ``model_dir`` names as it is, or None when it names no (readable) IR."""
+    try:
+        xml = _ir_in(Path(model_dir).expanduser(), None)
+        return read_info(xml).precision if xml is not None else None
+    except EdgeRecError:
+        return None
+
+
 def installed_ir(model_name: str | None, model_dir: str | Path | None, precision: str) -> Path | None:
     """The IR of ``precision`` already made for a card or next to a local model's IR, if there is one."""
     if model_dir is not None:
@@ -275,7 +285,8 @@ def model_charset(model_name: str | None, model_dir: str | Path | None = None, p
     """
     if model_dir is not None:
         path = Path(model_dir).expanduser()
-        xml = _ir_in(path, None)
+        xml = _ir_in(path, None) or next((path / p / IR_NAME for p in homes.PRECISIONS
+                                          if (path / p / IR_NAME).is_file()), None)
         if xml is not None:
             return read_info(xml).classes[1:]
         src = open_local(path, name=model_name)
