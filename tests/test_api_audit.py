@@ -353,3 +353,59 @@ def test_atomic_dir_exchange_is_used_where_linux_has_it(tmp_path):
     if not fs._exchange(a, b):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here: the two-rename path is tested above")
     assert (b / "from_a").exists() and not (a / "from_a").exists()
+
+
+# ------------------------------------------------------------------ the second round: what the re-verification found
+
+def test_a_folder_or_file_named_like_an_output_but_not_ours_is_foreign(tmp_path):
+    from edgerec.quant.calibration import dataset_files
+    from edgerec.utils.fs import check_replaceable
+
+    out = tmp_path / "set"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "00000.png").write_bytes(b"png")
+    (out / "train.txt").write_text("images/00000.png\tx\n")
+    check_replaceable(out, dataset_files(), "calibrate")  # an earlier set: fine
+    (out / "images" / "holiday.jpg").write_bytes(b"jpg")
+    with pytest.raises(OutputExistsError, match="images/"):
+        check_replaceable(out, dataset_files(), "calibrate")
+    ir = tmp_path / "ir"
+    (ir / "model.bin").mkdir(parents=True)  # a folder where the IR's file goes
+    (ir / "model.bin" / "a.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="model.bin/"):
+        check_replaceable(ir, ("model.xml", "model.bin"), "export")
+
+
+def test_an_output_given_as_a_link_is_written_into_the_folder_it_points_to(tmp_path):
+    from edgerec.utils.fs import atomic_dir
+
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    with atomic_dir(link, owned=("a.txt",)) as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert link.is_symlink() and (target / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]  # no leftover
+
+
+def test_a_folder_of_precisions_runs_the_precision_it_holds_and_checks_each_ir(v4, edgerec_home, tmp_path):
+    from edgerec.errors import OtherPrecisionError
+    from edgerec.zoo.resolve import resolve_model
+
+    home = edgerec_home / "models" / V4
+    only = tmp_path / "only"
+    (only / "int8").mkdir(parents=True)
+    install_relabelled_int8_at(home / "fp32" / "model.xml", only / "int8")
+    assert resolve_model(model_dir=only, precision=None).precision == "int8"  # the one it holds
+    with pytest.raises(OtherPrecisionError, match="holds IRs of int8, not fp32"):
+        resolve_model(model_dir=only, precision="fp32")
+    with pytest.raises(OtherPrecisionError, match="not bf16"):
+        from edgerec import create_model
+
+        create_model(model_dir=only, precision="bf16", progress=False)
+    mislabelled = tmp_path / "mis"
+    (mislabelled / "fp32").mkdir(parents=True)
+    install_relabelled_int8_at(home / "fp32" / "model.xml", mislabelled / "fp32")  # an int8 IR in "fp32"
+    with pytest.raises(OtherPrecisionError, match="an int8 IR in the fp32 folder"):
+        resolve_model(model_dir=mislabelled, precision="fp32")

@@ -136,13 +136,13 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate(name, output, count, seed, quiet) -> None:
     """Render a seeded calibration set for a model's charset (images/ + train.txt), to inspect or reuse."""
-    from edgerec.quant.calibration import IMAGES_DIR, iter_lines, save_dataset
+    from edgerec.quant.calibration import dataset_files, iter_lines, save_dataset
     from edgerec.utils.fs import check_replaceable
     from edgerec.zoo.resolve import resolve_model
 
     what = "edgerec calibrate"
     try:
-        check_replaceable(output, (IMAGES_DIR, "train.txt"), what)  # before the model and the rendering
+        check_replaceable(output, dataset_files("train.txt"), what)  # before the model and the rendering
         info = resolve_model(name, None, "fp32").info  # the classes quantize renders for: the IR's
         folder = save_dataset(iter_lines(info.classes, count, seed=seed), output, total=count,
                               progress=False if quiet else None, what=what)

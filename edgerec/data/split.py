@@ -176,8 +176,9 @@ def _load_journal(journal: Path) -> tuple[dict, dict[str, bytes | None]]:
         if state.get("version") != JOURNAL_VERSION or not isinstance(lists, dict) or not set(lists) <= set(LISTS):
             raise ValueError("unknown layout")
         for ent in lists.values():
-            if not (isinstance(ent["new"], str) and isinstance(ent["mode"], int)
-                    and (ent["old"] is None or isinstance(ent["old"], str))):
+            mode = ent["mode"]  # a list file's permission bits only: never setuid, setgid or sticky
+            if not (isinstance(ent["new"], str) and isinstance(mode, int) and not isinstance(mode, bool)
+                    and 0 <= mode <= 0o777 and (ent["old"] is None or isinstance(ent["old"], str))):
                 raise ValueError("unknown layout")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise bad(f"its state.json cannot be read ({exc})") from None

@@ -54,6 +54,10 @@ def _rgb_to_bgr(image: np.ndarray, source: str) -> np.ndarray:
     return to_bgr(arr, source)
 
 
+# what Ray Data's write_json puts in an output folder (its --overwrite replaces only a folder of these)
+RAY_OUTPUT_FILES = ("*.json",)
+
+
 class TextRecognizerUDF:
     """A callable class for ``Dataset.map_batches``: bytes or images in, text columns out."""
 

@@ -285,6 +285,11 @@ def dataset_lines(folder: str | Path, n: int | None = None, seed: int = 0, split
 IMAGES_DIR = "images"
 
 
+def dataset_files(list_name: str = "train.txt") -> tuple[str, ...]:
+    """What ``save_dataset`` writes in its folder (``atomic_dir``'s ``owned``): the images folder and the list."""
+    return (f"{IMAGES_DIR}/[0-9][0-9][0-9][0-9][0-9].png", list_name)
+
+
 def save_dataset(lines: Iterable[tuple[np.ndarray, str]], folder: str | Path, list_name: str = "train.txt", *,
                  total: int | None = None, progress: bool | None = False, what: str = "edgerec calibrate") -> Path:
     """Write lines as an MSTextRecDataset folder (images/NNNNN.png + list file), atomically.
@@ -299,7 +304,7 @@ def save_dataset(lines: Iterable[tuple[np.ndarray, str]], folder: str | Path, li
     folder = Path(folder)
     if total is None and hasattr(lines, "__len__"):
         total = len(lines)  # type: ignore[arg-type]
-    with atomic_dir(folder, owned=(IMAGES_DIR, list_name), what=what) as tmp, \
+    with atomic_dir(folder, owned=dataset_files(list_name), what=what) as tmp, \
             _bar(total, f"writing {folder}", progress) as bar:
         (tmp / IMAGES_DIR).mkdir()
         with open(tmp / list_name, "w", encoding="utf-8", newline="\n") as listing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -68,13 +69,32 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def foreign_entries(folder: str | Path, owned: Collection[str]) -> list[str]:
-    """Names in ``folder`` other than ``owned`` and the half-written files of one of them (``.NAME.*.tmp``, what
-    ``stage_bytes`` leaves when killed), sorted. A user's own dot-files are foreign."""
-    def ours(name: str) -> bool:
-        return name in owned or (name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in owned))
+def _ours(entry: os.DirEntry, owned: Collection[str]) -> bool:
+    """Whether ``entry`` is what a writer that writes ``owned`` puts there.
 
-    return sorted(p.name for p in Path(folder).iterdir() if not ours(p.name))
+    ``owned`` holds file names or patterns (``model.xml``, ``*.json``: a file, never a folder, of that name) and
+    folder patterns (``images/*.png``: a folder holding only such files), plus the half-written files a kill
+    leaves beside an owned file (``.NAME.*.tmp``, from ``stage_bytes``). A folder in a file's place, a folder
+    holding anything else, and a user's dot-files are not ours."""
+    name = entry.name
+    is_dir = entry.is_dir(follow_symlinks=False)
+    for pattern in owned:
+        folder, _, inner = pattern.partition("/")
+        if inner:
+            if name == folder and is_dir:
+                return all(child.is_file(follow_symlinks=False) and fnmatch.fnmatch(child.name, inner)
+                           for child in os.scandir(entry.path))
+        elif not is_dir and (fnmatch.fnmatch(name, pattern)
+                             or (name.startswith(f".{pattern}.") and name.endswith(".tmp"))):
+            return True
+    return False
+
+
+def foreign_entries(folder: str | Path, owned: Collection[str]) -> list[str]:
+    """Names in ``folder`` that are not what a writer of ``owned`` puts there (``_ours``), sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in entries
+                      if not _ours(e, owned))
 
 
 def check_replaceable(folder: str | Path, owned: Collection[str], what: str) -> None:
@@ -133,14 +153,15 @@ def _exchange(a: Path, b: Path) -> bool:
 def _restore_old(final: Path) -> None:
     """A writer killed between its two renames (no ``renameat2``) left ``final`` missing and the old content in
     ``.NAME.old-PID``: put it back, so the folder holds the old content until a write succeeds."""
-    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.lstat().st_mtime)
     for old in olds:
         if not final.exists() and not final.is_symlink():
             with contextlib.suppress(OSError):
                 os.replace(old, final)
                 continue
-        if time.time() - old.stat().st_mtime > STALE_TMP_S:
-            shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            if time.time() - old.lstat().st_mtime > STALE_TMP_S:
+                _remove(old)
 
 
 @contextlib.contextmanager
@@ -157,14 +178,16 @@ def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: st
     old (its writer is gone), remove.
     """
     final = Path(final)
+    if owned is not None and final.is_symlink():  # a user's link to their output folder: the folder is replaced,
+        final = Path(os.path.realpath(final))     # the link keeps pointing at it
     final.parent.mkdir(parents=True, exist_ok=True)
     _restore_old(final)
     if owned is not None:
         check_replaceable(final, owned, what)
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
         try:
-            if time.time() - stale.stat().st_mtime > STALE_TMP_S:
-                shutil.rmtree(stale, ignore_errors=True)
+            if time.time() - stale.lstat().st_mtime > STALE_TMP_S:
+                _remove(stale)
         except OSError:
             pass
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -176,7 +199,7 @@ def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: st
         if not final.exists():
             os.replace(tmp, final)
         elif _exchange(tmp, final):
-            shutil.rmtree(tmp, ignore_errors=True)  # it holds the old content now
+            _remove(tmp)  # it holds the old content now (a link, where final was one)
         else:
             old = final.parent / f".{final.name}.old-{os.getpid()}"
             os.replace(final, old)
@@ -185,10 +208,19 @@ def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: st
             except BaseException:  # Ctrl-C or a failure between the renames: the old folder goes back
                 os.replace(old, final)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder tree, or a link (rmtree refuses links, and ignore_errors would leave it)."""
+    if path.is_symlink():
+        with contextlib.suppress(OSError):
+            path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def file_kind(mode: int) -> str:

@@ -68,20 +68,33 @@ def _card_or_none(name: str | None) -> ModelCard | None:
         return None  # a local model may carry any name
 
 
-def _ir_in(path: Path, precision: str | None) -> Path | None:
+def _ir_in(path: Path, precision: str | None, asked: str | None = None) -> Path | None:
     """The IR that ``model_dir`` names, of ``precision`` (None: the one it names, whatever its precision), or None
     when ``path`` holds no IR (a source model, or nothing).
 
     Layouts: the .xml itself; a folder holding model.xml (``edgerec quantize --model-dir`` puts its int8 in
-    ``<folder>/int8``); a folder of precisions (``<path>/<precision>/model.xml``, the model home's layout), also
-    when given as one of its precision folders. An IR of another precision than the one asked for, with none of
-    that precision beside it, is a ModelError that says which it is: never run silently as something else."""
+    ``<folder>/int8``); a folder of precisions (``<path>/<precision>/model.xml``, the model home's layout; with
+    precision None its fp32, or the one precision it holds), also when given as one of its precision folders.
+    Every IR found is read: one of another precision than asked for, with none of that one where it would be, is
+    an OtherPrecisionError that says which there are (``asked``: the precision named in it, e.g. bf16 for fp32).
+    Never run silently as something else."""
+    label = asked or precision
     if path.is_file() and path.suffix == ".xml":
         xml = path
     elif path.is_dir() and (path / IR_NAME).is_file():
         xml = path / IR_NAME
-    elif path.is_dir() and (path / (precision or "fp32") / IR_NAME).is_file():
-        return path / (precision or "fp32") / IR_NAME
+    elif path.is_dir():
+        present = [p for p in homes.PRECISIONS if (path / p / IR_NAME).is_file()]
+        if not present:
+            return None
+        want = precision or ("fp32" if "fp32" in present else present[0] if len(present) == 1 else None)
+        if want is None:
+            raise OtherPrecisionError(f"{path}: holds IRs of {', '.join(present)}; ask for one of them")
+        if want not in present:
+            raise OtherPrecisionError(f"{path}: holds IRs of {', '.join(present)}, not {label}")
+        xml = path / want / IR_NAME
+        _require_precision(xml, want, label)
+        return xml
     else:
         return None
     if precision is None:
@@ -94,10 +107,19 @@ def _ir_in(path: Path, precision: str | None) -> Path | None:
         beside.append(xml.parent.parent / precision / IR_NAME)
     for other in beside:
         if other.is_file():
+            _require_precision(other, precision, label)
             return other
     make = (f"; `edgerec quantize --model-dir {path}` makes an int8 one" if precision == "int8" else "")
-    raise OtherPrecisionError(f"{path}: holds an {have} IR, not the {precision} one asked for (precision "
-                              f"{have!r} runs it){make}")
+    what = f"{label} one" if label == precision else f"{precision} IR that {label} runs"
+    raise OtherPrecisionError(f"{path}: holds an {have} IR, not the {what} asked for (precision {have!r} runs it)"
+                              f"{make}")
+
+
+def _require_precision(xml: Path, precision: str, label: str) -> None:
+    """An IR found in a precision's folder must be of that precision (a folder named fp32 may hold a copied int8)."""
+    have = read_info(xml).precision
+    if have != precision:
+        raise OtherPrecisionError(f"{xml}: an {have} IR in the {xml.parent.name} folder, not the {label} asked for")
 
 
 def _check_name(xml: Path, info: ModelInfo, model_name: str | None) -> None:
@@ -133,7 +155,7 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
         raise ModelError("give a model name (see `edgerec models list`) or model_dir")
     if model_dir is not None:
         path = Path(model_dir).expanduser()
-        xml = _ir_in(path, asked and precision) if source_format == "ir" else None
+        xml = _ir_in(path, asked and precision, asked) if source_format == "ir" else None
         if xml is not None:  # an IR is loaded as it is; a truncated or half-copied one is refused with what to do
             info = read_info(xml)
             _check_name(xml, info, model_name)
@@ -285,9 +307,9 @@ def model_charset(model_name: str | None, model_dir: str | Path | None = None, p
     """
     if model_dir is not None:
         path = Path(model_dir).expanduser()
-        xml = _ir_in(path, None) or next((path / p / IR_NAME for p in homes.PRECISIONS
-                                          if (path / p / IR_NAME).is_file()), None)
-        if xml is not None:
+        xml = (path / IR_NAME if path.is_dir() and (path / IR_NAME).is_file() else path if path.suffix == ".xml"
+               else next((path / p / IR_NAME for p in homes.PRECISIONS if (path / p / IR_NAME).is_file()), None))
+        if xml is not None and xml.is_file():  # every precision of a model has its charset
             return read_info(xml).classes[1:]
         src = open_local(path, name=model_name)
         return ExportSpec.of(src, _card_or_none(model_name)).classes(src, None)[1:]
