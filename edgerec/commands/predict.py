@@ -242,19 +242,13 @@ def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, 
 def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | None, batch_size: int, threads, address,
                  overwrite: bool, resume: bool, min_width: int | None, width_bucket: int | None) -> None:
     """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``."""
-    from edgerec.integrations.ray import RAY_OUTPUT_FILES, recognize_folder
-    from edgerec.utils.fs import check_replaceable
+    from edgerec.integrations.ray import recognize_folder
 
     out = Path(output)
     if resume:
         fail("--resume is not supported with --ray (Ray Data writes a folder of files): use a new --output")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to replace its contents)")
-    if overwrite:  # Ray replaces the folder's contents: only an earlier run's JSON files, never a user's files
-        try:
-            check_replaceable(out, RAY_OUTPUT_FILES, "edgerec predict --ray")
-        except EdgeRecError as exc:
-            fail(exc)
     try:
         rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name,
                                 model_dir=model_dir, precision=precision, address=address,

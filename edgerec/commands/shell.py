@@ -46,12 +46,21 @@ class EdgeRecGroup(click.Group):
 def ignore_late_interrupts() -> None:
     """For the console script, once its command has returned or exited: a Ctrl-C while the interpreter shuts down
     (joining threads, closing progress bars) would print a traceback from inside that and still exit 0; the work
-    is done, so it is ignored. Not for ``main`` called in a process that goes on (tests, embedding)."""
+    is done, so it ends the process at once, quietly, with 130 (output flushed first). Not for ``main`` called in
+    a process that goes on (tests, embedding)."""
     import signal
     import threading
 
+    def leave(signum, frame) -> None:  # no traceback from inside the shutdown; a hung one still stops
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(EXIT_INTERRUPTED)
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, leave)
 
 
 def plain(text: object) -> str:

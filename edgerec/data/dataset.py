@@ -95,6 +95,10 @@ def find_list_file(folder: str | Path, split: str = "any") -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a dataset folder")
+    if (folder / ".edgerec-split").exists():  # a --split was killed here: its old lists or its new ones, not a mix
+        from edgerec.data.split import recover_split
+
+        recover_split(folder)
     for name in LIST_FILES[split]:
         why = not_regular(folder / name)
         if why is None:

@@ -67,20 +67,31 @@ def _put(path: Path, data: bytes, mode: int) -> None:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive advisory lock on the dataset folder itself (no lock file is left behind; POSIX only)."""
+def _locked(folder: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """An exclusive advisory lock on the dataset folder itself (no lock file is left behind; POSIX only; local to
+    one machine on NFS), waited for up to ``wait_s``."""
     try:
         import fcntl
     except ImportError:  # Windows: no flock; one split per folder at a time is then the user's to keep
         yield
         return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise InputError(folder, "another edgerec --split is working on this dataset; wait for it to "
-                                     "finish") from None
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(folder, f"cannot open the dataset folder ({exc.strerror or exc})") from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # EWOULDBLOCK: another process holds it
+                if time.monotonic() >= deadline:
+                    raise InputError(folder, "another edgerec --split is working on this dataset; wait for it "
+                                             "to finish") from None
+                time.sleep(0.1)
+            except OSError as exc:
+                raise InputError(folder, f"cannot lock the dataset folder ({exc.strerror or exc})") from None
         yield
     finally:
         os.close(fd)  # releases the lock; a killed process's lock goes with its descriptors
@@ -266,9 +277,9 @@ def recover_split(dataset_dir: str | Path) -> list[str]:
     to do (no journal); readers of ``train.txt`` / ``val.txt`` may call it first. Returns the backup names of
     an interrupted first split (all present now)."""
     folder = Path(dataset_dir).expanduser()
-    if not folder.is_dir():
+    if not folder.is_dir() or not (folder / JOURNAL).exists():  # nothing to do: no lock taken, nobody waits
         return []
-    with _locked(folder):
+    with _locked(folder, wait_s=10.0):
         return _recover(folder)
 
 

@@ -120,7 +120,10 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
     ``width_bucket`` reach every actor's create_model."""
     from edgerec.io.inputs import IMAGE_SUFFIXES
     from edgerec.runtime.preprocess import check_min_width, check_width_bucket
+    from edgerec.utils.fs import check_replaceable
 
+    if overwrite:  # Ray replaces the folder's contents: only an earlier run's JSON files, never a user's files
+        check_replaceable(output, RAY_OUTPUT_FILES, "edgerec predict --ray")
     if min_width is not None:  # on the driver, before Ray starts: not once per actor
         check_min_width(min_width)
     check_width_bucket(width_bucket)

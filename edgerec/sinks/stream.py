@@ -8,6 +8,7 @@ a million-file listing.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -29,18 +30,27 @@ class StreamSummary:
     earlier_errors: int  # failed inputs already in the file
 
 
+@functools.lru_cache(maxsize=65536)
+def _real_dir(folder: str) -> str:
+    """``folder`` with its symlinks resolved, once per folder (a tree of millions of files has few folders)."""
+    try:
+        return os.path.realpath(folder)
+    except (OSError, ValueError):  # a symlink loop on some Pythons, a NUL byte: the folder as written
+        return folder
+
+
 def _norm(path: str | None, base: str | None = None) -> str | None:
-    """The identity of a file input across runs: its absolute path with symlinks resolved (a tree reached through
-    a link, or a current folder under a symlinked /home, is the same tree), a relative one taken against ``base``
-    (the folder it was given in; default: the current folder). URLs and array names are kept as they are."""
+    """The identity of a file input across runs: its absolute path, its folder's symlinks resolved (a tree reached
+    through a link, or a current folder under a symlinked /home, is the same tree; two file links to one target
+    stay two inputs), a relative one taken against ``base`` (the folder it was given in; default: the current
+    folder). URLs and array names are kept as they are."""
     if not isinstance(path, str) or "://" in path:
         return path
     if base is not None and not os.path.isabs(path):
         path = os.path.join(base, path)
-    try:
-        return os.path.realpath(path)
-    except (OSError, ValueError):  # a symlink loop on some Pythons, a NUL byte: the path as written
-        return os.path.normpath(os.path.abspath(path))
+    path = os.path.normpath(os.path.abspath(path))
+    folder, name = os.path.split(path)
+    return os.path.join(_real_dir(folder), name)
 
 
 def _key(rec: dict) -> tuple | None:
@@ -114,7 +124,7 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
         try:
             for res in model.predict(list(inputs), batch_size=batch_size, workers=workers, keep_image=False,
                                      skip=skip if done else None):
-                if (_norm(res["input_path"]), res["page_index"]) in done:  # a page of a PDF done before
+                if done and (_norm(res["input_path"]), res["page_index"]) in done:  # a PDF page done before
                     skipped += 1
                     continue
                 sink.add({"input_path": res["input_path"], "page_index": res["page_index"],

@@ -6,10 +6,12 @@ import contextlib
 import ctypes
 import errno
 import fnmatch
+import glob
 import hashlib
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterator
@@ -84,7 +86,7 @@ def _ours(entry: os.DirEntry, owned: Collection[str]) -> bool:
             if name == folder and is_dir:
                 return all(child.is_file(follow_symlinks=False) and fnmatch.fnmatch(child.name, inner)
                            for child in os.scandir(entry.path))
-        elif not is_dir and (fnmatch.fnmatch(name, pattern)
+        elif not is_dir and ((fnmatch.fnmatch(name, pattern) and not (name.startswith(".") and "*" in pattern))
                              or (name.startswith(f".{pattern}.") and name.endswith(".tmp"))):
             return True
     return False
@@ -137,9 +139,11 @@ _AT_FDCWD = -100
 def _exchange(a: Path, b: Path) -> bool:
     """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
     system or the file system cannot, so the caller falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
@@ -153,7 +157,7 @@ def _exchange(a: Path, b: Path) -> bool:
 def _restore_old(final: Path) -> None:
     """A writer killed between its two renames (no ``renameat2``) left ``final`` missing and the old content in
     ``.NAME.old-PID``: put it back, so the folder holds the old content until a write succeeds."""
-    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.lstat().st_mtime)
+    olds = sorted(final.parent.glob(f".{glob.escape(final.name)}.old-*"), key=lambda p: -p.lstat().st_mtime)
     for old in olds:
         if not final.exists() and not final.is_symlink():
             with contextlib.suppress(OSError):
@@ -184,7 +188,7 @@ def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: st
     _restore_old(final)
     if owned is not None:
         check_replaceable(final, owned, what)
-    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
         try:
             if time.time() - stale.lstat().st_mtime > STALE_TMP_S:
                 _remove(stale)
@@ -202,11 +206,15 @@ def atomic_dir(final: str | Path, owned: Collection[str] | None = None, what: st
             _remove(tmp)  # it holds the old content now (a link, where final was one)
         else:
             old = final.parent / f".{final.name}.old-{os.getpid()}"
-            os.replace(final, old)
+            moved = False
             try:
+                os.replace(final, old)
+                moved = True
                 os.replace(tmp, final)
+                moved = False
             except BaseException:  # Ctrl-C or a failure between the renames: the old folder goes back
-                os.replace(old, final)
+                if moved:
+                    os.replace(old, final)
                 raise
             _remove(old)
     except BaseException:
