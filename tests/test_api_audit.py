@@ -409,3 +409,47 @@ def test_a_folder_of_precisions_runs_the_precision_it_holds_and_checks_each_ir(v
     install_relabelled_int8_at(home / "fp32" / "model.xml", mislabelled / "fp32")  # an int8 IR in "fp32"
     with pytest.raises(OtherPrecisionError, match="an int8 IR in the fp32 folder"):
         resolve_model(model_dir=mislabelled, precision="fp32")
+
+
+# ------------------------------------------------------------------ train and report outputs (the last round)
+
+def _tiny_dataset(root: Path, rendered) -> Path:
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, (text, img) in enumerate(rendered[:4]):
+        cv2.imwrite(str(root / "images" / f"{i}.png"), img)
+        rows.append(f"images/{i}.png\t{text}")
+    (root / "train.txt").write_text("\n".join(rows[:3]) + "\n", encoding="utf-8")
+    (root / "val.txt").write_text(rows[3] + "\n", encoding="utf-8")
+    return root
+
+
+def test_train_refuses_to_replace_an_earlier_runs_models_unless_overwrite(rendered, tmp_path):
+    pytest.importorskip("torch")
+    from edgerec.train import TrainError
+    from edgerec.train.finetune import TrainConfig, finetune
+
+    ds = _tiny_dataset(tmp_path / "ds", rendered)
+    out = tmp_path / "out"
+    (out / "best_accuracy").mkdir(parents=True)
+    (out / "best_accuracy" / "inference.onnx").write_bytes(b"an earlier run's model")
+    with pytest.raises(TrainError, match=r"holds best_accuracy/ of an earlier run; pass --overwrite"):
+        finetune(TrainConfig(model=V4, dataset=str(ds), output=str(out), epochs=1), progress=False)
+    assert (out / "best_accuracy" / "inference.onnx").read_bytes() == b"an earlier run's model"
+    assert not (out / "train.log").exists()
+
+
+def test_report_checks_its_output_and_datasets_before_measuring(tmp_path, rendered):
+    from edgerec.bench import ReportOptions, run_report
+    from edgerec.bench.render import check_report_output
+    from edgerec.errors import EdgeRecError
+
+    out = tmp_path / "rep"
+    (out / "report.md").mkdir(parents=True)
+    with pytest.raises(EdgeRecError, match="in the way"):
+        check_report_output(out)
+    ds = _tiny_dataset(tmp_path / "ds", rendered)
+    with pytest.raises(EdgeRecError, match="given twice"):
+        run_report(ReportOptions(models=[V4], datasets=[ds, tmp_path / "ds" / "."], output=tmp_path / "r2"))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import tempfile
 from pathlib import Path
 
 from edgerec.bench.plot import plot_acc_vs_latency
+from edgerec.errors import EdgeRecError
 from edgerec.utils.fs import atomic_write_bytes, atomic_write_text
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -166,10 +169,28 @@ def _load(v) -> str:
     return "?" if not v else " / ".join(f"{x:.2f}" for x in v)
 
 
+REPORT_FILES = ("report.json", "acc_vs_latency.png", "report.md")
+
+
+def check_report_output(output: Path) -> None:
+    """The output folder can take the report's files: writable, none of their names taken by a non-file."""
+    for name in REPORT_FILES:
+        if (output / name).exists() and not (output / name).is_file():
+            raise EdgeRecError(f"{output / name}: is in the way of the report's file (not a regular file)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=output))
+    except OSError as exc:
+        raise EdgeRecError(f"{output}: edgerec report cannot write there ({exc.strerror or exc})") from None
+
+
 def write_report(report: dict, output: Path) -> None:
-    """report.json, report.md and acc_vs_latency.png, each written atomically."""
+    """report.json, report.md and acc_vs_latency.png, each written atomically; a failed write is one line."""
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_bytes(output / "acc_vs_latency.png", plot_acc_vs_latency(report["datasets"], report["results"]))
-    atomic_write_text(output / "report.md", render_markdown(report))
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_bytes(output / "acc_vs_latency.png", plot_acc_vs_latency(report["datasets"],
+                                                                              report["results"]))
+        atomic_write_text(output / "report.md", render_markdown(report))
+    except OSError as exc:
+        raise EdgeRecError(f"{output}: cannot write the report there ({exc.strerror or exc})") from None

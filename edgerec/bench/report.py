@@ -48,7 +48,7 @@ from edgerec.bench.datasets import MIN_COVERAGE, Dataset, _say, load_dataset
 from edgerec.bench.measure import _measure_dataset, _rows_for, fresh_process, shape_plan
 from edgerec.bench.paddlex_peer import PaddleXProcess, coverage, model_folder, paddlex_config, probe
 from edgerec.bench.plot import pareto_front
-from edgerec.bench.render import write_report
+from edgerec.bench.render import check_report_output, write_report
 from edgerec.bench.runners import ModelRunner, RapidOCRProcess, RapidOCRRunner, Runner, TesseractRunner, rapidocr_config
 from edgerec.bench.timing import summarize, time_in_processes
 from edgerec.data.dataset import find_list_file
@@ -312,12 +312,17 @@ def _run_dataset(ds: Dataset, configs: list[Config], opts: ReportOptions, tess_e
 
 def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
     """Measure everything, write report.md, report.json and acc_vs_latency.png into ``opts.output``."""
+    seen: set[Path] = set()
     for folder in opts.datasets:  # fail before measuring anything, not after the first set
         find_list_file(folder, "any")
+        if Path(folder).resolve() in seen:
+            raise EdgeRecError(f"--dataset {folder}: given twice")
+        seen.add(Path(folder).resolve())
     try:
         Path(opts.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgeRecError(f"{opts.output}: cannot create the output folder ({exc.strerror})") from exc
+    check_report_output(Path(opts.output))  # before the measurement, not after it
     configs, planned_skips = plan_configs(opts.models, opts.precisions, opts.engines, opts.configs)
     skips = _Skips(say)
     for s in planned_skips:
@@ -332,8 +337,15 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
         env["packages"]["paddlex"] = f"{paddlex_version}, own interpreter"
     out_datasets, rows = [], []
     broken: set[Config] = set()
+    names: set[str] = set()
     for folder in opts.datasets:
         ds = load_dataset(folder, opts.limit, True if Path(folder).resolve().name in opts.scene_text else None)
+        if ds.name in names:  # two folders of one name (a/set, b/set): the tables key sets by name
+            ds.name = f"{ds.name} ({ds.path.parent.name})"
+            k = 2
+            while ds.name in names:
+                ds.name, k = f"{ds.name.rsplit(' #', 1)[0]} #{k}", k + 1
+        names.add(ds.name)
         say(f"{ds.name}: {len(ds.images)} lines from {ds.list_file.name} ({ds.kind})"
             f"{', scene text: alnum acc' if ds.scene_text else ''}"
             f"{f', {len(ds.unreadable)} unreadable left out' if ds.unreadable else ''}")

@@ -35,8 +35,10 @@ from edgerec.errors import EdgeRecError
               help="Train with this charset (one character a line; default: the dataset's dict.txt if it has one). "
                    "Characters new to the model get new CTC head rows; known ones keep theirs.")
 @click.option("--quiet", is_flag=True, help="No progress bar; the log still goes to train.log.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the best_accuracy/ and latest/ an earlier run left in --output (refused otherwise).")
 def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_backbone, output, max_steps,
-              eval_interval, max_width, no_augment, seed, threads, source, dict_path, quiet) -> None:
+              eval_interval, max_width, no_augment, seed, threads, source, dict_path, quiet, overwrite) -> None:
     """Fine-tune model NAME (a card name, or a local model folder such as an earlier best_accuracy/) with CTC.
 
     Needs the train extra: pip install 'edgerec[train]'. Validates on val.txt after every epoch; the best model
@@ -53,7 +55,7 @@ def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_b
                           learning_rate=learning_rate, device=device, freeze_backbone=freeze_backbone,
                           max_steps=max_steps, eval_interval=eval_interval, max_width=max_width,
                           augment=not no_augment, seed=seed, threads=threads, source=source,
-                          dict_path=dict_path)
+                          dict_path=dict_path, overwrite=overwrite)
         result = finetune(cfg, progress=not quiet)
     except EdgeRecError as exc:
         fail(exc)

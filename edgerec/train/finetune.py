@@ -27,6 +27,7 @@ import platform
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,7 @@ class TrainConfig:
     warmup: float = 0.1                 # share of steps spent warming the learning rate up
     source: str | None = None           # a card's source id
     dict_path: str | None = None        # the charset to train with (default: the dataset's dict.txt, if any)
+    overwrite: bool = False             # replace an earlier run's best_accuracy/ and latest/ in ``output``
 
 
 @dataclass
@@ -88,6 +90,7 @@ class _State:
     history: list[dict] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
+    scratch: Path | None = None         # the run's own work folder in the output (removed at the end)
 
 
 class _Log:
@@ -165,7 +168,8 @@ def _save_model_folder(rec, base: _Base, classes: list[str], folder: Path, info:
 
     from edgerec.train.onnx_torch import write_back
 
-    with atomic_dir(folder) as tmp:
+    owned = ("inference.onnx", base.dict_name, "inference.yml", "train_info.json")
+    with atomic_dir(folder, owned=owned, what="edgerec train") as tmp:  # a user's files there are never replaced
         write_back(rec, tmp / "inference.onnx")
         atomic_write_text(tmp / base.dict_name, "".join(f"{e}\n" for e in base.entries))
         yml = {
@@ -257,8 +261,16 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
     device = _device(cfg.device)
     _check_inputs(cfg)  # a run that cannot start leaves the output folder as it was
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    logf = _Log(out / "train.log", echo=progress)  # appended to: an earlier run's log is kept above this one
+    earlier = [name for name in (BEST, LATEST) if (out / name).exists()]
+    if earlier and not cfg.overwrite:  # the first validation writes best_accuracy/ at once: it would be replaced
+        raise TrainError(f"{out}: holds {' and '.join(f'{n}/' for n in earlier)} of an earlier run; pass "
+                         "--overwrite to replace them (a new run writes its starting model there at once), or give "
+                         "another --output")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        logf = _Log(out / "train.log", echo=progress)  # appended to: an earlier run's log is kept above this one
+    except OSError as exc:
+        raise TrainError(f"{out}: cannot write the training output there ({exc.strerror or exc})") from None
     logf(f"{RUN_MARK}: {cfg.model} on {cfg.dataset} into {cfg.output} =====", terminal=False)
     state = _State()
     result: dict = {"model_name": cfg.model, "done_flag": False, "config": "config.yaml", "train_log": "train.log",
@@ -270,7 +282,8 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
             return _run(cfg, torch, device, out, logf, state, result, progress)
     finally:
         logf.close()
-        shutil.rmtree(out / ".work", ignore_errors=True)
+        if state.scratch is not None:
+            shutil.rmtree(state.scratch, ignore_errors=True)
 
 
 def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict, progress: bool) -> dict:
@@ -284,8 +297,7 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     _write_config(cfg, None, out)
-    scratch = out / ".work"
-    scratch.mkdir(exist_ok=True)
+    scratch = state.scratch = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # ours alone: removed at the end
     base = _resolve_base(cfg, scratch, logf)
     _write_config(cfg, base, out)
     logf(f"edgerec train: {base.name} from {base.onnx} on {device}, torch {torch.__version__}, "
