@@ -314,6 +314,8 @@ def test_paddlex_peer_is_skipped_without_a_working_interpreter(tmp_path):
         opts = rep.ReportOptions(models=[V4], datasets=[], output=tmp_path, paddlex_python=python)
         configs, version = rep._paddlex_configs([Config(V4, "fp32", "openvino")], opts, skips)
         assert configs == [] and version is None
+        if python is not None:  # the probe may take minutes: it says so first
+            assert said.pop(0).startswith(f"checking the PaddleX peer at {python}")
         assert len(said) == 1 and said[0].startswith("skip v4_mobile paddlex fp32: ") and why in said[0], said
         assert "--paddlex-python" in said[0] and "\n" not in said[0]
     # not asked for, or no model of the run in paddlex_models: nothing planned, nothing said

@@ -459,3 +459,13 @@ def test_the_console_script_ignores_a_late_ctrl_c_once_its_command_is_done(monke
     with pytest.raises(SystemExit):
         cli.run()
     assert seen == ["ignored"]
+
+
+def test_an_empty_output_or_model_name_is_refused_by_report_and_train(tmp_path):
+    res = _cli("report", "--models", V4, "--dataset", str(tmp_path), "--output", "")
+    assert res.exit_code == 1 and "--output: give a folder name" in res.stderr
+    (tmp_path / "ds").mkdir()
+    for args in (["train", "", "--dataset", str(tmp_path / "ds")],
+                 ["train", V4, "--dataset", str(tmp_path / "ds"), "--output", " "]):
+        res = _cli(*args)
+        assert res.exit_code == 1 and "not an empty one" in res.stderr, res.output

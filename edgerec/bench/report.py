@@ -154,6 +154,8 @@ def _paddlex_configs(configs: list[Config], opts: ReportOptions, skips: _Skips) 
         models = [m for m in models if m in wanted]
     if not models:
         return [], None
+    if opts.paddlex_python:  # importing paddle takes a while; a wrong interpreter may hang until the timeout
+        skips.say(f"checking the PaddleX peer at {opts.paddlex_python} (imports paddlex; up to 300 s) ...")
     try:
         version = probe(opts.paddlex_python)
     except EdgeRecError as exc:

@@ -66,6 +66,8 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
     """
     from edgerec.bench import ReportOptions, run_report, summary_table
 
+    if not str(output).strip():
+        fail("--output: give a folder name, not an empty one")
     opts = ReportOptions(models=models, datasets=[Path(d) for d in datasets], output=Path(output),
                          precisions=precisions, engines=engines, limit=limit, threads=threads, chunk=chunk,
                          batch_size=batch_size, scene_text=list(scene_text), tesseract=tesseract,
@@ -78,3 +80,5 @@ def report(models, precisions, engines, datasets, output, limit, threads, chunk,
         fail(exc)
     click.echo("\n".join(summary_table(rep)))
     click.echo(f"\nwrote {output}/report.md, report.json, acc_vs_latency.png")
+    if not rep.get("results"):
+        fail("nothing was measured: every configuration was skipped (the reasons are above)")

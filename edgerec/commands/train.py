@@ -47,6 +47,9 @@ def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_b
     """
     from edgerec.train import require_torch
 
+    for option, value in (("--output", output), ("NAME", name)):
+        if not str(value).strip():
+            fail(f"{option}: give a name, not an empty one")
     try:
         require_torch()
         from edgerec.train.finetune import TrainConfig, finetune
