@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 from pathlib import Path
 
 from edgerec.bench.plot import plot_acc_vs_latency
 from edgerec.errors import EdgeRecError
-from edgerec.utils.fs import atomic_write_bytes, atomic_write_text
+from edgerec.utils.fs import atomic_write_bytes, atomic_write_text, output_problem
 
 # ------------------------------------------------------------------------------------------------ writing
 
@@ -173,14 +171,10 @@ REPORT_FILES = ("report.json", "acc_vs_latency.png", "report.md")
 
 
 def check_report_output(output: Path) -> None:
-    """The output folder can take the report's files: writable, none of their names taken by a non-file."""
-    for name in REPORT_FILES:
-        if (output / name).exists() and not (output / name).is_file():
-            raise EdgeRecError(f"{output / name}: is in the way of the report's file (not a regular file)")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=output))
-    except OSError as exc:
-        raise EdgeRecError(f"{output}: edgerec report cannot write there ({exc.strerror or exc})") from None
+    """The output folder can take the report's files (``utils.fs.output_problem``), else an EdgeRecError."""
+    problem = output_problem(output, REPORT_FILES)
+    if problem is not None:
+        raise EdgeRecError(f"{problem[0]}: {problem[1]}")
 
 
 def write_report(report: dict, output: Path) -> None:

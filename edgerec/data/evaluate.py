@@ -21,7 +21,7 @@ from edgerec.data.dataset import find_list_file, read_labelled, resolve_folder
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import InputError
 from edgerec.utils import cpu
-from edgerec.utils.fs import stage_bytes
+from edgerec.utils.fs import output_problem, stage_bytes
 
 if TYPE_CHECKING:
     from edgerec.api import TextRecognizer
@@ -153,15 +153,7 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
 
 
 def _check_output(out: Path) -> None:
-    """The output folder can take evaluate's two files: made if missing, a folder, writable, no folder in the way."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(out, f"cannot make the output folder ({exc.strerror or exc})") from None
-    if not out.is_dir():
-        raise InputError(out, "the output is not a folder")
-    for name in (RESULT_FILE, PREDICTIONS_FILE):
-        if (out / name).exists() and not (out / name).is_file():
-            raise InputError(out / name, "is in the way of the file evaluate writes there (not a regular file)")
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(out, "the output folder is not writable")
+    """The output folder can take evaluate's two files (``utils.fs.output_problem``), else an InputError."""
+    problem = output_problem(out, (RESULT_FILE, PREDICTIONS_FILE))
+    if problem is not None:
+        raise InputError(*problem)

@@ -121,6 +121,25 @@ def check_replaceable(folder: str | Path, owned: Collection[str], what: str) -> 
                                 "folder, so give a new or empty folder (or move those files)")
 
 
+def output_problem(folder: Path, names: Collection[str]) -> tuple[Path, str] | None:
+    """Why the files ``names`` could not be written into ``folder`` (made if missing), as (the path, the reason),
+    or None: checked before long work (evaluate, report), each caller raising its own error type."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return folder, f"cannot make the output folder ({exc.strerror or exc})"
+    if not folder.is_dir():
+        return folder, "the output is not a folder"
+    for name in names:
+        if (folder / name).exists() and not (folder / name).is_file():
+            return folder / name, "is in the way of a file written there (not a regular file)"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=folder))
+    except OSError as exc:
+        return folder, f"the output folder is not writable ({exc.strerror or exc})"
+    return None
+
+
 def probe_writable(final: str | Path, what: str) -> None:
     """Fail now, with an OutputError naming ``final``, where ``atomic_dir(final)`` could not write (a read-only or
     missing parent): before minutes of work, not after them."""
