@@ -296,6 +296,27 @@ def test_rapidocr_peer_with_a_broken_interpreter_is_skipped_with_how_to(v4, tiny
     assert not [r for r in report["results"] if r["engine"] == "rapidocr"]
 
 
+def test_a_peer_that_hangs_at_start_is_stopped_with_a_reason(tmp_path, monkeypatch):
+    """A peer's interpreter that never answers (a package retrying a model download offline) is stopped after
+    the start timeout, not the 10-minute per-batch one, and the error says what happened and how to fix it."""
+    import time
+
+    from edgerec.bench import peer_process
+    from edgerec.bench.configs import Config
+    from edgerec.errors import EdgeRecError
+
+    hang = tmp_path / "hangpython"
+    hang.write_text('#!/bin/sh\necho "downloading the model..." >&2\nexec sleep 600\n')
+    hang.chmod(hang.stat().st_mode | stat.S_IEXEC)
+    cfg = Config(V4, "fp32", "rapidocr", (("python", str(hang)),))
+    t0 = time.monotonic()
+    with pytest.raises(EdgeRecError) as err:
+        peer_process.PeerProcess(cfg, 1, name="RapidOCR", how_to="see --rapidocr-python", start_timeout=1)
+    assert time.monotonic() - t0 < 30
+    msg = str(err.value)
+    assert "took more than 1 s to start" in msg and "downloading the model" in msg and "--rapidocr-python" in msg
+
+
 # ------------------------------------------------------------------ PaddleX itself, from its own interpreter
 
 def test_paddlex_peer_is_skipped_without_a_working_interpreter(tmp_path):

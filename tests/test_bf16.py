@@ -22,7 +22,15 @@ needs_bf16 = pytest.mark.skipif(not NATIVE, reason=f"no native bf16 on this CPU 
 
 
 @pytest.fixture()
-def no_bf16(monkeypatch):
+def uncapped(monkeypatch):
+    """No oneDNN ISA cap in the environment: a cap (set to see a CPU without VNNI) is refused with its own
+    message, before the simulated CPU is asked."""
+    for var in cpu.ISA_CAP_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture()
+def no_bf16(monkeypatch, uncapped):
     """This CPU as one without native bf16, through the one detection function."""
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
 
@@ -36,7 +44,7 @@ def no_bf16(monkeypatch):
     ({"avx2", "avx512_bf16"}, ("FP32", "INT8"), False),          # a plugin without the kernels
     ({"avx512_bf16"}, (), False),                                # OpenVINO cannot say
 ])
-def test_native_bf16_needs_the_flag_and_openvino_to_agree(monkeypatch, flags, caps, want):
+def test_native_bf16_needs_the_flag_and_openvino_to_agree(monkeypatch, uncapped, flags, caps, want):
     monkeypatch.setattr(cpu, "_proc_cpuinfo", lambda: ("Test CPU", frozenset(flags)))
     monkeypatch.setattr(cpu, "_openvino_cpu_capabilities", lambda: caps)
     assert cpu.has_native_bf16() is want

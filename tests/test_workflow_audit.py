@@ -286,6 +286,37 @@ def test_train_that_cannot_start_leaves_the_output_folder_as_it_was(tmp_path, li
 
 
 @needs_torch
+def test_train_whose_dict_covers_no_training_label_is_refused_before_config_yaml(tmp_path):
+    """The dict lacks a character of every label: no line can train. The run says so (with the characters)
+    instead of training on nothing, and an earlier run's config.yaml is left as it was."""
+    from edgerec.train import TrainError
+    from edgerec.train.finetune import TrainConfig, finetune
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS, "val.txt": ROWS})
+    kept = list("0123456789")  # every line has a letter
+    assert all(set(t) - set(kept) for t in EN_LINES)
+    (ds / "dict.txt").write_text("".join(f"{c}\n" for c in kept), encoding="utf-8")
+    out = tmp_path / "out"
+    before = _earlier_run(out)
+    with pytest.raises(TrainError, match=r"none of the \d+ lines of .*train\.txt can be trained on .*missing"):
+        finetune(TrainConfig(model=V4, dataset=str(ds), output=str(out), threads=2), progress=False)
+    assert (out / "config.yaml").read_bytes() == before["config.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "train.log"]  # no model folder, no scratch
+
+
+def test_dict_warnings_name_duplicates_and_entries_no_label_can_use(tmp_path):
+    from edgerec.train.charset_head import dict_warnings
+
+    path = tmp_path / "dict.txt"
+    assert dict_warnings(["a", "b", " "], path) == []
+    got = dict_warnings(["a", "b", "a", "🇩🇪", "", "b"], path)
+    assert len(got) == 2
+    assert "2 entries are listed more than once" in got[0] and "'a' on lines 1, 3" in got[0]
+    assert "'b' on lines 2, 6" in got[0]
+    assert "2 entries are not one character" in got[1] and "line 4 '🇩🇪'" in got[1] and "line 5 ''" in got[1]
+
+
+@needs_torch
 def test_train_cli_without_val_txt_is_one_error_line(tmp_path):
     ds = _dataset(tmp_path / "ds", {"train.txt": ROWS})
     out = tmp_path / "out"

@@ -66,13 +66,19 @@ def serve(spec: dict, requests: IO[str], out: IO[str]) -> None:
 
 # ------------------------------------------------------------------------------------------------ in edgerec's process
 
+# how long a peer's child may take to import its package and load its model before the report gives up on it
+# (every peer here is ready in seconds; one that hangs, e.g. retrying a model download offline, would hold the
+# report for the whole per-batch timeout otherwise)
+START_TIMEOUT_S = 180
+
+
 class PeerProcess:
     """A peer as this process sees it: a runner whose lines are read by a long-lived child of the peer's
     interpreter (``serve``). Used for texts; with ``rounds=0`` its in-process times include the pipe.
     Subclasses give the peer's ``width_of`` and ``warm``."""
 
     def __init__(self, cfg: Config, threads: int | None, *, name: str, how_to: str,
-                 batch_sizes: tuple[int, ...] = (1,), timeout: float = 600):
+                 batch_sizes: tuple[int, ...] = (1,), timeout: float = 600, start_timeout: float = START_TIMEOUT_S):
         from edgerec.bench.runners import _Stages
         from edgerec.bench.timing import child_command, child_env
 
@@ -93,7 +99,7 @@ class PeerProcess:
             self._err.close()
             raise EdgeRecError(f"cannot start {name}'s interpreter: {exc}; {how_to}") from exc
         try:
-            ready = self._ask(spec)
+            ready = self._ask(spec, start_timeout, "to start (load its model)")
         except EdgeRecError:
             self.close()
             raise
@@ -101,10 +107,18 @@ class PeerProcess:
         self._size = ready.get("size_bytes")
         self._precision = ready.get("precision")
 
-    def _ask(self, obj: dict) -> dict:
-        """Send one line, read one answer (the child is killed when it takes longer than ``timeout``)."""
+    def _ask(self, obj: dict, timeout: float | None = None, what: str = "to answer") -> dict:
+        """Send one line, read one answer (the child is killed when it takes longer than ``timeout``, default
+        ``self.timeout``, and the error then says so)."""
         assert self.proc.stdin and self.proc.stdout
-        timer = threading.Timer(self.timeout, self.proc.kill)
+        limit = self.timeout if timeout is None else timeout
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            self.proc.kill()
+
+        timer = threading.Timer(limit, kill)
         timer.start()
         try:
             self.proc.stdin.write(json.dumps(obj) + "\n")
@@ -114,6 +128,10 @@ class PeerProcess:
             line = ""
         finally:
             timer.cancel()
+        if not line and fired.is_set():
+            raise EdgeRecError(f"the {self.name} child took more than {limit:.0f} s {what} and was stopped (a peer "
+                               f"that tries to download its model waits for a network that is not there): "
+                               f"{self._stderr_tail()}; {self.how_to}")
         if not line:
             raise EdgeRecError(f"the {self.name} child exited ({self.proc.poll()}): {self._stderr_tail()}")
         ans = json.loads(line)

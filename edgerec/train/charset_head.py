@@ -65,6 +65,28 @@ def read_new_dict(path: Path) -> list[str]:
     return entries
 
 
+def dict_warnings(entries: list[str], path: Path) -> list[str]:
+    """What in a training dict no label can use. Labels are encoded one character at a time (as PaddleOCR's),
+    so an entry of several characters (PP-OCRv5's dict has flag emojis) or an empty one is never a target, and
+    of a character listed twice only the first class trains. PaddleOCR accepts such dicts, so these are
+    warnings for train.log, not errors."""
+    out = []
+    lines: dict[str, list[int]] = {}
+    for n, entry in enumerate(entries, 1):
+        lines.setdefault(entry, []).append(n)
+    dups = [(e, ns) for e, ns in lines.items() if len(ns) > 1]
+    if dups:
+        shown = "; ".join(f"{e!r} on lines {', '.join(map(str, ns[:4]))}" for e, ns in dups[:5])
+        out.append(f"{path}: {len(dups)} entries are listed more than once (only the first one's class trains): "
+                   f"{shown}{' ...' if len(dups) > 5 else ''}")
+    odd = [(n, e) for n, e in enumerate(entries, 1) if len(e) != 1]
+    if odd:
+        shown = "; ".join(f"line {n} {e!r}" for n, e in odd[:5])
+        out.append(f"{path}: {len(odd)} entries are not one character (labels are read one character at a time, "
+                   f"so no label trains them): {shown}{' ...' if len(odd) > 5 else ''}")
+    return out
+
+
 def _find_classifier(model, num_classes: int, where: Path) -> tuple[str, str, str | None, list[str]]:
     """(kind, weight initializer, bias initializer or None, tensors from its output to the Softmax's input)."""
     nodes = list(model.graph.node)
@@ -212,6 +234,8 @@ def apply_dataset_dict(rec, base, classes: list[str], path: Path, logf) -> tuple
     from edgerec.runtime.charset import build_classes
 
     entries = read_new_dict(path)
+    for line in dict_warnings(entries, path):
+        logf(line)
     if entries == list(base.entries):
         logf(f"{path}: the model's own charset ({len(entries)} entries); the CTC head is kept")
         return base, classes

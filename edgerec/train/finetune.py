@@ -188,14 +188,14 @@ def _save_model_folder(rec, base: _Base, classes: list[str], folder: Path, info:
     return folder
 
 
-def _write_config(cfg: TrainConfig, base: _Base | None, out: Path) -> None:
+def _write_config(cfg: TrainConfig, base: _Base, out: Path) -> None:
     import yaml
 
     doc = {
         "Global": {"model": cfg.model, "mode": "train", "dataset_dir": str(Path(cfg.dataset).resolve()),
                    "device": cfg.device, "output": str(out.resolve())},
         "Train": {"epochs_iters": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                  "pretrain_weight_path": str(base.origin) if base else None,
+                  "pretrain_weight_path": str(base.origin),
                   "freeze_backbone": cfg.freeze_backbone, "max_steps": cfg.max_steps,
                   "eval_interval": cfg.eval_interval, "max_width": cfg.max_width, "augment": cfg.augment,
                   "seed": cfg.seed, "threads": cfg.threads,
@@ -296,10 +296,8 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
-    _write_config(cfg, None, out)
     scratch = state.scratch = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # ours alone: removed at the end
     base = _resolve_base(cfg, scratch, logf)
-    _write_config(cfg, base, out)
     logf(f"edgerec train: {base.name} from {base.onnx} on {device}, torch {torch.__version__}, "
          f"{torch.get_num_threads()} threads")
     t0 = time.perf_counter()
@@ -323,8 +321,14 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
         for line in rep.summary():
             logf(line)
     result["dataset"] = {"train": train_rep.as_dict(), "val": val_rep.as_dict()}
+    if not train:  # every line unreadable, too long, or holding characters the charset lacks (logged above)
+        raise TrainError(f"dataset {cfg.dataset}: none of the {train_rep.lines} lines of {train_rep.list_file} "
+                         "can be trained on (see train.log: " + "; ".join(s.strip() for s in train_rep.summary()[1:])
+                         + ")")
     if not val:
-        raise TrainError(f"dataset {cfg.dataset}: no readable validation line in val.txt")
+        raise TrainError(f"dataset {cfg.dataset}: no readable validation line in {val_rep.list_file}")
+    # written once the run can start: a run refused on its data leaves an earlier run's config.yaml as it was
+    _write_config(cfg, base, out)
     batches = TrainBatches(train, cfg.batch_size, input_height=base.input_height, max_width=cfg.max_width,
                            seed=cfg.seed, augment=Augment() if cfg.augment else None)
 
