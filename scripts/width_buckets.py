@@ -2,16 +2,19 @@
 """Width buckets (``create_model(..., width_bucket=N)``) on full evaluation sets: speed, accuracy, changed texts.
 
     PYTHONPATH=. python scripts/width_buckets.py run MODEL PRECISION BUCKET [--sets ...] [--threads 2]
+        [--engine onnxruntime]
     PYTHONPATH=. python scripts/width_buckets.py all --models M1,M2 --precisions fp32,bf16,int8 --buckets 0,160
-        [--rounds 1] [--sets ...]
+        [--rounds 1] [--sets ...] [--engines openvino,onnxruntime]
     PYTHONPATH=. python scripts/width_buckets.py table [--models ...] [--precisions]
 
 ``run`` loads one configuration with ``create_model`` (bucket 0 = exact widths, PaddleX's; batch 1, LATENCY,
 ``--threads`` threads, the shape cache as create_model sets it) and reads every line of each set through
 ``recognize_batch`` (the path users run), timing each set's whole pass (preprocess, inference, decode) after the
 load's warm-up line. Texts, seconds, distinct input widths and peak RSS go to ``OUT/MODEL/PRECISION_bBUCKET.json``
-(a later round's seconds are appended). ``all`` runs ``run`` for every configuration, one fresh process each,
-configurations of a model interleaved in every round (so a noisy spell hits all of them), and ``table`` prints,
+(a later round's seconds are appended; another engine than OpenVINO, ``--engine onnxruntime``, goes to
+``ENGINE-PRECISION_bBUCKET.json`` and ``all`` runs it at exact widths only, as the peer the buckets are weighed
+against). ``all`` runs ``run`` for every configuration, one fresh process each, configurations of a model
+interleaved in every round (so a noisy spell hits all of them), and ``table`` prints,
 per model and set: acc / NED, the bucket's difference to the exact widths of the same precision with its 95 %
 interval (paired over the lines), the share of lines whose text changed, and seconds per set with the ratio to
 the exact widths and to fp32 exact (medians over rounds). Timings need a quiet machine; accuracy does not.
@@ -40,12 +43,13 @@ def _run(a) -> None:
     from edgerec import create_model
     from edgerec.bench.datasets import load_dataset
 
-    out = a.out / a.model / f"{a.precision}_b{a.bucket}.json"
+    ov = a.engine == "openvino"
+    out = a.out / a.model / f"{'' if ov else a.engine + '-'}{a.precision}_b{a.bucket}.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     model = create_model(a.model, precision=a.precision, width_bucket=a.bucket or None, threads=a.threads,
-                         hint="LATENCY", batch_size=1, progress=False)
-    res = {"model": a.model, "precision": a.precision, "bucket": a.bucket, "config": model.config_summary,
-           "sets": old.get("sets", {})}
+                         engine=a.engine, hint="LATENCY" if ov else None, batch_size=1, progress=False)
+    res = {"model": a.model, "precision": a.precision if ov else f"{a.engine}-{a.precision}", "bucket": a.bucket,
+           "engine": a.engine, "config": model.config_summary, "sets": old.get("sets", {})}
     for name in a.sets.split(","):
         ds = load_dataset(a.evalsets / name)
         t0 = time.perf_counter()
@@ -56,7 +60,7 @@ def _run(a) -> None:
             print(f"{name}: texts differ from the previous round's", file=sys.stderr)
         res["sets"][name] = {"texts": texts, "labels": ds.labels, "seconds": prev.get("seconds", []) + [dt],
                              "widths": len({model.predictor.width_of(i) for i in ds.images})}
-        print(f"{a.model} {a.precision} b{a.bucket} {name}: {dt:.2f} s", flush=True)
+        print(f"{a.model} {a.engine} {a.precision} b{a.bucket} {name}: {dt:.2f} s", flush=True)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -67,12 +71,15 @@ def _run(a) -> None:
 def _all(a) -> None:
     for r in range(a.rounds):
         for model in a.models.split(","):
-            for precision in a.precisions.split(","):
-                for bucket in a.buckets.split(","):
-                    cmd = [sys.executable, __file__, "run", model, precision, bucket, "--sets", a.sets,
-                           "--threads", str(a.threads), "--out", str(a.out), "--evalsets", str(a.evalsets)]
-                    print(f"round {r + 1}: {' '.join(cmd[2:])}", flush=True)
-                    subprocess.run(cmd, check=True)
+            for engine in a.engines.split(","):
+                ov = engine == "openvino"
+                for precision in a.precisions.split(",") if ov else ["fp32"]:
+                    for bucket in a.buckets.split(",") if ov else ["0"]:
+                        cmd = [sys.executable, __file__, "run", model, precision, bucket, "--sets", a.sets,
+                               "--threads", str(a.threads), "--out", str(a.out), "--evalsets", str(a.evalsets),
+                               "--engine", engine]
+                        print(f"round {r + 1}: {' '.join(cmd[2:])}", flush=True)
+                        subprocess.run(cmd, check=True)
 
 
 def _table(a) -> None:
@@ -159,6 +166,9 @@ def main(argv=None) -> None:
     every.add_argument("--precisions", default="fp32,int8")
     every.add_argument("--buckets", default="0,160")
     every.add_argument("--rounds", type=int, default=1)
+    every.add_argument("--engines", default="openvino",
+                       help="comma-separated; another engine than openvino runs fp32 at exact widths only")
+    run.add_argument("--engine", default="openvino")
     table = sub.add_parser("table")
     table.add_argument("--models", default=MODELS)
     table.add_argument("--precisions", action="store_true",

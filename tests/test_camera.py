@@ -146,7 +146,7 @@ def test_roi_outside_the_frame_names_the_frame_size(v4, video):
 
 
 def test_ctrl_c_ends_cleanly_with_the_summary(v4, video, monkeypatch):
-    import edgerec.camera as cam
+    import edgerec.camera.reader as cam
 
     class Interrupted:
         """The real file, but the user presses Ctrl-C while frame 6 is read."""

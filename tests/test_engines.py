@@ -335,7 +335,9 @@ def test_only_the_registry_names_engine_kinds():
 
     root = Path(edgerec.__file__).parent
     commands = [f"commands/{p.name}" for p in sorted((root / "commands").glob("*.py"))]
-    for rel in ("api.py", "cli.py", "camera.py", "runtime/predictor.py", "quant/quantize.py", *commands):
+    camera = [f"camera/{p.name}" for p in sorted((root / "camera").glob("*.py"))]
+    assert len(commands) > 5 and len(camera) > 4
+    for rel in ("api.py", "cli.py", "runtime/predictor.py", "quant/quantize.py", *camera, *commands):
         tree = ast.parse((root / rel).read_text("utf-8"))
         named = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in registry.names()]
         assert named == [], (rel, named)

@@ -50,7 +50,7 @@ def lines(rendered, tmp_path) -> Path:
 
 
 def test_camera_source_that_blocks_on_open_times_out_naming_it(tmp_path, monkeypatch):
-    import edgerec.camera as cam
+    import edgerec.camera.reader as cam
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: none will

@@ -156,14 +156,14 @@ def test_new_head_copies_the_known_rows(base_rec, tmp_path):
 
 
 def test_dict_equal_to_the_models_keeps_the_head(base_rec, tmp_path):
+    from edgerec.train.base_model import BaseModel
     from edgerec.train.charset_head import apply_dataset_dict
-    from edgerec.train.finetune import _Base
 
     rec, classes = base_rec
     entries = _old_entries()
     path = tmp_path / "dict.txt"
     path.write_text("".join(f"{c}\n" for c in entries), encoding="utf-8")
-    base = _Base(V4, rec.source, rec.source, entries, "ppocr_keys_v1.txt", 48, True, "")
+    base = BaseModel(V4, rec.source, rec.source, entries, "ppocr_keys_v1.txt", 48, True, "")
     lines: list[str] = []
     got_base, got_classes = apply_dataset_dict(rec, base, classes, path, lines.append)
     assert got_base is base and got_classes is classes and rec.head_change is None and rec.num_classes == 6625

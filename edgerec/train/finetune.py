@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,47 +38,24 @@ import numpy as np
 from edgerec.data.dataset import read_lines
 from edgerec.errors import EdgeRecError
 from edgerec.train import TrainError, require_torch
+from edgerec.train.base_model import resolve_base, save_model_folder
 from edgerec.train.charset_head import apply_dataset_dict, dataset_dict, read_new_dict
+from edgerec.train.config import TrainConfig, write_config
 from edgerec.train.data import Augment, TrainBatches, char_index, read_split
+from edgerec.train.log import RUN_MARK, TrainLog
 from edgerec.train.steps import ctc_loss as _ctc_loss
 from edgerec.train.steps import device_for as _device
 from edgerec.train.steps import evaluate_module
 from edgerec.train.steps import probe_loss as _probe_loss
 from edgerec.train.steps import set_train_mode as _set_train_mode
 from edgerec.train.steps import to_input as _to_input
-from edgerec.utils.fs import atomic_dir, atomic_write_text
+from edgerec.utils.fs import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 BEST = "best_accuracy"
 LATEST = "latest"
 PROBE_LINES = 64  # training lines (unaugmented) the loss is measured on before and after training
-
-
-@dataclass
-class TrainConfig:
-    """Everything that drives a fine-tuning run; written to ``config.yaml``."""
-
-    model: str                          # a card name, or a local model folder / .onnx
-    dataset: str
-    output: str = "output"
-    epochs: int = 10
-    batch_size: int = 16
-    learning_rate: float = 3e-4
-    device: str = "cpu"                 # cpu | gpu | gpu:N
-    freeze_backbone: bool = False
-    max_steps: int | None = None        # stop after this many optimizer steps in all
-    eval_interval: int = 0              # also validate every N steps (0: after each epoch only)
-    max_width: int = 640                # training input width cap (wider lines are squashed, as PaddleX does)
-    augment: bool = True
-    seed: int = 0
-    threads: int | None = None          # torch CPU threads (default: torch's choice, all cores)
-    weight_decay: float = 1e-4
-    grad_clip: float = 5.0
-    warmup: float = 0.1                 # share of steps spent warming the learning rate up
-    source: str | None = None           # a card's source id
-    dict_path: str | None = None        # the charset to train with (default: the dataset's dict.txt, if any)
-    overwrite: bool = False             # replace an earlier run's best_accuracy/ and latest/ in ``output``
 
 
 @dataclass
@@ -93,121 +70,6 @@ class _State:
     scratch: Path | None = None         # the run's own work folder in the output (removed at the end)
 
 
-class _Log:
-    """train.log (every line, timestamped) plus the terminal (through tqdm.write, so bars stay intact).
-
-    The file is appended to, as PaddleOCR does with its log file: an earlier run's lines stay above this run's,
-    which begins after a blank line with ``===== edgerec train``."""
-
-    def __init__(self, path: Path, echo: bool):
-        earlier = path.is_file() and path.stat().st_size > 0
-        self.file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in finetune)
-        if earlier:
-            self.file.write("\n")
-        self.echo = echo
-
-    def __call__(self, msg: str, *, terminal: bool = True) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        for line in msg.splitlines() or [""]:
-            self.file.write(f"[{stamp}] {line}\n")
-        if terminal and self.echo:
-            from tqdm import tqdm
-
-            tqdm.write(msg, file=sys.stderr)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-# ---------------------------------------------------------------------------------------------- the model
-
-
-@dataclass
-class _Base:
-    name: str                 # the model name written into inference.yml
-    onnx: Path
-    origin: Path              # the file training started from (the ONNX, or the Paddle model it came from)
-    entries: list[str]        # dict entries (no blank, no space)
-    dict_name: str            # the dict file name in the model folders
-    input_height: int
-    use_space_char: bool
-    source_sha256: str
-
-
-def _resolve_base(cfg: TrainConfig, scratch: Path, log_: _Log) -> _Base:
-    """The ONNX to start from, with its charset: a card's source (ONNX preferred) or a local model, found by the
-    one resolver (edgerec.zoo.resolve), with its input-height and space-char rule."""
-    from edgerec.zoo.export import load_onnx, read_charset_entries
-    from edgerec.zoo.resolve import resolve_source
-
-    try:
-        src, spec = resolve_source(cfg.model, source=cfg.source)
-    except EdgeRecError as exc:
-        raise TrainError(str(exc)) from None
-    entries = read_charset_entries(src)
-    if src.format == "onnx":
-        load_onnx(src.model_file)  # random bytes, external data outside its folder: a ModelError naming it
-    onnx_path = src.model_file
-    if src.format == "paddle":
-        from edgerec.zoo.export import paddle_to_onnx
-
-        log_(f"{src.name}: Paddle model; converting it to ONNX with paddle2onnx ...")
-        onnx_path = paddle_to_onnx(src, scratch / "source.onnx")
-    dict_name = src.charset if src.charset and src.charset.endswith(".txt") else "dict.txt"
-    return _Base(name=spec.model_name, onnx=onnx_path, origin=src.model_file.resolve(), entries=entries,
-                 dict_name=dict_name, input_height=spec.input_height, use_space_char=spec.use_space_char,
-                 source_sha256=src.weights_sha256)
-
-
-# ---------------------------------------------------------------------------------------------- outputs
-
-
-def _save_model_folder(rec, base: _Base, classes: list[str], folder: Path, info: dict) -> Path:
-    """Write a model folder (inference.onnx with the current weights, the dict, inference.yml), atomically."""
-    import yaml
-
-    from edgerec.train.onnx_torch import write_back
-
-    owned = ("inference.onnx", base.dict_name, "inference.yml", "train_info.json")
-    with atomic_dir(folder, owned=owned, what="edgerec train") as tmp:  # a user's files there are never replaced
-        write_back(rec, tmp / "inference.onnx")
-        atomic_write_text(tmp / base.dict_name, "".join(f"{e}\n" for e in base.entries))
-        yml = {
-            "Global": {"model_name": base.name},
-            "PreProcess": {"transform_ops": [
-                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
-                {"RecResizeImg": {"image_shape": [3, base.input_height, 320]}},
-                {"KeepKeys": {"keep_keys": ["image"]}},
-            ]},
-            "PostProcess": {"name": "CTCLabelDecode", "character_dict": list(base.entries)},
-        }
-        atomic_write_text(tmp / "inference.yml", yaml.safe_dump(yml, allow_unicode=True, sort_keys=False))
-        atomic_write_text(tmp / "train_info.json", json.dumps(
-            {**info, "base_model": base.name, "base_sha256": base.source_sha256, "classes": len(classes)},
-            indent=2, ensure_ascii=False))
-    return folder
-
-
-def _write_config(cfg: TrainConfig, base: _Base, out: Path) -> None:
-    import yaml
-
-    doc = {
-        "Global": {"model": cfg.model, "mode": "train", "dataset_dir": str(Path(cfg.dataset).resolve()),
-                   "device": cfg.device, "output": str(out.resolve())},
-        "Train": {"epochs_iters": cfg.epochs, "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-                  "pretrain_weight_path": str(base.origin),
-                  "freeze_backbone": cfg.freeze_backbone, "max_steps": cfg.max_steps,
-                  "eval_interval": cfg.eval_interval, "max_width": cfg.max_width, "augment": cfg.augment,
-                  "seed": cfg.seed, "threads": cfg.threads,
-                  "optimizer": {"name": "AdamW", "weight_decay": cfg.weight_decay, "grad_clip_norm": cfg.grad_clip},
-                  "lr_scheduler": {"name": "OneCycle", "warmup": cfg.warmup, "anneal": "cos"},
-                  "loss": "CTCLoss (log_softmax of logits, blank 0, zero_infinity)",
-                  "batch_norm": "frozen (pretrained statistics)"},
-        "edgerec": asdict(cfg),
-    }
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-
-
 def _peak_rss_mb() -> float | None:
     try:
         import resource
@@ -217,9 +79,6 @@ def _peak_rss_mb() -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- the run
-
-
-RUN_MARK = "===== edgerec train"  # the first line of each run in train.log
 
 
 def _check_inputs(cfg: TrainConfig) -> None:
@@ -268,7 +127,7 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
                          "another --output")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        logf = _Log(out / "train.log", echo=progress)  # appended to: an earlier run's log is kept above this one
+        logf = TrainLog(out / "train.log", echo=progress)  # appended to: an earlier run's log is kept above this one
     except OSError as exc:
         raise TrainError(f"{out}: cannot write the training output there ({exc.strerror or exc})") from None
     logf(f"{RUN_MARK}: {cfg.model} on {cfg.dataset} into {cfg.output} =====", terminal=False)
@@ -286,7 +145,7 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
             shutil.rmtree(state.scratch, ignore_errors=True)
 
 
-def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict, progress: bool) -> dict:
+def _run(cfg, torch, device, out: Path, logf: TrainLog, state: _State, result: dict, progress: bool) -> dict:
     from tqdm import tqdm
 
     from edgerec.runtime.charset import build_classes
@@ -297,7 +156,7 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     scratch = state.scratch = Path(tempfile.mkdtemp(prefix=".work-", dir=out))  # ours alone: removed at the end
-    base = _resolve_base(cfg, scratch, logf)
+    base = resolve_base(cfg.model, cfg.source, scratch, logf)
     logf(f"edgerec train: {base.name} from {base.onnx} on {device}, torch {torch.__version__}, "
          f"{torch.get_num_threads()} threads")
     t0 = time.perf_counter()
@@ -328,7 +187,7 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
     if not val:
         raise TrainError(f"dataset {cfg.dataset}: no readable validation line in {val_rep.list_file}")
     # written once the run can start: a run refused on its data leaves an earlier run's config.yaml as it was
-    _write_config(cfg, base, out)
+    write_config(cfg, base.origin, out)
     batches = TrainBatches(train, cfg.batch_size, input_height=base.input_height, max_width=cfg.max_width,
                            seed=cfg.seed, augment=Augment() if cfg.augment else None)
 
@@ -365,7 +224,7 @@ def _run(cfg, torch, device, out: Path, logf: _Log, state: _State, result: dict,
              + ("  (best so far: saved to best_accuracy/)" if better else ""))
         if better:
             state.best, state.best_at = key, entry
-            _save_model_folder(rec, base, classes, out / BEST, {"val": entry})
+            save_model_folder(rec, base, classes, out / BEST, {"val": entry})
         return entry
 
     validate("pretrained (epoch 0)")
@@ -427,7 +286,7 @@ def _finish(cfg, torch, rec, base, classes, batches, probe, device, out, logf, s
             result["train_loss_probe"]["after"] = round(_probe_loss(rec, batches, probe, device), 6)
             logf(f"loss on {len(probe)} unaugmented training lines: {result['train_loss_probe']['before']:.4f} -> "
                  f"{result['train_loss_probe']['after']:.4f}")
-            _save_model_folder(rec, base, classes, out / LATEST, {"epoch": state.epoch, "step": state.step})
+            save_model_folder(rec, base, classes, out / LATEST, {"epoch": state.epoch, "step": state.step})
     except KeyboardInterrupt:
         state.interrupted = True
     steps = sorted(state.step_seconds)
