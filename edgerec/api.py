@@ -218,6 +218,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         values.setdefault("static_width", min_width)
     if width_bucket and "shape_cache" in kind.options.__dataclass_fields__:  # every bucket's kernels stay prepared
         values.setdefault("shape_cache", bucket_shapes(min_width, width_bucket, batch_size))
+    if width_bucket and "mask_padding" in kind.options.__dataclass_fields__:  # the bucket's padding is not read
+        values.setdefault("mask_padding", True)
     if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""

@@ -44,12 +44,15 @@ def _run(a) -> None:
     from edgerec.bench.datasets import load_dataset
 
     ov = a.engine == "openvino"
-    out = a.out / a.model / f"{'' if ov else a.engine + '-'}{a.precision}_b{a.bucket}.json"
+    plain = "plain" if a.plain and a.bucket else ""
+    out = a.out / a.model / f"{'' if ov else a.engine + '-'}{a.precision}_b{a.bucket}{plain}.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     model = create_model(a.model, precision=a.precision, width_bucket=a.bucket or None, threads=a.threads,
-                         engine=a.engine, hint="LATENCY" if ov else None, batch_size=1, progress=False)
-    res = {"model": a.model, "precision": a.precision if ov else f"{a.engine}-{a.precision}", "bucket": a.bucket,
-           "engine": a.engine, "config": model.config_summary, "sets": old.get("sets", {})}
+                         engine=a.engine, hint="LATENCY" if ov else None, batch_size=1, progress=False,
+                         engine_options={"mask_padding": False} if plain else None)
+    res = {"model": a.model, "precision": a.precision if ov else f"{a.engine}-{a.precision}",
+           "bucket": f"{a.bucket}{plain}" if plain else a.bucket, "engine": a.engine,
+           "config": model.config_summary, "sets": old.get("sets", {})}
     for name in a.sets.split(","):
         ds = load_dataset(a.evalsets / name)
         t0 = time.perf_counter()
@@ -75,9 +78,11 @@ def _all(a) -> None:
                 ov = engine == "openvino"
                 for precision in a.precisions.split(",") if ov else ["fp32"]:
                     for bucket in a.buckets.split(",") if ov else ["0"]:
-                        cmd = [sys.executable, __file__, "run", model, precision, bucket, "--sets", a.sets,
-                               "--threads", str(a.threads), "--out", str(a.out), "--evalsets", str(a.evalsets),
-                               "--engine", engine]
+                        cmd = [sys.executable, __file__, "run", model, precision, bucket.removesuffix("plain"),
+                               "--sets", a.sets, "--threads", str(a.threads), "--out", str(a.out), "--evalsets",
+                               str(a.evalsets), "--engine", engine]
+                        if bucket.endswith("plain"):
+                            cmd.append("--plain")
                         print(f"round {r + 1}: {' '.join(cmd[2:])}", flush=True)
                         subprocess.run(cmd, check=True)
 
@@ -164,11 +169,13 @@ def main(argv=None) -> None:
     every = sub.add_parser("all")
     every.add_argument("--models", default=MODELS)
     every.add_argument("--precisions", default="fp32,int8")
-    every.add_argument("--buckets", default="0,160")
+    every.add_argument("--buckets", default="0,160", help="0: exact widths; 160plain: pad without masking")
     every.add_argument("--rounds", type=int, default=1)
     every.add_argument("--engines", default="openvino",
                        help="comma-separated; another engine than openvino runs fp32 at exact widths only")
     run.add_argument("--engine", default="openvino")
+    run.add_argument("--plain", action="store_true",
+                     help="pad without masking (mask_padding off): the buckets as they were before 2026-12-07")
     table = sub.add_parser("table")
     table.add_argument("--models", default=MODELS)
     table.add_argument("--precisions", action="store_true",

@@ -116,9 +116,10 @@ def test_ray_gets_min_width_and_width_bucket(v4, tmp_path, monkeypatch):
     assert udf.model.predictor.min_width == 160 and udf.model.predictor.width_bucket == 64
 
 
-def test_word_boxes_scale_by_the_bucket_width(v4):
+def test_word_boxes_are_the_lines_own_under_a_bucket(v4):
     """PaddleX scales a line's CTC steps by wh_ratio / max_wh_ratio, max_wh_ratio being the width it was padded
-    to: with a bucket that is the bucket's width, so the scaled step count stays the line's own."""
+    to. With the bucket's padding masked a line reads as at its own width: its own steps and max_wh_ratio, so
+    the same word boxes as without the bucket; with the padding read (mask_padding off) it is the bucket's."""
     from edgerec import create_model
     from edgerec.io.fonts import render_line
 
@@ -129,8 +130,11 @@ def test_word_boxes_scale_by_the_bucket_width(v4):
     assert pad > v4.predictor.width_of(wide) == int(48 * w / h)  # padded beyond its own width
     [res] = list(bucketed.predict(wide, return_word_box=True))
     [exact] = list(v4.predict(wide, return_word_box=True))
+    assert res["rec_text"] == exact["rec_text"] and res["rec_text"][0] == "Total 1.5 VGG-16 model"
+    plain = create_model(V4, progress=False, width_bucket=160, engine_options={"mask_padding": False})
+    [res] = list(plain.predict(wide, return_word_box=True))
     text, (cols, *_rest) = res["rec_text"]
-    assert text == exact["rec_text"][0] == "Total 1.5 VGG-16 model"
+    assert text == "Total 1.5 VGG-16 model"
     assert cols == pytest.approx((pad // 8) * (w / h) / (pad / 48))
     assert abs(cols - exact["rec_text"][1][0]) <= 1  # about the line's own steps, not the padded input's
 
@@ -156,7 +160,8 @@ def test_width_bucket_keeps_batches_long_lines_and_other_engines_right(v4, rende
     # ONNX Runtime has no shape_cache option: create_model would refuse one it was handed
     ort = create_model(V4, engine="onnxruntime", progress=False, width_bucket=1000)
     assert ort.predictor.width_bucket == 1000
-    assert ort.recognize(images[-1])["rec_text"] == bucketed.recognize(images[-1])["rec_text"]
+    # ONNX Runtime pads as it is told (only OpenVINO masks the padding), so its text may differ at the edges
+    assert ort.recognize(images[-1])["rec_text"].strip() == bucketed.recognize(images[-1])["rec_text"].strip()
 
 
 @pytest.mark.parametrize("kwargs", [{"width_bucket": 5}, {"min_width": 8}])

@@ -117,6 +117,9 @@ class OpenVINOOptions(EngineOptions):
     #                                             Intel GPU / AUTO, bf16 for precision="bf16", else f32)
     shape_cache: int | None = DEFAULT_SHAPE_CACHE  # input shapes the CPU plugin keeps kernels for
     static_width: int | None = None             # an input width compiled apart with a static width (CPU only)
+    # width buckets: run a copy of the model that ignores the right-padding (edgerec.engines.padding_mask), so a
+    # line padded to its bucket reads as at its own width; models it cannot rewrite pad as before, with a warning
+    mask_padding: bool = False
 
     def __post_init__(self):
         if self.hint not in HINTS:
@@ -179,8 +182,13 @@ class OpenVINOEngine(Engine):
         if opts.cache_dir:
             cfg["CACHE_DIR"] = str(opts.cache_dir)
         cfg.update(opts.config or {})
+        self.masks_padding = False
+        self._steps = None
+        dynamic = model
+        if opts.mask_padding:
+            dynamic = self._padding_blind(model, path)
         try:
-            self.compiled = _compile(core, model, self.device, cfg, path)
+            self.compiled = _compile(core, dynamic, self.device, cfg, path)
         except Exception as exc:
             raise DeviceError(f"{path}: cannot compile for {self.device}: {first_line(exc)}") from exc
         self.config = cfg
@@ -194,9 +202,18 @@ class OpenVINOEngine(Engine):
                 self.static_width = int(opts.static_width)
         # the source ov.Model is not kept: the CompiledModel does not need it, and when the CompiledModel came
         # from the cache dropping it unmaps the weights file (~10 MB of RSS for v4 fp32)
-        del model
+        del model, dynamic
         trim_heap()
         self._local = threading.local()
+
+    def _padding_blind(self, model, path: Path):
+        blind, self._steps = padding_blind(model, path)
+        self.masks_padding = self._steps is not None
+        return blind
+
+    def steps(self, width: int) -> int:
+        """Time steps the model outputs for a line of input width ``width`` (only with ``masks_padding``)."""
+        return self._steps.at(width)
 
     def _request(self, static: bool):
         # InferRequests are not thread-safe, the CompiledModels are: each thread gets its own request per compiled
@@ -210,10 +227,13 @@ class OpenVINOEngine(Engine):
             req = reqs[static] = (self._static if static else self.compiled).create_infer_request()
         return req
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, valid_widths: list[int] | None = None) -> np.ndarray:
+        """N x T x C probabilities. ``valid_widths`` (with ``masks_padding``): each line's width before its
+        bucket's padding; None: the whole width is the line."""
         static = self._static is not None and batch.ndim == 4 and batch.shape[3] == self.static_width
         req = self._request(static)
-        req.infer({0: batch}, share_inputs=True)
+        req.infer(_feed(batch, valid_widths if self.masks_padding and not static else None, self.masks_padding
+                        and not static), share_inputs=True)
         # the output tensor is reused by the next call on this thread: hand the caller its own copy
         out = np.array(req.get_output_tensor(0).data, copy=True)
         changed = batch.shape != self._local.shapes.get(static)
@@ -256,8 +276,35 @@ class OpenVINOEngine(Engine):
         extra = f", {hint} precision hint" if hint else ""
         if self.static_width:
             extra += f", width {self.static_width} compiled static"
+        if self.masks_padding:
+            extra += ", bucket padding masked"
         return (f"openvino on {self.device} (runs on {devices}), {self.config.get('PERFORMANCE_HINT')} hint{extra}, "
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
+
+
+def padding_blind(model, where: Path | str):
+    """(the padding-blind copy of ``model`` for width buckets, its output's width formula), or (``model``, None)
+    with a warning when it has a layer the masks cannot handle (edgerec.engines.padding_mask)."""
+    from edgerec.engines.padding_mask import Unsupported, mask_padding
+
+    try:
+        height = model.inputs[0].get_partial_shape()[2]
+        if not height.is_static:
+            raise Unsupported("the input height is not fixed")
+        return mask_padding(model, height.get_length())
+    except Unsupported as exc:
+        log.warning("%s: width buckets pad lines as they are, which changes some texts (the padding cannot be "
+                    "masked: %s)", where, exc)
+        return model, None
+
+
+def _feed(batch: np.ndarray, valid_widths: list[int] | None, masked: bool) -> dict:
+    """The inputs of one call: the batch, and for a padding-blind model each line's own width (None: the batch's
+    whole width)."""
+    if not masked:
+        return {0: batch}
+    widths = [batch.shape[3]] * len(batch) if valid_widths is None else valid_widths
+    return {0: batch, 1: np.asarray(widths, np.int64)}
 
 
 PROPERTY_KEYS = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
@@ -288,27 +335,36 @@ class CompiledEngine(Engine):
 
     name = "openvino"
 
-    def __init__(self, compiled, device: str = "CPU"):
+    def __init__(self, compiled, device: str = "CPU", steps=None):
         self.compiled = compiled
         self.device = device
+        self._steps = steps  # the output's width formula of a padding-blind model (None: a plain one)
+        self.masks_padding = steps is not None
         self._local = threading.local()
 
     @classmethod
-    def of(cls, model, device: str = "CPU") -> CompiledEngine:
+    def of(cls, model, device: str = "CPU", mask_padding: bool = False) -> CompiledEngine:
         """An ``ov.Model`` (or an ``ov.CompiledModel`` as it is) as an engine, compiled as OpenVINOEngine compiles
-        for ``device``: f32 compute (an AMX CPU would otherwise pick bf16, which users do not run)."""
+        for ``device``: f32 compute (an AMX CPU would otherwise pick bf16, which users do not run).
+        ``mask_padding``: as OpenVINOEngine's option, for width buckets (an ``ov.Model`` only)."""
         import openvino as ov
 
         if isinstance(model, ov.CompiledModel):
             return cls(model, device)
+        steps = None
+        if mask_padding:
+            model, steps = padding_blind(model, model.get_friendly_name())
         cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        return cls(get_core().compile_model(model, device, cfg), device)
+        return cls(get_core().compile_model(model, device, cfg), device, steps)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def steps(self, width: int) -> int:
+        return self._steps.at(width)
+
+    def infer(self, batch: np.ndarray, valid_widths: list[int] | None = None) -> np.ndarray:
         req = getattr(self._local, "request", None)
         if req is None:
             req = self._local.request = self.compiled.create_infer_request()
-        req.infer({0: batch}, share_inputs=True)
+        req.infer(_feed(batch, valid_widths, self.masks_padding), share_inputs=True)
         return np.array(req.get_output_tensor(0).data, copy=True)
 
     def properties(self) -> dict[str, Any]:

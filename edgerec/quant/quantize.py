@@ -66,7 +66,9 @@ def evaluate(model, classes: list[str], eval_set: EvalSet, height: int = 48, bat
 def _predictor(model, classes: list[str], height: int, reading: dict | None = None) -> RecPredictor:
     from edgerec.engines.openvino import CompiledEngine
 
-    return RecPredictor(CompiledEngine.of(model), classes, input_height=height, **(reading or {}))
+    # with width buckets the guard reads as users run them: the bucket's padding masked where the model allows
+    masked = bool((reading or {}).get("width_bucket"))
+    return RecPredictor(CompiledEngine.of(model, mask_padding=masked), classes, input_height=height, **(reading or {}))
 
 
 def _drops(fp32: dict, int8: dict) -> dict:

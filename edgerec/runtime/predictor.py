@@ -65,6 +65,9 @@ class RecPredictor:
         self.max_width = max_width
         # None: every line at its own width (PaddleX's); N: padded up to min_width + k * N (preprocess.bucket_width)
         self.width_bucket = width_bucket
+        # an engine that masks the bucket's padding (edgerec.engines.padding_mask) is told each line's own width,
+        # and only the time steps of that width are decoded: the text is the line's own-width text
+        self.masked = bool(width_bucket) and bool(getattr(engine, "masks_padding", False))
         # optional timing hook, called once per batch as (lines, preprocess_s, infer_s, decode_s); the
         # report sets it to split the time per stage. Results never depend on it. With parallel requests it is
         # called from several pool threads at once: it must be thread-safe.
@@ -79,11 +82,18 @@ class RecPredictor:
         h, w = image.shape[:2]
         return input_width(h, w, self.input_height, self.min_width, self.max_width, self.width_bucket)
 
+    def own_width_of(self, image: np.ndarray) -> int:
+        """The width the line reads as: its input width without a bucket's padding when that is masked."""
+        if not self.masked:
+            return self.width_of(image)
+        h, w = image.shape[:2]
+        return input_width(h, w, self.input_height, self.min_width, self.max_width)
+
     def max_wh_ratio(self, image: np.ndarray) -> float:
         """PaddleX's ``max_wh_ratio`` for this line (its word boxes scale by it): the width the line is padded to
         (never below min_width) over the input height, or its own w / h where that is wider (capped lines)."""
         h, w = image.shape[:2]
-        return max(w / h, self.width_of(image) / self.input_height)
+        return max(w / h, self.own_width_of(image) / self.input_height)
 
     def infer(self, images: list[np.ndarray], width: int) -> np.ndarray:
         """N x T x C probabilities of lines (or windows) padded to input width ``width``."""
@@ -92,11 +102,21 @@ class RecPredictor:
     def run_batch(self, images: list[np.ndarray], width: int, word_box: bool = False) -> list[tuple]:
         """Recognize lines that all have input width ``width`` (``word_box``: see ctc_greedy_decode)."""
         t0 = time.perf_counter()
-        batch = preprocess_batch(images, width, self.input_height)
+        own = [self.own_width_of(img) for img in images] if self.masked else None
+        if own is not None and all(w == width for w in own):
+            own = None  # no line padded beyond its own width: nothing to mask
+        batch = preprocess_batch(images, width, self.input_height, content_widths=own)
         t1 = time.perf_counter()
-        probs = self.engine.infer(batch)
-        t2 = time.perf_counter()
-        out = ctc_greedy_decode(probs, self.classes, word_box=word_box)
+        if own is None:
+            probs = self.engine.infer(batch)
+            t2 = time.perf_counter()
+            out = ctc_greedy_decode(probs, self.classes, word_box=word_box)
+        else:
+            probs = self.engine.infer(batch, valid_widths=own)
+            t2 = time.perf_counter()
+            steps = self.engine.steps  # type: ignore[attr-defined]
+            out = [ctc_greedy_decode(probs[i:i + 1, :steps(w)], self.classes, word_box=word_box)[0]
+                   for i, w in enumerate(own)]
         if self.on_timing is not None:
             self.on_timing(len(images), t1 - t0, t2 - t1, time.perf_counter() - t2)
         return out

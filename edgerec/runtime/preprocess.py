@@ -89,9 +89,11 @@ def resize_norm_into(img_bgr: np.ndarray, out: np.ndarray) -> None:
     out[:, :, :rw] /= np.float32(0.5)
 
 
-def preprocess_batch(images: list[np.ndarray], pad_w: int, img_h: int = IMG_H) -> np.ndarray:
-    """Stack lines into one N x 3 x H x pad_w float32 tensor, each right-padded with zeros."""
+def preprocess_batch(images: list[np.ndarray], pad_w: int, img_h: int = IMG_H,
+                     content_widths: list[int] | None = None) -> np.ndarray:
+    """Stack lines into one N x 3 x H x pad_w float32 tensor, each right-padded with zeros. ``content_widths``:
+    lay each line out as at that input width (its own, below a width bucket's), then pad it to ``pad_w``."""
     batch = np.zeros((len(images), 3, img_h, pad_w), dtype=np.float32)
     for i, img in enumerate(images):
-        resize_norm_into(img, batch[i])
+        resize_norm_into(img, batch[i] if content_widths is None else batch[i, :, :, :content_widths[i]])
     return batch

@@ -1,0 +1,123 @@
+"""Width buckets that keep each line's own text (edgerec.engines.padding_mask): the padding-blind copy of a model
+gives the same time steps as the model at the line's own width, and create_model(width_bucket=N) the same texts
+as create_model() on lines of many widths."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import SCORE_TOL, V4
+
+
+def _toy(tmp_path, tail: str = "conv"):
+    """A small dynamic-width model with what the recognizers have: strided and padded 3x3 convolutions, a
+    squeeze-excitation mean over the whole width, a max over two columns with SAME padding (PP-OCRv6 small's
+    stem), an average pooling, a 1x3 convolution and a (N, T, C) softmax output. ``tail="same"`` adds a
+    convolution with SAME padding and a stride along the width, which the masks cannot handle."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(0)
+
+    def conv(x, cin, cout, k, s, p):
+        w = ops.constant(rng.standard_normal((cout, cin, *k)).astype(np.float32) * 0.3)
+        y = ops.convolution(x, w, s, p, p, [1, 1])
+        return ops.relu(ops.add(y, ops.constant(rng.standard_normal((1, cout, 1, 1)).astype(np.float32))))
+
+    x = ops.parameter([-1, 3, 16, -1], np.float32, name="x")
+    y = conv(x, 3, 8, (3, 3), [2, 2], [1, 1])                         # 8 x W/2
+    gate = ops.sigmoid(ops.reduce_mean(y, ops.constant(np.array([2, 3])), True))
+    y = ops.multiply(y, gate)
+    y = ops.subtract(y, ops.constant(np.float32(2.0)))  # negative values: a max must not see zero padding
+    y = ops.max_pool(y, [1, 1], [1, 1], [0, 0], [0, 0], [1, 2], "floor", "same_upper").output(0)
+    y = conv(y, 8, 8, (3, 3), [2, 1], [1, 1])                         # 4 x W/2
+    y = ops.avg_pool(y, [1, 2], [0, 0], [0, 0], [4, 2], True, "floor")  # 1 x W/4
+    if tail == "same":
+        w = ops.constant(rng.standard_normal((8, 8, 1, 3)).astype(np.float32))
+        y = ops.convolution(y, w, [1, 2], [0, 0], [0, 0], [1, 1], "same_upper")
+    y = conv(y, 8, 6, (1, 3), [1, 1], [0, 1])
+    y = ops.transpose(ops.squeeze(y, ops.constant(np.array([2]))), ops.constant(np.array([0, 2, 1])))
+    model = ov.Model([ops.softmax(y, 2)], [x], "toy")
+    path = tmp_path / f"toy_{tail}.xml"
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
+
+
+def test_the_blind_copy_reads_each_line_as_at_its_own_width(tmp_path):
+    import openvino as ov
+
+    from edgerec.engines.padding_mask import INPUT_NAME, mask_padding
+
+    core = ov.Core()
+    model = core.read_model(str(_toy(tmp_path)))
+    blind, steps = mask_padding(model, 16)
+    assert [i.get_any_name() for i in blind.inputs] == ["x", INPUT_NAME]
+    plain = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    masked = core.compile_model(blind, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    rng = np.random.default_rng(1)
+    own = [53, 64, 77, 90]  # four lines, padded together to 96
+    batch = np.zeros((4, 3, 16, 96), np.float32)
+    for i, w in enumerate(own):
+        batch[i, :, :, :w] = rng.standard_normal((3, 16, w))
+    out = masked.create_infer_request().infer({0: batch, 1: np.array(own)})[0]
+    padded = plain.create_infer_request().infer({0: batch})[0]
+    for i, w in enumerate(own):
+        alone = plain.create_infer_request().infer({0: batch[i:i + 1, :, :, :w]})[0]
+        assert alone.shape[1] == steps.at(w)  # the step formula is the model's own
+        np.testing.assert_allclose(out[i:i + 1, :steps.at(w)], alone, atol=1e-5)
+        # the plain model padded to 96 does not read so: the reason for the masks
+        assert np.abs(padded[i:i + 1, :steps.at(w)] - alone).max() > 1e-3
+
+
+def test_a_model_the_masks_cannot_handle_pads_as_before_and_says_so(tmp_path, caplog):
+    import openvino as ov
+
+    from edgerec.engines.openvino import OpenVINOEngine
+    from edgerec.engines.padding_mask import Unsupported, mask_padding
+
+    path = _toy(tmp_path, "same")
+    with pytest.raises(Unsupported, match="auto_pad same_upper with stride 2 along the width"):
+        mask_padding(ov.Core().read_model(str(path)), 16)
+    with caplog.at_level(logging.WARNING, logger="edgerec"):
+        eng = OpenVINOEngine(path, "cpu", mask_padding=True)
+    assert eng.masks_padding is False
+    assert "width buckets pad lines as they are" in caplog.text and "same_upper" in caplog.text
+    assert eng.infer(np.zeros((1, 3, 16, 64), np.float32)).shape[:2] == (1, 8)
+    ok = OpenVINOEngine(_toy(tmp_path), "cpu", mask_padding=True)
+    assert ok.masks_padding and "bucket padding masked" in ok.describe()
+
+
+def _lines():
+    from edgerec.io.fonts import render_line
+
+    texts = ["OpenVINO runs PP-OCR", "Total: $1,299.00 due on 2026-12-07", "edge recognition, fast and exact",
+             "The center of this grid is placed at a point chosen at random", "ABC-123 / XYZ-789 / QRS-456",
+             "a line of text long enough to need a wide bucket of its own, or two"]
+    return [render_line(t, height=32 + 8 * (i % 3), font_kind="latin") for i, t in enumerate(texts)]
+
+
+def test_width_buckets_keep_the_texts_of_the_lines_own_widths(v4):
+    from edgerec import create_model
+
+    bucketed = create_model(V4, progress=False, width_bucket=160, batch_size=4)
+    assert bucketed.predictor.masked and bucketed.predictor.engine.masks_padding
+    assert "bucket padding masked" in bucketed.config_summary
+    lines = _lines()
+    exact = [v4.predictor.width_of(img) for img in lines]
+    padded = [bucketed.predictor.width_of(img) for img in lines]
+    assert sum(p > e for p, e in zip(padded, exact)) >= 4 and len(set(padded)) < len(set(exact))
+    want = v4.recognize_batch(lines, batch_size=1)
+    for bs in (1, 4):
+        got = bucketed.recognize_batch(lines, batch_size=bs)
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=SCORE_TOL)
+    # word boxes: the line's own steps and max_wh_ratio, as at its own width
+    [res] = list(bucketed.predict(lines[3], return_word_box=True))
+    [ref] = list(v4.predict(lines[3], return_word_box=True))
+    assert res["rec_text"][0] == ref["rec_text"][0]
+    assert res["rec_text"][1][0] == pytest.approx(ref["rec_text"][1][0])
+    plain = create_model(V4, progress=False, width_bucket=160, engine_options={"mask_padding": False})
+    assert not plain.predictor.masked and "bucket padding masked" not in plain.config_summary
