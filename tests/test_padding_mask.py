@@ -121,3 +121,80 @@ def test_width_buckets_keep_the_texts_of_the_lines_own_widths(v4):
     assert res["rec_text"][1][0] == pytest.approx(ref["rec_text"][1][0])
     plain = create_model(V4, progress=False, width_bucket=160, engine_options={"mask_padding": False})
     assert not plain.predictor.masked and "bucket padding masked" not in plain.config_summary
+
+
+def _head(y, ops, x, name: str):
+    """N, C, 1, T -> the (N, T, C) softmax output of a recognizer."""
+    import openvino as ov
+
+    y = ops.transpose(ops.squeeze(y, ops.constant(np.array([2]))), ops.constant(np.array([0, 2, 1])))
+    return ov.Model([ops.softmax(y, 2)], [x], name)
+
+
+def _attention_after_a_max(ops, x, rng):
+    """MaxPool (its padded outputs can be -inf), a 1x1 convolution, then attention written out op by op."""
+    w = ops.constant(rng.standard_normal((8, 3, 4, 3)).astype(np.float32) * 0.3)
+    y = ops.convolution(x, w, [1, 1], [0, 1], [0, 1], [1, 1])                    # 8 x 1 x W
+    y = ops.max_pool(y, [1, 1], [1, 1], [0, 0], [0, 0], [1, 2], "floor", "same_upper").output(0)
+    y = ops.convolution(y, ops.constant(rng.standard_normal((8, 8, 1, 1)).astype(np.float32)), [1, 1], [0, 0],
+                        [0, 0], [1, 1])
+    t = ops.transpose(ops.squeeze(y, ops.constant(np.array([2]))), ops.constant(np.array([0, 2, 1])))  # N, T, C
+    q, k, v = (ops.matmul(t, ops.constant(rng.standard_normal((8, 8)).astype(np.float32)), False, False)
+               for _ in range(3))
+    o = ops.matmul(ops.softmax(ops.matmul(q, k, False, True), 2), v, False, False)
+    import openvino as ov
+
+    return ov.Model([ops.softmax(o, 2)], [x], "attention")
+
+
+def _unsupported(kind: str, ops, x, rng):
+    w = ops.constant(rng.standard_normal((8, 3, 4, 3)).astype(np.float32) * 0.3)
+    y = ops.convolution(x, w, [1, 1], [0, 1], [0, 1], [1, 1])                    # 8 x 1 x W
+    if kind == "an op not known to keep columns apart":
+        y = ops.pad(y, ops.constant(np.array([0, 0, 0, 1])), ops.constant(np.array([0, 0, 0, 0])), "constant")
+    elif kind == "a convolution along the width not on the last axis":
+        t = ops.constant(np.array([0, 1, 3, 2]))
+        y = ops.transpose(y, t)
+        y = ops.transpose(ops.convolution(y, ops.constant(rng.standard_normal((8, 8, 3, 1)).astype(np.float32)),
+                                          [1, 1], [1, 0], [1, 0], [1, 1]), t)
+    return _head(y, ops, x, kind)
+
+
+@pytest.mark.parametrize("kind, match", [
+    ("an op not known to keep columns apart", "Pad on a tensor along the width"),
+    ("a convolution along the width not on the last axis", "width is not the last axis"),
+])
+def test_what_the_masks_cannot_make_exact_is_refused(kind, match):
+    from openvino import opset13 as ops
+
+    from edgerec.engines.padding_mask import Unsupported, mask_padding
+
+    x = ops.parameter([-1, 3, 4, -1], np.float32, name="x")
+    with pytest.raises(Unsupported, match=match):
+        mask_padding(_unsupported(kind, ops, x, np.random.default_rng(0)), 4)
+
+
+def test_attention_after_a_max_stays_exact_in_an_unsaved_model():
+    """An in-memory model (auto-named ops), a MaxPool whose padded outputs would be -inf, a 1x1 convolution (which
+    the masks skip) and attention over the width: the valid steps equal the line alone, with no NaN."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from edgerec.engines.padding_mask import mask_padding
+
+    x = ops.parameter([-1, 3, 4, -1], np.float32, name="x")
+    model = _attention_after_a_max(ops, x, np.random.default_rng(0))
+    blind, steps = mask_padding(model, 4)
+    core = ov.Core()
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}
+    plain, masked = core.compile_model(model, "CPU", cfg), core.compile_model(blind, "CPU", cfg)
+    own = [37, 50, 64]
+    batch = np.zeros((3, 3, 4, 64), np.float32)
+    rng = np.random.default_rng(2)
+    for i, w in enumerate(own):
+        batch[i, :, :, :w] = rng.standard_normal((3, 4, w))
+    out = masked.create_infer_request().infer({0: batch, 1: np.array(own)})[0]
+    assert not np.isnan(out).any()
+    for i, w in enumerate(own):
+        alone = plain.create_infer_request().infer({0: batch[i:i + 1, :, :, :w]})[0]
+        np.testing.assert_allclose(out[i:i + 1, :steps.at(w)], alone, atol=1e-5)

@@ -130,6 +130,8 @@ class OpenVINOOptions(EngineOptions):
         if self.shape_cache is not None and not _whole(self.shape_cache, 0, MAX_SHAPE_CACHE):
             raise EngineOptionError(f"engine 'openvino': shape_cache must be a whole number from 0 to "
                                     f"{MAX_SHAPE_CACHE}, not {self.shape_cache!r}")
+        if not isinstance(self.mask_padding, bool):
+            raise EngineOptionError(f"engine 'openvino': mask_padding must be True or False, not {self.mask_padding!r}")
         if self.static_width is not None and not _whole(self.static_width, 1, 1 << 20):
             raise EngineOptionError(f"engine 'openvino': static_width must be a width >= 1, not {self.static_width!r}")
         if self.config is not None and not isinstance(self.config, dict):
@@ -230,10 +232,11 @@ class OpenVINOEngine(Engine):
     def infer(self, batch: np.ndarray, valid_widths: list[int] | None = None) -> np.ndarray:
         """N x T x C probabilities. ``valid_widths`` (with ``masks_padding``): each line's width before its
         bucket's padding; None: the whole width is the line."""
-        static = self._static is not None and batch.ndim == 4 and batch.shape[3] == self.static_width
+        static = self._static is not None and batch.ndim == 4 and batch.shape[3] == self.static_width and (
+            valid_widths is None or all(w == batch.shape[3] for w in valid_widths))  # the static copy reads all
         req = self._request(static)
-        req.infer(_feed(batch, valid_widths if self.masks_padding and not static else None, self.masks_padding
-                        and not static), share_inputs=True)
+        masked = self.masks_padding and not static
+        req.infer(_feed(batch, valid_widths if masked else None, masked), share_inputs=True)
         # the output tensor is reused by the next call on this thread: hand the caller its own copy
         out = np.array(req.get_output_tensor(0).data, copy=True)
         changed = batch.shape != self._local.shapes.get(static)
@@ -350,6 +353,8 @@ class CompiledEngine(Engine):
         import openvino as ov
 
         if isinstance(model, ov.CompiledModel):
+            if mask_padding:  # NNCF's accuracy-control search hands compiled candidates: they read their padding
+                log.info("a compiled model reads width buckets with their padding (not masked)")
             return cls(model, device)
         steps = None
         if mask_padding:

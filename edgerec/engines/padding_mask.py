@@ -13,7 +13,8 @@ padding too. :func:`mask_padding` rewrites an ``ov.Model`` so that neither happe
 - rescales every mean over the width (ReduceMean) from the padded width to the valid one;
 - gives every ScaledDotProductAttention an additive mask (-inf) over padded keys.
 
-Columns at and past the valid width then hold whatever they hold, but no valid column ever reads them, so the
+A MaxPool's padded outputs are set back to 0 (they may be -inf). Columns at and past the valid width then hold
+whatever they hold, but no valid column ever reads them, so the
 first ``steps(valid_width)`` time steps of the output are what the model computes for the line at its own width
 (equal up to float summation order: on en_uw3_70's 70 document lines every CTC path was the same in fp32). The
 decoder reads only those steps.
@@ -21,10 +22,11 @@ decoder reads only those steps.
 The valid width of a layer is ``(W + c) // D`` for the model's input width W: every convolution or pooling maps
 a width x to ``(x + pad - kernel_extent + stride) // stride``, and such maps compose into one of the same form.
 :func:`analyse` derives (c, D) per tensor from the layers' attributes and checks it against the model's shapes at
-two widths. A model with a width-mixing op this does not know how to mask (Interpolate, SAME padding with a
-stride along the width, a MatMul over the width other than attention, a width axis merged with another, ...)
-raises :class:`Unsupported`; the engine then pads as before. Attention written out op by op (MatMul, Softmax,
-MatMul) gets -inf scores for padded keys where the scores are made.
+three widths, and with the batch at axis 0 where a mask is applied. Only ops known to keep columns apart (or
+handled here) may touch a tensor along the width: any other op (Interpolate, an LSTM, a Slice along the width,
+SAME padding with a stride along the width, a MatMul over the width other than attention, a width axis merged
+with another, ...) raises :class:`Unsupported`, and the engine then pads as before, with a warning. Attention
+written out op by op (MatMul, Softmax, MatMul) gets -inf scores for padded keys where the scores are made.
 """
 
 from __future__ import annotations
@@ -36,9 +38,18 @@ import numpy as np
 CONVS = ("Convolution", "GroupConvolution")
 POOLS = ("AvgPool", "MaxPool")
 # ops that mix columns and that this module cannot mask: a model holding one over the width is refused
-REFUSED = ("Interpolate", "TopK", "CumSum", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-           "ReduceL1", "ReduceL2", "DeformableConvolution", "ConvolutionBackpropData", "Roll", "DFT", "IDFT")
-PROBE_WIDTHS = (320, 448)
+# ops that may carry the width through: each output column from the same input column (elementwise, layout,
+# per-position normalisation), or dealt with below (convolutions, poolings, means, softmax, attention); any other
+# op that touches a tensor along the width makes the model Unsupported
+ALLOWED = {
+    "Add", "Multiply", "Subtract", "Divide", "Maximum", "Minimum", "Power", "SquaredDifference", "Relu", "Gelu",
+    "HSwish", "Swish", "HSigmoid", "HardSigmoid", "Sigmoid", "Tanh", "Exp", "Erf", "Sqrt", "Clamp", "PRelu",
+    "Mish", "SoftPlus", "Elu", "Abs", "Negative", "Convert", "FakeQuantize", "Reshape", "Squeeze", "Unsqueeze",
+    "Transpose", "ShapeOf", "Result", "Concat", "Split", "VariadicSplit", "Slice", "Gather", "MVN", "ReduceMean",
+    "Softmax", "MatMul", *CONVS, *POOLS, "ScaledDotProductAttention",
+}
+# widths that are multiples of nothing in particular (a formula that is off by a step shows at one of them)
+PROBE_WIDTHS = (331, 457, 389)
 INPUT_NAME = "valid_width"
 
 
@@ -56,16 +67,33 @@ class Width:
     c: int
     d: int
     pair: str = ""
+    batched: bool = True  # axis 0 is the batch (a mask [N, ...] lines up with it)
 
     def at(self, width: int) -> int:
         return (width + self.c) // self.d
 
 
-def _shapes(model, height: int, width: int) -> dict[str, list[list[int]]]:
+def _shapes(model, height: int, width: int, batch: int = 1) -> list[list[list[int]]]:
+    """Every op's output shapes for a batch x C x height x width input, in ``get_ordered_ops`` order (a clone's
+    auto-named ops do not keep their names). Shape inference only: reshape() would also run transformations
+    that fold ops away."""
+    import openvino as ov
+
     m = model.clone()
-    m.reshape({m.inputs[0].get_any_name(): [1, 3, height, width]})
-    return {op.get_friendly_name(): [list(op.output(i).get_shape()) for i in range(op.get_output_size())]
-            for op in m.get_ordered_ops()}
+    param = m.get_parameters()[0]
+    channels = param.get_partial_shape()[1]
+    param.set_partial_shape(ov.PartialShape([batch, channels, height, width]))
+    m.validate_nodes_and_infer_types()
+    out = []
+    for op in m.get_ordered_ops():
+        shapes = []
+        for i in range(op.get_output_size()):
+            ps = op.output(i).get_partial_shape()
+            if not ps.is_static:
+                raise Unsupported(f"{op.get_friendly_name()}: its shape is not known from the input's")
+            shapes.append(list(ps.to_shape()))
+        out.append(shapes)
+    return out
 
 
 def _kernel_w(op) -> tuple[int, int, int]:
@@ -81,7 +109,8 @@ def _kernel_w(op) -> tuple[int, int, int]:
         if a.get("rounding_type", "floor") != "floor":
             raise Unsupported(f"{name}: rounding {a['rounding_type']}")
         extent = (a["kernel"][-1] - 1) * a.get("dilations", [1])[-1] + 1
-        if op.get_type_name() == "AvgPool" and a.get("exclude-pad") and a["pads_end"][-1] > 0:
+        if op.get_type_name() == "AvgPool" and a.get("exclude-pad") and (
+                a["pads_end"][-1] > 0 or a.get("auto_pad", "explicit") not in ("explicit", "notset", "valid")):
             raise Unsupported(f"{name}: an average that leaves out its padding at the right end")
     stride, auto = a["strides"][-1], a.get("auto_pad", "explicit")
     if auto in ("explicit", "notset"):
@@ -97,50 +126,71 @@ def _kernel_w(op) -> tuple[int, int, int]:
 
 def analyse(model, height: int) -> dict[str, list[Width | None]]:
     """Per op (friendly name), per output: its width axis and size formula, or None when it has no width."""
-    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
+    ordered = model.get_ordered_ops()
+    names = [op.get_friendly_name() for op in ordered]
     if len(set(names)) != len(names):
         raise Unsupported("layer names are not unique")
     if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
         raise Unsupported("not one N x C x H x W input")
-    w1, w2 = PROBE_WIDTHS
-    s1, s2 = _shapes(model, height, w1), _shapes(model, height, w2)
+    probes = [(w, _shapes(model, height, w)) for w in PROBE_WIDTHS]
+    (w1, s1), (w2, s2) = probes[:2]
+    two = _shapes(model, height, w1, batch=2)
     info: dict[str, list[Width | None]] = {}
-    for op in model.get_ordered_ops():
+    for k, op in enumerate(ordered):
         name, kind = op.get_friendly_name(), op.get_type_name()
         if kind == "Parameter":
             info[name] = [Width(3, 0, 1)]
             continue
-        src = next((f for p in op.input_values() if (f := info[p.get_node().get_friendly_name()][p.get_index()])),
-                   None)
+        ins = [info[p.get_node().get_friendly_name()][p.get_index()] for p in op.input_values()]
+        src = next((f for f in ins if f is not None), None)
+        if src is not None and not src.pair and kind not in ALLOWED:
+            raise Unsupported(f"{name}: {kind} on a tensor along the width")
+        if src is not None and kind in ("Slice", "Gather"):
+            _check_off_width(op, kind, src)
         outs: list[Width | None] = []
         for i in range(op.get_output_size()):
-            axes = [k for k, (a, b) in enumerate(zip(s1[name][i], s2[name][i])) if a != b]
+            axes = [a for a, (x, y) in enumerate(zip(s1[k][i], s2[k][i])) if x != y]
             if not axes:
                 outs.append(None)
                 continue
-            pair = _attention(op, kind, src, [info[p.get_node().get_friendly_name()][p.get_index()]
-                                               for p in op.input_values()], len(s1[name][i]))
+            batched = s1[k][i][:1] == [1] and two[k][i][:1] == [2]
+            pair = _attention(op, kind, src, ins, len(s1[k][i]))
             if pair is not None:
-                outs.append(pair)
+                outs.append(Width(pair.axis, pair.c, pair.d, pair.pair, batched))
                 continue
             if len(axes) > 1 or src is None:
                 raise Unsupported(f"{name} ({kind}): its output's width is not one axis that follows the input's")
             c, d = src.c, src.d
             if kind in CONVS or kind in POOLS:
+                if src.axis != len(s1[k][i]) - 1 or axes[0] != src.axis:
+                    raise Unsupported(f"{name}: a {kind} whose width is not the last axis")
                 extent, stride, pad = _kernel_w(op)
                 e = pad - extent + stride
                 c, d = c + e * d, d * stride
-            outs.append(Width(axes[0], c, d))
+            outs.append(Width(axes[0], c, d, "", batched))
         info[name] = outs
-    for op in model.get_ordered_ops():  # every formula against the shapes at both widths
-        name = op.get_friendly_name()
-        for i, f in enumerate(info[name]):
-            if f is not None and any(f.at(w) != s[name][i][f.axis] for w, s in ((w1, s1), (w2, s2))):
-                raise Unsupported(f"{name}: its width is not (W + {f.c}) // {f.d}")
+    for k, op in enumerate(ordered):  # every formula against the shapes at every probe width
+        for i, f in enumerate(info[op.get_friendly_name()]):
+            if f is not None and any(f.at(w) != s[k][i][f.axis] for w, s in probes):
+                raise Unsupported(f"{op.get_friendly_name()}: its width is not (W + {f.c}) // {f.d}")
     return info
 
 
-PAIR_PASS = ("Reshape", "Multiply", "Add", "Divide", "Subtract", "Convert")
+def _check_off_width(op, kind: str, src: Width) -> None:
+    """A Slice or Gather may touch other axes (v4 splits q, k, v on axis 0), never the width."""
+    rank = op.input_value(0).get_partial_shape().rank.get_length()
+    axes_in = op.input_value(4 if kind == "Slice" else 2) if op.get_input_size() > (4 if kind == "Slice" else 2) \
+        else None
+    node = axes_in.get_node() if axes_in is not None else None
+    if node is None or node.get_type_name() != "Constant":
+        raise Unsupported(f"{op.get_friendly_name()}: a {kind} whose axes are not given")
+    if src.axis in {int(a) % rank for a in np.atleast_1d(node.get_data())}:
+        raise Unsupported(f"{op.get_friendly_name()}: a {kind} along the width")
+
+
+# what may be done to attention scores before the softmax, and to its weights after (only what keeps 0 at 0)
+PAIR_PASS = {"logits": ("Reshape", "Multiply", "Add", "Divide", "Subtract", "Convert"),
+             "weights": ("Reshape", "Multiply", "Divide", "Convert")}
 
 
 def _zero_stays_zero(fq) -> bool:
@@ -155,7 +205,7 @@ def _attention(op, kind: str, src: Width | None, ins: list[Width | None], rank: 
     None: not on that path. Anything else done with scores is Unsupported."""
     name = op.get_friendly_name()
     if src is not None and src.pair:
-        if kind in PAIR_PASS:
+        if kind in PAIR_PASS[src.pair]:
             return Width(rank - 1, src.c, src.d, src.pair)
         if kind == "Softmax" and op.get_attributes()["axis"] % rank == rank - 1:
             return Width(rank - 1, src.c, src.d, "weights")
@@ -185,8 +235,8 @@ def mask_padding(model, height: int):
     import openvino as ov
     from openvino import opset13 as ops
 
-    info = analyse(model, height)
     out = model.clone()
+    info = analyse(out, height)
     i64 = np.int64
 
     def const(values) -> ov.Node:
@@ -228,6 +278,8 @@ def mask_padding(model, height: int):
         mine = info[name][0] if op.get_output_size() else None
         if mine is not None and mine.pair == "logits" and kind == "MatMul":
             # scores over padded keys: -inf, so the softmax gives them weight 0
+            if not (mine.batched and ins[1][2].batched):
+                raise Unsupported(f"{name}: attention with the batch merged into another axis")
             k_out = ins[1][1]
             m, _ = keep(k_out, ins[1][2])
             add = ops.select(m, ops.constant(np.float32(0)), ops.constant(np.float32(-np.inf)))
@@ -242,22 +294,35 @@ def mask_padding(model, height: int):
         if f.pair or (mine is not None and mine.pair):
             continue  # on the attention path: the scores were masked where they were made
         if kind in CONVS or kind in POOLS:
+            if f.axis != rank - 1 or not f.batched:
+                raise Unsupported(f"{name}: the width is not the last axis or the batch not the first")
+            if kind == "MaxPool" and op.get_output_size() > 1 and op.output(1).get_target_inputs():
+                raise Unsupported(f"{name}: a MaxPool whose indices are used")
             extent, _, _ = _kernel_w(op)
-            if extent == 1:
-                continue  # reads one column per output column: padded columns reach only padded outputs
-            if f.axis != rank - 1 or f.axis == 0:
-                raise Unsupported(f"{name}: the width is not the last axis")
-            target = op.input(j)
-            producer = src.get_node()
-            if producer.get_type_name() == "FakeQuantize":  # int8: mask before the FakeQuantize
-                target, src = producer.input(0), producer.input_value(0)
-            m, _ = keep(src, f)
-            # what the layer's own padding holds: -inf for a max, 0 otherwise (select, not multiply: a padded
-            # column may hold -inf from an earlier max, and -inf x 0 is NaN)
-            fill = ops.convert(ops.constant(np.float32(-np.inf if kind == "MaxPool" else 0.0)),
-                               src.get_element_type())
-            target.replace_source_output(ops.select(spread(m, rank, f.axis), src, fill).output(0))
-            masked += 1
+            if extent > 1:  # one column per output column: padded columns would reach only padded outputs
+                # what the layer's own padding holds: -inf for a max, 0 otherwise (select, not multiply: -inf x 0
+                # is NaN). int8: the select goes before the layer's own FakeQuantize, copied for this layer (a
+                # FakeQuantize may feed a max and a convolution, which need different fills)
+                producer = src.get_node()
+                fq = producer if producer.get_type_name() == "FakeQuantize" else None
+                data = fq.input_value(0) if fq is not None else src
+                m, _ = keep(data, f)
+                fill = ops.convert(ops.constant(np.float32(-np.inf if kind == "MaxPool" else 0.0)),
+                                   data.get_element_type())
+                new = ops.select(spread(m, rank, f.axis), data, fill)
+                if fq is not None:
+                    a = fq.get_attributes()
+                    new = ops.fake_quantize(new, *fq.input_values()[1:], a["levels"], a.get("auto_broadcast", "numpy"))
+                op.input(j).replace_source_output(new.output(0))
+                masked += 1
+            if kind == "MaxPool":  # its padded outputs may be -inf: back to 0 before anything else reads them
+                mo = info[name][0]
+                users = list(op.output(0).get_target_inputs())
+                m, _ = keep(op.output(0), mo)
+                zero = ops.convert(ops.constant(np.float32(0)), op.output(0).get_element_type())
+                cleared = ops.select(spread(m, rank, mo.axis), op.output(0), zero)
+                for u in users:
+                    u.replace_source_output(cleared.output(0))
         elif kind == "ReduceMean":
             axes_node = op.input_value(1).get_node()
             if axes_node.get_type_name() != "Constant":
@@ -265,7 +330,7 @@ def mask_padding(model, height: int):
             axes = {int(a) % rank for a in np.atleast_1d(axes_node.get_data())}
             if f.axis not in axes:
                 continue
-            if 0 in axes or not op.get_attributes().get("keep_dims", False):
+            if 0 in axes or not op.get_attributes().get("keep_dims", False) or not f.batched:
                 raise Unsupported(f"{name}: ReduceMean over the batch or without keep_dims")
             m, padded = keep(src, f)
             zero = ops.convert(ops.constant(np.float32(0)), src.get_element_type())
@@ -281,11 +346,13 @@ def mask_padding(model, height: int):
         elif kind == "ScaledDotProductAttention":
             kf = ins[1][2]
             krank = ins[1][1].get_partial_shape().rank.get_length()
-            if kf is None or kf.axis != krank - 2 or op.get_attributes().get("causal", False):
+            if kf is None or kf.axis != krank - 2 or op.get_attributes().get("causal", False) or not kf.batched:
                 raise Unsupported(f"{name}: attention whose keys are not along the width")
             if op.get_input_size() < 4:
                 raise Unsupported(f"{name}: attention without a mask input")
             old = op.input_value(3).get_node()
+            while old.get_type_name() == "Convert":  # an fp16 IR keeps the zero mask as Convert(Constant)
+                old = old.input_value(0).get_node()
             if old.get_type_name() != "Constant" or np.any(old.get_data() != 0):
                 raise Unsupported(f"{name}: attention with a mask of its own")
             m, _ = keep(ins[1][1], kf)
@@ -293,8 +360,6 @@ def mask_padding(model, height: int):
             add = ops.unsqueeze(add, const(list(range(1, krank - 1))))  # [N, 1, .., Tk]
             op.input(3).replace_source_output(ops.convert(add, ins[0][1].get_element_type()).output(0))
             masked += 1
-        elif kind in REFUSED:
-            raise Unsupported(f"{name}: {kind} over the width")
         elif kind == "Softmax" and f.axis == op.get_attributes()["axis"] % rank:
             raise Unsupported(f"{name}: Softmax over the width")
         elif kind == "MVN":
