@@ -41,8 +41,9 @@ setup(
         # registry's own torch wheel is the CUDA build and pulls several GB of nvidia packages); onnx2torch
         # brings a torchvision that a CPU torch cannot import, which edgerec never needs (it stubs it)
         "train": ["torch==2.13.0", "onnx2torch==1.5.15", "onnxruntime==1.32.0"],
-        # Ray Data for predict --ray and edgerec.integrations.ray (pinned: its Data API moves between releases)
-        "ray": ["ray[data]==2.60.0"],
+        # Ray Data for predict --ray and edgerec.integrations.ray (pinned: its Data API moves between releases);
+        # client: Ray Client, for --address ray://HOST:10001 (it adds grpcio)
+        "ray": ["ray[data,client]==2.60.0"],
         "dev": ["onnxruntime==1.32.0", "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["edgerec=edgerec.cli:run"]},

@@ -52,8 +52,8 @@ from edgerec.zoo.cards import DEFAULT_MODEL
 @MIN_WIDTH
 @WIDTH_BUCKET
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
-@click.option("--address", default=None, help="With --ray: the cluster to join ('auto', ray://host:10001) "
-              "[default: a local Ray on this machine's cores].")
+@click.option("--address", default=None, help="With --ray: the cluster to join ('auto', HOST:PORT, "
+              "ray://HOST:10001) [default: a local Ray on this machine's cores].")
 def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
             as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address, min_width,
             width_bucket):
@@ -241,8 +241,9 @@ def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, 
 
 def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | None, batch_size: int, threads, address,
                  overwrite: bool, resume: bool, min_width: int | None, width_bucket: int | None) -> None:
-    """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``."""
-    from edgerec.integrations.ray import recognize_folder
+    """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``. A failed
+    input is a row with its error and one line on stderr, as without --ray; a failure of Ray itself is one line."""
+    from edgerec.integrations.ray import ray_error, recognize_folder
 
     out = Path(output)
     if resume:
@@ -251,11 +252,16 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | No
         fail(f"--output {out}: exists; with --ray give a new or empty folder (or --overwrite to replace its contents)")
     try:
         rows, errors = recognize_folder(list(inputs), str(out), model_name=model_name,
-                                model_dir=model_dir, precision=precision, address=address,
-                                num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite,
-                                min_width=min_width, width_bucket=width_bucket)
+                                        model_dir=model_dir, precision=precision, address=address,
+                                        num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite,
+                                        min_width=min_width, width_bucket=width_bucket,
+                                        on_error=lambda e: click.echo(f"edgerec: error: {plain(e)}", err=True))
     except EdgeRecError as exc:
-        fail(exc)
+        fail(plain(exc))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray's or pyarrow's own, outside recognize_folder's guard: one line
+        fail(plain(ray_error(exc)))
     click.echo(f"edgerec: {rows} results written to {out}/ through Ray ({errors} failed)", err=True)
     if errors:
         sys.exit(1)
