@@ -295,9 +295,10 @@ def padding_blind(model, where: Path | str):
         if not height.is_static:
             raise Unsupported("the input height is not fixed")
         return mask_padding(model, height.get_length())
-    except Unsupported as exc:
+    except Exception as exc:  # Unsupported, or a graph OpenVINO will not rewrite: the buckets still work
+        why = str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {first_line(exc)}"
         log.warning("%s: width buckets pad lines as they are, which changes some texts (the padding cannot be "
-                    "masked: %s)", where, exc)
+                    "masked: %s)", where, why)
         return model, None
 
 
