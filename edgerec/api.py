@@ -220,6 +220,10 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         values.setdefault("shape_cache", bucket_shapes(min_width, width_bucket, batch_size))
     if width_bucket and "mask_padding" in kind.options.__dataclass_fields__:  # the bucket's padding is not read
         values.setdefault("mask_padding", True)
+    elif width_bucket:
+        log.warning("width_bucket with the %s engine: lines are padded as they are, which changes some texts, and "
+                    "this engine prepares nothing per width, so it gains no speed (the buckets are for OpenVINO)",
+                    kind.name)
     if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""

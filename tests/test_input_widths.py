@@ -139,7 +139,7 @@ def test_word_boxes_are_the_lines_own_under_a_bucket(v4):
     assert abs(cols - exact["rec_text"][1][0]) <= 1  # about the line's own steps, not the padded input's
 
 
-def test_width_bucket_keeps_batches_long_lines_and_other_engines_right(v4, rendered):
+def test_width_bucket_keeps_batches_long_lines_and_other_engines_right(v4, rendered, caplog):
     """Batch composition still never changes a line's text; lines wider than 3200 still go to the windows; an
     engine without OpenVINO's shape cache gets the padding and no cache option."""
     from edgerec import create_model
@@ -158,8 +158,10 @@ def test_width_bucket_keeps_batches_long_lines_and_other_engines_right(v4, rende
     assert bucketed.recognize(long_line)["rec_text"] == v4.recognize(long_line)["rec_text"]  # read in windows
     pytest.importorskip("onnxruntime", reason="the ONNX Runtime engine is not installed (make test installs it)")
     # ONNX Runtime has no shape_cache option: create_model would refuse one it was handed
-    ort = create_model(V4, engine="onnxruntime", progress=False, width_bucket=1000)
-    assert ort.predictor.width_bucket == 1000
+    with caplog.at_level("WARNING", logger="edgerec"):
+        ort = create_model(V4, engine="onnxruntime", progress=False, width_bucket=1000)
+    assert ort.predictor.width_bucket == 1000 and not ort.predictor.masked
+    assert "width_bucket with the onnxruntime engine" in caplog.text and "gains no speed" in caplog.text
     # ONNX Runtime pads as it is told (only OpenVINO masks the padding), so its text may differ at the edges
     assert ort.recognize(images[-1])["rec_text"].strip() == bucketed.recognize(images[-1])["rec_text"].strip()
 
