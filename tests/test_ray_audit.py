@@ -135,6 +135,27 @@ def test_actors_must_fit_a_node():
         ray_mod.check_actors([2.0], 4, None)
     with pytest.raises(EdgeRecError, match="3 actors of 2 CPUs do not fit"):
         ray_mod.check_actors([3.0, 3.0], 2, 3)
+    assert ray_mod.check_actors([0.0], 2, None) == 1  # no CPUs yet (autoscaling): one actor asked for, not refused
+
+
+def test_the_connect_bound_is_checked_and_leaves_local_runs_alone(monkeypatch):
+    monkeypatch.delenv("EDGEREC_RAY_CONNECT_TIMEOUT", raising=False)
+    assert ray_mod.connect_timeout() == ray_mod.CONNECT_TIMEOUT_S
+    monkeypatch.setenv("EDGEREC_RAY_CONNECT_TIMEOUT", "2.5")
+    assert ray_mod.connect_timeout() == 2.5
+    for bad in ("abc", "0", "-1", "nan"):
+        monkeypatch.setenv("EDGEREC_RAY_CONNECT_TIMEOUT", bad)
+        with pytest.raises(EdgeRecError, match="EDGEREC_RAY_CONNECT_TIMEOUT"):
+            ray_mod.connect_timeout()
+    monkeypatch.delenv("EDGEREC_RAY_CONNECT_TIMEOUT")
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    for var in ("RAY_py_gcs_connect_timeout_s", "RAY_gcs_server_port_wait_time_s", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    for address in (None, "local", "ray://127.0.0.1:10001"):  # nothing to join, or Ray Client's own retries
+        ray_mod._bound_the_join(address)
+        assert "RAY_gcs_server_port_wait_time_s" not in os.environ
+    ray_mod._bound_the_join("127.0.0.1:6379")
+    assert os.environ["RAY_gcs_server_port_wait_time_s"] == "1"
 
 
 def _fake_ray(cpus: float) -> types.SimpleNamespace:

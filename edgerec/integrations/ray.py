@@ -16,6 +16,7 @@ the one-box path uses (sorted, symlink loops cut, every name), so both read the 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -29,9 +30,12 @@ from edgerec.engines.base import first_line
 from edgerec.errors import EdgeRecError, EngineUnavailableError, InputError, redact
 from edgerec.zoo.cards import DEFAULT_MODEL
 
+log = logging.getLogger(__name__)
+
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
-# how long the driver waits for a TCP answer from --address before it gives up (Ray's own connect can wait forever)
-CONNECT_TIMEOUT_S = float(os.environ.get("EDGEREC_RAY_CONNECT_TIMEOUT", "10"))
+# how long the driver waits for a TCP answer from --address before it gives up (Ray's own connect can wait forever);
+# EDGEREC_RAY_CONNECT_TIMEOUT overrides it (read when a run starts: connect_timeout())
+CONNECT_TIMEOUT_S = 10.0
 RAY_CLIENT_PORT = 10001  # Ray Client's default port: ray://HOST means ray://HOST:10001
 
 
@@ -295,6 +299,10 @@ def check_actors(node_cpus: list[float], num_cpus: int, concurrency: int | None)
     largest = max(node_cpus, default=0)
     where = (f"the largest of the {len(node_cpus)} Ray nodes has {largest:g}" if len(node_cpus) > 1
              else f"this Ray cluster has {largest:g}")
+    if largest == 0:  # no node has CPUs yet (an autoscaling cluster without workers): ask, and let it scale up
+        log.warning("the Ray cluster has no CPUs yet: asking for %d actor(s) of %d CPUs; the job waits until a node "
+                    "that has them joins", concurrency or 1, num_cpus)
+        return concurrency or 1
     if fit == 0:
         raise EdgeRecError(f"--threads {num_cpus}: each actor needs {num_cpus} CPUs on one node, and {where}: "
                            f"give --threads {max(1, int(largest))} or less")
@@ -366,26 +374,47 @@ def ray_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
+def connect_timeout() -> float:
+    """CONNECT_TIMEOUT_S, or EDGEREC_RAY_CONNECT_TIMEOUT when set: seconds above 0 (else an EdgeRecError)."""
+    raw = os.environ.get("EDGEREC_RAY_CONNECT_TIMEOUT")
+    if raw is None:
+        return CONNECT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise EdgeRecError(f"EDGEREC_RAY_CONNECT_TIMEOUT={raw!r}: give the seconds to wait, a number above 0")
+    return value
+
+
 def _bound_the_join(address: str | None) -> None:
     """Before Ray is imported (its C++ config reads the environment then): joining a cluster tries its GCS once,
     for CONNECT_TIMEOUT_S, where Ray would retry for minutes at a port that answers but is no GCS. The
     environment's own settings win; once Ray is imported in this process (an API caller's), nothing changes."""
-    if "ray" in sys.modules or not (address or os.environ.get("RAY_ADDRESS")):
-        return
-    os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(max(1, int(CONNECT_TIMEOUT_S))))
+    target = address or os.environ.get("RAY_ADDRESS")
+    if "ray" in sys.modules or not target or target == "local" or target.lower().startswith("ray://"):
+        return  # nothing to join, or Ray Client (its own retries; these settings are the GCS's)
+    os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(max(1, int(connect_timeout()))))
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")
+
+
+def check_address(address: str | None) -> None:
+    """Whether anything answers where ``address`` points (a TCP connect with a bound): before the inputs are listed
+    and the model loaded, so a wrong address is an error in seconds."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address == "auto":  # a cluster recorded on this node may have stopped since: probe where it was
+        recorded = _auto_address()
+        if recorded:
+            _probe(recorded, connect_timeout(), given=f"auto (the cluster recorded at {recorded})")
+    elif address:
+        _probe(address, connect_timeout())
 
 
 def _join(ray: Any, address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address == "auto":  # a cluster recorded on this node may have stopped since: probe where it was
-        recorded = _auto_address()
-        if recorded:
-            _probe(recorded, CONNECT_TIMEOUT_S, given=f"auto (the cluster recorded at {recorded})")
-    elif address:
-        _probe(address, CONNECT_TIMEOUT_S)
     try:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     except Exception as exc:  # no cluster at that address, a bad ray:// URL, Ray Client missing
@@ -418,6 +447,7 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
         raise EdgeRecError(f"num_cpus must be at least 1, not {num_cpus}")
     if not inputs:
         raise EdgeRecError("no inputs given")
+    check_address(address)
     _bound_the_join(address)
     ray = require_ray()
     files, failed = list_inputs(inputs)
@@ -428,7 +458,7 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
         parts = []
         if files:
             size = check_actors(_node_cpus(ray), num_cpus, concurrency)
-            size = min(size, len(files))  # no actor without a file: each one loads the model
+            size = min(size, -(-len(files) // batch_size))  # no actor without a batch: each one loads the model
             ds = ray.data.from_items([{"path": os.fsencode(f)} for f in files])  # bytes: every file name
             parts.append(ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={
                 "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus,
