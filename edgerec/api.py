@@ -220,7 +220,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         values.setdefault("shape_cache", bucket_shapes(min_width, width_bucket, batch_size))
     if width_bucket and "mask_padding" in kind.options.__dataclass_fields__:  # the bucket's padding is not read
         values.setdefault("mask_padding", True)
-    elif width_bucket:
+    elif values.get("mask_padding"):  # nothing is padded beyond a line's width: the masks would only cost time
+        log.warning("mask_padding without width_bucket changes nothing (no line is padded beyond its own width): "
+                    "not used")
+        values["mask_padding"] = False
+    if width_bucket and "mask_padding" not in kind.options.__dataclass_fields__:
         log.warning("width_bucket with the %s engine: lines are padded as they are, which changes some texts, and "
                     "this engine prepares nothing per width, so it gains no speed (the buckets are for OpenVINO)",
                     kind.name)

@@ -198,3 +198,12 @@ def test_attention_after_a_max_stays_exact_in_an_unsaved_model():
     for i, w in enumerate(own):
         alone = plain.create_infer_request().infer({0: batch[i:i + 1, :, :, :w]})[0]
         np.testing.assert_allclose(out[i:i + 1, :steps.at(w)], alone, atol=1e-5)
+
+
+def test_mask_padding_without_buckets_is_not_used(v4, caplog):
+    from edgerec import create_model
+
+    with caplog.at_level(logging.WARNING, logger="edgerec"):
+        model = create_model(V4, engine_options={"mask_padding": True}, progress=False)
+    assert "mask_padding without width_bucket changes nothing" in caplog.text
+    assert not model.predictor.engine.masks_padding and "bucket padding masked" not in model.config_summary
