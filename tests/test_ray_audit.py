@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from edgerec.cli import main
 from edgerec.errors import EdgeRecError, ModelError
 from edgerec.integrations import ray as ray_mod
+from edgerec.integrations import ray_cluster
 
 from conftest import V4
 
@@ -129,32 +130,32 @@ def test_the_udf_outside_ray_never_starts_ray(monkeypatch):
 
 
 def test_actors_must_fit_a_node():
-    assert ray_mod.actor_slots([3, 3], 2) == 2  # 6 CPUs, but an actor's 2 come from one node
-    assert ray_mod.check_actors([3.0, 3.0], 2, None) == 2
+    assert ray_cluster.actor_slots([3, 3], 2) == 2  # 6 CPUs, but an actor's 2 come from one node
+    assert ray_cluster.check_actors([3.0, 3.0], 2, None) == 2
     with pytest.raises(EdgeRecError, match="--threads 4: .* has 2.*--threads 2 or less"):
-        ray_mod.check_actors([2.0], 4, None)
+        ray_cluster.check_actors([2.0], 4, None)
     with pytest.raises(EdgeRecError, match="3 actors of 2 CPUs do not fit"):
-        ray_mod.check_actors([3.0, 3.0], 2, 3)
-    assert ray_mod.check_actors([0.0], 2, None) == 1  # no CPUs yet (autoscaling): one actor asked for, not refused
+        ray_cluster.check_actors([3.0, 3.0], 2, 3)
+    assert ray_cluster.check_actors([0.0], 2, None) == 1  # no CPUs yet (autoscaling): one actor asked for, not refused
 
 
 def test_the_connect_bound_is_checked_and_leaves_local_runs_alone(monkeypatch):
     monkeypatch.delenv("EDGEREC_RAY_CONNECT_TIMEOUT", raising=False)
-    assert ray_mod.connect_timeout() == ray_mod.CONNECT_TIMEOUT_S
+    assert ray_cluster.connect_timeout() == ray_cluster.CONNECT_TIMEOUT_S
     monkeypatch.setenv("EDGEREC_RAY_CONNECT_TIMEOUT", "2.5")
-    assert ray_mod.connect_timeout() == 2.5
+    assert ray_cluster.connect_timeout() == 2.5
     for bad in ("abc", "0", "-1", "nan"):
         monkeypatch.setenv("EDGEREC_RAY_CONNECT_TIMEOUT", bad)
         with pytest.raises(EdgeRecError, match="EDGEREC_RAY_CONNECT_TIMEOUT"):
-            ray_mod.connect_timeout()
+            ray_cluster.connect_timeout()
     monkeypatch.delenv("EDGEREC_RAY_CONNECT_TIMEOUT")
     monkeypatch.delitem(sys.modules, "ray", raising=False)
     for var in ("RAY_py_gcs_connect_timeout_s", "RAY_gcs_server_port_wait_time_s", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
     for address in (None, "local", "ray://127.0.0.1:10001"):  # nothing to join, or Ray Client's own retries
-        ray_mod._bound_the_join(address)
+        ray_cluster._bound_the_join(address)
         assert "RAY_gcs_server_port_wait_time_s" not in os.environ
-    ray_mod._bound_the_join("127.0.0.1:6379")
+    ray_cluster._bound_the_join("127.0.0.1:6379")
     assert os.environ["RAY_gcs_server_port_wait_time_s"] == "1"
 
 
@@ -180,11 +181,11 @@ def test_a_bad_model_dir_is_one_error_before_ray_starts(bad_tree, tmp_path, monk
 
 
 def test_address_endpoints():
-    assert ray_mod.address_endpoint(None) is None and ray_mod.address_endpoint("auto") is None
-    assert ray_mod.address_endpoint("10.0.0.5:6379") == ("10.0.0.5", 6379)
-    assert ray_mod.address_endpoint("ray://head:10001") == ("head", 10001)
-    assert ray_mod.address_endpoint("ray://head") == ("head", 10001)
-    assert ray_mod.address_endpoint("ray://[::1]:7") == ("::1", 7)
+    assert ray_cluster.address_endpoint(None) is None and ray_cluster.address_endpoint("auto") is None
+    assert ray_cluster.address_endpoint("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert ray_cluster.address_endpoint("ray://head:10001") == ("head", 10001)
+    assert ray_cluster.address_endpoint("ray://head") == ("head", 10001)
+    assert ray_cluster.address_endpoint("ray://[::1]:7") == ("::1", 7)
 
 
 def test_an_address_where_nothing_answers_is_one_line_in_bounded_time(bad_tree, tmp_path, monkeypatch):
@@ -206,10 +207,10 @@ def test_ray_error_finds_the_edgerec_error_inside():
     inner = ModelError("/nonexistent/model: no such file or folder")
     outer = RuntimeError("The actor died because of an error raised in its creation task")
     outer.cause = inner
-    assert ray_mod.ray_error(outer) == "/nonexistent/model: no such file or folder"
+    assert ray_cluster.ray_error(outer) == "/nonexistent/model: no such file or folder"
     text = RuntimeError("Traceback ...\n  File x\nedgerec.errors.ModelError: bad IR\n")
-    assert ray_mod.ray_error(text) == "bad IR"
-    assert ray_mod.ray_error(KeyError("k")) == "KeyError: 'k'"
+    assert ray_cluster.ray_error(text) == "bad IR"
+    assert ray_cluster.ray_error(KeyError("k")) == "KeyError: 'k'"
 
 
 def _cli(*args: str) -> list[str]:

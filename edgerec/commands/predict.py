@@ -243,7 +243,8 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | No
                  overwrite: bool, resume: bool, min_width: int | None, width_bucket: int | None) -> None:
     """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``. A failed
     input is a row with its error and one line on stderr, as without --ray; a failure of Ray itself is one line."""
-    from edgerec.integrations.ray import ray_error, recognize_folder
+    from edgerec.integrations.ray import recognize_folder
+    from edgerec.integrations.ray_cluster import ray_error
 
     out = Path(output)
     if resume:

@@ -39,7 +39,7 @@ from edgerec.io.walk import walk_files
 
 # files read in order by the consumer, one page at a time, not decoded whole in the reader pool
 _PAGED_SUFFIXES = frozenset({PDF_SUFFIX, ".tif", ".tiff"})
-_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _paged_content(path: str) -> bool:
     return head.startswith((b"%PDF-", b"II*\x00", b"MM\x00*"))
 
 
-def _cannot_load(source: str, exc: Exception) -> InputError:
+def cannot_load(source: str, exc: BaseException) -> InputError:
     return InputError(source, f"cannot load ({type(exc).__name__}: {exc})")
 
 
@@ -149,7 +149,7 @@ class _Loader:
         except InputError as exc:
             return self._item(path, None, None, exc)
         except Exception as exc:  # never let one bad item stop the run
-            return self._item(path, None, None, _cannot_load(source, exc))
+            return self._item(path, None, None, cannot_load(source, exc))
 
     def _from_encoded(self, buf: np.ndarray, path: str | None, source: str, pdf_input: str | bytes | None
                       ) -> Iterator[LoadedItem]:
@@ -209,7 +209,7 @@ class _Loader:
             try:
                 return list(worker._from_file(entry))
             except Exception as exc:  # a loader bug on one file must not end the folder (nor the pool)
-                return [worker._item(entry, None, None, _cannot_load(entry, exc))]
+                return [worker._item(entry, None, None, cannot_load(entry, exc))]
 
         entries = walk_files(folder, INPUT_SUFFIXES)
         if self.skip is not None:  # --resume: files already in the results are not even read
@@ -222,7 +222,7 @@ class _Loader:
                 try:
                     yield from self._from_file(got)
                 except Exception as exc:  # this file's error; the folder goes on
-                    yield self._item(got, None, None, _cannot_load(got, exc))
+                    yield self._item(got, None, None, cannot_load(got, exc))
             else:
                 for item in got:
                     yield self._number(item)
@@ -264,7 +264,7 @@ class _Loader:
             if "\0" in path:
                 yield self._item(path, None, None, InputError(repr(path), "path contains a NUL byte"))
                 return
-            m = _URL_RE.match(path)
+            m = URL_RE.match(path)
             if m:
                 scheme = m.group(1).lower()
                 if scheme in ("http", "https"):
@@ -315,7 +315,7 @@ def iter_inputs(inputs: Any, *, url_timeout: float = 20.0, max_url_bytes: int = 
             except Exception as exc:  # a loader bug on one odd input: report that input, go on with the next
                 shown = repr(obj) if not isinstance(obj, np.ndarray) else f"<ndarray #{loader.index}>"
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
-                yield loader._item(obj if isinstance(obj, str) else None, None, None, _cannot_load(shown, exc))
+                yield loader._item(obj if isinstance(obj, str) else None, None, None, cannot_load(shown, exc))
     except Exception as exc:  # e.g. a user iterator that raises midway: report it, keep the promise not to raise
         yield loader._item(None, None, None, InputError("<inputs>", f"cannot iterate inputs ({type(exc).__name__}:"
                                                                     f" {exc})"))
