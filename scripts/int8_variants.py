@@ -51,6 +51,9 @@ def _args(argv):
                          "variant has it off whatever the model card says)")
     ap.add_argument("--channel-alignment", action="store_true", help="NNCF's channel alignment (off by default)")
     ap.add_argument("--no-bias-correction", action="store_true")
+    ap.add_argument("--act-per-tensor", action="store_true",
+                    help="one activation range per tensor (NNCF gives the inputs of depthwise convolutions one per "
+                         "channel on CPU)")
     ap.add_argument("--overflow-fix", choices=("first_layer", "enable", "disable"), default="first_layer",
                     help="NNCF's overflow fix (QuantizationConfig.overflow_fix)")
     ap.add_argument("--keep-float", type=int, default=0,
@@ -145,6 +148,10 @@ def _quantize(a, fp32, info):
         advanced["disable_channel_alignment"] = False
     if a.no_bias_correction:
         advanced["disable_bias_correction"] = True
+    if a.act_per_tensor:
+        from nncf.quantization.advanced_parameters import QuantizationParameters
+
+        advanced["activations_quantization_params"] = QuantizationParameters(per_channel=False)
     if a.keep_float:
         from edgerec.quant.sensitivity import rank_layers
 

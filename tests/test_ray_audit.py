@@ -91,6 +91,8 @@ def test_udf_reads_path_rows_with_the_one_box_loader(v4, bad_tree):
     finally:
         os.chdir(cwd)
     assert list(got["path"]) == [ray_mod.arrow_text(r["input_path"]) for r in want]
+    assert list(got["page_index"]) == [r["page_index"] for r in want]
+    assert [p for p, f in zip(got["page_index"], got["path"]) if f.endswith("multi.tif")] == [0, 1, 2]
     assert list(got["rec_text"]) == [r["rec_text"] for r in want]
     assert list(got["error"]) == [ray_mod.arrow_text(r.error or "") for r in want]
     assert got["rec_score"].dtype == np.float64
@@ -107,6 +109,7 @@ def test_udf_bytes_rows_name_their_path_and_give_every_tiff_page(v4, bad_tree):
     got = udf({"path": np.array(["m.tif", "none.png", "str.png"], dtype=object),
                "bytes": np.array([tif, None, "not bytes"], dtype=object)})
     assert list(got["path"]) == ["m.tif"] * 3 + ["none.png", "str.png"]
+    assert list(got["page_index"]) == [0, 1, 2, None, None]
     assert all(got["rec_text"][:3]) and not any(got["error"][:3])
     assert got["error"][3].startswith("none.png: ") and got["error"][4].startswith("str.png: ")
     broken = udf({"path": np.array(["x.png"], dtype=object), "bytes": np.array([b"junk"], dtype=object)})
@@ -236,9 +239,11 @@ def test_predict_ray_reads_what_predict_reads(bad_tree, tmp_path, edgerec_home):
     got = _ray_rows(tmp_path / "ray-out")
     url = [r for r in got if r["path"].startswith("https://")]
     assert len(url) == 1 and "not read with --ray" in url[0]["error"]
-    assert sorted((r["path"], r["rec_text"], r["error"]) for r in got if r not in url) == sorted(
-        (ray_mod.arrow_text(r["input_path"]), r["rec_text"], ray_mod.arrow_text(r["error"] or "")) for r in want)
-    assert sum(1 for r in got if r["path"] == "tree/multi.tif") == 3
+    assert sorted((r["path"], r["page_index"], r["rec_text"], r["error"]) for r in got if r not in url) == sorted(
+        (ray_mod.arrow_text(r["input_path"]), r["page_index"], r["rec_text"], ray_mod.arrow_text(r["error"] or ""))
+        for r in want)
+    assert sorted(r["page_index"] for r in got if r["path"] == "tree/multi.tif") == [0, 1, 2]
+    assert url[0]["page_index"] is None
     failed = [r["error"] for r in got if r["error"]]
     assert f"{len(got)} results written to ray-out/ through Ray ({len(failed)} failed)" in res.stderr
     for error in failed:  # each failed row is also one line on stderr, as without --ray

@@ -8,8 +8,9 @@ Each actor loads the model once, from the model home (fetched and exported by :f
 a shared ``model_dir``), with OpenVINO threads = the CPUs Ray gave the actor. A batch of ``path`` rows is read by
 edgerec's own loader on the actor (every page of a PDF or multi-page TIFF, any file name); a batch of ``bytes``
 (``read_binary_files``) or ``image`` (``read_images``) columns is decoded as it is. The output columns are
-``path``, ``rec_text``, ``rec_score`` and ``error`` (``''`` when none); a bad file is a row with its error, never
-a failed task. :func:`recognize_folder` (``edgerec predict --ray``) lists the inputs on the driver with the walk
+``path``, ``page_index`` (the page of a PDF or multi-page TIFF, 0-based, as ``predict``'s; null otherwise),
+``rec_text``, ``rec_score`` and ``error`` (``''`` when none); a bad file is a row with its error, never a failed
+task. :func:`recognize_folder` (``edgerec predict --ray``) lists the inputs on the driver with the walk
 the one-box path uses (sorted, symlink loops cut, every name), so both read the same files.
 ``ray`` is an optional extra: ``pip install 'edgerec[ray]'``.
 """
@@ -146,22 +147,22 @@ class TextRecognizerUDF:
             return path
         return os.path.join(self.cwd, path)
 
-    def _items(self, kind: str, cell: Any, path: str) -> Iterator[tuple[str, np.ndarray | None, str]]:
-        """(path shown, image or None, error) for every image of one row: a PDF or multi-page TIFF gives one per
-        page, in page order, as ``predict`` does."""
+    def _items(self, kind: str, cell: Any, path: str) -> Iterator[tuple[str, int | None, np.ndarray | None, str]]:
+        """(path shown, page index, image or None, error) for every image of one row: a PDF or multi-page TIFF gives
+        one per page, in page order, with its page index, as ``predict`` does."""
         from edgerec.io.inputs import iter_inputs
 
         if kind == "image":
             try:
-                yield path, _rgb_to_bgr(cell, path), ""
+                yield path, None, _rgb_to_bgr(cell, path), ""
             except Exception as exc:  # noqa: BLE001 - one bad array is a row with its error, not a failed task
-                yield path, None, _error_text(exc, lambda s: s, path)
+                yield path, None, None, _error_text(exc, lambda s: s, path)
             return
         if kind == "bytes":
             if isinstance(cell, np.ndarray) and cell.dtype == np.uint8:
                 cell = cell.tobytes()
             if not isinstance(cell, (bytes, bytearray, memoryview)):
-                yield path, None, f"{path}: the 'bytes' column holds {type(cell).__name__}, not the file's bytes"
+                yield path, None, None, f"{path}: the 'bytes' column holds {type(cell).__name__}, not the file's bytes"
                 return
             target, what = "<bytes #0>", bytes(cell)  # iter_inputs names a bytes input <bytes #0>
         else:
@@ -171,11 +172,11 @@ class TextRecognizerUDF:
             for item in iter_inputs(what):
                 shown = rename(item.input_path) if item.input_path is not None else path
                 if item.error is not None:
-                    yield shown, None, _error_text(item.error, rename, path)
+                    yield shown, item.page_index, None, _error_text(item.error, rename, path)
                 else:
-                    yield shown, item.image, ""
+                    yield shown, item.page_index, item.image, ""
         except Exception as exc:  # noqa: BLE001 - iter_inputs does not raise; a loader bug still costs one row
-            yield path, None, _error_text(exc, rename, path)
+            yield path, None, None, _error_text(exc, rename, path)
 
     def _recognize(self, images: list[np.ndarray], sources: list[str]) -> list[tuple[str, float, str]]:
         try:
@@ -204,7 +205,7 @@ class TextRecognizerUDF:
             paths = [_as_path(p) for p in batch["path"]]
         else:
             paths = [f"row_{k}" for k in range(n)]
-        rows: list[list[Any]] = []  # [path, text, score, error], in row order (a row's pages in page order)
+        rows: list[list[Any]] = []  # [path, page, text, score, error], in row order (a row's pages in page order)
         pending: list[tuple[int, np.ndarray]] = []
         held = 0
 
@@ -212,12 +213,12 @@ class TextRecognizerUDF:
             nonlocal pending, held
             got = self._recognize([img for _, img in pending], [rows[i][0] for i, _ in pending])
             for (i, _), (text, score, error) in zip(pending, got):
-                rows[i][1:] = [text, score, error]
+                rows[i][2:] = [text, score, error]
             pending, held = [], 0
 
         for k in range(n):
-            for shown, image, error in self._items(kind, raw[k], paths[k]):
-                rows.append([shown, "", 0.0, error])
+            for shown, page, image, error in self._items(kind, raw[k], paths[k]):
+                rows.append([shown, page, "", 0.0, error])
                 if image is not None:
                     pending.append((len(rows) - 1, image))
                     held += image.nbytes
@@ -226,9 +227,10 @@ class TextRecognizerUDF:
         if pending:
             run()
         return {"path": np.array([arrow_text(r[0]) for r in rows], dtype=object),
-                "rec_text": np.array([r[1] for r in rows], dtype=object),
-                "rec_score": np.array([r[2] for r in rows], dtype=np.float64),
-                "error": np.array([arrow_text(r[3]) for r in rows], dtype=object)}
+                "page_index": np.array([r[1] for r in rows], dtype=object),  # ints and None: Arrow int64 with nulls
+                "rec_text": np.array([r[2] for r in rows], dtype=object),
+                "rec_score": np.array([r[3] for r in rows], dtype=np.float64),
+                "error": np.array([arrow_text(r[4]) for r in rows], dtype=object)}
 
 
 def prepare(model_name: str | None, precision: str | None = None, model_dir: str | None = None) -> None:
@@ -316,8 +318,8 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
                 compute=ray.data.ActorPoolStrategy(size=size), num_cpus=num_cpus, batch_size=batch_size,
                 batch_format="numpy"))
         if failed:
-            parts.append(ray.data.from_items([{"path": arrow_text(p), "rec_text": "", "rec_score": 0.0,
-                                               "error": arrow_text(e)} for p, e in failed]))
+            parts.append(ray.data.from_items([{"path": arrow_text(p), "page_index": None, "rec_text": "",
+                                               "rec_score": 0.0, "error": arrow_text(e)} for p, e in failed]))
         out = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
         out = out.materialize()  # run once; written and counted from the same rows, not by re-reading the folder
         out.write_json(output, mode=ray.data.SaveMode.OVERWRITE if overwrite else ray.data.SaveMode.APPEND)
