@@ -42,8 +42,8 @@ setup(
         # brings a torchvision that a CPU torch cannot import, which edgerec never needs (it stubs it)
         "train": ["torch==2.13.0", "onnx2torch==1.5.15", "onnxruntime==1.32.0"],
         # Ray Data for predict --ray and edgerec.integrations.ray (pinned: its Data API moves between releases);
-        # client: Ray Client, for --address ray://HOST:10001 (it adds grpcio)
-        "ray": ["ray[data,client]==2.60.0"],
+        # (no Ray Client: Ray Data does not run through it, see docs/scale.md)
+        "ray": ["ray[data]==2.60.0"],
         "dev": ["onnxruntime==1.32.0", "pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["edgerec=edgerec.cli:run"]},

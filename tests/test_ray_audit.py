@@ -155,7 +155,7 @@ def test_the_connect_bound_is_checked_and_leaves_local_runs_alone(monkeypatch):
     monkeypatch.delitem(sys.modules, "ray", raising=False)
     for var in ("RAY_py_gcs_connect_timeout_s", "RAY_gcs_server_port_wait_time_s", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
-    for address in (None, "local", "ray://127.0.0.1:10001"):  # nothing to join, or Ray Client's own retries
+    for address in (None, "local", "ray://127.0.0.1:10001"):  # nothing to join, or refused by check_address
         ray_cluster._bound_the_join(address)
         assert "RAY_gcs_server_port_wait_time_s" not in os.environ
     ray_cluster._bound_the_join("127.0.0.1:6379")
@@ -186,9 +186,24 @@ def test_a_bad_model_dir_is_one_error_before_ray_starts(bad_tree, tmp_path, monk
 def test_address_endpoints():
     assert ray_cluster.address_endpoint(None) is None and ray_cluster.address_endpoint("auto") is None
     assert ray_cluster.address_endpoint("10.0.0.5:6379") == ("10.0.0.5", 6379)
-    assert ray_cluster.address_endpoint("ray://head:10001") == ("head", 10001)
-    assert ray_cluster.address_endpoint("ray://head") == ("head", 10001)
-    assert ray_cluster.address_endpoint("ray://[::1]:7") == ("::1", 7)
+    assert ray_cluster.address_endpoint("[::1]:7") == ("::1", 7)
+    assert ray_cluster.address_endpoint("ray://head:10001") is None and ray_cluster.address_endpoint("head") is None
+
+
+def test_ray_client_is_refused_before_anything_runs(bad_tree, tmp_path, monkeypatch):
+    """Ray Data does not run through Ray Client (it failed deep in Ray with 'no attribute core_worker'): one line
+    that says where to run it instead, for --address and RAY_ADDRESS alike, before the inputs are listed."""
+    monkeypatch.setattr(ray_mod, "list_inputs", lambda *a: pytest.fail("inputs listed"))
+    client = ("Ray Data does not run through Ray Client (ray://): run edgerec on a node of the cluster with "
+              "--address auto")
+    for args, env, want in ((["--address", "ray://127.0.0.1:10001"], {}, f"--address ray://127.0.0.1:10001: {client}"),
+                            ([], {"RAY_ADDRESS": "RAY://head:10001"}, f"RAY_ADDRESS=RAY://head:10001: {client}"),
+                            (["--address", "http://head:8265"], {}, "http://head:8265: give 'auto', 'local' or a "
+                                                                    "head's HOST:PORT")):
+        res = CliRunner().invoke(main, ["predict", str(bad_tree), "--ray", "--output", str(tmp_path / "o"), *args],
+                                 env=env)
+        assert res.exit_code == 1 and res.output.count("\n") == 1 and want in res.output, res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_address_where_nothing_answers_is_one_line_in_bounded_time(bad_tree, tmp_path, monkeypatch):
@@ -197,7 +212,7 @@ def test_an_address_where_nothing_answers_is_one_line_in_bounded_time(bad_tree, 
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+    for address in (f"127.0.0.1:{port}", f"[::1]:{port}"):
         t0 = time.monotonic()
         res = CliRunner().invoke(main, ["predict", str(bad_tree), "--ray", "--output", str(tmp_path / "out"),
                                         "--address", address])

@@ -52,8 +52,8 @@ from edgerec.zoo.cards import DEFAULT_MODEL
 @MIN_WIDTH
 @WIDTH_BUCKET
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
-@click.option("--address", default=None, help="With --ray: the cluster to join ('auto', HOST:PORT, "
-              "ray://HOST:10001) [default: a local Ray on this machine's cores].")
+@click.option("--address", default=None, help="With --ray: the cluster to join ('auto', or a head's "
+              "HOST:PORT; not ray://) [default: a local Ray on this machine's cores].")
 def predict(inputs, model_name, model_dir, device, precision, engine, batch_size, threads, shape_cache, save_dir,
             as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address, min_width,
             width_bucket):

@@ -40,7 +40,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise EngineUnavailableError("Ray is not installed: pip install 'edgerec[ray]' (ray[data,client])") from None
+        raise EngineUnavailableError("Ray is not installed: pip install 'edgerec[ray]' (ray[data])") from None
     return ray
 
 

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 # how long the driver waits for a TCP answer from --address before it gives up (Ray's own connect can wait forever);
 # EDGEREC_RAY_CONNECT_TIMEOUT overrides it (read when a run starts: connect_timeout())
 CONNECT_TIMEOUT_S = 10.0
-RAY_CLIENT_PORT = 10001  # Ray Client's default port: ray://HOST means ray://HOST:10001
+CLIENT_REFUSED = ("Ray Data does not run through Ray Client (ray://): run edgerec on a node of the cluster with "
+                  "--address auto (or HEAD:6379), or submit it there with 'ray job submit --address "
+                  "http://HEAD:8265 -- edgerec predict ... --ray --address auto'")
 
 
 def actor_slots(node_cpus: Iterable[float], num_cpus: int) -> int:
@@ -56,18 +58,12 @@ def check_actors(node_cpus: list[float], num_cpus: int, concurrency: int | None)
 
 
 def address_endpoint(address: str | None) -> tuple[str, int] | None:
-    """(host, port) that ``address`` names: ``HOST:PORT`` (a GCS) or ``ray://HOST[:PORT]`` (Ray Client); None for
-    ``auto``, ``local`` or no address (nothing to probe)."""
-    if not address or address in ("auto", "local"):
+    """(host, port) that ``address`` names: ``HOST:PORT`` (a GCS); None for ``auto``, ``local``, no address or
+    a URL (nothing to probe)."""
+    if not address or address in ("auto", "local") or "://" in address:
         return None
-    scheme, _, rest = address.rpartition("://")
-    if scheme and scheme != "ray":
-        return None
-    rest = rest.split("/", 1)[0]
-    host, sep, port = rest.rpartition(":")
-    if not sep:
-        host, port = rest, (str(RAY_CLIENT_PORT) if scheme == "ray" else "")
-    if not host or not port.isdigit():
+    host, sep, port = address.split("/", 1)[0].rpartition(":")
+    if not sep or not host or not port.isdigit():
         return None
     return host.strip("[]"), int(port)
 
@@ -136,16 +132,24 @@ def _bound_the_join(address: str | None) -> None:
     for CONNECT_TIMEOUT_S, where Ray would retry for minutes at a port that answers but is no GCS. The
     environment's own settings win; once Ray is imported in this process (an API caller's), nothing changes."""
     target = address or os.environ.get("RAY_ADDRESS")
-    if "ray" in sys.modules or not target or target == "local" or target.lower().startswith("ray://"):
-        return  # nothing to join, or Ray Client (its own retries; these settings are the GCS's)
+    if "ray" in sys.modules or not target or target == "local" or "://" in target:
+        return  # nothing to join, or a URL check_address refuses
     os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(max(1, int(connect_timeout()))))
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")
 
 
 def check_address(address: str | None) -> None:
     """Whether anything answers where ``address`` points (a TCP connect with a bound): before the inputs are listed
-    and the model loaded, so a wrong address is an error in seconds."""
+    and the model loaded, so a wrong address is an error in seconds. A Ray Client address (``ray://``) is refused:
+    Ray Data does not run through Ray Client (its driver needs a core worker; ray-project/ray#48682)."""
+    given = address
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address.lower().startswith("ray://"):
+        where = f"--address {address}" if given else f"RAY_ADDRESS={address}"
+        raise EdgeRecError(f"{where}: {CLIENT_REFUSED}")
+    if address and "://" in address:
+        where = f"--address {address}" if given else f"RAY_ADDRESS={address}"
+        raise EdgeRecError(f"{where}: give 'auto', 'local' or a head's HOST:PORT (the GCS port, 6379 by default)")
     if address == "auto":  # a cluster recorded on this node may have stopped since: probe where it was
         recorded = _auto_address()
         if recorded:
@@ -156,12 +160,24 @@ def check_address(address: str | None) -> None:
 
 def _join(ray: Any, address: str | None) -> None:
     if ray.is_initialized():
+        if _client_connected(ray):  # a caller's own ray.init("ray://..."): Ray Data would fail deep inside
+            raise EdgeRecError(f"this process is connected to Ray through Ray Client: {CLIENT_REFUSED}")
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    except Exception as exc:  # no cluster at that address, a bad ray:// URL, Ray Client missing
+    except Exception as exc:  # no cluster at that address
         first = first_line(exc)
-        if "ray[client]" in first:
-            first = "Ray Client is not installed: pip install 'edgerec[ray]' (ray[data,client])"
         raise EdgeRecError(f"--address {address or '(local)'}: cannot start or join Ray ({first})") from None
+
+
+def _client_connected(ray: Any) -> bool:
+    """Whether this process reached Ray through Ray Client (``ray.init("ray://...")``)."""
+    if getattr(ray, "__name__", None) != "ray":  # a stand-in for Ray (tests): no client
+        return False
+    try:
+        from ray.util.client import ray as client
+
+        return bool(client.is_connected())
+    except Exception:  # a Ray without the client module: not a client
+        return False
