@@ -16,7 +16,7 @@ from edgerec.commands.models import export_cmd, models
 from edgerec.commands.predict import predict
 from edgerec.commands.quantize import calibrate, quantize
 from edgerec.commands.report import report
-from edgerec.commands.shell import EdgeRecGroup, ignore_late_interrupts
+from edgerec.commands.shell import EdgeRecGroup, exit_if_stuck, ignore_late_interrupts
 from edgerec.commands.train import train_cmd
 
 
@@ -34,9 +34,13 @@ for command in (predict, camera, models, export_cmd, quantize, calibrate, report
 
 
 def run() -> None:
-    """The ``edgerec`` console script: ``main``, then a Ctrl-C during the interpreter's shutdown is ignored."""
+    """The ``edgerec`` console script: ``main``, then a Ctrl-C during the interpreter's shutdown is ignored, and a
+    call given up on that still blocks in OpenCV (a stalled pipe or stream) does not abort the exit."""
     try:
         main()
+    except SystemExit as exc:
+        exit_if_stuck(exc.code)
+        raise
     finally:
         ignore_late_interrupts()
 

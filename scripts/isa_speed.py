@@ -3,9 +3,9 @@
 AVX512_CORE), each configuration in its own process, interleaved over rounds.
 
     PYTHONPATH=. python scripts/isa_speed.py [--models PP-OCRv4_mobile_rec,PP-OCRv6_tiny_rec] [--rounds 5]
-        [--lines 300] [--set ../shared/evalsets/iiit5k_3000]
+        [--lines 300] [--set ../shared/evalsets/iiit5k_3000] [--threads 2] [--no-cap]
 
-Each child runs ``create_model(MODEL, precision=P, threads=2, hint="LATENCY")`` over the set's first ``--lines``
+Each child runs ``create_model(MODEL, precision=P, threads=N, hint="LATENCY")`` over the set's first ``--lines``
 crops at batch 1 through ``recognize_batch`` (preprocess, inference, decode) after one warm-up pass, and prints
 its median ms per line. The table gives per model and configuration the median over rounds and the median of the
 per-round ratios to fp32. The capped rows run the same int8 IR with the arithmetic of a CPU without VNNI on this
@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = (("fp32", ""), ("bf16", ""), ("int8", ""), ("int8", "AVX512_CORE"))
 
 
-def child(model: str, precision: str, images: Path, lines: int) -> None:
+def child(model: str, precision: str, images: Path, lines: int, threads: int) -> None:
     import time
 
     from edgerec import create_model
     from edgerec.bench.datasets import load_dataset
 
     crops = load_dataset(images).images[:lines]
-    m = create_model(model, precision=precision, threads=2, hint="LATENCY", progress=False)
+    m = create_model(model, precision=precision, threads=threads, hint="LATENCY", progress=False)
     m.predictor.recognize(crops)  # every width prepared
     times = []
     for img in crops:
@@ -50,15 +50,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--lines", type=int, default=300)
     ap.add_argument("--set", type=Path, default=ROOT.parent / "shared" / "evalsets" / "iiit5k_3000")
+    ap.add_argument("--threads", type=int, default=2, help="inference threads of every configuration")
+    ap.add_argument("--no-cap", action="store_true", help="leave out the rows without VNNI")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        child(a.child[0], a.child[1], a.set, a.lines)
+        child(a.child[0], a.child[1], a.set, a.lines, a.threads)
         return 0
     from edgerec.utils.cpu import has_native_bf16, isa_summary
 
-    configs = [c for c in CONFIGS if c[0] != "bf16" or has_native_bf16()]
-    print(f"cpu: {isa_summary()}; {a.lines} crops of {a.set.name}, batch 1, 2 threads, {a.rounds} rounds")
+    configs = [c for c in CONFIGS if (c[0] != "bf16" or has_native_bf16()) and not (a.no_cap and c[1])]
+    print(f"cpu: {isa_summary()}; {a.lines} crops of {a.set.name}, batch 1, {a.threads} threads, {a.rounds} rounds")
     ms: dict = {}
     for _ in range(a.rounds):
         for model in a.models.split(","):
@@ -68,7 +70,8 @@ def main() -> int:
                 if cap:
                     env["ONEDNN_MAX_CPU_ISA"] = cap
                 out = subprocess.run([sys.executable, __file__, "--child", model, precision, "--set", str(a.set),
-                                      "--lines", str(a.lines)], env=env, capture_output=True, text=True, check=True)
+                                      "--lines", str(a.lines), "--threads", str(a.threads)],
+                                     env=env, capture_output=True, text=True, check=True)
                 ms.setdefault((model, precision, cap), []).append(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
     print("| model | config | ms/line (median of rounds) | x fp32 (median of per-round ratios) | ms/line per round |")
     print("|---|---|---|---|---|")

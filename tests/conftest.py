@@ -101,3 +101,16 @@ def local_http(handler: type[http.server.BaseHTTPRequestHandler], monkeypatch: p
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+def write_video(path, frames, fps: int = 10) -> str:
+    """An MJPG .avi of ``frames`` (BGR arrays of one size) at ``fps``; returns its path."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return str(path)

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from edgerec.cli import main
 
+from conftest import write_video
+
 # what each ROI shows from a frame on (30 frames at 10 fps, 640x160)
 TOP = {0: "Hello World", 10: "ABC-123", 20: "Total: $1,299.00"}
 BOTTOM = {0: "Now serving 41", 15: "Now serving 42"}
@@ -30,16 +32,6 @@ def make_frame(i: int) -> np.ndarray:
         line = render_line(shown(schedule, i), height=48, font_kind="latin")
         frame[y:y + 48, 16:16 + line.shape[1]] = line
     return frame
-
-
-def write_video(path, frames, fps=FPS) -> str:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return str(path)
 
 
 @pytest.fixture(scope="module")

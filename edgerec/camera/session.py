@@ -21,7 +21,8 @@ def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as
         save_dir: str | None = None, max_reconnects: int = 5, echo: Callable[[str], None] = print,
         echo_err: Callable[[str], None] = print, model_options: dict | None = None, overwrite: bool = False) -> int:
     """The body of ``edgerec camera``: returns the exit status (0 at end of file or Ctrl-C; 1 when an event could
-    not be saved in ``save_dir``: each such event is one error line, and the run goes on).
+    not be saved in ``save_dir``: each such event is one error line, and the run goes on; 1 when a video file gave
+    no frame at all).
 
     Opens the source before loading the model, so a missing camera is an error at once. A file already in
     ``save_dir`` is replaced only with ``overwrite`` (else the event takes the next free ``_2``, ``_3`` name). A
@@ -71,7 +72,10 @@ def run(source: str, rois: Sequence[Roi], *, every: int = 1, stable: int = 2, as
         if watcher is not None and (ended or watcher.stats.frames_recognized):
             echo_err(f"edgerec camera: {plain(watcher.stats.summary())}")
         early = reader.ended_early() if at_end else None
-        if early:
+        if early and reader.frames_read == 0:
+            failed += 1
+            echo_err(f"edgerec: error: {plain(early)}")
+        elif early:
             echo_err(f"edgerec camera: warning: {plain(early)}")
     return 1 if failed else 0
 

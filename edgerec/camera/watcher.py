@@ -3,6 +3,7 @@ held for ``stable`` recognized frames (whitespace ignored: see the package docst
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 from edgerec.camera.events import TextEvent
 from edgerec.camera.reader import CameraReader
 from edgerec.camera.roi import Roi
+from edgerec.errors import InputError
 
 LATENCY_WINDOW = 10_000  # percentiles cover the last this many recognized frames, so weeks of running stay bounded
 
@@ -84,19 +86,26 @@ class CameraWatcher:
         reader = self.reader
         start = time.perf_counter()
         tracks: list[_Track] = []
+        whole = not self.rois  # no ROI given: the whole frame, whatever its size
+        size: tuple[int, int] | None = None
         try:
             with reader:
                 for fr in reader:
-                    if not tracks:  # first frame: now the frame size is known
-                        h, w = fr.image.shape[:2]
-                        if not self.rois:
+                    if fr.image.shape[:2] != size:  # the first frame, or a source that changed its frame size
+                        size = fr.image.shape[:2]
+                        h, w = size
+                        if whole:
                             self.rois = [Roi(0, 0, w, h)]
+                        where = reader.name if not tracks else f"{reader.name} (from frame {fr.index})"
                         for roi in self.rois:
-                            roi.check(w, h, reader.name)
-                        tracks = [_Track() for _ in self.rois]
+                            roi.check(w, h, where)
+                        tracks = tracks or [_Track() for _ in self.rois]
                     t0 = time.perf_counter()
                     crops = self._batch(fr.image)
-                    results = self.model.recognize_batch(crops, batch_size=len(crops))
+                    try:
+                        results = self.model.recognize_batch(crops, batch_size=len(crops))
+                    except InputError as exc:  # named images[k] by recognize_batch: name the source and frame
+                        raise self._frame_error(exc, fr.index, whole) from None
                     self.stats.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
                     self.stats.frames_recognized += 1
                     self._sync(reader, start)
@@ -112,6 +121,14 @@ class CameraWatcher:
                                             track.first_frame, crops[i] if self.keep_crops else None)
         finally:
             self._sync(reader, start)
+
+    def _frame_error(self, exc: InputError, index: int, whole: bool) -> InputError:
+        k = re.fullmatch(r"images\[(\d+)\]", exc.source)
+        where = f"{self.reader.name} frame {index}"
+        if k and not whole and int(k.group(1)) < len(self.rois):
+            where += f" --roi {self.rois[int(k.group(1))]}"
+        hint = " (read a region of it with --roi X,Y,W,H)" if whole and "too large" in exc.reason else ""
+        return InputError(where, exc.reason + hint)
 
     def _sync(self, reader: CameraReader, start: float) -> None:
         self.stats.frames_read = reader.frames_read

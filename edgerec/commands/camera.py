@@ -57,6 +57,8 @@ def camera(source, rois, every, stable, model_name, model_dir, precision, device
                    model_options=options, overwrite=overwrite)
     except EdgeRecError as exc:
         fail(plain(exc))  # the source's name may hold a newline or an ESC: one line, no terminal control
-    except OSError as exc:
-        fail(plain(f"cannot write results to {save_dir}: {exc}" if save_dir else exc))
+    except OSError as exc:  # not a save (run reports those per event): stdout, or the model's files
+        if isinstance(exc, BrokenPipeError):
+            raise  # the reader went away (`| head`): EdgeRecGroup ends quietly
+        fail(plain(exc))
     sys.exit(code)

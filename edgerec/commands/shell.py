@@ -63,6 +63,24 @@ def ignore_late_interrupts() -> None:
         signal.signal(signal.SIGINT, leave)
 
 
+def exit_if_stuck(code: object) -> None:
+    """For the console script, once its command exited with ``code``: when a call given up on (an open or a read
+    of a stalled pipe or stream, edgerec.utils.deadline) still blocks a thread inside OpenCV after 2 s, end the
+    process at once with ``os._exit`` (output flushed first): that thread returning into an interpreter that shuts
+    down would abort the process ("terminate called without an active exception"). Not for ``main`` called in a
+    process that goes on."""
+    from edgerec.utils.deadline import stuck_calls
+
+    if not stuck_calls(2.0):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
 def plain(text: object) -> str:
     """``text`` with control characters (newline, CR, tab, ESC, ...) written as ``\\n``, ``\\x1b`` as repr does.
 

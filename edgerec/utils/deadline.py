@@ -10,6 +10,19 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+_stuck: set[threading.Thread] = set()  # calls given up on whose thread has not returned yet
+
+
+def stuck_calls(wait_s: float = 0.0) -> int:
+    """How many calls given up on still block their thread, after waiting up to ``wait_s`` for them to return. A
+    process should leave with ``os._exit`` while any does (edgerec.cli.run does): such a thread, blocked in C++
+    (OpenCV), that returns while the interpreter shuts down aborts the process ("terminate called without an
+    active exception")."""
+    end = time.monotonic() + wait_s
+    for thread in list(_stuck):
+        thread.join(max(0.0, end - time.monotonic()))
+    return sum(t.is_alive() for t in list(_stuck))
+
 
 def call_within(fn: Callable[[], T], timeout_s: float, *, discard: Callable[[Any], None] | None = None,
                 name: str = "edgerec-call") -> T:
@@ -34,8 +47,10 @@ def call_within(fn: Callable[[], T], timeout_s: float, *, discard: Callable[[Any
             late = abandoned[0]
         if late and discard is not None and result is not None:
             discard(result)
+        _stuck.discard(threading.current_thread())
 
-    threading.Thread(target=target, name=name, daemon=True).start()
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
     deadline = time.monotonic() + timeout_s
     try:
         while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
@@ -44,6 +59,8 @@ def call_within(fn: Callable[[], T], timeout_s: float, *, discard: Callable[[Any
     finally:
         with lock:
             abandoned[0] = not done.is_set()
+            if abandoned[0]:
+                _stuck.add(thread)
     if box["exc"] is not None:
         raise box["exc"]
     return box["result"]
