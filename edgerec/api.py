@@ -14,7 +14,7 @@ from edgerec.engines import registry
 from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
 from edgerec.errors import InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
-from edgerec.results import TextRecResult
+from edgerec.results import TextRecResult, array_name
 from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
 from edgerec.runtime.preprocess import MIN_W, bucket_count, check_min_width, check_width_bucket
 from edgerec.utils import cpu
@@ -29,7 +29,7 @@ bad_input_log = logging.getLogger("edgerec.bad_input")
 # predict holds at most this many bytes of decoded images before it runs them (and at most ``window`` items): a
 # folder of crops still batches 64+ lines at a time, a 300-page PDF holds a few pages, not 64
 WINDOW_BYTES = 32 * 2**20
-_array_names = itertools.count()  # arrays have no file name: number them per process so saves never collide
+_array_names = itertools.count()  # arrays named in error messages: <ndarray #N>, per process
 
 
 def _shown(obj: object) -> str:
@@ -46,11 +46,31 @@ def _shown(obj: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+class _BatchSampler:
+    """PaddleX's ``model.batch_sampler``: its ``batch_size`` is the model's (read and set)."""
+
+    def __init__(self, model: TextRecognizer):
+        self._model = model
+
+    @property
+    def batch_size(self) -> int:
+        return self._model.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._model.batch_size = check_batch_size(value)
+
+
 class TextRecognizer:
-    """A loaded recognizer. ``predict`` is safe to call from several threads at once."""
+    """A loaded recognizer. ``predict`` is safe to call from several threads at once.
+
+    Besides edgerec's own attributes it has PaddleX's: ``model_name``, ``model_dir`` (the folder the model was
+    loaded from), ``config`` (``{"Global": {"model_name": ...}}``), ``batch_sampler.batch_size``, ``device``
+    (``"cpu"`` as PaddleX writes it; an Intel GPU as OpenVINO names it), ``return_word_box`` and ``close()``."""
 
     def __init__(self, predictor: RecPredictor, info: ModelInfo, *, engine: str, device: str,
-                 model_path: Path, batch_size: int = 1, config_summary: str = "", precision: str | None = None):
+                 model_path: Path, batch_size: int = 1, config_summary: str = "", precision: str | None = None,
+                 return_word_box: bool = False):
         self.predictor = predictor
         self.info = info
         self.model_name = info.model_name
@@ -58,7 +78,11 @@ class TextRecognizer:
         self.engine = engine
         self.device = device
         self.model_path = model_path
+        self.model_dir = model_path.parent if model_path.is_file() else model_path
+        self.config = {"Global": {"model_name": self.model_name}}
         self.batch_size = batch_size
+        self.batch_sampler = _BatchSampler(self)
+        self.return_word_box = bool(return_word_box)  # PaddleX's create_model option: every predict's default
         # what was loaded and how (engine, device, precision, hints; use_hpip's choice): one line for logs
         self.config_summary = config_summary or f"{self.model_name} {self.precision} on {engine} {device}"
 
@@ -66,8 +90,11 @@ class TextRecognizer:
         return (f"TextRecognizer(model_name={self.model_name!r}, precision={self.precision!r}, "
                 f"engine={self.engine!r}, device={self.device!r})")
 
+    def close(self) -> None:
+        """PaddleX's: nothing to release early here (the engine goes with the object)."""
+
     def predict(self, input, batch_size: int | None = None, *, on_error: str = "result",
-                return_word_box: bool = False, workers: int = 1, keep_image: bool = True,
+                return_word_box: bool | None = None, workers: int = 1, keep_image: bool = True,
                 skip: Callable[[str], bool] | None = None) -> Iterator[TextRecResult]:
         """Yield one result per input image, in input order.
 
@@ -75,7 +102,8 @@ class TextRecognizer:
         A bad input never loses the others' results: with ``on_error="result"`` (default) it yields a result
         whose ``error`` names the input and the problem (rec_text '' and rec_score 0.0); with ``"raise"`` the
         InputError is raised when that input is reached. ``batch_size`` applies to this call only (PaddleX keeps
-        it for later calls). ``return_word_box``: PaddleX's word runs, in ``rec_text`` (see TextRecResult).
+        it for later calls). ``return_word_box``: PaddleX's word runs, in ``rec_text`` (see TextRecResult); True
+        here or in create_model gives them (PaddleX's rule).
         edgerec's own, for long runs: ``workers`` threads decode a folder's files ahead of inference;
         ``keep_image=False`` drops ``input_img`` from the results (memory stays flat over millions of crops;
         ``save_to_img`` then has nothing to draw); ``skip(path)`` True leaves a file out unread (resuming).
@@ -84,7 +112,8 @@ class TextRecognizer:
             raise ValueError(f"on_error must be 'result' or 'raise', not {on_error!r}")
         bs = self.batch_size if batch_size is None else check_batch_size(batch_size)
         # checked when predict is called, not when its first result is asked for
-        return self._predict(input, bs, on_error, return_word_box, workers, keep_image, skip)
+        return self._predict(input, bs, on_error, bool(return_word_box) or self.return_word_box, workers,
+                             keep_image, skip)
 
     def _predict(self, input, bs: int, on_error: str, return_word_box: bool, workers: int, keep_image: bool,
                  skip: Callable[[str], bool] | None) -> Iterator[TextRecResult]:
@@ -143,7 +172,7 @@ class TextRecognizer:
         good = [it for it in items if it.error is None]
         texts = iter(self.predictor.recognize([it.image for it in good], batch_size, word_box)) if good else iter(())
         for it in items:
-            name = None if it.input_path is not None else f"ndarray_{next(_array_names)}"
+            name = None if it.input_path is not None else array_name()
             if it.error is not None:
                 if on_error == "raise":
                     raise it.error
@@ -164,7 +193,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                  hint: str | None = None, cache: bool = True, progress: bool = True, warmup: bool = True,
                  shape_cache: int | None = None, engine_options: dict | None = None, pp_option=None,
                  hpi_config=None, engine_config: dict | None = None, strict_device: bool = False,
-                 min_width: int | None = None, width_bucket: int | None = None, **kwargs) -> TextRecognizer:
+                 min_width: int | None = None, width_bucket: int | None = None, return_word_box: bool = False,
+                 **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -190,6 +220,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     ``min_width`` up to ``min_width + k * N``, so a folder of many widths runs on a few input shapes whose kernels
     stay prepared (``shape_cache`` then defaults to those widths times the batch sizes, at most 32): faster on
     document lines, most of all in int8, but a few texts change, an opt-in (docs/usage.md).
+    ``return_word_box``: PaddleX's, every ``predict`` gives word runs (see TextRecResult).
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -266,8 +297,10 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         f"; use_hpip: {hpip_note}" if use_hpip else "")
     if use_hpip:
         log.info("use_hpip chose %s", summary)
-    return TextRecognizer(predictor, info, engine=kind.name, device=eng.device, model_path=resolved.path,
-                          batch_size=batch_size, config_summary=summary, precision=run_precision)
+    device = "cpu" if eng.device.upper() == "CPU" else eng.device  # as PaddleX writes it
+    return TextRecognizer(predictor, info, engine=kind.name, device=device, model_path=resolved.path,
+                          batch_size=batch_size, config_summary=summary, precision=run_precision,
+                          return_word_box=return_word_box)
 
 
 def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hint, shape_cache, cache: bool

@@ -26,8 +26,12 @@ class InputError(EdgeRecError, ValueError):
         super().__init__(f"{self.source}: {reason}")
 
 
-class ModelNotFoundError(EdgeRecError, KeyError):
-    """No model card or model folder by that name."""
+class InputNotFoundError(InputError, FileNotFoundError):
+    """An input file that does not exist: also a FileNotFoundError, which PaddleX raises there."""
+
+
+class ModelNotFoundError(EdgeRecError, KeyError, ValueError):
+    """No model card or model folder by that name (also a ValueError, which PaddleX raises for an unknown name)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
@@ -49,16 +53,22 @@ class ExportError(EdgeRecError):
     """A model could not be converted to OpenVINO IR."""
 
 
-class ModelError(EdgeRecError):
-    """A model folder is incomplete, corrupt or disagrees with its card."""
+class ModelError(EdgeRecError, ValueError):
+    """A model folder is incomplete, corrupt or disagrees with its card (a ValueError, as PaddleX's "Model name
+    mismatch")."""
+
+
+class ModelFileNotFoundError(ModelError, FileNotFoundError):
+    """A model_dir that does not exist or holds no model files (PaddleX: FileNotFoundError, no inference.yml)."""
 
 
 class OtherPrecisionError(ModelError):
     """A model folder holds an IR of another precision than the one asked for, and none of that one."""
 
 
-class DeviceError(EdgeRecError):
-    """The requested device or engine is not available on this machine."""
+class DeviceError(EdgeRecError, ValueError):
+    """The requested device or engine is not available on this machine (a ValueError, as PaddleX's device
+    errors)."""
 
 
 class EngineUnavailableError(EdgeRecError, ImportError):

@@ -8,8 +8,11 @@ import errno
 import io
 import json
 import logging
-import math
+import mimetypes
 import os
+import random
+import threading
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,12 +32,34 @@ KEYS = ("input_path", "page_index", "rec_text", "rec_score")
 # in the dict, as in PaddleX's, but never in .json / .str / saved JSON (PaddleX pops them there too)
 HIDDEN = ("input_img", "vis_font")
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF",
-                  ".tiff": "TIFF"}
+                  ".tiff": "TIFF", ".gif": "GIF"}
 # the largest side each format's encoder takes (libwebp's WEBP_MAX_DIMENSION, libjpeg's JPEG_MAX_DIMENSION); PNG,
 # BMP and TIFF have none a text line reaches
 MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}
 _FORMAT_NAMES = {"WEBP": "WebP"}
-_BLANK_HEIGHT = 48
+_BLANK_SIZE = (320, 48)  # the canvas under the label of a result without an image (an error, keep_image=False)
+# PaddleX draws the label at 6 % of the image's width, smaller until it fits; capped here, so that a 100,000-pixel
+# line does not get a 6,000-pixel font (PaddleX's would be a canvas of gigabytes)
+_FONT_SHARE, _MAX_FONT = 0.06, 256
+_names_used: set[str] = set()  # the names given to arrays in this process: PaddleX's form, never twice
+_names_lock = threading.Lock()
+
+
+def array_name() -> str:
+    """A file stem for an input without a path, in PaddleX's form ``<unix time>_<1000-9999>``; never one this
+    process gave before (PaddleX's may repeat within a second, and saves then overwrite each other)."""
+    with _names_lock:
+        while True:
+            name = f"{int(time.time())}_{random.randint(1000, 9999)}"
+            if name not in _names_used:
+                _names_used.add(name)
+                return name
+
+
+def is_image_path(path: str | Path) -> bool:
+    """Whether ``path`` names an image file by its suffix, as PaddleX decides it (``mimetypes``: ``image/*``)."""
+    mime, _ = mimetypes.guess_type(os.fspath(path))
+    return mime is not None and mime.startswith("image/")
 
 
 class ImageTooLargeError(EdgeRecError, ValueError):
@@ -92,7 +117,8 @@ class TextRecResult(dict):
 
     The dict also holds ``input_img`` (BGR uint8, feeds the visualisation) and ``vis_font`` (the font it is drawn
     with, ``.path``) as PaddleX's does; neither is part of ``.json``, ``.str`` or saved JSON. ``name`` is the
-    file stem used for saving when there is no ``input_path`` (e.g. ``"ndarray_3"``). ``word_box`` (PaddleX's
+    file stem used for saving when there is no ``input_path`` (PaddleX's form, ``"1765112400_4821"``:
+    :func:`array_name`). ``word_box`` (PaddleX's
     ``return_word_box``) makes ``rec_text`` the pair ``(text, [columns, runs, run columns, run states])``.
     """
 
@@ -182,12 +208,10 @@ class TextRecResult(dict):
         return repr({"res": self._res()})
 
     @property
-    def str(self) -> dict[str, str]:
-        """``{"res": <the result as indented JSON text>}``."""
-        return {"res": json.dumps(self._res(), indent=4, ensure_ascii=False)}
-
-    def __str__(self) -> str:
-        return self._to_str()
+    def str(self) -> dict[str, dict[str, Any]]:
+        """``{"res": {input_path, page_index, rec_text, rec_score}}`` (PaddleX's: the result without ``input_img``
+        and ``vis_font``)."""
+        return {"res": self._res()}
 
     def print(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> None:
         """Print ``{'res': ...}`` as the Python dict repr (PaddleX's default) or, with ``json_format=True``, as JSON."""
@@ -212,31 +236,20 @@ class TextRecResult(dict):
         return None
 
     def _label(self) -> str:
-        text = self.get("rec_text", "")
-        text = str(text[0] if isinstance(text, tuple) else text).replace("\r", " ").replace("\n", " ")
-        score = self.get("rec_score")
-        try:
-            score_s = f"{float(score):.3f}"
-        except (TypeError, ValueError):
-            score_s = str(score)
-        return f"{text} ({score_s})"
+        """PaddleX's label, ``f"{rec_text} ({rec_score})"`` (the score in full), on one line."""
+        return f"{self.get('rec_text', '')} ({self.get('rec_score')})".replace("\r", " ").replace("\n", " ")
 
     def _to_img(self) -> Image.Image:
-        crop = self._crop_rgb()
-        crop_w, crop_h = crop.size if crop is not None else (0, _BLANK_HEIGHT)
-        size = min(40, max(14, round(crop_h * 0.6)))
-        font = load_font(size, "cjk")
+        """PaddleX's layout: the crop at its own width, and under it the label in a font of 6 % of that width, made
+        smaller until it fits (at least 1 pixel: a label too long for a narrow crop is cut at its right edge)."""
+        crop = self._crop_rgb() or Image.new("RGB", _BLANK_SIZE, (255, 255, 255))
+        width, height = crop.size
         label = self._label()
-        ascent, descent = font.getmetrics()
-        pad_x, pad_y = 4, max(2, size // 5)
-        x0, _, x1, _ = font.getbbox(label, anchor="la")
-        text_w = max(x1, math.ceil(font.getlength(label))) - min(0, x0)
-        width = max(crop_w, text_w + 2 * pad_x, 1)
-        strip_h = ascent + descent + 2 * pad_y
-        canvas = Image.new("RGB", (width, crop_h + strip_h), (255, 255, 255))
-        if crop is not None:
-            canvas.paste(crop, (0, 0))
-        ImageDraw.Draw(canvas).text((pad_x - min(0, x0), crop_h + pad_y), label, font=font, fill=(0, 0, 0), anchor="la")
+        font = _fitting_font(label, width)
+        row = font.getbbox(label)[3]
+        canvas = Image.new("RGB", (width, height + int(row * 1.2)), (255, 255, 255))
+        canvas.paste(crop, (0, 0))
+        ImageDraw.Draw(canvas).text((0, height), label, fill=(0, 0, 0), font=font)
         return canvas
 
     @property
@@ -264,20 +277,23 @@ class TextRecResult(dict):
             stem = f"{stem}_{page}"
         return stem
 
-    def _target(self, save_path: str | Path, suffixes: tuple[str, ...], default_suffix: str) -> Path:
+    def _target(self, save_path: str | Path, named: bool, default_suffix: str) -> Path:
+        """``save_path`` itself when it ``named`` a file, else ``<save_path>/<stem>_res<default_suffix>``."""
         save_path = Path(save_path)
-        if save_path.suffix.lower() in suffixes:
+        if named:
             return save_path
         save_path.mkdir(parents=True, exist_ok=True)
         return save_path / f"{self._stem()}_res{default_suffix}"
 
     def _image_suffix(self) -> str:
+        """The input's suffix when it names an image format this can write (a .jpg input gives _res.jpg, as
+        PaddleX), else .png."""
         path = self.get("input_path")
         if not path:
             return ".png"
         path = str(path)
         suffix = PurePosixPath(urlsplit(path).path).suffix if _is_url(path) else Path(path).suffix
-        return suffix if suffix.lower() in IMAGE_SUFFIXES else ".png"
+        return suffix if suffix.lower() in IMAGE_SUFFIXES and is_image_path(f"x{suffix}") else ".png"
 
     def json_bytes(self, indent: int = 4, ensure_ascii: bool = False) -> bytes:
         """What ``save_to_json`` writes."""
@@ -313,7 +329,7 @@ class TextRecResult(dict):
 
         The file is replaced atomically (a reader sees the old content or the new, never half), as PaddleX
         replaces it."""
-        target = self._target(save_path, (".json",), ".json")
+        target = self._target(save_path, Path(save_path).suffix.lower() == ".json", ".json")
         return atomic_write_bytes(target, self.json_bytes(indent, ensure_ascii))
 
     def save_to_img(self, save_path: str | Path) -> Path:
@@ -323,11 +339,16 @@ class TextRecResult(dict):
         picture larger than WebP or JPEG can hold (16383 / 65500 pixels a side, a very long line) is saved as
         ``_res.png`` in the folder form (with a warning; the returned path says so), and is an
         :class:`ImageTooLargeError` naming the path, the size and the limit when ``save_path`` names the file.
+        ``save_path`` names a file when its suffix is an image type (``mimetypes``, as PaddleX decides); one this
+        cannot write (.svg, .ico, ...) is a ValueError, not a folder of that name.
         Replaced atomically, as :meth:`save_to_json`.
         """
         save_path = Path(save_path)
-        named = save_path.suffix.lower() in IMAGE_SUFFIXES
-        target = self._target(save_path, tuple(IMAGE_SUFFIXES), self._image_suffix())
+        named = is_image_path(save_path)
+        if named and save_path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{save_path}: cannot write {save_path.suffix} images; give a path ending in one of "
+                             f"{', '.join(IMAGE_SUFFIXES)}, or a folder")
+        target = self._target(save_path, named, self._image_suffix())
         data, suffix = self.img_bytes(target.suffix, where=target, fallback=not named)
         if suffix != target.suffix:
             target = target.with_name(f"{self._stem()}_res{suffix}")
@@ -355,6 +376,23 @@ class VisFont:
 
     def __deepcopy__(self, memo: dict) -> VisFont:
         return self
+
+
+def _fitting_font(label: str, width: int):
+    """The largest font of at most 6 % of ``width`` (and _MAX_FONT) whose ``label`` fits ``width``: PaddleX's
+    shrink-until-it-fits, reached in a few steps instead of one size at a time."""
+    def fits(size: int) -> bool:
+        return load_font(size).getbbox(label)[2] <= width
+
+    start = max(1, min(_MAX_FONT, int(width * _FONT_SHARE)))
+    if fits(start):
+        return load_font(start)
+    size = max(1, min(start - 1, int(start * width / max(1, load_font(start).getbbox(label)[2]))))
+    while size > 1 and not fits(size):
+        size -= 1
+    while size + 1 < start and fits(size + 1):
+        size += 1
+    return load_font(size)
 
 
 def _rebuild(cls: type, items: dict, attrs: dict) -> TextRecResult:

@@ -135,7 +135,7 @@ def test_result_dict_holds_input_img_and_vis_font_while_json_stays(v4, line_png,
     assert "input_img" in res and "vis_font" in res and res["vis_font"].path.endswith((".otf", ".ttf", ".ttc"))
     # PaddleX pops them from .json / .str / saved JSON: those stay {input_path, page_index, rec_text, rec_score}
     assert list(res.json["res"]) == ["input_path", "page_index", "rec_text", "rec_score"]
-    assert list(json.loads(res.str["res"])) == ["input_path", "page_index", "rec_text", "rec_score"]
+    assert list(res.str["res"]) == ["input_path", "page_index", "rec_text", "rec_score"]
     saved = json.loads(res.save_to_json(tmp_path).read_text("utf-8"))
     assert saved == res.json["res"]
 
@@ -239,3 +239,84 @@ def test_return_word_box_on_a_line_read_in_windows(v4):
     # set of CTC columns: the pair keeps PaddleX's (text, info) shape with info None
     text, info = res["rec_text"]
     assert info is None and text.startswith("the quick brown fox")
+
+
+# ------------------------------------------------------------------ from a side-by-side audit against PaddleX 3.7.2
+
+
+def test_create_model_return_word_box_and_paddlex_attributes(line_png, edgerec_home):
+    """PaddleX's TextRecPredictor(return_word_box=True) gives word boxes on every call; its model has
+    batch_sampler.batch_size, model_dir, config, close() and device "cpu"."""
+    from edgerec import create_model
+
+    model = create_model(V4, return_word_box=True, batch_size=2)
+    [res] = list(model.predict(str(line_png)))
+    text, box = res["rec_text"]
+    assert text.strip() == "Hello World" and isinstance(box, list)
+    assert model.batch_sampler.batch_size == 2 and model.device == "cpu"
+    model.batch_sampler.batch_size = 4
+    assert model.batch_size == 4
+    with pytest.raises(ValueError):
+        model.batch_sampler.batch_size = 0
+    assert model.model_dir.is_dir() and (model.model_dir / model.model_path.name).exists()
+    assert model.config["Global"]["model_name"] == V4
+    model.close()
+
+
+def test_exceptions_have_paddlex_base_classes(v4, tmp_path, edgerec_home):
+    from edgerec import create_model
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        list(v4.predict(str(tmp_path / "missing.png"), on_error="raise"))
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("NoSuch_rec")
+    with pytest.raises(FileNotFoundError):
+        create_model(model_dir=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError):
+        create_model(model_dir=tmp_path)  # a folder without a model
+    source = edgerec_home / "models" / V4 / "sources" / "onnx-wheel"
+    folder = tmp_path / "finetuned"
+    folder.mkdir()
+    for f in source.iterdir():
+        (folder / f.name).symlink_to(f)
+    (folder / "inference.yml").write_text("Global:\n  model_name: PP-OCRv4_mobile_rec\n", "utf-8")
+    with pytest.raises(ValueError, match="Model name mismatch: its inference.yml names PP-OCRv4_mobile_rec, not "
+                                         "en_PP-OCRv3_mobile_rec"):
+        create_model("en_PP-OCRv3_mobile_rec", model_dir=folder)
+
+
+def test_array_results_are_saved_under_paddlex_names_never_twice(v4, line_png, tmp_path):
+    """PaddleX names an array's files <unix time>_<1000-9999>; edgerec's never repeat within a process."""
+    import re
+
+    img = cv2.imread(str(line_png))
+    results = list(v4.predict([img] * 40))
+    names = {r.save_to_json(tmp_path).name for r in results}
+    assert len(names) == 40 and all(re.fullmatch(r"\d{10}_\d{4}_res\.json", n) for n in names)
+
+
+def test_save_to_img_takes_image_types_as_paddlex_does(v4, line_png, tmp_path):
+    from PIL import Image
+
+    [res] = list(v4.predict(str(line_png)))
+    assert res.save_to_img(tmp_path / "x.gif") == tmp_path / "x.gif"
+    with Image.open(tmp_path / "x.gif") as im:
+        assert im.format == "GIF"
+    with pytest.raises(ValueError, match="cannot write .svg images"):
+        res.save_to_img(tmp_path / "x.svg")
+    assert not (tmp_path / "x.svg").exists()  # not a folder of that name either
+
+
+def test_visualisation_has_paddlexs_layout(v4, line_png):
+    """The crop at its own width, the label in a font of 6 % of it (shrunk until it fits), rows of 1.2 x the
+    label's height: PaddleX's TextRecResult._to_img."""
+    from edgerec.io.fonts import load_font
+
+    [res] = list(v4.predict(str(line_png)))
+    img = res.img["res"]
+    h, w = res["input_img"].shape[:2]
+    label = f"{res['rec_text']} ({res['rec_score']})"
+    size = int(w * 0.06)
+    while load_font(size).getbbox(label)[2] > w:
+        size -= 1
+    assert img.size == (w, h + int(load_font(size).getbbox(label)[3] * 1.2))

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgerec.errors import InputError
+from edgerec.errors import InputError, InputNotFoundError
 from edgerec.io.decoder_log import quiet_decode
 from edgerec.utils.fs import open_fd_regular
 
@@ -342,7 +342,7 @@ def _read_file(path: str, source: str, max_bytes: int | None = None) -> np.ndarr
     except FileNotFoundError:
         if os.path.islink(path):
             raise InputError(source, "broken symbolic link") from None
-        raise InputError(source, "no such file or directory") from None
+        raise InputNotFoundError(source, "no such file or directory") from None
     except PermissionError:
         raise InputError(source, "permission denied") from None
     except OSError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgerec.errors import InputError, redact
+from edgerec.errors import InputError, InputNotFoundError, redact
 from edgerec.io.images import (  # noqa: F401  (re-exported: the public loader API lives here)
     _SUPPORTED,
     IMAGE_SUFFIXES,
@@ -184,7 +184,7 @@ class _Loader:
                 yield self._item(path, None, None, InputError(path, f"unsupported file type {shown} "
                                                                     f"(supported: {_SUPPORTED})"))
             else:
-                yield self._item(path, None, None, InputError(path, "no such file or directory"))
+                yield self._item(path, None, None, InputNotFoundError(path, "no such file or directory"))
             return
         try:
             buf = _read_file(path, path, self.max_image_bytes)

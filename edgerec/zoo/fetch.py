@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from edgerec.errors import ChecksumError, FetchError, ModelError, UnsafeArchiveError
+from edgerec.errors import ChecksumError, FetchError, ModelError, ModelFileNotFoundError, UnsafeArchiveError
 from edgerec.utils.fs import atomic_dir, atomic_write_text, sha256_file
 from edgerec.zoo import home as homes
 from edgerec.zoo.cards import ModelCard, Source, get_card
@@ -333,8 +333,8 @@ def inspect_folder(folder: Path, name: str | None = None, charset: str | None = 
             raise ModelError(f"{folder}: {pd_model.name} without inference.pdiparams")
         fmt, model_file = "paddle", pd_model
     else:
-        raise ModelError(f"{folder}: no model found (expected inference.onnx, one *.onnx, or "
-                         "inference.pdmodel / inference.json with inference.pdiparams)")
+        raise ModelFileNotFoundError(f"{folder}: no model found (expected inference.onnx, one *.onnx, or "
+                                     "inference.pdmodel / inference.json with inference.pdiparams)")
     charset = charset or _find_charset(folder, fmt, model_file)
     return ModelSource(name=name or _name_from_yml(folder) or folder.name, folder=folder, format=fmt,
                        model_file=model_file, params_file=params, charset=charset)
@@ -384,7 +384,7 @@ def open_local(path: str | Path, name: str | None = None) -> ModelSource:
     """A user's model: a folder, a tar of one (unpacked into the model home), or a single .onnx file."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise ModelError(f"{path}: no such file or folder")
+        raise ModelFileNotFoundError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix.lower() == ".onnx":
         return ModelSource(name=name or path.stem, folder=path.parent, format="onnx", model_file=path,
                            charset=_find_charset(path.parent, "onnx", path))

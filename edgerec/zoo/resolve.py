@@ -22,7 +22,7 @@ from edgerec.errors import EdgeRecError, ModelError, ModelNotFoundError, OtherPr
 from edgerec.zoo import home as homes
 from edgerec.zoo.cards import ModelCard, get_card
 from edgerec.zoo.export import IR_NAME, ExportSpec, ModelInfo, check_card, export, read_info, verify_source_files
-from edgerec.zoo.fetch import ModelSource, cached_source, fetch, open_local
+from edgerec.zoo.fetch import ModelSource, _name_from_yml, cached_source, fetch, open_local
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,16 @@ def _check_name(xml: Path, info: ModelInfo, model_name: str | None) -> None:
                          "model_name out")
 
 
+def _check_yml_name(folder: Path, model_name: str | None) -> None:
+    """A model_name given with a Paddle model folder must be the one its inference.yml names (PaddleX raises
+    "Model name mismatch" there too)."""
+    named = _name_from_yml(folder) if model_name else None
+    card = _card_or_none(model_name)
+    if named and named not in (model_name, card.name if card is not None else None):
+        raise ModelError(f"{folder}: Model name mismatch: its inference.yml names {named}, not {model_name}; give "
+                         "that name or leave model_name out")
+
+
 def resolve_model(model_name: str | None = None, model_dir: str | Path | None = None,
                   precision: str | None = "fp32", *, source_format: str = "ir", source: str | None = None,
                   progress: bool = True) -> ResolvedModel:
@@ -161,6 +171,7 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
             _check_name(xml, info, model_name)
             return ResolvedModel(info.model_name, xml, "ir", info.precision, info=info)
         src = open_local(path, name=model_name)
+        _check_yml_name(src.folder, model_name)
         card = _card_or_none(model_name)
         if source_format != "ir":
             return _direct(src, card, source_format)
