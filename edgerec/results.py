@@ -193,9 +193,12 @@ class TextRecResult(dict):
 
     # ------------------------------------------------------------------ representations
     def _res(self) -> dict[str, Any]:
+        """The four keys (and any a caller added); a result whose input could not be read also carries its
+        ``error``, so that a saved JSON of it never reads as a line recognized as empty."""
         known = {k: _plain(self.get(k)) for k in KEYS}
         extra = {k: _plain(v) for k, v in self.items() if k not in KEYS and k not in HIDDEN}
-        return {**known, **extra}
+        failed = {"error": self.error} if getattr(self, "error", None) else {}
+        return {**known, **extra, **failed}
 
     @property
     def json(self) -> dict[str, dict[str, Any]]:
@@ -271,7 +274,7 @@ class TextRecResult(dict):
             stem = str(self.name) if self.name else "res"
         # a file name holds 255 bytes and no NUL: long URLs and odd paths still give a name that can be written
         raw = os.fsencode(stem.replace("\0", "_"))
-        stem = os.fsdecode(raw[:200]) if len(raw) > 200 else stem.replace("\0", "_")
+        stem = os.fsdecode(_cut_utf8(raw, 200)) if len(raw) > 200 else stem.replace("\0", "_")
         page = self.get("page_index")
         if page is not None:
             stem = f"{stem}_{page}"
@@ -376,6 +379,18 @@ class VisFont:
 
     def __deepcopy__(self, memo: dict) -> VisFont:
         return self
+
+
+def _cut_utf8(raw: bytes, limit: int) -> bytes:
+    """``raw[:limit]``, shortened to the last whole UTF-8 character (a name cut mid-character would not be UTF-8);
+    a name that is not UTF-8 anyway is cut at ``limit``."""
+    cut = raw[:limit]
+    try:
+        cut.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(cut) - 3:
+            return cut[:exc.start]
+    return cut
 
 
 def _fitting_font(label: str, width: int):

@@ -526,3 +526,93 @@ def test_a_fifo_named_like_an_image_inside_a_folder_is_an_error_not_a_hang(tmp_p
     assert proc.returncode == 0, proc.stderr
     assert lines[0] == f"{tmp_path / 'a.png'} None"
     assert lines[1].startswith(str(tmp_path / "sub" / "x.png")) and "not a regular file" in lines[1]
+
+
+# ------------------------------------------------------------------------------------------ from an audit, 2026-12-07
+
+
+def _tiling_pdf(step: float) -> bytes:
+    """One 2000 x 2000 pt page filled with a tiling pattern of ``step`` pt: 0.02 asks pdfium for 10^10 tiles
+    (minutes), from 700 bytes."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 2000 2000] /Contents 4 0 R "
+            b"/Resources << /Pattern << /P 5 0 R >> >> >>"]
+    content = b"/Pattern cs /P scn 0 0 2000 2000 re f"
+    tile = b"0 0 %g %g re f" % (step / 2, step / 2)
+    objs.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    objs.append(b"<< /Length %d /PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 %g %g] /XStep %g /YStep %g "
+                b"/Resources << >> >>\nstream\n" % (len(tile), step / 2, step / 2, step, step) + tile
+                + b"\nendstream")
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_page_that_renders_for_minutes_is_its_own_error(tmp_path, monkeypatch):
+    """The page renders in a helper process that is killed at the deadline; the next inputs still read."""
+    import time
+
+    import edgerec.io.pdf as pdf
+
+    if not pdf._use_helper():
+        pytest.skip("no helper process on this platform")
+    monkeypatch.setattr(pdf, "RENDER_TIMEOUT_S", 2.0)
+    slow = tmp_path / "tiles.pdf"
+    slow.write_bytes(_tiling_pdf(0.02))
+    good = tmp_path / "doc.pdf"
+    good.write_bytes(_pdf_bytes(2))
+    t0 = time.monotonic()
+    items = _items([slow, good, _pattern()], pdf_dpi=72)
+    assert time.monotonic() - t0 < 30
+    assert "tiles.pdf page 0: rendering took more than 2 s" in str(items[0].error)
+    assert [(it.page_index, it.error is None) for it in items[1:]] == [(0, True), (1, True), (None, True)]
+
+
+def test_pages_render_the_same_without_the_helper(tmp_path, monkeypatch):
+    import edgerec.io.pdf as pdf
+
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(_pdf_bytes(2))
+    helper = _items([path], pdf_dpi=144)
+    monkeypatch.setattr(pdf, "_use_helper", lambda: False)
+    here = _items([path], pdf_dpi=144)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(helper, here)) and len(here) == 2
+
+
+def test_a_file_named_pdf_that_is_no_pdf_says_so(tmp_path):
+    path = tmp_path / "page.pdf"
+    path.write_bytes(b"<!doctype html><html><body>not found</body></html>")
+    [item] = _items([path])
+    assert str(item.error) == f"{path}: not a PDF (it does not start with %PDF-), nor an image"
+
+
+def test_a_folder_that_cannot_be_entered_is_an_error_not_a_silent_drop(tmp_path):
+    deep = tmp_path / "top"
+    deep.mkdir()
+    fd = os.open(deep, os.O_RDONLY)
+    try:  # past PATH_MAX, made one level at a time: the walk lists a folder but cannot stat the next one down
+        for _ in range(24):
+            os.mkdir("d" * 200, dir_fd=fd)
+            fd, old = os.open("d" * 200, os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+    except OSError:
+        pytest.skip("this file system cannot hold a tree that deep")
+    finally:
+        os.close(fd)
+    _write(deep / "a.png", _pattern())
+    items = _items(deep)
+    assert items[0].error is None and items[0].input_path == str(deep / "a.png")
+    assert any(it.error is not None and "cannot access folder" in str(it.error) for it in items[1:])
+
+
+def test_with_resume_an_empty_folder_is_still_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "done").mkdir()
+    _write(tmp_path / "done" / "a.png", _pattern())
+    items = list(iter_inputs([str(tmp_path / "empty"), str(tmp_path / "done")], skip=lambda p: True))
+    assert [str(it.error) for it in items] == [f"{tmp_path / 'empty'}: folder contains no images"]

@@ -168,7 +168,10 @@ class _Loader:
                                                                       f" {exc})"))
                 return
             if pages <= 1:
-                yield self._guard(path, source, _decode, buf, source)
+                item = self._guard(path, source, _decode, buf, source)
+                if item.error is not None and path and str(path).lower().endswith(PDF_SUFFIX):
+                    item.error = InputError(source, "not a PDF (it does not start with %PDF-), nor an image")
+                yield item
                 return
             for page in range(pages):  # a multi-page TIFF: every page, decoded one at a time as consumed
                 item = self._guard(path, f"{source} page {page}", decode_tiff_page, buf, page,
@@ -211,7 +214,14 @@ class _Loader:
             except Exception as exc:  # a loader bug on one file must not end the folder (nor the pool)
                 return [worker._item(entry, None, None, cannot_load(entry, exc))]
 
-        entries = walk_files(folder, INPUT_SUFFIXES)
+        listed = [False]  # the walk found something (before --resume's skip): else "no images"
+
+        def walked() -> Iterator[str | InputError]:
+            for entry in walk_files(folder, INPUT_SUFFIXES):
+                listed[0] = True
+                yield entry
+
+        entries = walked()
         if self.skip is not None:  # --resume: files already in the results are not even read
             entries = (e for e in entries if isinstance(e, InputError) or not self.skip(e))
         for got in ordered_prefetch(entries, load, workers=self.workers, ahead=4 * self.workers):
@@ -226,7 +236,7 @@ class _Loader:
             else:
                 for item in got:
                     yield self._number(item)
-        if not found and self.skip is None:
+        if not found and not listed[0]:
             yield self._item(folder, None, None, InputError(folder, "folder contains no images"))
 
     def _from_url(self, url: str) -> Iterator[LoadedItem]:

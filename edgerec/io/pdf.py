@@ -1,20 +1,157 @@
-"""PDF pages -> BGR images, one page rendered at a time as the consumer asks for it."""
+"""PDF pages -> BGR images, one page rendered at a time as the consumer asks for it.
+
+Pages are rendered by pdfium in a helper process (edgerec/io/pdf_worker.py), one for the whole process: a page
+that renders for longer than RENDER_TIMEOUT_S (a 700-byte PDF can ask for billions of pattern tiles) is given up
+on by killing that process, and becomes that page's error; meanwhile this process waits in short steps, so Ctrl-C
+and SIGTERM still work. Where no helper process can run (not POSIX, or it fails to start), pages render here, as
+before, without that bound.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import itertools
+import logging
+import os
+import select
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from edgerec.errors import InputError
+from edgerec.io import images as _images
+from edgerec.io import pdf_worker
 from edgerec.io.images import _check_pixels, to_bgr
+
+log = logging.getLogger(__name__)
 
 _PDF_MAGIC = b"%PDF-"
 # Pages rendered per PDF; the rest get one error. A 340-byte PDF can claim a million pages.
 MAX_PDF_PAGES = 10_000
-# pdfium is not thread-safe; a predictor may be fed from several threads.
+RENDER_TIMEOUT_S = 60.0  # one page; a text page at 144 dpi takes well under a second
+OPEN_TIMEOUT_S = 30.0  # opening a document (pdfium reads its cross-reference table)
+# pdfium is not thread-safe, and the helper serves one request at a time; a predictor may be fed from several
+# threads
 _PDFIUM_LOCK = threading.RLock()
+
+
+class _RenderTimeout(Exception):
+    """The helper process did not answer within the deadline (it was killed)."""
+
+
+class _HelperDied(Exception):
+    """The helper process ended while it worked on a request (pdfium crashed on the document, or it was killed)."""
+
+
+class _HelperCannotStart(Exception):
+    """No helper process can be started here (no interpreter to run it with)."""
+
+
+class _Renderer:
+    """The helper process and its open documents. ``generation`` counts restarts: a document opened before the
+    last one is reopened before its next page."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.generation = 0
+        self.ids = itertools.count()
+
+    def _start(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            worker = Path(pdf_worker.__file__)
+            # -c, not the file: the file's folder would come first on sys.path; '' (the working folder) is dropped
+            code = ("import runpy, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+                    f"runpy.run_path({str(worker)!r}, run_name='__main__')")
+            try:
+                self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
+            except (OSError, ValueError) as exc:
+                raise _HelperCannotStart(str(exc) or type(exc).__name__) from None
+            self.generation += 1
+        return self.proc
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(5)
+            for stream in (proc.stdin, proc.stdout):
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    def call(self, request: tuple, timeout_s: float):
+        """Send ``request``, return the reply; _RenderTimeout (the process killed) after ``timeout_s``,
+        _HelperDied when it ended meanwhile, _HelperCannotStart when none can be started."""
+        proc = self._start()
+        try:
+            proc.stdin.write(pdf_worker.encode(request))
+            proc.stdin.flush()
+            return self._read(proc, time.monotonic() + timeout_s)
+        except OSError as exc:  # a broken pipe: it ended
+            self.kill()
+            raise _HelperDied(str(exc)) from None
+        except BaseException:  # a timeout, Ctrl-C: its state is unknown, so it goes
+            self.kill()
+            raise
+
+    @staticmethod
+    def _read(proc: subprocess.Popen, deadline: float):
+        fd = proc.stdout.fileno()
+        buf = bytearray()
+        need = pdf_worker.HEADER.size
+        size = None
+        while len(buf) < need:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _RenderTimeout()
+            ready, _, _ = select.select([fd], [], [], min(0.1, left))  # short steps: Ctrl-C is taken here
+            if not ready:
+                continue
+            chunk = os.read(fd, max(need - len(buf), 1 << 16))
+            if not chunk:
+                raise _HelperDied("it ended")
+            buf += chunk
+            if size is None and len(buf) >= pdf_worker.HEADER.size:
+                (size,) = pdf_worker.HEADER.unpack_from(buf)
+                need = pdf_worker.HEADER.size + size
+        import pickle
+
+        return pickle.loads(bytes(buf[pdf_worker.HEADER.size:need]))
+
+
+    def stop(self) -> None:
+        """At exit: end of input tells an idle helper to leave; a busy one is killed."""
+        proc = self.proc
+        if proc is None:
+            return
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+            proc.wait(1)
+        self.kill()
+
+
+_RENDERER = _Renderer()
+atexit.register(_RENDERER.stop)
+_helper_failed = False  # the helper could not run here: render in this process from then on
+
+
+def _use_helper() -> bool:
+    return os.name == "posix" and not _helper_failed
+
+
+def _helper_unusable(exc: BaseException) -> None:
+    global _helper_failed
+    _helper_failed = True
+    log.warning("PDF pages render in this process, without a time bound per page: the helper process cannot run "
+                "(%s)", exc)
 
 
 def is_pdf(buf: np.ndarray | bytes, name: str | None = None) -> bool:
@@ -32,10 +169,105 @@ _Page = tuple[int | None, np.ndarray | None, InputError | None]
 def _pdf_pages(doc_input: str | bytes, source: str, dpi: int, max_pages: int | None = None) -> Iterator[_Page]:
     """Yield (page_index, BGR image, None) per page, or (index, None, error) for a page / document that fails."""
     try:
-        import pypdfium2 as pdfium
+        import pypdfium2  # noqa: F401 - the helper needs it too; say so here, once
     except ImportError:
         yield None, None, InputError(source, "reading PDFs needs pypdfium2: pip install pypdfium2")
         return
+    if _use_helper():
+        pages = _pages_in_helper(doc_input, source, dpi, max_pages)
+        try:
+            first = next(pages)
+        except StopIteration:
+            return
+        except _HelperCannotStart as exc:  # a frozen app, an embedded interpreter
+            _helper_unusable(exc)
+        else:
+            yield first
+            yield from pages
+            return
+    yield from _pages_here(doc_input, source, dpi, max_pages)
+
+
+def _open_error(source: str, detail: str) -> InputError:
+    return InputError(source, f"not a readable PDF, or a PDF with no pages ({detail})")
+
+
+def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: int | None) -> Iterator[_Page]:
+    """_pdf_pages through the helper process; _HelperCannotStart before the first page when none can run."""
+    scale = float(dpi) / 72.0
+    doc_id = next(_RENDERER.ids)
+    opened_in = None  # the helper generation the document is open in
+
+    def ensure_open() -> int:
+        nonlocal opened_in
+        if opened_in != _RENDERER.generation or _RENDERER.proc is None:
+            reply = _RENDERER.call(("open", doc_id, doc_input), OPEN_TIMEOUT_S)
+            if reply[0] != "ok":
+                raise _OpenFailed(reply[1])
+            opened_in = _RENDERER.generation
+            return int(reply[1])
+        return -1
+
+    try:
+        with _PDFIUM_LOCK:
+            try:
+                n_pages = ensure_open()
+            except _RenderTimeout:
+                yield None, None, InputError(source, f"not a readable PDF: opening it took more than "
+                                                     f"{OPEN_TIMEOUT_S:g} s")
+                return
+            except _OpenFailed as exc:
+                yield None, None, _open_error(source, str(exc))
+                return
+            except _HelperDied:
+                yield None, None, InputError(source, "not a readable PDF: pdfium crashed reading it")
+                return
+        if n_pages == 0:
+            yield None, None, InputError(source, "PDF has no pages")
+            return
+        limit = MAX_PDF_PAGES if max_pages is None else max_pages
+        for i in range(min(n_pages, limit)):
+            where = f"{source} page {i}"
+            try:
+                with _PDFIUM_LOCK:
+                    ensure_open()  # again after the helper was restarted (a page that timed out, anyone's)
+                    reply = _RENDERER.call(("render", doc_id, i, scale, _images.MAX_IMAGE_PIXELS),
+                                           RENDER_TIMEOUT_S)
+                if reply[0] == "too_large":
+                    _check_pixels(reply[1], reply[2], where)  # raises the guard's own error
+                    raise InputError(where, "page too large")
+                if reply[0] != "page":
+                    raise InputError(where, f"cannot render PDF page ({reply[1]})")
+                _, mode, shape, data = reply
+                arr = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+                yield i, _pdf_bitmap_to_bgr(arr, mode, where), None
+            except _RenderTimeout:
+                yield i, None, InputError(where, f"rendering took more than {RENDER_TIMEOUT_S:g} s (given up; "
+                                                 "edgerec.io.pdf.RENDER_TIMEOUT_S)")
+            except _HelperDied:
+                yield i, None, InputError(where, "cannot render PDF page (pdfium crashed on it)")
+            except _OpenFailed as exc:  # reopening after a restart failed: the rest of the document is lost
+                yield i, None, _open_error(source, str(exc))
+                return
+            except InputError as exc:
+                yield i, None, exc
+        if n_pages > limit:
+            yield limit, None, InputError(source, f"PDF has {n_pages} pages; only the first {limit} are read "
+                                                  f"(edgerec.io.pdf.MAX_PDF_PAGES)")
+    finally:
+        if opened_in is not None and opened_in == _RENDERER.generation and _RENDERER.proc is not None:
+            with _PDFIUM_LOCK, contextlib.suppress(Exception):
+                _RENDERER.call(("close", doc_id), OPEN_TIMEOUT_S)
+
+
+class _OpenFailed(Exception):
+    """pdfium could not open the document (its reason is the message)."""
+
+
+def _pages_here(doc_input: str | bytes, source: str, dpi: int, max_pages: int | None = None) -> Iterator[_Page]:
+    """_pdf_pages in this process (no time bound per page): where the helper process cannot run."""
+    import pypdfium2 as pdfium
+
     scale = float(dpi) / 72.0
     try:
         with _PDFIUM_LOCK:
@@ -43,7 +275,7 @@ def _pdf_pages(doc_input: str | bytes, source: str, dpi: int, max_pages: int | N
             n_pages = len(doc)
     except Exception as exc:
         detail = str(exc).strip().rstrip(".") or type(exc).__name__  # keeps pdfium's reason: "Incorrect password"
-        yield None, None, InputError(source, f"not a readable PDF, or a PDF with no pages ({detail})")
+        yield None, None, _open_error(source, detail)
         return
     try:
         if n_pages == 0:

@@ -23,8 +23,10 @@ def walk_files(folder: str, suffixes: frozenset[str] | set[str]) -> Iterator[str
     def enter(path: str) -> Iterator[tuple[str, str, bool]] | InputError | None:
         try:
             st = os.stat(path)
-        except OSError:
+        except FileNotFoundError:  # gone since the listing
             return None
+        except OSError as exc:  # a name too long, a folder that cannot be searched: its files are lost, say so
+            return InputError(path, f"cannot access folder ({exc.strerror or exc})")
         key = (st.st_dev, st.st_ino)
         if key in visited:  # a symlink loop or a second link to a folder already walked
             return None

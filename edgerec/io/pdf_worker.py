@@ -1,0 +1,86 @@
+"""The PDF render worker: a child process that owns pdfium, so that a page which renders for minutes (a 700-byte
+PDF can ask for billions of pattern tiles) can be given up on by killing it, and the parent stays able to take
+Ctrl-C. :mod:`edgerec.io.pdf` runs this file as a script (the child loads numpy and pypdfium2, not edgerec) and
+imports it for the message framing.
+
+Protocol, both ways: an 8-byte little-endian length, then a pickled tuple.
+Requests: ``("open", doc_id, path_or_bytes)``, ``("render", doc_id, page, scale, max_pixels)``,
+``("close", doc_id)``. Replies: ``("ok", value)``, ``("page", mode, shape, bytes)``,
+``("too_large", width_px, height_px)``, ``("err", message)``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import sys
+
+HEADER = struct.Struct("<Q")
+
+
+def read_message(stream) -> object | None:
+    """One message from a binary stream, or None at its end."""
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(head)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
+def encode(message: object) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().rstrip(".") or type(exc).__name__
+
+
+def serve(stdin, stdout) -> None:
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    docs: dict[int, object] = {}
+    while True:
+        request = read_message(stdin)
+        if request is None:
+            return
+        kind, doc_id = request[0], request[1]
+        try:
+            if kind == "open":
+                doc = pdfium.PdfDocument(request[2])
+                docs[doc_id] = doc
+                reply = ("ok", len(doc))
+            elif kind == "render":
+                _, _, index, scale, max_pixels = request
+                page = docs[doc_id][index]
+                try:
+                    w_pt, h_pt = page.get_size()
+                    w, h = round(w_pt * scale), round(h_pt * scale)
+                    if max_pixels is not None and w * h > max_pixels:
+                        reply = ("too_large", w, h)
+                    else:
+                        bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
+                        arr = np.ascontiguousarray(bitmap.to_numpy())
+                        reply = ("page", bitmap.mode, arr.shape, arr.tobytes())
+                        bitmap.close()
+                finally:
+                    page.close()
+            elif kind == "close":
+                doc = docs.pop(doc_id, None)
+                if doc is not None:
+                    doc.close()
+                reply = ("ok", 0)
+            else:
+                reply = ("err", f"unknown request {kind!r}")
+        except Exception as exc:  # pdfium's reason ("Incorrect password", "Failed to load page") goes back
+            reply = ("err", f"{type(exc).__name__}: {_reason(exc)}" if kind == "render" else _reason(exc))
+        stdout.write(encode(reply))
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)
