@@ -400,3 +400,105 @@ def test_the_set_size_bounds():
     bounds = {p.name: (p.type.min, p.type.max) for p in [*quantize.params, *calibrate.params]
               if p.name in ("subset_size", "eval_size", "count")}
     assert bounds == {"subset_size": (1, 10000), "eval_size": (1, 100000), "count": (1, 100000)}
+
+
+# ------------------------------------------------------------------------------------ from an audit, 2026-12-07
+
+
+@needs_torch
+@pytest.mark.parametrize("blocker", ["train_result.json", "config.yaml"])
+def test_train_whose_output_file_is_blocked_stops_before_any_work(tmp_path, blocker):
+    from edgerec.train import TrainError
+    from edgerec.train.finetune import TrainConfig, finetune
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS, "val.txt": ROWS})
+    out = tmp_path / "out"
+    (out / blocker).mkdir(parents=True)  # a folder where a file goes: the run would end in a traceback
+    with pytest.raises(TrainError, match=f"{blocker}: is in the way"):
+        finetune(TrainConfig(model=V4, dataset=str(ds), output=str(out)), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [blocker]
+
+
+@needs_torch
+def test_train_overwrite_refuses_a_users_file_in_best_accuracy_before_touching_config_yaml(tmp_path):
+    from edgerec.train import TrainError
+    from edgerec.train.finetune import TrainConfig, finetune
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS, "val.txt": ROWS})
+    out = tmp_path / "out"
+    (out / "best_accuracy").mkdir(parents=True)
+    (out / "best_accuracy" / "README.md").write_text("mine", "utf-8")
+    (out / "config.yaml").write_text("my: config\n", "utf-8")
+    before = _tree(out)
+    with pytest.raises(TrainError, match=r"best_accuracy: holds files edgerec train did not write \(README\.md\)"):
+        finetune(TrainConfig(model=V4, dataset=str(ds), output=str(out), overwrite=True), progress=False)
+    assert _tree(out) == before
+
+
+def test_training_leaves_out_empty_labels_and_validation_keeps_unreadable_images(tmp_path):
+    from edgerec.train.data import char_index, read_split
+
+    rows = [*ROWS[:3], "images/w3.png\t", "images/w4.png\t   ", "images/missing.png\tgone"]
+    ds = _dataset(tmp_path / "ds", {"train.txt": rows, "val.txt": rows})
+    index = char_index(CLASSES + [" ", ",", ".", "-", "'", ":"])
+    train, rep = read_split(ds, "train", index, input_height=48, max_width=3200, stride=8, keep_all=False)
+    assert rep.empty_lines == 2 and len(rep.unreadable) == 1
+    assert train and not {"train.txt:4", "train.txt:5"} & {s.where for s in train}
+    assert any("2 empty labels (left out of training" in line for line in rep.summary())
+    val, vrep = read_split(ds, "val", index, input_height=48, max_width=10**6, stride=8, keep_all=True)
+    assert len(val) == 6 and [s.height for s in val][-1] == 0  # read as '' (wrong), as edgerec evaluate counts it
+    assert any("kept: counted as read wrong" in line for line in vrep.summary())
+
+
+def test_split_refuses_a_list_file_that_is_not_utf8_and_changes_nothing(tmp_path):
+    from edgerec.data.split import split_dataset
+
+    ds = _dataset(tmp_path / "ds", {"val.txt": ROWS})
+    (ds / "train.txt").write_bytes("".join(f"{r}\n" for r in ROWS).encode("utf-16"))
+    before = _tree(ds)
+    with pytest.raises(InputError, match=r"train\.txt:1: not UTF-8"):
+        split_dataset(ds, 50, 50)
+    assert _tree(ds) == before
+
+
+def test_a_dict_with_a_byte_order_mark_keeps_its_first_character(tmp_path):
+    from edgerec.runtime.charset import read_dict_lines
+
+    assert read_dict_lines("\ufeffH\ne\n".encode()) == ["H", "e"]
+    assert read_dict_lines("\u3000\na\n".encode()) == ["\u3000", "a"]  # PP-OCRv5's first entry stays
+
+
+def test_a_dict_txt_that_is_a_folder_is_refused_by_check_and_train(tmp_path):
+    from edgerec.train import TrainError
+    from edgerec.train.charset_head import dataset_dict
+
+    ds = _dataset(tmp_path / "ds", {"train.txt": ROWS, "val.txt": ROWS})
+    (ds / "dict.txt").mkdir()
+    with pytest.raises(TrainError, match="dict.txt: not a regular file"):
+        dataset_dict(ds, None)
+    res = CliRunner().invoke(main, ["check-dataset", str(ds), "--model", V4])
+    assert res.exit_code == 1 and "not a regular file" in res.output, res.output
+
+
+@pytest.mark.parametrize("edit, match", [
+    (("input_height", "0"), "corrupt input_height"), (("input_height", "100000"), "corrupt input_height"),
+    (("input_height", "32"), "the model's input is 48 high"), (("charset", "[1, 2]"), "not a list of strings"),
+])
+def test_an_ir_with_corrupt_metadata_is_one_model_error(tmp_path, edgerec_home, edit, match):
+    import re
+    import shutil
+
+    from edgerec.errors import ModelError
+    from edgerec.zoo.export import read_info
+
+    src = edgerec_home / "models" / V4 / "fp32"
+    for name in ("model.xml", "model.bin"):
+        shutil.copy(src / name, tmp_path / name)
+    xml = (tmp_path / "model.xml").read_text("utf-8")
+    key, value = edit
+    xml, n = re.subn(rf'(<{key} value=")[^"]*(")', lambda m: m.group(1) + value.replace('"', "&quot;") + m.group(2),
+                     xml, count=1)
+    assert n == 1
+    (tmp_path / "model.xml").write_text(xml, "utf-8")
+    with pytest.raises(ModelError, match=match):
+        read_info(tmp_path / "model.xml")

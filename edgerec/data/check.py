@@ -79,12 +79,14 @@ def _dataset_charset(folder: Path, model_name: str | None, model_dir, progress: 
     from edgerec.runtime.charset import read_dict_lines
 
     dict_file = folder / "dict.txt"
+    if dict_file.exists() and not dict_file.is_file():  # train refuses it too: not silently the model's charset
+        return None, "dict.txt", [Problem("dict", "dict.txt", None, "not a regular file")]
     if dict_file.is_file():
         try:
             entries = read_dict_lines(dict_file.read_bytes())
         except (OSError, UnicodeDecodeError) as exc:
             return None, "dict.txt", [Problem("dict", "dict.txt", None, f"cannot read the dict ({exc})")]
-        if not entries:
+        if not any(entries):  # blank lines only: train refuses it as empty
             return None, "dict.txt", [Problem("dict", "dict.txt", None, "the dict is empty")]
         return set(entries) | {" "}, "dict.txt", []
     source = str(model_dir) if model_dir is not None else (model_name or DEFAULT_MODEL)

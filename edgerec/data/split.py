@@ -328,6 +328,18 @@ def _split_locked(folder: Path, train_percent: int, val_percent: int, seed: int)
         modes[split] = stat.S_IMODE(st.st_mode)
     if not originals:
         raise InputError(folder, "nothing to split: no train.txt or val.txt")
+    for split, data in originals.items():  # a line the reader refuses would be shuffled into both new files
+        for no, ln in enumerate(raw_lines(data), 1):
+            if not ln.strip():
+                continue
+            try:
+                tabs = ln.decode("utf-8").count("\t")
+            except UnicodeDecodeError:
+                raise InputError(f"{folder / split}.txt:{no}", "not UTF-8 (save the list file as UTF-8); --split "
+                                                               "changed nothing") from None
+            if tabs != 1:
+                raise InputError(f"{folder / split}.txt:{no}", f"expected 'path<TAB>label', found {tabs} tabs; "
+                                                               "--split changed nothing")
     pool = sorted(ln for data in originals.values() for ln in raw_lines(data) if ln.strip())
     if not pool:
         raise InputError(folder, "nothing to split: train.txt and val.txt have no lines")

@@ -16,9 +16,11 @@ def read_dict_lines(data: bytes | str) -> list[str]:
     """Split a PaddleOCR dict file into entries, one per line.
 
     Only the line ending is removed: entries are never ``strip()``-ed, because the PP-OCRv5 dict's first entry
-    is U+3000 (ideographic space) and a few dicts hold ' ' as an entry. A final empty line is not an entry.
+    is U+3000 (ideographic space) and a few dicts hold ' ' as an entry. A final empty line is not an entry, and a
+    UTF-8 byte-order mark (an editor's) is not part of the first entry.
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
+    text = text[1:] if text.startswith("\ufeff") else text
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

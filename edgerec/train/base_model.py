@@ -50,6 +50,10 @@ def resolve_base(model: str, source: str | None, scratch: Path, log_: TrainLog) 
                  source_sha256=src.weights_sha256)
 
 
+# what save_model_folder writes into a model folder, by pattern (the dict's name is the base model's own)
+MODEL_FILES = ("inference.onnx", "inference.yml", "train_info.json", "*dict*.txt", "*keys*.txt")
+
+
 def save_model_folder(rec, base: BaseModel, classes: list[str], folder: Path, info: dict) -> Path:
     """Write a model folder (inference.onnx with the current weights, the dict, inference.yml), atomically."""
     import yaml

@@ -49,6 +49,8 @@ def dataset_dict(dataset: str | Path, dict_path: str | Path | None) -> Path | No
             raise TrainError(f"--dict {dict_path}: no such file")
         return path
     path = Path(dataset) / "dict.txt"
+    if path.exists() and not path.is_file():  # a folder of that name: not silently the model's charset
+        raise TrainError(f"{path}: not a regular file")
     return path if path.is_file() else None
 
 

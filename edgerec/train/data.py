@@ -50,6 +50,7 @@ class SplitReport:
     missing_examples: list[dict] = field(default_factory=list)
     too_long_lines: int = 0
     too_long_examples: list[dict] = field(default_factory=list)
+    empty_lines: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -60,13 +61,17 @@ class SplitReport:
             "missing_char_examples": self.missing_examples,
             "labels_longer_than_time_steps": self.too_long_lines,
             "too_long_examples": self.too_long_examples,
+            "empty_labels": self.empty_lines,
         }
 
     def summary(self) -> list[str]:
         out = [f"{self.split}: {self.lines} lines in {self.list_file}, {self.used} used"]
         if self.unreadable:
-            out.append(f"  {len(self.unreadable)} unreadable images (left out), e.g. "
-                       + "; ".join(self.unreadable[:3]))
+            kept = "left out" if self.split == "train" else "kept: counted as read wrong, as edgerec evaluate does"
+            out.append(f"  {len(self.unreadable)} unreadable images ({kept}), e.g. " + "; ".join(self.unreadable[:3]))
+        if self.empty_lines:
+            out.append(f"  {self.empty_lines} empty labels (left out of training, as PaddleOCR's label encoder "
+                       "leaves them out)")
         if self.missing_lines:
             chars = " ".join(f"{c!r}x{n}" for c, n in self.missing_chars.most_common(10))
             left = "left out of training" if self.split == "train" else "kept: they can never be read right"
@@ -106,10 +111,15 @@ def read_split(folder: str | Path, split: str, index: dict[str, int], *, input_h
     samples: list[Sample] = []
     for ln in lines:
         path, label, where = ln.path, ln.label, ln.where
+        if not label.strip() and not keep_all:
+            report.empty_lines += 1
+            continue
         try:
             img = load_image(path)
         except EdgeRecError as exc:
             report.unreadable.append(f"{where} {exc}")
+            if keep_all:  # validation: a line that cannot be read is a line read wrong (edgerec evaluate's count)
+                samples.append(Sample(path, label, where, 0, 0, None))
             continue
         h, w = img.shape[:2]
         missing = [c for c in label if c not in index]

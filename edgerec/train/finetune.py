@@ -38,7 +38,7 @@ import numpy as np
 from edgerec.data.dataset import read_lines
 from edgerec.errors import EdgeRecError
 from edgerec.train import TrainError, require_torch
-from edgerec.train.base_model import resolve_base, save_model_folder
+from edgerec.train.base_model import MODEL_FILES, resolve_base, save_model_folder
 from edgerec.train.charset_head import apply_dataset_dict, dataset_dict, read_new_dict
 from edgerec.train.config import TrainConfig, write_config
 from edgerec.train.data import Augment, TrainBatches, char_index, read_split
@@ -49,7 +49,7 @@ from edgerec.train.steps import evaluate_module
 from edgerec.train.steps import probe_loss as _probe_loss
 from edgerec.train.steps import set_train_mode as _set_train_mode
 from edgerec.train.steps import to_input as _to_input
-from edgerec.utils.fs import atomic_write_text
+from edgerec.utils.fs import atomic_write_text, check_replaceable, output_problem
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,20 @@ def _check_inputs(cfg: TrainConfig) -> None:
                              f"({', '.join(s.id for s in card.sources)})")
 
 
+def _check_output(out: Path, earlier: list[str]) -> None:
+    """Before anything is written: the output's files can be written there, and an earlier run's model folders
+    (replaced with --overwrite) hold only what edgerec train writes, so a user's file in them is refused now, not
+    after the config was replaced."""
+    problem = output_problem(out, ("config.yaml", "train_result.json", "train.log"))
+    if problem is not None:
+        raise TrainError(f"{problem[0]}: {problem[1]}")
+    for name in earlier:
+        try:
+            check_replaceable(out / name, MODEL_FILES, "edgerec train")
+        except EdgeRecError as exc:
+            raise TrainError(str(exc)) from None
+
+
 def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
     """Run one fine-tuning; returns the train_result.json content. Ctrl-C ends it early, keeping the best model.
 
@@ -125,6 +139,7 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
         raise TrainError(f"{out}: holds {' and '.join(f'{n}/' for n in earlier)} of an earlier run; pass "
                          "--overwrite to replace them (a new run writes its starting model there at once), or give "
                          "another --output")
+    _check_output(out, earlier)
     try:
         out.mkdir(parents=True, exist_ok=True)
         logf = TrainLog(out / "train.log", echo=progress)  # appended to: an earlier run's log is kept above this one
@@ -139,6 +154,9 @@ def finetune(cfg: TrainConfig, *, progress: bool = True) -> dict:
             # onnx2torch's Slice indexes with a list: torch warns on every forward; results are unaffected
             warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
             return _run(cfg, torch, device, out, logf, state, result, progress)
+    except OSError as exc:  # a full disk, a folder that became read-only: one line, not a traceback
+        where = exc.filename or out
+        raise TrainError(f"{where}: cannot write the training output ({exc.strerror or exc})") from None
     finally:
         logf.close()
         if state.scratch is not None:
@@ -184,7 +202,7 @@ def _run(cfg, torch, device, out: Path, logf: TrainLog, state: _State, result: d
         raise TrainError(f"dataset {cfg.dataset}: none of the {train_rep.lines} lines of {train_rep.list_file} "
                          "can be trained on (see train.log: " + "; ".join(s.strip() for s in train_rep.summary()[1:])
                          + ")")
-    if not val:
+    if not any(s.height > 0 for s in val):
         raise TrainError(f"dataset {cfg.dataset}: no readable validation line in {val_rep.list_file}")
     # written once the run can start: a run refused on its data leaves an earlier run's config.yaml as it was
     write_config(cfg, base.origin, out)
@@ -220,11 +238,11 @@ def _run(cfg, torch, device, out: Path, logf: TrainLog, state: _State, result: d
         entry = {"epoch": state.epoch, "step": state.step, "acc": round(metrics["acc"], 6),
                  "norm_edit_dis": round(metrics["norm_edit_dis"], 6), "eval_seconds": round(time.perf_counter() - t, 1)}
         state.history.append({"type": "eval", **entry})
+        if better:  # saved first: the state and the log name a best model only once it is on disk
+            save_model_folder(rec, base, classes, out / BEST, {"val": entry})
+            state.best, state.best_at = key, entry
         logf(f"{tag}: val acc {metrics['acc']:.4f}  norm_edit_dis {metrics['norm_edit_dis']:.4f}"
              + ("  (best so far: saved to best_accuracy/)" if better else ""))
-        if better:
-            state.best, state.best_at = key, entry
-            save_model_folder(rec, base, classes, out / BEST, {"val": entry})
         return entry
 
     validate("pretrained (epoch 0)")

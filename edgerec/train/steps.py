@@ -80,8 +80,10 @@ def evaluate_module(rec, samples: list[Sample], classes: list[str], batch_size: 
     predictor = RecPredictor(TorchEngine(rec.module, device), classes, input_height=rec.input_height)
     texts: list[str] = []
     for start in range(0, len(samples), VAL_CHUNK):
-        images = [load_image(s.path) for s in samples[start:start + VAL_CHUNK]]
-        texts += [text for text, _score in predictor.recognize(images, batch_size)]
+        chunk = samples[start:start + VAL_CHUNK]
+        readable = [s for s in chunk if s.height > 0]  # an unreadable line (height 0) reads as '': wrong
+        got = iter(predictor.recognize([load_image(s.path) for s in readable], batch_size)) if readable else iter(())
+        texts += [next(got)[0] if s.height > 0 else "" for s in chunk]
     return rec_metrics(texts, [s.label for s in samples]), texts
 
 

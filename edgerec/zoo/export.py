@@ -401,6 +401,8 @@ def read_info(xml: str | Path) -> ModelInfo:
         classes = json.loads(meta["charset"])
     except ValueError as exc:
         raise ModelError(f"{xml}: corrupt charset in rt_info ({exc}); re-export it") from exc
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ModelError(f"{xml}: corrupt charset in rt_info (not a list of strings); re-export it")
     n = _ir_num_classes(root, xml)
     if n != len(classes):
         raise ModelError(f"{xml}: the IR outputs {n} classes but its rt_info charset has {len(classes)}; "
@@ -409,11 +411,31 @@ def read_info(xml: str | Path) -> ModelInfo:
     try:
         height = int(meta.get("input_height", DEFAULT_HEIGHT))
     except ValueError:
-        raise ModelError(f"{xml}: corrupt input_height in rt_info ({meta['input_height']!r}); re-export it") from None
+        height = 0
+    own = _ir_input_height(root)
+    if not 1 <= height <= MAX_INPUT_HEIGHT or (own is not None and own != height):
+        raise ModelError(f"{xml}: corrupt input_height in rt_info ({meta.get('input_height')!r}"
+                         + (f"; the model's input is {own} high" if own is not None else "") + "); re-export it")
     return ModelInfo(model_name=meta.get("model_name", xml.parent.name), classes=classes, input_height=height,
                      precision=meta.get("precision", "fp32"), source_sha256=meta.get("source_sha256", ""),
                      source_id=meta.get("source_id", "local"), extra=extra,
                      charset_sha256=meta.get("charset_sha256", ""))
+
+
+MAX_INPUT_HEIGHT = 1024  # a text-line recognizer's input height; PP-OCR's are 32 or 48
+
+
+def _ir_input_height(root: ET.Element) -> int | None:
+    """The static height (third dimension) of the IR's first input, or None when it is dynamic or not found."""
+    for layer in root.iterfind("layers/layer"):
+        if layer.get("type") == "Parameter":
+            dims = layer.findall("output/port/dim")
+            try:
+                h = int((dims[2].text or "").strip()) if len(dims) == 4 else -1
+            except ValueError:
+                return None
+            return h if h > 0 else None
+    return None
 
 
 def _ir_num_classes(root: ET.Element, xml: Path) -> int:
