@@ -172,6 +172,16 @@ def test_a_file_already_in_save_dir_is_kept_unless_overwrite(v4, lines_dir, tmp_
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_a_folder_in_the_way_of_a_saved_file_costs_neither_file_and_is_named(v4, lines_dir, tmp_path):
+    """Both files of a result are checked before either is written; the error names the target, not a temp file."""
+    out = tmp_path / "sd3"
+    (out / "good_res.png").mkdir(parents=True)
+    res = _cli("predict", str(lines_dir / "good.png"), "--model", V4, "--save-dir", str(out), "--overwrite",
+               "--quiet")
+    assert res.exit_code == 1 and f"{out / 'good_res.png'}: a folder is in the way" in res.stderr, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["good_res.png"] and ".tmp" not in res.stderr
+
+
 def test_overwrite_needs_output_or_save_dir(tmp_path):
     res = _cli("predict", str(tmp_path), "--overwrite")
     assert res.exit_code == 1 and "--overwrite needs --output or --save-dir" in res.stderr
@@ -469,3 +479,17 @@ def test_an_empty_output_or_model_name_is_refused_by_report_and_train(tmp_path):
                  ["train", V4, "--dataset", str(tmp_path / "ds"), "--output", " "]):
         res = _cli(*args)
         assert res.exit_code == 1 and "not an empty one" in res.stderr, res.output
+
+
+def test_resume_with_another_model_or_width_option_is_refused_and_changes_nothing(v4, lines_dir, tmp_path):
+    """Each line records what read it; a resume with something else would mix two readers' texts in one file."""
+    out = tmp_path / "r.jsonl"
+    first = _cli("predict", str(lines_dir / "good.png"), "--model", V4, "--output", str(out), "--quiet")
+    assert first.exit_code == 0, first.output
+    assert json.loads(out.read_text("utf-8").splitlines()[0])["model"] == f"{V4} fp32"
+    before = out.read_bytes()
+    res = _cli("predict", str(lines_dir), "--model", V4, "--min-width", "160", "--output", str(out), "--resume",
+               "--quiet")
+    want = f"its lines were read by {V4} fp32; this run reads with {V4} fp32 min_width=160"
+    assert res.exit_code == 1 and want in res.stderr, res.stderr
+    assert out.read_bytes() == before

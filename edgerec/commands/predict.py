@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -194,6 +195,9 @@ class SaveDir:
         where = self.folder / f"{stem}_res{res._image_suffix()}"
         img, suffix = res.img_bytes(res._image_suffix(), where=plain(where), fallback=True)  # too big: PNG
         files = [(self.folder / f"{stem}_res.json", res.json_bytes()), (self.folder / f"{stem}_res{suffix}", img)]
+        for path, _ in files:  # checked for both before either is written: never one saved and not the other
+            if path.is_dir() and not path.is_symlink():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
         if not self.overwrite:
             there = [str(p) for p, _ in files if os.path.lexists(p)]
             if there:

@@ -22,7 +22,9 @@ from edgerec.errors import EdgeRecError
 from edgerec.utils.fs import file_kind, open_fd_regular
 
 FIELDS = ("input_path", "page_index", "rec_text", "rec_score", "error")
-OPTIONAL = ("cwd",)  # written after FIELDS when the record has it: what a relative input_path is relative to
+# written after FIELDS when the record has them: the folder a relative input_path is relative to, and what read
+# the line (``model``: name, precision and width options; a --resume with another is refused)
+OPTIONAL = ("cwd", "model")
 # every line edgerec writes starts with this (json.dumps of FIELDS in order): a torn last line is a prefix of it
 # or starts with it; any other tail means the file is not ours
 LINE_START = b'{"input_path": '
@@ -49,7 +51,8 @@ def _check_record(rec: object) -> dict[str, Any]:
               ("rec_text", lambda v: isinstance(v, str), "a string"),
               ("rec_score", lambda v: _is_int(v) or isinstance(v, float), "a number"),
               ("error", lambda v: v is None or isinstance(v, str), "a string or null"),
-              ("cwd", lambda v: isinstance(v, str) and os.path.isabs(v), "an absolute path"))
+              ("cwd", lambda v: isinstance(v, str) and os.path.isabs(v), "an absolute path"),
+              ("model", lambda v: isinstance(v, str), "a string"))
     for key, ok, want in checks:
         if key in rec and not ok(rec[key]):
             raise ValueError(f"{key} is {json.dumps(rec[key])[:60]}, not {want}")
@@ -114,7 +117,8 @@ def _short(exc: BaseException) -> str:
 
 def repair_and_read(path: Path, errors: list | None = None,
                     key: Callable[[dict[str, Any]], Any] = lambda rec: result_key(rec["input_path"],
-                                                                                  rec["page_index"])) -> set:
+                                                                                  rec["page_index"]),
+                    models: set | None = None) -> set:
     """Check every complete line, cut a torn last line (a kill mid-write) and return the ``key`` of each complete
     line (a key of None: a line with no identity, left out); the keys of lines that record a failed input are
     appended to ``errors`` when given. A file that is not an edgerec results file is refused (EdgeRecError
@@ -122,6 +126,8 @@ def repair_and_read(path: Path, errors: list | None = None,
     done: set = set()
 
     def each(rec: dict[str, Any]) -> None:
+        if models is not None and rec.get("model"):
+            models.add(rec["model"])
         k = key(rec)
         if k is None:
             return
@@ -182,6 +188,7 @@ class JsonlSink:
         self.path = Path(path)
         self.chunk, self.max_delay_s = max(1, chunk), max_delay_s
         self.done: set = set()  # the key (``key``, default result_key) of each line already there
+        self.models: set[str] = set()  # with ``resume``: the ``model`` values of the lines already there
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -202,7 +209,8 @@ class JsonlSink:
         _lock(self._fh, self.path)  # a second run on the same file would write every remaining input twice
         try:
             if existed and resume:  # checked before anything is cut; refused: untouched
-                self.done = repair_and_read(self.path, errors, **({"key": key} if key is not None else {}))
+                self.done = repair_and_read(self.path, errors, **({"key": key} if key is not None else {}),
+                                            models=self.models)
             elif existed:
                 self._fh.truncate(0)  # --overwrite, asked for
             self._fh.seek(0, os.SEEK_END)  # where the file now ends: a failed chunk write is cut back to here

@@ -15,8 +15,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from edgerec.errors import EdgeRecError
 from edgerec.io.images import INPUT_SUFFIXES
 from edgerec.io.walk import walk_files
+from edgerec.runtime.preprocess import MIN_W
 from edgerec.sinks.jsonl import JsonlSink
 
 CHUNK_ENV = "EDGEREC_JSONL_CHUNK"  # lines per fsynced chunk (default 64): a kill loses at most one chunk
@@ -86,6 +88,17 @@ def count_inputs(inputs: Sequence[str], stop: threading.Event) -> int | None:
     return n
 
 
+def reader_of(model) -> str:
+    """What reads the lines, as a results line records it: the model's name and precision, and the width options
+    that change texts where they are not PaddleX's."""
+    text = f"{model.model_name} {model.precision}"
+    predictor = getattr(model, "predictor", None)
+    min_width = getattr(predictor, "min_width", MIN_W)
+    bucket = getattr(predictor, "width_bucket", None)
+    return text + (f" min_width={min_width}" if min_width != MIN_W else "") + (
+        f" width_bucket={bucket}" if bucket else "")
+
+
 def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool = False, overwrite: bool = False,
                      batch_size: int | None = None, workers: int = 2, progress: bool = True,
                      on_error: Callable[[str], None] | None = None) -> StreamSummary:
@@ -100,6 +113,12 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
         # folder matches too (lines without it, from older versions, against the current folder). Results without
         # a path (arrays) have no identity to match: they are never "done".
         done = sink.done
+        identity = reader_of(model)
+        others = sorted(m for m in sink.models if m != identity)
+        if others:  # the file could not say which line which model read
+            raise EdgeRecError(f"--output {output}: its lines were read by {', '.join(others)}; this run reads "
+                               f"with {identity}: resume with the same --model, --precision, --min-width and "
+                               "--width-bucket, or give another --output")
         here = _cwd()
         skipped = 0
 
@@ -129,7 +148,7 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
                     continue
                 sink.add({"input_path": res["input_path"], "page_index": res["page_index"],
                           "rec_text": res["rec_text"], "rec_score": float(res["rec_score"]), "error": res.error,
-                          "cwd": here if _relative(res["input_path"]) else None})
+                          "cwd": here if _relative(res["input_path"]) else None, "model": identity})
                 if res.error:
                     errors += 1
                     if on_error is not None:

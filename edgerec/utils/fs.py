@@ -56,10 +56,18 @@ def stage_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file beside it and a rename: never half a file. An error
+    names ``path`` (not the temporary file)."""
     path = Path(path)
     tmp = stage_bytes(path, data)
     try:
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.errno is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
