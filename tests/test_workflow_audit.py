@@ -502,3 +502,25 @@ def test_an_ir_with_corrupt_metadata_is_one_model_error(tmp_path, edgerec_home, 
     (tmp_path / "model.xml").write_text(xml, "utf-8")
     with pytest.raises(ModelError, match=match):
         read_info(tmp_path / "model.xml")
+
+
+def test_a_utf16_list_file_is_one_problem_not_one_per_line(tmp_path):
+    from edgerec.data.dataset import parse_list_file
+
+    ds = _dataset(tmp_path / "ds", {})
+    (ds / "val.txt").write_bytes("".join(f"{r}\n" for r in ROWS).encode("utf-16"))
+    lines, problems = parse_list_file(ds, "val.txt")
+    assert lines == [] and [(p.kind, p.line, p.message) for p in problems] == [
+        ("not_utf8", None, "the file is UTF-16: save it as UTF-8")]
+
+
+def test_export_output_keeps_a_users_own_model_xml(tmp_path, edgerec_home):
+    from edgerec.errors import ExportError
+    from edgerec.zoo.resolve import export_model
+
+    out = tmp_path / "ir"
+    out.mkdir()
+    (out / "model.xml").write_text("<?xml version='1.0'?><net name='mine'/>", "utf-8")
+    with pytest.raises(ExportError, match="an IR edgerec did not export"):
+        export_model(V4, None, output=out)
+    assert (out / "model.xml").read_text("utf-8") == "<?xml version='1.0'?><net name='mine'/>"

@@ -136,6 +136,8 @@ def parse_list_file(folder: Path, name: str) -> tuple[list[LabelledLine], list[P
         data = (folder / name).read_bytes()
     except OSError as exc:
         return [], [Problem("list_file", name, None, f"cannot read ({exc.strerror or exc})")]
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # one problem, not one per line
+        return [], [Problem("not_utf8", name, None, "the file is UTF-16: save it as UTF-8")]
     for no, raw in enumerate(raw_lines(data), 1):
         try:
             line = raw.decode("utf-8")

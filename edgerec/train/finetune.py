@@ -90,8 +90,9 @@ def _check_inputs(cfg: TrainConfig) -> None:
         try:
             lines, _ = read_lines(cfg.dataset, split)
         except EdgeRecError as exc:
-            raise TrainError(f"{exc} (a PaddleX MSTextRecDataset needs train.txt and val.txt; "
-                             "`edgerec check-dataset DIR --split ...` makes them)") from None
+            hint = (" (a PaddleX MSTextRecDataset needs train.txt and val.txt; `edgerec check-dataset DIR --split "
+                    "...` makes them)") if "no train.txt" in str(exc) or "no val.txt" in str(exc) else ""
+            raise TrainError(f"{exc}{hint}") from None
         if not lines:
             raise TrainError(f"dataset {cfg.dataset}: no labelled line in its {split} list, nothing to "
                              + ("train on" if split == "train" else "validate on"))
@@ -206,6 +207,8 @@ def _run(cfg, torch, device, out: Path, logf: TrainLog, state: _State, result: d
         raise TrainError(f"dataset {cfg.dataset}: no readable validation line in {val_rep.list_file}")
     # written once the run can start: a run refused on its data leaves an earlier run's config.yaml as it was
     write_config(cfg, base.origin, out)
+    if cfg.overwrite and (out / LATEST).is_dir():  # an earlier run's last model must not sit beside this run's best
+        shutil.rmtree(out / LATEST)
     batches = TrainBatches(train, cfg.batch_size, input_height=base.input_height, max_width=cfg.max_width,
                            seed=cfg.seed, augment=Augment() if cfg.augment else None)
 

@@ -277,6 +277,20 @@ def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None
     return out_dir / IR_NAME
 
 
+def check_earlier_ir(xml: Path) -> None:
+    """A model.xml already there must be an earlier edgerec export (its rt_info): a user's own IR of that name is
+    not replaced."""
+    if not xml.is_file():
+        return
+    try:
+        head = xml.read_bytes()
+    except OSError:
+        return  # the export's own write reports what is wrong with the folder
+    if f"<{RT_KEY}>".encode() not in head and b"<charset value=" not in head:
+        raise ExportError(f"{xml}: an IR edgerec did not export (no edgerec rt_info); export into a new or empty "
+                          "folder, or move it")
+
+
 def check_space(src: ModelSource, out_dir: Path) -> int:
     """Refuse before writing when ``out_dir``'s disk has less free space than the export needs (returned, bytes).
 

@@ -21,7 +21,16 @@ from pathlib import Path
 from edgerec.errors import EdgeRecError, ModelError, ModelNotFoundError, OtherPrecisionError
 from edgerec.zoo import home as homes
 from edgerec.zoo.cards import ModelCard, get_card
-from edgerec.zoo.export import IR_NAME, ExportSpec, ModelInfo, check_card, export, read_info, verify_source_files
+from edgerec.zoo.export import (
+    IR_NAME,
+    ExportSpec,
+    ModelInfo,
+    check_card,
+    check_earlier_ir,
+    export,
+    read_info,
+    verify_source_files,
+)
 from edgerec.zoo.fetch import ModelSource, _name_from_yml, cached_source, fetch, open_local
 
 log = logging.getLogger(__name__)
@@ -300,8 +309,9 @@ def export_model(model_name: str | None, model_dir: str | Path | None, precision
                                  "source")
             source = paddle[0]
         src = fetch(card.name, source=source)
-    if output is not None:
+    if output is not None:  # a user's folder: a model.xml there must be an earlier export
         out = Path(output)
+        check_earlier_ir(out / IR_NAME)
     elif model_dir is None:
         out = homes.ir_dir(card.name, precision)  # type: ignore[union-attr]
     else:
