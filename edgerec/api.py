@@ -14,7 +14,7 @@ from edgerec.engines import registry
 from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
 from edgerec.errors import InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
-from edgerec.results import TextRecResult, array_name
+from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
 from edgerec.runtime.preprocess import MIN_W, bucket_count, check_min_width, check_width_bucket
 from edgerec.utils import cpu
@@ -172,15 +172,14 @@ class TextRecognizer:
         good = [it for it in items if it.error is None]
         texts = iter(self.predictor.recognize([it.image for it in good], batch_size, word_box)) if good else iter(())
         for it in items:
-            name = None if it.input_path is not None else array_name()
             if it.error is not None:
                 if on_error == "raise":
                     raise it.error
                 bad_input_log.warning("%s", it.error)  # one line per bad input; the result carries it too
-                yield TextRecResult(it.input_path, it.page_index, "", 0.0, name=name, error=str(it.error))
+                yield TextRecResult(it.input_path, it.page_index, "", 0.0, error=str(it.error))
                 continue
             text, score, *box = next(texts)
-            yield TextRecResult(it.input_path, it.page_index, text, score, name=name,
+            yield TextRecResult(it.input_path, it.page_index, text, score,
                                 input_img=it.image if keep_image else None,
                                 word_box=(word_box_of(it.image, box[0] if box else None,
                                                       self.predictor.max_wh_ratio(it.image)) or [])

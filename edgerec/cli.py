@@ -36,13 +36,16 @@ for command in (predict, camera, models, export_cmd, quantize, calibrate, report
 def run() -> None:
     """The ``edgerec`` console script: ``main``, then a Ctrl-C during the interpreter's shutdown is ignored, and a
     call given up on that still blocks in OpenCV (a stalled pipe or stream) does not abort the exit."""
+    exited: list = []
     try:
         main()
     except SystemExit as exc:
-        exit_if_stuck(exc.code)
+        exited.append(exc.code)
         raise
     finally:
-        ignore_late_interrupts()
+        ignore_late_interrupts()  # first: a second Ctrl-C during exit_if_stuck's wait leaves quietly
+        if exited:
+            exit_if_stuck(exited[0])
 
 
 if __name__ == "__main__":

@@ -41,24 +41,36 @@ _BLANK_SIZE = (320, 48)  # the canvas under the label of a result without an ima
 # PaddleX draws the label at 6 % of the image's width, smaller until it fits; capped here, so that a 100,000-pixel
 # line does not get a 6,000-pixel font (PaddleX's would be a canvas of gigabytes)
 _FONT_SHARE, _MAX_FONT = 0.06, 256
-_names_used: set[str] = set()  # the names given to arrays in this process: PaddleX's form, never twice
+_names = {"second": -1, "used": set()}  # this second's names: a name of an earlier second cannot come again
 _names_lock = threading.Lock()
 
 
 def array_name() -> str:
     """A file stem for an input without a path, in PaddleX's form ``<unix time>_<1000-9999>``; never one this
-    process gave before (PaddleX's may repeat within a second, and saves then overwrite each other)."""
+    process gave before (PaddleX's may repeat within a second, and saves then overwrite each other). Made when a
+    result is first saved; past 9,000 in one second, ``_<n>`` is added."""
     with _names_lock:
-        while True:
-            name = f"{int(time.time())}_{random.randint(1000, 9999)}"
-            if name not in _names_used:
-                _names_used.add(name)
-                return name
+        second = int(time.time())
+        if second != _names["second"]:
+            _names["second"], _names["used"] = second, set()
+        used = _names["used"]
+        for _ in range(20):
+            name = f"{second}_{random.randint(1000, 9999)}"
+            if name not in used:
+                break
+        else:
+            name = f"{second}_{random.randint(1000, 9999)}_{len(used)}"
+        used.add(name)
+        return name
 
 
 def is_image_path(path: str | Path) -> bool:
-    """Whether ``path`` names an image file by its suffix, as PaddleX decides it (``mimetypes``: ``image/*``)."""
-    mime, _ = mimetypes.guess_type(os.fspath(path))
+    """Whether ``path`` names an image file by its suffix, as PaddleX decides it (``mimetypes``: ``image/*``); the
+    suffixes this writes count whatever the system's MIME table holds (Python's own has no .webp)."""
+    text = os.fspath(path)
+    if os.path.splitext(text)[1].lower() in IMAGE_SUFFIXES:
+        return True
+    mime, _ = mimetypes.guess_type(text)
     return mime is not None and mime.startswith("image/")
 
 
@@ -271,6 +283,8 @@ class TextRecResult(dict):
             else:
                 stem = Path(path).stem
         if not stem:
+            if not self.name and not path:  # an array, PIL image or bytes: PaddleX's <time>_<rand>, once per result
+                self.name = array_name()
             stem = str(self.name) if self.name else "res"
         # a file name holds 255 bytes and no NUL: long URLs and odd paths still give a name that can be written
         raw = os.fsencode(stem.replace("\0", "_"))
@@ -296,7 +310,7 @@ class TextRecResult(dict):
             return ".png"
         path = str(path)
         suffix = PurePosixPath(urlsplit(path).path).suffix if _is_url(path) else Path(path).suffix
-        return suffix if suffix.lower() in IMAGE_SUFFIXES and is_image_path(f"x{suffix}") else ".png"
+        return suffix if suffix.lower() in IMAGE_SUFFIXES else ".png"
 
     def json_bytes(self, indent: int = 4, ensure_ascii: bool = False) -> bytes:
         """What ``save_to_json`` writes."""

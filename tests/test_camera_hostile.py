@@ -247,3 +247,26 @@ def test_a_video_file_served_over_http_is_read_once_to_its_end(small_video):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+def test_stderr_is_restored_after_overlapping_silenced_opens():
+    """Two readers opening files in two threads: fd 2 comes back whatever the order their opens end in."""
+    before = os.fstat(2)
+    entered, release = threading.Barrier(2), threading.Event()
+
+    def open_one(hold: float) -> None:
+        with cam._stderr_silenced():
+            entered.wait(10)
+            release.wait(10)
+            time.sleep(hold)
+
+    threads = [threading.Thread(target=open_one, args=(h,)) for h in (0.0, 0.2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    assert os.fstat(2).st_ino != before.st_ino  # silenced while both are open
+    release.set()
+    for t in threads:
+        t.join(10)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -616,3 +616,126 @@ def test_with_resume_an_empty_folder_is_still_an_error(tmp_path):
     _write(tmp_path / "done" / "a.png", _pattern())
     items = list(iter_inputs([str(tmp_path / "empty"), str(tmp_path / "done")], skip=lambda p: True))
     assert [str(it.error) for it in items] == [f"{tmp_path / 'empty'}: folder contains no images"]
+
+
+# ---------------------------------------------------------------------- the PDF helper process, from a review
+
+
+def test_the_pdf_helper_reads_a_relative_path_against_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "doc.pdf").write_bytes(_pdf_bytes(1))
+    (tmp_path / "b" / "doc.pdf").write_bytes(_pdf_bytes(3))
+    monkeypatch.chdir(tmp_path / "a")
+    assert len(_items(["doc.pdf"])) == 1
+    monkeypatch.chdir(tmp_path / "b")  # the helper started in a/: it must not read a/doc.pdf again
+    assert len(_items(["doc.pdf"])) == 3
+
+
+def test_a_pdf_error_does_not_hold_the_renderer_while_its_consumer_waits(tmp_path):
+    import threading
+
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"%PDF-1.4\nnot really")
+    good = tmp_path / "good.pdf"
+    good.write_bytes(_pdf_bytes(1))
+    paused = iter_inputs([str(bad)])
+    assert next(paused).error is not None  # this consumer now waits, holding its generator open
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(_items([good])))
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive() and len(got) == 1 and got[0].error is None
+    paused.close()
+
+
+def test_the_pdf_helper_goes_with_its_parent(tmp_path):
+    """A parent killed in the middle of a page must not leave the helper rendering for minutes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import edgerec.io.pdf as pdf
+
+    if not pdf._use_helper() or not os.path.isdir("/proc"):
+        pytest.skip("no helper process, or no /proc to watch it in")
+    slow = tmp_path / "tiles.pdf"
+    slow.write_bytes(_tiling_pdf(0.02))
+    code = "\n".join([
+        "import threading, time",
+        "import edgerec.io.pdf as pdf",
+        "from edgerec.io.inputs import iter_inputs",
+        f"threading.Thread(target=lambda: list(iter_inputs([{str(slow)!r}])), daemon=True).start()",
+        "while pdf._RENDERER.proc is None: time.sleep(0.05)",
+        "print(pdf._RENDERER.proc.pid, flush=True)",
+        "time.sleep(120)"])
+
+    def gone(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(") ", 1)[1][0] in "ZX"  # dead, waiting to be reaped by init
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(parent.stdout.readline())
+        time.sleep(1)  # rendering now
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while not gone(helper) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert gone(helper), "the PDF helper kept rendering after its parent was killed"
+    finally:
+        parent.kill()
+
+
+def test_pdfs_render_in_this_process_where_no_helper_can_start(tmp_path, monkeypatch):
+    import sys
+
+    import edgerec.io.pdf as pdf
+
+    monkeypatch.setattr(pdf, "_helper_failed", False)
+    monkeypatch.setattr(pdf, "_RENDERER", pdf._Renderer())
+    monkeypatch.setattr(sys, "executable", "/bin/true")  # starts, but is no Python: it never answers hello
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(_pdf_bytes(2))
+    items = _items([path])
+    assert [(it.page_index, it.error) for it in items] == [(0, None), (1, None)]
+    assert pdf._helper_failed
+
+
+def test_a_helper_that_died_between_pages_is_restarted_for_the_next(tmp_path):
+    import edgerec.io.pdf as pdf
+
+    if not pdf._use_helper():
+        pytest.skip("no helper process on this platform")
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(_pdf_bytes(3))
+    items = iter_inputs([str(path)])
+    first = next(items)
+    pdf._RENDERER.proc.kill()  # as the OOM killer would
+    pdf._RENDERER.proc.wait(5)
+    rest = list(items)
+    assert first.error is None and [(it.page_index, it.error) for it in rest] == [(1, None), (2, None)]
+
+
+def test_many_open_files_do_not_stop_pdfs(tmp_path):
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the open-file limit here is {soft}")
+    held = [open(os.devnull) for _ in range(1100)]  # the helper's pipe gets a descriptor above 1024
+    try:
+        path = tmp_path / "doc.pdf"
+        path.write_bytes(_pdf_bytes(1))
+        import edgerec.io.pdf as pdf
+
+        pdf._RENDERER.kill()  # a new helper, started now
+        assert [it.error for it in _items([path])] == [None]
+    finally:
+        for f in held:
+            f.close()

@@ -320,3 +320,12 @@ def test_visualisation_has_paddlexs_layout(v4, line_png):
     while load_font(size).getbbox(label)[2] > w:
         size -= 1
     assert img.size == (w, h + int(load_font(size).getbbox(label)[3] * 1.2))
+
+
+def test_the_suffixes_edgerec_writes_name_files_whatever_the_mime_table(monkeypatch):
+    import mimetypes
+
+    from edgerec.results import is_image_path
+
+    monkeypatch.setattr(mimetypes, "guess_type", lambda *a, **k: (None, None))  # a slim container's table
+    assert is_image_path("x.webp") and is_image_path("x.GIF") and not is_image_path("out")

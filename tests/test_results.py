@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -223,7 +224,9 @@ def test_save_naming_pdf_url_array(tmp_path):
     url = "https://example.com/imgs/line_01.jpg?x=1"
     assert _res(input_path=url).save_to_json(tmp_path).name == "line_01_res.json"
     assert _res(input_path=None, name="ndarray_3").save_to_json(tmp_path).name == "ndarray_3_res.json"
-    assert _res(input_path=None).save_to_json(tmp_path).name == "res_res.json"
+    nameless = _res(input_path=None)  # an array: PaddleX's <unix time>_<1000-9999>, the same for each of its saves
+    first = nameless.save_to_json(tmp_path).name
+    assert re.fullmatch(r"\d{10}_\d{4}_res\.json", first) and nameless.save_to_json(tmp_path).name == first
 
 
 def test_save_to_img(tmp_path, crop):

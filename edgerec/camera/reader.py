@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -125,25 +126,38 @@ def _open_capture(source: str | int) -> Any:
         return cv2.VideoCapture(source)
 
 
+_silence_lock = threading.Lock()
+_silence = {"depth": 0, "saved": None}  # readers opening files in several threads: the first saves, the last restores
+
+
 @contextlib.contextmanager
 def _stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 pointed at /dev/null for the block: OpenCV's own AVI parser prints what it found in a
-    damaged file ("Unexpected element ... Got: <bytes of the file>") straight to stderr, past its log level."""
+    """File descriptor 2 pointed at /dev/null for the block (a file's open, milliseconds): OpenCV's own AVI parser
+    prints what it found in a damaged file ("Unexpected element ... Got: <bytes of the file>") straight to stderr,
+    past its log level. Nested and concurrent blocks share one redirection."""
+    with _silence_lock:
+        if _silence["depth"] == 0:
+            try:
+                saved = os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(null, 2)
+                finally:
+                    os.close(null)
+                _silence["saved"] = saved
+            except OSError:  # no stderr to silence
+                _silence["saved"] = None
+        _silence["depth"] += 1
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to silence
-        yield
-        return
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, 2)
-        finally:
-            os.close(null)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _silence_lock:
+            _silence["depth"] -= 1
+            saved = _silence["saved"]
+            if _silence["depth"] == 0 and saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+                _silence["saved"] = None
 
 
 def _read(cap: Any, decode: bool) -> tuple[bool, np.ndarray | None, BaseException | None]:

@@ -116,7 +116,7 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
                 failures += 1
                 tqdm.write(f"edgerec: error: {plain(res.error)}", file=sys.stderr)
                 continue
-            where = res["input_path"] if res["input_path"] is not None else res.name
+            where = res["input_path"] if res["input_path"] is not None else res._stem()
             if as_json:
                 emit(_json_line(res.json["res"]))
             else:

@@ -330,17 +330,18 @@ def _split_locked(folder: Path, train_percent: int, val_percent: int, seed: int)
         raise InputError(folder, "nothing to split: no train.txt or val.txt")
     for split, data in originals.items():  # a line the reader refuses would be shuffled into both new files
         for no, ln in enumerate(raw_lines(data), 1):
-            if not ln.strip():
-                continue
             try:
-                tabs = ln.decode("utf-8").count("\t")
+                text = ln.decode("utf-8")
             except UnicodeDecodeError:
                 raise InputError(f"{folder / split}.txt:{no}", "not UTF-8 (save the list file as UTF-8); --split "
                                                                "changed nothing") from None
+            if not text.strip():  # blank (Unicode spaces too): skipped by the reader
+                continue
+            tabs = text.count("\t")
             if tabs != 1:
                 raise InputError(f"{folder / split}.txt:{no}", f"expected 'path<TAB>label', found {tabs} tabs; "
                                                                "--split changed nothing")
-    pool = sorted(ln for data in originals.values() for ln in raw_lines(data) if ln.strip())
+    pool = sorted(ln for data in originals.values() for ln in raw_lines(data) if ln.decode("utf-8").strip())
     if not pool:
         raise InputError(folder, "nothing to split: train.txt and val.txt have no lines")
     random.Random(seed).shuffle(pool)

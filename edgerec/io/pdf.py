@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import os
+import pickle
 import select
 import subprocess
 import sys
@@ -62,18 +63,29 @@ class _Renderer:
         self.generation = 0
         self.ids = itertools.count()
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def _start(self) -> subprocess.Popen:
-        if self.proc is None or self.proc.poll() is not None:
+        if not self.alive():
+            self.kill()
             worker = Path(pdf_worker.__file__)
             # -c, not the file: the file's folder would come first on sys.path; '' (the working folder) is dropped
             code = ("import runpy, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
                     f"runpy.run_path({str(worker)!r}, run_name='__main__')")
             try:
+                if getattr(sys, "frozen", False) or not sys.executable:
+                    raise OSError("no Python interpreter to run it with (a frozen or embedded application)")
                 self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
-            except (OSError, ValueError) as exc:
+                self.generation += 1
+                # it answers before it is used: an interpreter that cannot run it (no pypdfium2 there, not Python)
+                # is found here, not taken for a PDF that crashed pdfium
+                if self._exchange(self.proc, ("hello", -1), OPEN_TIMEOUT_S) != ("ok", 0):
+                    raise OSError("it did not answer as expected")
+            except (OSError, ValueError, TypeError, _HelperDied, _RenderTimeout) as exc:
+                self.kill()
                 raise _HelperCannotStart(str(exc) or type(exc).__name__) from None
-            self.generation += 1
         return self.proc
 
     def kill(self) -> None:
@@ -92,19 +104,24 @@ class _Renderer:
         _HelperDied when it ended meanwhile, _HelperCannotStart when none can be started."""
         proc = self._start()
         try:
-            proc.stdin.write(pdf_worker.encode(request))
-            proc.stdin.flush()
-            return self._read(proc, time.monotonic() + timeout_s)
-        except OSError as exc:  # a broken pipe: it ended
-            self.kill()
-            raise _HelperDied(str(exc)) from None
-        except BaseException:  # a timeout, Ctrl-C: its state is unknown, so it goes
+            return self._exchange(proc, request, timeout_s)
+        except BaseException:  # a timeout, a dead helper, Ctrl-C: its state is unknown, so it goes
             self.kill()
             raise
+
+    def _exchange(self, proc: subprocess.Popen, request: tuple, timeout_s: float):
+        try:
+            proc.stdin.write(pdf_worker.encode(request))
+            proc.stdin.flush()
+        except OSError as exc:  # a broken pipe: it ended
+            raise _HelperDied(str(exc)) from None
+        return self._read(proc, time.monotonic() + timeout_s)
 
     @staticmethod
     def _read(proc: subprocess.Popen, deadline: float):
         fd = proc.stdout.fileno()
+        poller = select.poll()  # not select(): descriptors above 1024 (a busy server) are fine
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         buf = bytearray()
         need = pdf_worker.HEADER.size
         size = None
@@ -112,8 +129,7 @@ class _Renderer:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _RenderTimeout()
-            ready, _, _ = select.select([fd], [], [], min(0.1, left))  # short steps: Ctrl-C is taken here
-            if not ready:
+            if not poller.poll(int(min(0.1, left) * 1000) + 1):  # short steps: Ctrl-C is taken here
                 continue
             chunk = os.read(fd, max(need - len(buf), 1 << 16))
             if not chunk:
@@ -122,10 +138,7 @@ class _Renderer:
             if size is None and len(buf) >= pdf_worker.HEADER.size:
                 (size,) = pdf_worker.HEADER.unpack_from(buf)
                 need = pdf_worker.HEADER.size + size
-        import pickle
-
         return pickle.loads(bytes(buf[pdf_worker.HEADER.size:need]))
-
 
     def stop(self) -> None:
         """At exit: end of input tells an idle helper to leave; a busy one is killed."""
@@ -144,7 +157,7 @@ _helper_failed = False  # the helper could not run here: render in this process 
 
 
 def _use_helper() -> bool:
-    return os.name == "posix" and not _helper_failed
+    return os.name == "posix" and hasattr(select, "poll") and not _helper_failed
 
 
 def _helper_unusable(exc: BaseException) -> None:
@@ -197,10 +210,12 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
     scale = float(dpi) / 72.0
     doc_id = next(_RENDERER.ids)
     opened_in = None  # the helper generation the document is open in
+    if isinstance(doc_input, str):  # the helper keeps the folder it started in: never a relative path
+        doc_input = os.path.abspath(doc_input)
 
     def ensure_open() -> int:
         nonlocal opened_in
-        if opened_in != _RENDERER.generation or _RENDERER.proc is None:
+        if opened_in != _RENDERER.generation or not _RENDERER.alive():
             reply = _RENDERER.call(("open", doc_id, doc_input), OPEN_TIMEOUT_S)
             if reply[0] != "ok":
                 raise _OpenFailed(reply[1])
@@ -209,19 +224,19 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
         return -1
 
     try:
-        with _PDFIUM_LOCK:
+        failed: InputError | None = None
+        with _PDFIUM_LOCK:  # nothing is yielded while it is held: a consumer that stops must not keep it
             try:
                 n_pages = ensure_open()
             except _RenderTimeout:
-                yield None, None, InputError(source, f"not a readable PDF: opening it took more than "
-                                                     f"{OPEN_TIMEOUT_S:g} s")
-                return
+                failed = InputError(source, f"not a readable PDF: opening it took more than {OPEN_TIMEOUT_S:g} s")
             except _OpenFailed as exc:
-                yield None, None, _open_error(source, str(exc))
-                return
+                failed = _open_error(source, str(exc))
             except _HelperDied:
-                yield None, None, InputError(source, "not a readable PDF: pdfium crashed reading it")
-                return
+                failed = InputError(source, "not a readable PDF: pdfium crashed reading it")
+        if failed is not None:
+            yield None, None, failed
+            return
         if n_pages == 0:
             yield None, None, InputError(source, "PDF has no pages")
             return
@@ -246,6 +261,9 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
                                                  "edgerec.io.pdf.RENDER_TIMEOUT_S)")
             except _HelperDied:
                 yield i, None, InputError(where, "cannot render PDF page (pdfium crashed on it)")
+            except _HelperCannotStart as exc:  # it was killed (a page that timed out) and cannot come back
+                yield i, None, InputError(where, f"cannot render PDF page (the render helper cannot restart: "
+                                                 f"{exc})")
             except _OpenFailed as exc:  # reopening after a restart failed: the rest of the document is lost
                 yield i, None, _open_error(source, str(exc))
                 return
@@ -255,7 +273,7 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
             yield limit, None, InputError(source, f"PDF has {n_pages} pages; only the first {limit} are read "
                                                   f"(edgerec.io.pdf.MAX_PDF_PAGES)")
     finally:
-        if opened_in is not None and opened_in == _RENDERER.generation and _RENDERER.proc is not None:
+        if opened_in is not None and opened_in == _RENDERER.generation and _RENDERER.alive():
             with _PDFIUM_LOCK, contextlib.suppress(Exception):
                 _RENDERER.call(("close", doc_id), OPEN_TIMEOUT_S)
 

@@ -4,8 +4,9 @@ Ctrl-C. :mod:`edgerec.io.pdf` runs this file as a script (the child loads numpy 
 imports it for the message framing.
 
 Protocol, both ways: an 8-byte little-endian length, then a pickled tuple.
-Requests: ``("open", doc_id, path_or_bytes)``, ``("render", doc_id, page, scale, max_pixels)``,
-``("close", doc_id)``. Replies: ``("ok", value)``, ``("page", mode, shape, bytes)``,
+Requests: ``("hello", -1)``, ``("open", doc_id, path_or_bytes)``, ``("render", doc_id, page, scale,
+max_pixels)``, ``("close", doc_id)``. The helper leaves when its input ends, or when its parent is gone (even in
+the middle of a page). Replies: ``("ok", value)``, ``("page", mode, shape, bytes)``,
 ``("too_large", width_px, height_px)``, ``("err", message)``.
 """
 
@@ -39,9 +40,35 @@ def _reason(exc: BaseException) -> str:
     return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
+def _leave_with_parent() -> None:
+    """End this process when the parent does, even while pdfium renders (its calls release the GIL)."""
+    import os
+    import threading
+    import time
+
+    try:  # Linux: the kernel sends SIGKILL when the parent dies
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the watchdog below does it
+        pass
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def serve(stdin, stdout) -> None:
     import numpy as np
     import pypdfium2 as pdfium
+
+    _leave_with_parent()
 
     docs: dict[int, object] = {}
     while True:
@@ -50,7 +77,9 @@ def serve(stdin, stdout) -> None:
             return
         kind, doc_id = request[0], request[1]
         try:
-            if kind == "open":
+            if kind == "hello":
+                reply = ("ok", 0)
+            elif kind == "open":
                 doc = pdfium.PdfDocument(request[2])
                 docs[doc_id] = doc
                 reply = ("ok", len(doc))

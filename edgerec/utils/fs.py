@@ -59,7 +59,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file beside it and a rename: never half a file. An error
     names ``path`` (not the temporary file)."""
     path = Path(path)
-    tmp = stage_bytes(path, data)
+    try:
+        tmp = stage_bytes(path, data)
+    except OSError as exc:  # the folder: read-only, full, missing; named by the target, not the temporary file
+        if exc.errno is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         os.replace(tmp, path)
     except OSError as exc:

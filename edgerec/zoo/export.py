@@ -286,7 +286,7 @@ def check_earlier_ir(xml: Path) -> None:
         head = xml.read_bytes()
     except OSError:
         return  # the export's own write reports what is wrong with the folder
-    if f"<{RT_KEY}>".encode() not in head and b"<charset value=" not in head:
+    if f"<{RT_KEY}>".encode() not in head or b"<charset value=" not in head:  # model_info alone: Model API's
         raise ExportError(f"{xml}: an IR edgerec did not export (no edgerec rt_info); export into a new or empty "
                           "folder, or move it")
 
