@@ -12,9 +12,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import json
 import logging
 import os
-import pickle
 import select
 import subprocess
 import sys
@@ -81,7 +81,7 @@ class _Renderer:
                 self.generation += 1
                 # it answers before it is used: an interpreter that cannot run it (no pypdfium2 there, not Python)
                 # is found here, not taken for a PDF that crashed pdfium
-                if self._exchange(self.proc, ("hello", -1), OPEN_TIMEOUT_S) != ("ok", 0):
+                if self._exchange(self.proc, ["hello"], OPEN_TIMEOUT_S)[0] != ["ok", 0]:
                     raise OSError("it did not answer as expected")
             except (OSError, ValueError, TypeError, _HelperDied, _RenderTimeout) as exc:
                 self.kill()
@@ -99,46 +99,56 @@ class _Renderer:
                 with contextlib.suppress(Exception):
                     stream.close()
 
-    def call(self, request: tuple, timeout_s: float):
-        """Send ``request``, return the reply; _RenderTimeout (the process killed) after ``timeout_s``,
-        _HelperDied when it ended meanwhile, _HelperCannotStart when none can be started."""
+    def call(self, request: list, timeout_s: float, payload: bytes = b"") -> tuple[list, bytes]:
+        """Send ``request``, return the reply (its list, its payload); _RenderTimeout (the process killed) after
+        ``timeout_s``, _HelperDied when it ended meanwhile, _HelperCannotStart when none can be started."""
         proc = self._start()
         try:
-            return self._exchange(proc, request, timeout_s)
+            return self._exchange(proc, request, timeout_s, payload)
         except BaseException:  # a timeout, a dead helper, Ctrl-C: its state is unknown, so it goes
             self.kill()
             raise
 
-    def _exchange(self, proc: subprocess.Popen, request: tuple, timeout_s: float):
+    def _exchange(self, proc: subprocess.Popen, request: list, timeout_s: float, payload: bytes = b""
+                  ) -> tuple[list, bytes]:
         try:
-            proc.stdin.write(pdf_worker.encode(request))
+            proc.stdin.write(pdf_worker.encode(request, payload))
             proc.stdin.flush()
         except OSError as exc:  # a broken pipe: it ended
             raise _HelperDied(str(exc)) from None
         return self._read(proc, time.monotonic() + timeout_s)
 
     @staticmethod
-    def _read(proc: subprocess.Popen, deadline: float):
+    def _read(proc: subprocess.Popen, deadline: float) -> tuple[list, bytes]:
+        """One reply: (the JSON list, the payload), read in short steps until ``deadline``."""
         fd = proc.stdout.fileno()
         poller = select.poll()  # not select(): descriptors above 1024 (a busy server) are fine
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         buf = bytearray()
-        need = pdf_worker.HEADER.size
-        size = None
-        while len(buf) < need:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _RenderTimeout()
-            if not poller.poll(int(min(0.1, left) * 1000) + 1):  # short steps: Ctrl-C is taken here
-                continue
-            chunk = os.read(fd, max(need - len(buf), 1 << 16))
-            if not chunk:
-                raise _HelperDied("it ended")
-            buf += chunk
-            if size is None and len(buf) >= pdf_worker.HEADER.size:
-                (size,) = pdf_worker.HEADER.unpack_from(buf)
-                need = pdf_worker.HEADER.size + size
-        return pickle.loads(bytes(buf[pdf_worker.HEADER.size:need]))
+
+        def exactly(n: int) -> bytes:
+            while len(buf) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _RenderTimeout()
+                if not poller.poll(int(min(0.1, left) * 1000) + 1):  # short steps: Ctrl-C is taken here
+                    continue
+                chunk = os.read(fd, max(n - len(buf), 1 << 16))
+                if not chunk:
+                    raise _HelperDied("it ended")
+                buf.extend(chunk)
+            data = bytes(buf[:n])
+            del buf[:n]
+            return data
+
+        parts = [exactly(pdf_worker.HEADER.unpack(exactly(pdf_worker.HEADER.size))[0]) for _ in range(2)]
+        try:
+            message = json.loads(parts[0])
+        except ValueError:
+            raise _HelperDied("it sent something that is not a reply") from None
+        if not isinstance(message, list) or not message:
+            raise _HelperDied("it sent something that is not a reply")
+        return message, parts[1]
 
     def stop(self) -> None:
         """At exit: end of input tells an idle helper to leave; a busy one is killed."""
@@ -216,7 +226,9 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
     def ensure_open() -> int:
         nonlocal opened_in
         if opened_in != _RENDERER.generation or not _RENDERER.alive():
-            reply = _RENDERER.call(("open", doc_id, doc_input), OPEN_TIMEOUT_S)
+            path = doc_input if isinstance(doc_input, str) else None
+            reply, _ = _RENDERER.call(["open", doc_id, path], OPEN_TIMEOUT_S,
+                                      payload=b"" if path is not None else bytes(doc_input))
             if reply[0] != "ok":
                 raise _OpenFailed(reply[1])
             opened_in = _RENDERER.generation
@@ -246,15 +258,19 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
             try:
                 with _PDFIUM_LOCK:
                     ensure_open()  # again after the helper was restarted (a page that timed out, anyone's)
-                    reply = _RENDERER.call(("render", doc_id, i, scale, _images.MAX_IMAGE_PIXELS),
-                                           RENDER_TIMEOUT_S)
+                    reply, data = _RENDERER.call(["render", doc_id, i, scale, _images.MAX_IMAGE_PIXELS],
+                                                 RENDER_TIMEOUT_S)
                 if reply[0] == "too_large":
                     _check_pixels(reply[1], reply[2], where)  # raises the guard's own error
                     raise InputError(where, "page too large")
                 if reply[0] != "page":
                     raise InputError(where, f"cannot render PDF page ({reply[1]})")
-                _, mode, shape, data = reply
-                arr = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+                try:
+                    _, mode, shape = reply
+                    arr = np.frombuffer(data, dtype=np.uint8).reshape(shape)
+                except (ValueError, TypeError):
+                    raise InputError(where, "cannot render PDF page (the render helper's reply is malformed)") \
+                        from None
                 yield i, _pdf_bitmap_to_bgr(arr, mode, where), None
             except _RenderTimeout:
                 yield i, None, InputError(where, f"rendering took more than {RENDER_TIMEOUT_S:g} s (given up; "
@@ -275,7 +291,7 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
     finally:
         if opened_in is not None and opened_in == _RENDERER.generation and _RENDERER.alive():
             with _PDFIUM_LOCK, contextlib.suppress(Exception):
-                _RENDERER.call(("close", doc_id), OPEN_TIMEOUT_S)
+                _RENDERER.call(["close", doc_id], OPEN_TIMEOUT_S)
 
 
 class _OpenFailed(Exception):
