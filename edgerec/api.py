@@ -16,7 +16,7 @@ from edgerec.errors import InputError, ModelError
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
-from edgerec.runtime.preprocess import MIN_W, bucket_count, check_min_width, check_width_bucket
+from edgerec.runtime.preprocess import MAX_W, MIN_W, MIN_W_FLOOR, bucket_count, check_min_width, check_width_bucket
 from edgerec.utils import cpu
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
@@ -193,7 +193,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                  shape_cache: int | None = None, engine_options: dict | None = None, pp_option=None,
                  hpi_config=None, engine_config: dict | None = None, strict_device: bool = False,
                  min_width: int | None = None, width_bucket: int | None = None, return_word_box: bool = False,
-                 **kwargs) -> TextRecognizer:
+                 input_shape=None, **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -220,6 +220,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     stay prepared (``shape_cache`` then defaults to those widths times the batch sizes, at most 32): faster on
     document lines, most of all in int8, but a few texts change, an opt-in (docs/usage.md).
     ``return_word_box``: PaddleX's, every ``predict`` gives word runs (see TextRecResult).
+    ``input_shape``: PaddleX's ``[3, H, W]``: every line is stretched to H x W (its aspect ratio not kept, no
+    padding), as PaddleX's ``staticResize``; H must be the model's input height (48 for PP-OCR).
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -242,6 +244,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     batch_size = check_batch_size(batch_size)
     min_width = check_min_width(MIN_W if min_width is None else min_width)
     width_bucket = check_width_bucket(width_bucket)
+    static = _check_input_shape(input_shape, width_bucket)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
     if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
@@ -283,8 +286,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
     info = resolved.info or resolved.complete(_probe_classes(eng, resolved.input_height))
+    if static is not None and static[0] != info.input_height:
+        raise ModelError(f"input_shape {list(input_shape)}: the height must be the model's input height, "
+                         f"{info.input_height}")
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width,
-                             width_bucket=width_bucket)
+                             width_bucket=width_bucket, static_width=static[1] if static else None)
     if warmup and not probed:  # a probed engine has run a line already
         predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
     run_precision = "bf16" if precision == "bf16" else info.precision
@@ -300,6 +306,24 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     return TextRecognizer(predictor, info, engine=kind.name, device=device, model_path=resolved.path,
                           batch_size=batch_size, config_summary=summary, precision=run_precision,
                           return_word_box=return_word_box)
+
+
+def _check_input_shape(input_shape, width_bucket: int | None) -> tuple[int, int] | None:
+    """PaddleX's ``input_shape`` ``[3, H, W]`` as (H, W), or ValueError naming it; None when not given."""
+    if input_shape is None:
+        return None
+    try:
+        c, h, w = (int(v) for v in input_shape)
+        if any(isinstance(v, bool) or int(v) != v for v in input_shape):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape must be [3, height, width] in whole pixels, not {input_shape!r}") from None
+    if c != 3 or not 1 <= h <= 1024 or not MIN_W_FLOOR <= w <= MAX_W:
+        raise ValueError(f"input_shape {[c, h, w]}: give [3, the model's input height, a width from {MIN_W_FLOOR} "
+                         f"to {MAX_W}]")
+    if width_bucket:
+        raise ValueError("input_shape stretches every line to one width; width_bucket pads to several: give one")
+    return h, w
 
 
 def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hint, shape_cache, cache: bool

@@ -52,7 +52,7 @@ class RecPredictor:
 
     def __init__(self, engine: Engine, classes: list[str], input_height: int = 48,
                  min_width: int = MIN_W, max_width: int = MAX_W, long_lines: str = "split",
-                 width_bucket: int | None = None):
+                 width_bucket: int | None = None, static_width: int | None = None):
         if long_lines not in ("split", "squash"):
             raise ValueError(f"long_lines must be 'split' or 'squash', not {long_lines!r}")
         self.engine = engine
@@ -65,6 +65,8 @@ class RecPredictor:
         self.max_width = max_width
         # None: every line at its own width (PaddleX's); N: padded up to min_width + k * N (preprocess.bucket_width)
         self.width_bucket = width_bucket
+        # PaddleX's input_shape: every line stretched to input_height x static_width (no padding, no windows)
+        self.static_width = static_width
         # an engine that masks the bucket's padding (edgerec.engines.padding_mask) is told each line's own width,
         # and only the time steps of that width are decoded: the text is the line's own-width text
         self.masked = bool(width_bucket) and bool(getattr(engine, "masks_padding", False))
@@ -79,6 +81,8 @@ class RecPredictor:
         self._pool_lock = threading.Lock()
 
     def width_of(self, image: np.ndarray) -> int:
+        if self.static_width:
+            return self.static_width
         h, w = image.shape[:2]
         return input_width(h, w, self.input_height, self.min_width, self.max_width, self.width_bucket)
 
@@ -105,7 +109,8 @@ class RecPredictor:
         own = [self.own_width_of(img) for img in images] if self.masked else None
         if own is not None and all(w == width for w in own):
             own = None  # no line padded beyond its own width: nothing to mask
-        batch = preprocess_batch(images, width, self.input_height, content_widths=own)
+        batch = preprocess_batch(images, width, self.input_height, content_widths=own,
+                                 stretch=bool(self.static_width))
         t1 = time.perf_counter()
         if own is None:
             probs = self.engine.infer(batch)
@@ -127,7 +132,8 @@ class RecPredictor:
         groups: dict[int, list[int]] = defaultdict(list)
         out: list[tuple[str, float] | None] = [None] * len(images)
         for i, img in enumerate(images):
-            if self.long_lines == "split" and needs_split(*img.shape[:2], self.input_height, self.max_width):
+            if self.long_lines == "split" and not self.static_width and needs_split(*img.shape[:2],
+                                                                                    self.input_height, self.max_width):
                 out[i] = self._read_long(img)
                 if out[i] is not None:
                     continue  # None: too long even for windows, squash it

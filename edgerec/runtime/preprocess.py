@@ -89,11 +89,25 @@ def resize_norm_into(img_bgr: np.ndarray, out: np.ndarray) -> None:
     out[:, :, :rw] /= np.float32(0.5)
 
 
+def stretch_norm_into(img_bgr: np.ndarray, out: np.ndarray) -> None:
+    """PaddleX's ``staticResize`` (its ``input_shape`` option): the line stretched to the whole of ``out``
+    (3 x H x W), its aspect ratio not kept, then normalised as resize_norm_into does."""
+    img_h, w = out.shape[1], out.shape[2]
+    resized = cv2.resize(img_bgr, (w, img_h), interpolation=cv2.INTER_LINEAR)
+    np.divide(resized.transpose(2, 0, 1), np.float32(255.0), out=out, casting="unsafe")
+    out -= np.float32(0.5)
+    out /= np.float32(0.5)
+
+
 def preprocess_batch(images: list[np.ndarray], pad_w: int, img_h: int = IMG_H,
-                     content_widths: list[int] | None = None) -> np.ndarray:
+                     content_widths: list[int] | None = None, stretch: bool = False) -> np.ndarray:
     """Stack lines into one N x 3 x H x pad_w float32 tensor, each right-padded with zeros. ``content_widths``:
-    lay each line out as at that input width (its own, below a width bucket's), then pad it to ``pad_w``."""
+    lay each line out as at that input width (its own, below a width bucket's), then pad it to ``pad_w``.
+    ``stretch``: every line stretched to H x pad_w instead (PaddleX's ``input_shape``)."""
     batch = np.zeros((len(images), 3, img_h, pad_w), dtype=np.float32)
     for i, img in enumerate(images):
-        resize_norm_into(img, batch[i] if content_widths is None else batch[i, :, :, :content_widths[i]])
+        if stretch:
+            stretch_norm_into(img, batch[i])
+        else:
+            resize_norm_into(img, batch[i] if content_widths is None else batch[i, :, :, :content_widths[i]])
     return batch
