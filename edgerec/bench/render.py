@@ -122,7 +122,7 @@ def render_markdown(report: dict) -> str:
     env, st = report["environment"], report["settings"]
     cpu = env["cpu"]
     isa = ", ".join(k for k, v in cpu["isa"].items() if v) or "none found"
-    lines = ["# edgerec accuracy vs latency", "",
+    lines = [MD_TITLE, "",
              f"{env['date']} · {cpu['model']} ({cpu['cores']} cores, {cpu['usable_cores']} usable) · "
              f"threads {env['threads']} · load average {_load(env.get('load_avg_start'))} at the start, "
              f"{_load(env.get('load_avg_end'))} at the end", "",
@@ -170,11 +170,31 @@ def _load(v) -> str:
 REPORT_FILES = ("report.json", "acc_vs_latency.png", "report.md")
 
 
+MD_TITLE = "# edgerec accuracy vs latency"
+
+
+def _ours(folder: Path) -> bool:
+    """Whether the report files in ``folder`` are an earlier ``edgerec report``'s: its report.json and report.md
+    (the picture goes with them)."""
+    try:
+        data = json.loads((folder / "report.json").read_text("utf-8"))
+        md = (folder / "report.md").read_text("utf-8").splitlines()[:1]
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"environment", "settings", "results"} <= set(data) and md == [MD_TITLE]
+
+
 def check_report_output(output: Path) -> None:
-    """The output folder can take the report's files (``utils.fs.output_problem``), else an EdgeRecError."""
+    """The output folder can take the report's files (``utils.fs.output_problem``), and the report files already
+    there are an earlier report's (replaced) or none (a user's report.md is never overwritten); else an
+    EdgeRecError."""
     problem = output_problem(output, REPORT_FILES)
     if problem is not None:
         raise EdgeRecError(f"{problem[0]}: {problem[1]}")
+    there = [n for n in REPORT_FILES if (output / n).exists()]
+    if there and not _ours(output):
+        raise EdgeRecError(f"{output}: holds {', '.join(there)}, not an earlier edgerec report's; give a new or "
+                           "empty --output folder (or move those files)")
 
 
 def write_report(report: dict, output: Path) -> None:
@@ -182,7 +202,8 @@ def write_report(report: dict, output: Path) -> None:
     output = Path(output)
     try:
         output.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(output / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        # ensure_ascii: a dataset path that is not UTF-8 (surrogate escapes) is written as \udcXX, not a crash
+        atomic_write_text(output / "report.json", json.dumps(report, indent=2, ensure_ascii=True) + "\n")
         atomic_write_bytes(output / "acc_vs_latency.png", plot_acc_vs_latency(report["datasets"],
                                                                               report["results"]))
         atomic_write_text(output / "report.md", render_markdown(report))

@@ -51,7 +51,7 @@ from edgerec.bench.plot import pareto_front
 from edgerec.bench.render import check_report_output, write_report
 from edgerec.bench.runners import ModelRunner, RapidOCRProcess, RapidOCRRunner, Runner, TesseractRunner, rapidocr_config
 from edgerec.bench.timing import summarize, time_in_processes
-from edgerec.data.dataset import find_list_file
+from edgerec.data.dataset import read_lines
 from edgerec.errors import EdgeRecError
 from edgerec.utils.cpu import cpu_info, isa_summary
 
@@ -127,6 +127,10 @@ class ReportOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "rounds" else 1):
                 raise EdgeRecError(f"{name}={v!r}: use an integer >= {0 if name == 'rounds' else 1}")
+        for name in ("limit", "threads"):  # None: every line, every core
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise EdgeRecError(f"{name}={v!r}: use an integer >= 1 (or leave it out)")
 
 
 class _Skips:
@@ -316,7 +320,7 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
     """Measure everything, write report.md, report.json and acc_vs_latency.png into ``opts.output``."""
     seen: set[Path] = set()
     for folder in opts.datasets:  # fail before measuring anything, not after the first set
-        find_list_file(folder, "any")
+        read_lines(folder, "any")  # every line well formed (the reader's own error names file:line)
         if Path(folder).resolve() in seen:
             raise EdgeRecError(f"--dataset {folder}: given twice")
         seen.add(Path(folder).resolve())
@@ -370,6 +374,9 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
                            "timing": ("process" if opts.rounds else "in-process (biased)"),
                            "rounds": opts.rounds, "repeats": opts.repeats, "timing_lines": opts.timing_lines},
               "datasets": out_datasets, "results": [_rounded(r) for r in rows], "skipped": skips.items}
+    if not rows:  # an earlier report in the folder stays as it was
+        raise EdgeRecError("nothing was measured: every configuration was skipped (the reasons are above); "
+                           f"{opts.output} is left as it was")
     write_report(report, opts.output)
     return report
 

@@ -3,6 +3,7 @@ one-line failure."""
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -30,6 +31,13 @@ WIDTH_BUCKET = click.option(
     help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a few input "
          "shapes [default: none, each line at its own width as PaddleX]. Faster on document lines, most in int8, "
          "but some texts change (docs/usage.md).")
+
+
+def finite(ctx: click.Context, param: click.Parameter, value):
+    """A click callback: ``nan`` passes FloatRange's bounds; refuse it (and infinities) by name."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 def fail(exc: BaseException | str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgerec.commands.common import MIN_WIDTH, WIDTH_BUCKET, fail
+from edgerec.commands.common import MIN_WIDTH, WIDTH_BUCKET, fail, finite
 from edgerec.errors import EdgeRecError
 
 
@@ -23,7 +23,7 @@ from edgerec.errors import EdgeRecError
 @click.option("--eval-size", type=click.IntRange(1, 100000), default=200, show_default=True,
               help="Eval crops (a sample of --eval's), read by fp32 and int8. They are held in memory: about 40 KB "
                    "a rendered line, 4 GB at the bound.")
-@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.005, callback=finite, show_default=True,
               help="Largest allowed absolute drop of acc and norm_edit_dis.")
 @click.option("--float-stem/--int8-stem", default=None,
               help="Keep the backbone's stem and first stage (convolutions on inputs of at least half the line's "
@@ -34,7 +34,7 @@ from edgerec.errors import EdgeRecError
               help="On a miss: nothing (refuse; the default keeps the command to a few minutes), rank layers once and "
                    "keep the top few in float (3-8 more minutes on 2 cores), or NNCF's accuracy-controlled search "
                    "(~15 min).")
-@click.option("--search-seconds", type=click.FloatRange(1), default=600, show_default=True,
+@click.option("--search-seconds", type=click.FloatRange(1), default=600, callback=finite, show_default=True,
               help="Time bound of the sensitivity search: no new try starts after this long.")
 @click.option("--keep-float", type=click.IntRange(1, 64), multiple=True,
               help="Layers kept in float by the sensitivity search, tried in order [default: 2 4 8].")
@@ -44,7 +44,7 @@ from edgerec.errors import EdgeRecError
                    "plain PTQ (docs/int8.md). About 5 minutes on 2 cores.")
 @click.option("--qat-steps", type=click.IntRange(1, 100000), default=200, show_default=True,
               help="Fine-tuning steps for --qat.")
-@click.option("--qat-lr", type=click.FloatRange(0, 1, min_open=True), default=1e-5, show_default=True,
+@click.option("--qat-lr", type=click.FloatRange(0, 1, min_open=True), default=1e-5, callback=finite, show_default=True,
               help="Learning rate for --qat.")
 @click.option("--overflow-fix", type=click.Choice(["first-layer", "enable", "disable"]), default="first-layer",
               show_default=True,
@@ -58,7 +58,7 @@ from edgerec.errors import EdgeRecError
 @click.option("--no-accuracy-control", is_flag=True, hidden=True, help="Same as --search none (older name).")
 @MIN_WIDTH
 @WIDTH_BUCKET
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Install the int8 model even if it misses --max-drop.")
 @click.option("--output", type=click.Path(file_okay=False), help="Write the int8 IR here instead of the model home.")
 def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max_drop, float_stem, search,
@@ -75,11 +75,14 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
     if not name and not model_dir:
         fail(click.UsageError("give a model NAME or --model-dir"))
     search = "none" if no_accuracy_control else search.replace("-", "_")
-    cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, ignore_stem=float_stem, search=search,
-                             search_seconds=search_seconds, min_width=min_width, width_bucket=width_bucket,
-                             overflow_fix=overflow_fix.replace("-", "_"), check_without_vnni=check_without_vnni,
-                             qat=QATConfig(steps=qat_steps, learning_rate=qat_lr, seed=seed) if qat else None,
-                             **({"keep_float": tuple(keep_float)} if keep_float else {}))
+    try:
+        cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, ignore_stem=float_stem, search=search,
+                                 search_seconds=search_seconds, min_width=min_width, width_bucket=width_bucket,
+                                 overflow_fix=overflow_fix.replace("-", "_"), check_without_vnni=check_without_vnni,
+                                 qat=QATConfig(steps=qat_steps, learning_rate=qat_lr, seed=seed) if qat else None,
+                                 **({"keep_float": tuple(keep_float)} if keep_float else {}))
+    except ValueError as exc:  # a combination the options alone do not refuse: one line, not a traceback
+        fail(exc)
     try:
         xml, report = quantize_model(name, model_dir, calibration=calibration, eval_dir=eval_dir,
                                      subset_size=subset_size, eval_size=eval_size, max_drop=max_drop, seed=seed,
@@ -132,7 +135,7 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
 @click.option("--n", "count", type=click.IntRange(1, 100000), default=300, show_default=True,
               help="Lines to render; each is written as it is rendered (about 20 KB of PNG a line), so memory does "
                    "not grow with N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def calibrate(name, output, count, seed, quiet) -> None:
     """Render a seeded calibration set for a model's charset (images/ + train.txt), to inspect or reuse."""

@@ -27,10 +27,34 @@ def quiet_broken_pipe() -> None:
     sys.exit(EXIT_SIGPIPE)
 
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+def _sigterm_exits():
+    """SIGTERM (a service manager, ``timeout``) ends a command as an exception, so that its cleanup runs (temporary
+    folders removed, half-written files never renamed into place) instead of the process vanishing mid-write.
+    Commands that stop gracefully on it (camera, train) install their own handler over this one."""
+    import signal
+    import threading
+
+    def stop(*_: object) -> None:
+        raise SystemExit(EXIT_TERMINATED)
+
+    if threading.current_thread() is threading.main_thread():
+        try:
+            return signal.signal(signal.SIGTERM, stop)
+        except (ValueError, OSError):  # an embedding host that owns the signals
+            pass
+    return None
+
+
 class EdgeRecGroup(click.Group):
     """The top-level click group, with the closed-pipe and Ctrl-C exits above for every command."""
 
     def invoke(self, ctx: click.Context):
+        import signal
+
+        before = _sigterm_exits()
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
@@ -41,6 +65,9 @@ class EdgeRecGroup(click.Group):
             except OSError:
                 pass
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            if before is not None:  # a process that goes on (tests, embedding) gets its own handler back
+                signal.signal(signal.SIGTERM, before)
 
 
 def ignore_late_interrupts() -> None:

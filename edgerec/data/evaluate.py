@@ -21,7 +21,7 @@ from edgerec.data.dataset import find_list_file, read_labelled, resolve_folder
 from edgerec.data.metrics import rec_metrics
 from edgerec.errors import InputError
 from edgerec.utils import cpu
-from edgerec.utils.fs import output_problem, stage_bytes
+from edgerec.utils.fs import output_problem, stage_bytes, utf8
 
 if TYPE_CHECKING:
     from edgerec.api import TextRecognizer
@@ -137,12 +137,12 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
         # both staged before either is renamed into place: a failed write leaves the old pair, not half a new one;
         # a kill between the two renames can pair new predictions with the old result, which its predictions_sha256
         # then does not match
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        lines = utf8("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         result["predictions_sha256"] = hashlib.sha256(lines).hexdigest()
         staged = [(stage_bytes(out / PREDICTIONS_FILE, lines), out / PREDICTIONS_FILE)]
         try:
-            staged.append((stage_bytes(out / RESULT_FILE, (json.dumps(result, ensure_ascii=False, indent=2) + "\n"
-                                                           ).encode("utf-8")), out / RESULT_FILE))
+            body = utf8(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+            staged.append((stage_bytes(out / RESULT_FILE, body), out / RESULT_FILE))
             for tmp, final in staged:
                 os.replace(tmp, final)
         finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from edgerec.quant.recipe import QuantizationConfig, with_card_recipe
 from edgerec.runtime.predictor import RecPredictor
 from edgerec.runtime.preprocess import preprocess_batch
 from edgerec.utils import cpu
-from edgerec.utils.fs import atomic_dir, atomic_write_text, check_replaceable, probe_writable
+from edgerec.utils.fs import atomic_dir, atomic_write_text, check_replaceable, file_lock, probe_writable
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +329,25 @@ def _accuracy_control(model, calib_tensors, eval_set: EvalSet, classes, height, 
         **ac_kwargs)
 
 
+def _install_lock(out: Path):
+    """Held while one quantize writes ``out``: a second run for the same folder is refused at once (both would
+    exit 0, and the last install would silently win over the first's printed result)."""
+    import hashlib
+
+    from filelock import Timeout
+
+    from edgerec.zoo import home as homes
+
+    key = hashlib.sha256(os.fsencode(str(out.resolve()))).hexdigest()[:16]
+    lock = file_lock(homes.lock_path(f"quantize-{key}"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise QuantizationError(f"{out}: another edgerec quantize is writing this int8 model now; wait for it to "
+                                "finish, or give another --output") from None
+    return lock
+
+
 def quantize_model(model_name: str | None = None, model_dir: str | Path | None = None, *,
                    calibration: str | Path | None = None, eval_dir: str | Path | None = None,
                    subset_size: int = 300, eval_size: int = 200, max_drop: float = 0.005, seed: int = 0,
@@ -368,26 +388,32 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
     out = Path(output) if output is not None else quantize_target(resolved, model_dir)
     check_replaceable(out, INT8_FILES, "edgerec quantize")  # before minutes of work, not after
     probe_writable(out, "edgerec quantize")
-    if calib_pairs is not None:
-        calib = [img for img, _ in load_pairs(calib_pairs, progress=bar)]
-        calib_desc = f"{len(calib)} crops from {calibration}"
-    else:
-        calib = [img for img, _ in render_lines(info.classes, subset_size, seed=seed, progress=bar)]
-        calib_desc = f"{len(calib)} lines rendered for the model's charset (seed {seed})"
-    if eval_pairs is not None:
-        pairs = load_pairs(eval_pairs, progress=bar)
-        eval_desc = f"{len(pairs)} labelled crops from {eval_dir}"
-    else:
-        pairs = render_lines(info.classes, eval_size, seed=seed + 7919, progress=bar)
-        eval_desc = f"{len(pairs)} rendered lines (seed {seed + 7919}, not the calibration lines)"
-    eval_set = EvalSet([p[0] for p in pairs], [p[1] for p in pairs], eval_desc)
-    with tempfile.TemporaryDirectory(prefix="edgerec-qat-src-") as scratch:
-        qat_source = None
-        if cfg.qat is not None:
-            from edgerec.quant.qat import training_onnx
+    lock = _install_lock(out)  # a second quantize into the same folder would win silently over this one
+    try:
+        if calib_pairs is not None:
+            calib = [img for img, _ in load_pairs(calib_pairs, progress=bar)]
+            calib_desc = f"{len(calib)} crops from {calibration}"
+        else:
+            calib = [img for img, _ in render_lines(info.classes, subset_size, seed=seed, progress=bar)]
+            calib_desc = f"{len(calib)} lines rendered for the model's charset (seed {seed})"
+        if eval_pairs is not None:
+            pairs = load_pairs(eval_pairs, progress=bar)
+            eval_desc = f"{len(pairs)} labelled crops from {eval_dir}"
+        else:
+            pairs = render_lines(info.classes, eval_size, seed=seed + 7919, progress=bar)
+            eval_desc = f"{len(pairs)} rendered lines (seed {seed + 7919}, not the calibration lines)"
+        eval_set = EvalSet([p[0] for p in pairs], [p[1] for p in pairs], eval_desc)
+        # a scratch folder only for --qat (its ONNX source); removed however the run ends
+        with (tempfile.TemporaryDirectory(prefix="edgerec-qat-src-") if cfg.qat is not None
+              else contextlib.nullcontext(None)) as scratch:
+            qat_source = None
+            if cfg.qat is not None:
+                from edgerec.quant.qat import training_onnx
 
-            qat_source = training_onnx(model_name, model_dir, info.source_id, Path(scratch))
-        report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc,
-                             card=resolved.card,
-                             qat_source=qat_source, progress=progress)
-    return out / IR_NAME, report
+                qat_source = training_onnx(model_name, model_dir, info.source_id, Path(scratch))
+            report = quantize_ir(xml, calib, eval_set, out, config=cfg, force=force, calibration_desc=calib_desc,
+                                 card=resolved.card,
+                                 qat_source=qat_source, progress=progress)
+        return out / IR_NAME, report
+    finally:
+        lock.release()

@@ -80,8 +80,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a file name that is not UTF-8 (surrogate escapes) is written as ``\\udcXX``, which in
+    JSON is the escape that reads back as the same string."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, utf8(text))
 
 
 def _ours(entry: os.DirEntry, owned: Collection[str]) -> bool:

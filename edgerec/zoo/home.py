@@ -16,6 +16,7 @@ Every folder edgerec writes is named here and nowhere else.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PRECISIONS = ("fp32", "fp16", "int8")  # the IR folders
@@ -30,7 +31,14 @@ def ir_precision(precision: str) -> str:
 
 
 def home() -> Path:
-    return Path(os.environ.get("EDGEREC_HOME") or Path.home() / ".cache" / "edgerec").expanduser()
+    """The model home: EDGEREC_HOME, else ~/.cache/edgerec. One that exists but is not a folder (EDGEREC_HOME set
+    to a file, /dev/null) is a ModelError naming it, not an OSError deep in a lock or an export."""
+    path = Path(os.environ.get("EDGEREC_HOME") or Path.home() / ".cache" / "edgerec").expanduser()
+    if path.exists() and not path.is_dir():
+        from edgerec.errors import ModelError
+
+        raise ModelError(f"the model home {path} is not a folder (EDGEREC_HOME); point it at a folder")
+    return path
 
 
 def model_root(name: str) -> Path:
@@ -54,9 +62,17 @@ def downloads_dir() -> Path:
     return home() / "downloads"
 
 
+def safe_name(name: str) -> str:
+    """``name`` as one folder or file name inside the home: anything but letters, digits, ``.``, ``_`` and ``-``
+    becomes ``_`` and it cannot start with a dot, so a model name such as ``../../x`` or ``/tmp/y`` never makes a
+    path that leaves the home."""
+    cleaned = re.sub(r"[^\w.-]", "_", str(name), flags=re.ASCII).lstrip(".")
+    return cleaned[:100] or "model"
+
+
 def local_key(name: str, weights_sha256: str) -> str:
-    """The folder name of a local model's IRs: its name plus the start of its weights' SHA-256."""
-    return f"{name}-{weights_sha256[:12]}"
+    """The folder name of a local model's IRs: its name (made safe) plus the start of its weights' SHA-256."""
+    return f"{safe_name(name)}-{weights_sha256[:12]}"
 
 
 def local_ir_dir(key: str, precision: str) -> Path:
@@ -74,4 +90,4 @@ def cache_dir() -> Path:
 
 
 def lock_path(name: str) -> Path:
-    return home() / "locks" / f"{name}.lock"
+    return home() / "locks" / f"{safe_name(name)}.lock"
