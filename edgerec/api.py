@@ -81,7 +81,6 @@ class TextRecognizer:
         self.model_dir = model_path.parent if model_path.is_file() else model_path
         self.config = {"Global": {"model_name": self.model_name}}
         self.batch_size = batch_size
-        self.batch_sampler = _BatchSampler(self)
         self.return_word_box = bool(return_word_box)  # PaddleX's create_model option: every predict's default
         # what was loaded and how (engine, device, precision, hints; use_hpip's choice): one line for logs
         self.config_summary = config_summary or f"{self.model_name} {self.precision} on {engine} {device}"
@@ -89,6 +88,21 @@ class TextRecognizer:
     def __repr__(self) -> str:
         return (f"TextRecognizer(model_name={self.model_name!r}, precision={self.precision!r}, "
                 f"engine={self.engine!r}, device={self.device!r})")
+
+    @property
+    def batch_sampler(self) -> _BatchSampler:
+        """PaddleX's ``model.batch_sampler``: ``.batch_size`` reads and sets this model's (a copy's its own)."""
+        return _BatchSampler(self)
+
+    def __copy__(self) -> TextRecognizer:
+        """A second handle on the same compiled model (its own batch size); thread-safe like the first."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __getstate__(self):
+        raise TypeError("a TextRecognizer holds a compiled model and cannot be pickled or deep-copied (a process "
+                        "pool passes its arguments by pickling): call create_model in each worker process instead")
 
     def close(self) -> None:
         """PaddleX's: nothing to release early here (the engine goes with the object)."""

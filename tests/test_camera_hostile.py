@@ -270,3 +270,48 @@ def test_stderr_is_restored_after_overlapping_silenced_opens():
         t.join(10)
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_a_watcher_in_a_worker_thread_stops_at_once_when_asked(v4, small_video, tmp_path):
+    """stop() from another thread ends the iteration, also while a read from a stalled pipe blocks."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = open(small_video, "rb").read()
+    hold = threading.Event()
+    writer = _feed_then_stall(fifo, data[: len(data) // 2], hold)
+    watcher = CameraWatcher(v4, str(fifo), stable=1)
+    got: list = []
+    runner = threading.Thread(target=lambda: got.extend(watcher), daemon=True)
+    try:
+        runner.start()
+        deadline = time.monotonic() + 60
+        while watcher.stats.frames_read < 3 and time.monotonic() < deadline:  # reading, then blocked on the pipe
+            time.sleep(0.1)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        watcher.stop()
+        runner.join(5)
+        assert not runner.is_alive() and time.monotonic() - t0 < 5
+        assert got and watcher.reader.stopped
+    finally:
+        hold.set()
+        writer.join(10)
+
+
+def test_closing_a_reader_from_another_thread_mid_read_never_crashes(small_video):
+    """close() while the other thread reads: it stops the iteration; the reader releases the capture after its read
+    (this crashed OpenCV with a segfault, or hung, before). Run in a child: a crash must not take pytest along."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import threading, time",
+        "from edgerec.camera import CameraReader",
+        "for k in range(30):",
+        f"    r = CameraReader({small_video!r})",
+        "    t = threading.Thread(target=lambda: [f for f in r], daemon=True)",
+        "    t.start(); time.sleep(0.002 * (k % 10)); r.close(); t.join(10)",
+        "    assert not t.is_alive(), 'the reading thread hung'",
+        "print('ok')"])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -739,3 +739,30 @@ def test_many_open_files_do_not_stop_pdfs(tmp_path):
     finally:
         for f in held:
             f.close()
+
+
+def test_ctrl_c_while_the_pdf_helper_starts_does_not_shift_later_replies(tmp_path, monkeypatch):
+    """A KeyboardInterrupt before the helper's hello was read left that reply to answer the next request: every
+    later PDF read one reply behind ("PDF has no pages")."""
+    import edgerec.io.pdf as pdf
+
+    if not pdf._use_helper():
+        pytest.skip("no helper process on this platform")
+    monkeypatch.setattr(pdf, "_RENDERER", pdf._Renderer())
+    real = pdf._Renderer._exchange
+    calls = []
+
+    def interrupted(self, proc, request, timeout_s, payload=b""):
+        calls.append(request[0])
+        if request == ["hello"] and len(calls) == 1:
+            proc.stdin.write(pdf.pdf_worker.encode(request))  # sent, its answer never read
+            proc.stdin.flush()
+            raise KeyboardInterrupt
+        return real(self, proc, request, timeout_s, payload)
+
+    monkeypatch.setattr(pdf._Renderer, "_exchange", interrupted)
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(_pdf_bytes(3))
+    with pytest.raises(KeyboardInterrupt):
+        _items([path])
+    assert [(it.page_index, it.error) for it in _items([path])] == [(0, None), (1, None), (2, None)]

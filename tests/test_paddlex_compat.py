@@ -351,3 +351,15 @@ def test_input_shape_stretches_every_line_as_paddlex_static_resize(v4, edgerec_h
             create_model(V4, input_shape=bad)
     with pytest.raises(ValueError, match="width_bucket"):
         create_model(V4, input_shape=[3, 48, 320], width_bucket=160)
+
+
+def test_a_model_cannot_be_pickled_but_a_shallow_copy_has_its_own_batch_size(v4):
+    import copy
+    import pickle
+
+    for f in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="call create_model in each worker"):
+            f(v4)
+    handle = copy.copy(v4)
+    handle.batch_sampler.batch_size = 8
+    assert handle.batch_size == 8 and v4.batch_size != 8

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edgerec.errors import InputError
-from edgerec.utils.deadline import call_within
+from edgerec.utils.deadline import Cancelled, call_within
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 OPEN_TIMEOUT_S = 30.0  # opening a source that blocks (a named pipe with no writer, a stream that never answers)
@@ -94,20 +94,32 @@ def _text_file(path: str) -> bool:
 FFMPEG_LOGLEVEL_ENV = "OPENCV_FFMPEG_LOGLEVEL"
 
 
+_quiet_lock = threading.Lock()
+_quiet = {"depth": 0, "level": None, "ours": False}  # readers in several threads share one quieting
+
+
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
-    """OpenCV's and FFmpeg's own log lines silenced for the block (edgerec reports failures in its own words)."""
-    ours = FFMPEG_LOGLEVEL_ENV not in os.environ  # a level the user set is kept; ours is removed after the block
-    if ours:
-        os.environ[FFMPEG_LOGLEVEL_ENV] = "-8"
-    old = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    """OpenCV's and FFmpeg's own log lines silenced for the block (edgerec reports failures in its own words).
+    Nested and concurrent blocks (readers in several threads) share it: the first saves OpenCV's log level and
+    sets the FFmpeg level, the last restores both."""
+    with _quiet_lock:
+        if _quiet["depth"] == 0:
+            _quiet["ours"] = FFMPEG_LOGLEVEL_ENV not in os.environ  # a level the user set is kept
+            if _quiet["ours"]:
+                os.environ[FFMPEG_LOGLEVEL_ENV] = "-8"
+            _quiet["level"] = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _quiet["depth"] += 1
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(old)
-        if ours:
-            os.environ.pop(FFMPEG_LOGLEVEL_ENV, None)
+        with _quiet_lock:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                cv2.utils.logging.setLogLevel(_quiet["level"])
+                if _quiet["ours"]:
+                    os.environ.pop(FFMPEG_LOGLEVEL_ENV, None)
 
 
 def _open_capture(source: str | int) -> Any:
@@ -237,6 +249,11 @@ class CameraReader:
         self.reconnects = 0
         self.fps = 0.0
         self.frame_count: int | None = None  # what a video file's container says it holds (None: not known)
+        # stop(): another thread ends the iteration; close() while a read is in progress only asks for it
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._busy = False  # a read is in progress on self._cap
+        self._close_pending = False
 
     def open(self) -> CameraReader:
         """Open the source; InputError naming it if it cannot be opened."""
@@ -323,10 +340,28 @@ class CameraReader:
                     "lists (truncated or damaged?)")
         return None
 
+    def stop(self) -> None:
+        """End the iteration from another thread (a kiosk's UI, a service's shutdown): at the next frame, and at once
+        when it waits for a frame or a reconnect (a blocked read is given up; its capture is released when the
+        read returns). Then close() releases the source."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def close(self) -> None:
-        if self._cap is not None:
-            _release(self._cap)
-            self._cap = None
+        """Release the source. From another thread while a frame is being read, it stops the iteration instead,
+        and the reading thread releases the capture once its read returns (releasing it under a read crashes
+        OpenCV)."""
+        with self._lock:
+            if self._busy:
+                self._close_pending = True
+                self._stop.set()
+                return
+            cap, self._cap = self._cap, None
+        if cap is not None:
+            _release(cap)
 
     def __enter__(self) -> CameraReader:
         return self.open() if self._cap is None else self
@@ -345,21 +380,38 @@ class CameraReader:
         return ms
 
     def _next(self, decode: bool) -> tuple[bool, np.ndarray | None]:
-        """(ok, image) of the next frame; ``_Stalled`` when a watched read passed its deadline."""
-        cap = self._cap
-        if not self.watch_reads:
-            ok, img, exc = _read(cap, decode)
-        else:
-            try:
-                ok, img, exc = call_within(lambda: _read(cap, decode), self.read_timeout_s,
-                                           discard=lambda _: _release(cap), name=f"edgerec-read-{self.name}")
-            except BaseException as stop:
-                # deadline passed, or Ctrl-C / SIGTERM while the read blocks: the capture is left to the blocked
-                # thread, which releases it once the read returns (releasing it under a read crashes OpenCV)
-                self._cap = None
-                if isinstance(stop, TimeoutError):
-                    raise _Stalled() from None
-                raise
+        """(ok, image) of the next frame; ``_Stalled`` when a watched read passed its deadline; (False, None) when
+        stop() came meanwhile."""
+        with self._lock:
+            cap = self._cap
+            if cap is None or self._stop.is_set():
+                return False, None
+            self._busy = True
+        try:
+            if not self.watch_reads:
+                ok, img, exc = _read(cap, decode)
+            else:
+                try:
+                    ok, img, exc = call_within(lambda: _read(cap, decode), self.read_timeout_s,
+                                               discard=lambda _: _release(cap), name=f"edgerec-read-{self.name}",
+                                               cancel=self._stop)
+                except BaseException as stop:
+                    # deadline passed, stop(), or Ctrl-C / SIGTERM while the read blocks: the capture is left to the
+                    # blocked thread, which releases it once the read returns (releasing it under a read crashes
+                    # OpenCV)
+                    with self._lock:
+                        self._cap = None
+                    if isinstance(stop, Cancelled):
+                        return False, None
+                    if isinstance(stop, TimeoutError):
+                        raise _Stalled() from None
+                    raise
+        finally:
+            with self._lock:
+                self._busy = False
+                pending, self._close_pending = self._close_pending, False
+            if pending:
+                self.close()
         if exc is not None:
             raise exc
         return ok, img
@@ -368,7 +420,13 @@ class CameraReader:
         """After a live source dropped: reopen with exponential backoff, or raise InputError."""
         self.close()
         for attempt in range(self.max_reconnects):
-            self._sleep(min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
+            wait = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+            if self._sleep is time.sleep:
+                self._stop.wait(wait)  # stop() ends the wait at once
+            else:
+                self._sleep(wait)
+            if self._stop.is_set():
+                return
             try:
                 cap = self._try_open()
             except TimeoutError:
@@ -384,7 +442,7 @@ class CameraReader:
         if self._cap is None:
             self.open()
         failures = 0  # reopen attempts since the last good frame: a source that opens but never delivers ends
-        while True:
+        while not self._stop.is_set():
             index = self.frames_read
             try:
                 ok, img = self._next(decode=index % self.every == 0)
@@ -394,8 +452,8 @@ class CameraReader:
                                                 "whose writer stalled?)") from None
                 ok, img = False, None
             if not ok:
-                if not self.live:
-                    return  # end of file
+                if not self.live or self._stop.is_set():
+                    return  # end of file, or stop()
                 if failures >= self.max_reconnects:
                     raise InputError(self.name, f"the stream stopped delivering frames ({failures} reopen(s) "
                                                 "did not bring it back)")

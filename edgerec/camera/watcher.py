@@ -75,6 +75,11 @@ class CameraWatcher:
         self.keep_crops = keep_crops
         self.stats = WatchStats()
 
+    def stop(self) -> None:
+        """End the iteration from another thread (the generator itself cannot be closed while it runs): at the next
+        frame, and at once while it waits for a frame or a reconnect."""
+        self.reader.stop()
+
     def _batch(self, frame: np.ndarray) -> list[np.ndarray]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             from edgerec.io.inputs import to_bgr

@@ -86,6 +86,9 @@ class _Renderer:
             except (OSError, ValueError, TypeError, _HelperDied, _RenderTimeout) as exc:
                 self.kill()
                 raise _HelperCannotStart(str(exc) or type(exc).__name__) from None
+            except BaseException:  # Ctrl-C before its hello was read: that reply must never answer a later call
+                self.kill()
+                raise
         return self.proc
 
     def kill(self) -> None:
@@ -102,9 +105,11 @@ class _Renderer:
     def call(self, request: list, timeout_s: float, payload: bytes = b"") -> tuple[list, bytes]:
         """Send ``request``, return the reply (its list, its payload); _RenderTimeout (the process killed) after
         ``timeout_s``, _HelperDied when it ended meanwhile, _HelperCannotStart when none can be started."""
-        proc = self._start()
         try:
+            proc = self._start()
             return self._exchange(proc, request, timeout_s, payload)
+        except _HelperCannotStart:
+            raise
         except BaseException:  # a timeout, a dead helper, Ctrl-C: its state is unknown, so it goes
             self.kill()
             raise
@@ -162,7 +167,18 @@ class _Renderer:
 
 
 _RENDERER = _Renderer()
-atexit.register(_RENDERER.stop)
+atexit.register(lambda: _RENDERER.stop())  # the current one: a forked child's own, never its parent's helper
+
+
+def _after_fork_in_child() -> None:
+    """A forked child owns neither the parent's helper nor a lock another thread of the parent held: fresh ones."""
+    global _RENDERER, _PDFIUM_LOCK
+    _PDFIUM_LOCK = threading.RLock()
+    _RENDERER = _Renderer()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 _helper_failed = False  # the helper could not run here: render in this process from then on
 
 

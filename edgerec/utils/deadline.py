@@ -24,9 +24,14 @@ def stuck_calls(wait_s: float = 0.0) -> int:
     return sum(t.is_alive() for t in list(_stuck))
 
 
+class Cancelled(Exception):
+    """``call_within``'s ``cancel`` event was set while it waited (the call is given up, as on a timeout)."""
+
+
 def call_within(fn: Callable[[], T], timeout_s: float, *, discard: Callable[[Any], None] | None = None,
-                name: str = "edgerec-call") -> T:
-    """``fn()`` in a daemon thread, waited for in short steps; TimeoutError after ``timeout_s``.
+                name: str = "edgerec-call", cancel: threading.Event | None = None) -> T:
+    """``fn()`` in a daemon thread, waited for in short steps; TimeoutError after ``timeout_s``, Cancelled as soon
+    as ``cancel`` is set (another thread asking the caller to stop).
 
     The thread cannot be killed: it is left blocked (a daemon, so it does not hold the process up), and whatever
     it returns once we gave up is passed to ``discard`` (e.g. a capture's release) rather than leaked open.
@@ -56,6 +61,8 @@ def call_within(fn: Callable[[], T], timeout_s: float, *, discard: Callable[[Any
         while not done.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no answer within {timeout_s:g} s")
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
     finally:
         with lock:
             abandoned[0] = not done.is_set()
