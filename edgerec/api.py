@@ -262,7 +262,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
     if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
-        values.setdefault("static_width", min_width)
+        values.setdefault("static_width", static[1] if static else min_width)
     if width_bucket and "shape_cache" in kind.options.__dataclass_fields__:  # every bucket's kernels stay prepared
         values.setdefault("shape_cache", bucket_shapes(min_width, width_bucket, batch_size))
     if width_bucket and "mask_padding" in kind.options.__dataclass_fields__:  # the bucket's padding is not read
@@ -330,7 +330,7 @@ def _check_input_shape(input_shape, width_bucket: int | None) -> tuple[int, int]
         c, h, w = (int(v) for v in input_shape)
         if any(isinstance(v, bool) or int(v) != v for v in input_shape):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"input_shape must be [3, height, width] in whole pixels, not {input_shape!r}") from None
     if c != 3 or not 1 <= h <= 1024 or not MIN_W_FLOOR <= w <= MAX_W:
         raise ValueError(f"input_shape {[c, h, w]}: give [3, the model's input height, a width from {MIN_W_FLOOR} "
@@ -353,7 +353,10 @@ def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hi
                 raise ValueError(f"{key} given twice (as {key}= and in engine_options) with different values")
             values[key] = value
     if cache and "cache_dir" in kind.options.__dataclass_fields__:
-        values.setdefault("cache_dir", homes.engine_cache_dir(kind.name))
+        try:
+            values.setdefault("cache_dir", homes.engine_cache_dir(kind.name))
+        except ModelError as exc:  # no usable model home: a model_dir still loads, without the compiled cache
+            log.warning("%s; compiling without the model cache", exc)
     return values
 
 

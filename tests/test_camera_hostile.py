@@ -315,3 +315,25 @@ def test_closing_a_reader_from_another_thread_mid_read_never_crashes(small_video
         "print('ok')"])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_close_from_another_thread_between_frames_stops_without_a_reconnect_and_open_reuses():
+    frame = np.full((32, 64, 3), 255, np.uint8)
+    reader = CameraReader(5, capture_factory=lambda s: _Frames([frame] * 100000), live=True, sleep=lambda t: None)
+    seen = []
+
+    def consume():
+        for fr in reader:
+            seen.append(fr.index)
+            time.sleep(0.001)
+
+    runner = threading.Thread(target=consume, daemon=True)
+    runner.start()
+    while len(seen) < 20:
+        time.sleep(0.01)
+    reader.close()
+    runner.join(5)
+    assert not runner.is_alive() and reader.reconnects == 0  # a live source closed on purpose is not reopened
+    reader.open()  # usable again
+    assert next(iter(reader)).index == reader.frames_read - 1
+    reader.close()

@@ -149,16 +149,21 @@ def _stderr_silenced() -> Iterator[None]:
     past its log level. Nested and concurrent blocks share one redirection."""
     with _silence_lock:
         if _silence["depth"] == 0:
+            _silence["saved"] = None
             try:
                 saved = os.dup(2)
-                null = os.open(os.devnull, os.O_WRONLY)
-                try:
-                    os.dup2(null, 2)
-                finally:
-                    os.close(null)
-                _silence["saved"] = saved
             except OSError:  # no stderr to silence
-                _silence["saved"] = None
+                saved = None
+            if saved is not None:
+                try:
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(null, 2)
+                    finally:
+                        os.close(null)
+                    _silence["saved"] = saved
+                except OSError:  # cannot silence: leave stderr as it is, and keep no descriptor
+                    os.close(saved)
         _silence["depth"] += 1
     try:
         yield
@@ -256,11 +261,14 @@ class CameraReader:
         self._close_pending = False
 
     def open(self) -> CameraReader:
-        """Open the source; InputError naming it if it cannot be opened."""
+        """Open the source (again, after close() or stop()); InputError naming it if it cannot be opened."""
+        self._stop.clear()
         if not self.live and not isinstance(self.source, int):
             self._check_file(str(self.source))
         try:
             cap = self._try_open()
+        except Cancelled:  # stop() while it opened: nothing to read, and no error
+            return self
         except TimeoutError:
             raise InputError(self.name, f"did not open within {self.open_timeout_s:g} s (a named pipe with no "
                                         "writer, or a stream that does not answer?)") from None
@@ -305,8 +313,8 @@ class CameraReader:
         try:
             with silenced:
                 cap = call_within(lambda: self._factory(self.source), self.open_timeout_s, discard=_release,
-                                  name=f"edgerec-open-{self.name}")
-        except TimeoutError:
+                                  name=f"edgerec-open-{self.name}", cancel=self._stop)
+        except (TimeoutError, Cancelled):
             _unblock_fifo(self.source)
             raise
         except (cv2.error, OverflowError, ValueError, TypeError) as exc:  # OpenCV refusing the source itself
@@ -355,10 +363,15 @@ class CameraReader:
         and the reading thread releases the capture once its read returns (releasing it under a read crashes
         OpenCV)."""
         with self._lock:
+            self._stop.set()  # whoever iterates stops at its next step, and never reopens what was closed
             if self._busy:
                 self._close_pending = True
-                self._stop.set()
                 return
+        self._drop()
+
+    def _drop(self) -> None:
+        """Release the capture (no read is in progress on it), without stopping the iteration (a reconnect)."""
+        with self._lock:
             cap, self._cap = self._cap, None
         if cap is not None:
             _release(cap)
@@ -418,7 +431,7 @@ class CameraReader:
 
     def _reopen(self) -> None:
         """After a live source dropped: reopen with exponential backoff, or raise InputError."""
-        self.close()
+        self._drop()
         for attempt in range(self.max_reconnects):
             wait = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
             if self._sleep is time.sleep:
@@ -429,11 +442,19 @@ class CameraReader:
                 return
             try:
                 cap = self._try_open()
-            except TimeoutError:
+            except (TimeoutError, Cancelled):
                 cap = None
             if cap is not None:
-                self._cap = cap
+                with self._lock:
+                    stopped = self._stop.is_set()
+                    if not stopped:
+                        self._cap = cap
+                if stopped:  # stop() or close() came while it reopened
+                    _release(cap)
+                    return
                 self.reconnects += 1
+                return
+            if self._stop.is_set():
                 return
         raise InputError(self.name, f"the stream stopped delivering frames and could not be reopened "
                                     f"({self.max_reconnects} attempts with backoff)")

@@ -24,12 +24,19 @@ def models_list(as_json: bool) -> None:
     from edgerec.zoo.fetch import can_fetch_offline
 
     rows = []
+    try:
+        homes.home()
+        usable = True
+    except EdgeRecError as exc:  # the cards are still listed, with nothing cached
+        click.echo(f"edgerec: warning: {exc}", err=True)
+        usable = False
     for card in load_cards().values():
-        cached = [p for p in homes.PRECISIONS if (homes.ir_dir(card.name, p) / "model.xml").is_file()]
-        if any((homes.source_dir(card.name, s.id) / "source.json").is_file() for s in card.sources):
+        cached = [p for p in homes.PRECISIONS if (homes.ir_dir(card.name, p) / "model.xml").is_file()] if usable \
+            else []
+        if usable and any((homes.source_dir(card.name, s.id) / "source.json").is_file() for s in card.sources):
             cached.insert(0, "source")
         wheels = [s for s in card.sources if s.kind == "wheel"]
-        if can_fetch_offline(card):
+        if usable and can_fetch_offline(card):
             how = "yes (wheel cached)"
         elif wheels:
             how = "yes (registry wheel)"

@@ -272,7 +272,8 @@ def _write_outputs(folder: Path, outputs: dict[str, bytes]) -> None:
     (folder / "demo_img").mkdir(exist_ok=True)
     manifest = folder / MANIFEST
     try:
-        before = [ln for ln in manifest.read_text("utf-8").splitlines() if ln] if manifest.is_file() else []
+        # names as the file system has them (a non-UTF-8 one round-trips through surrogate escapes)
+        before = [os.fsdecode(ln) for ln in manifest.read_bytes().splitlines() if ln] if manifest.is_file() else []
     except (OSError, UnicodeDecodeError):
         before = []
     for rel, data in outputs.items():
@@ -280,7 +281,7 @@ def _write_outputs(folder: Path, outputs: dict[str, bytes]) -> None:
     for rel in before:
         if rel not in outputs and ".." not in Path(rel).parts and not Path(rel).is_absolute():
             (folder / rel).unlink(missing_ok=True)  # a stale sample image of our own
-    atomic_write_text(manifest, "".join(f"{rel}\n" for rel in sorted(outputs)))
+    atomic_write_bytes(manifest, b"".join(os.fsencode(rel) + b"\n" for rel in sorted(outputs)))
 
 
 def _unique_name(name: str, used: set[str]) -> str:

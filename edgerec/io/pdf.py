@@ -40,6 +40,7 @@ OPEN_TIMEOUT_S = 30.0  # opening a document (pdfium reads its cross-reference ta
 # pdfium is not thread-safe, and the helper serves one request at a time; a predictor may be fed from several
 # threads
 _PDFIUM_LOCK = threading.RLock()
+MAX_REPLY_BYTES = 4 * 64_000_000 + (1 << 20)  # the largest page the pixel guard lets through, 4 bytes a pixel
 
 
 class _RenderTimeout(Exception):
@@ -73,10 +74,11 @@ class _Renderer:
             # -c, not the file: the file's folder would come first on sys.path; '' (the working folder) is dropped
             code = ("import runpy, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
                     f"runpy.run_path({str(worker)!r}, run_name='__main__')")
+            main = ["--main-thread"] if threading.current_thread() is threading.main_thread() else []
             try:
                 if getattr(sys, "frozen", False) or not sys.executable:
                     raise OSError("no Python interpreter to run it with (a frozen or embedded application)")
-                self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                self.proc = subprocess.Popen([sys.executable, "-c", code, *main], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
                 self.generation += 1
                 # it answers before it is used: an interpreter that cannot run it (no pypdfium2 there, not Python)
@@ -138,7 +140,7 @@ class _Renderer:
                     raise _RenderTimeout()
                 if not poller.poll(int(min(0.1, left) * 1000) + 1):  # short steps: Ctrl-C is taken here
                     continue
-                chunk = os.read(fd, max(n - len(buf), 1 << 16))
+                chunk = os.read(fd, min(n - len(buf), 1 << 20))
                 if not chunk:
                     raise _HelperDied("it ended")
                 buf.extend(chunk)
@@ -146,7 +148,12 @@ class _Renderer:
             del buf[:n]
             return data
 
-        parts = [exactly(pdf_worker.HEADER.unpack(exactly(pdf_worker.HEADER.size))[0]) for _ in range(2)]
+        parts = []
+        for _ in range(2):
+            (size,) = pdf_worker.HEADER.unpack(exactly(pdf_worker.HEADER.size))
+            if size > MAX_REPLY_BYTES:  # a page is bounded by the pixel guard; anything larger is no reply
+                raise _HelperDied(f"it announced a reply of {size} bytes")
+            parts.append(exactly(size))
         try:
             message = json.loads(parts[0])
         except ValueError:
@@ -173,6 +180,12 @@ atexit.register(lambda: _RENDERER.stop())  # the current one: a forked child's o
 def _after_fork_in_child() -> None:
     """A forked child owns neither the parent's helper nor a lock another thread of the parent held: fresh ones."""
     global _RENDERER, _PDFIUM_LOCK
+    old = _RENDERER.proc
+    if old is not None:  # a half-written request in the copied buffer would reach the parent's helper on flush
+        with contextlib.suppress(Exception):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, old.stdin.fileno())
+            os.close(null)
     _PDFIUM_LOCK = threading.RLock()
     _RENDERER = _Renderer()
 
@@ -246,9 +259,12 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
             reply, _ = _RENDERER.call(["open", doc_id, path], OPEN_TIMEOUT_S,
                                       payload=b"" if path is not None else bytes(doc_input))
             if reply[0] != "ok":
-                raise _OpenFailed(reply[1])
+                raise _OpenFailed(str(reply[1]) if len(reply) > 1 else "no reason given")
             opened_in = _RENDERER.generation
-            return int(reply[1])
+            try:
+                return int(reply[1])
+            except (IndexError, TypeError, ValueError):
+                raise _HelperDied("it sent a malformed reply") from None
         return -1
 
     try:
@@ -276,15 +292,17 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
                     ensure_open()  # again after the helper was restarted (a page that timed out, anyone's)
                     reply, data = _RENDERER.call(["render", doc_id, i, scale, _images.MAX_IMAGE_PIXELS],
                                                  RENDER_TIMEOUT_S)
-                if reply[0] == "too_large":
-                    _check_pixels(reply[1], reply[2], where)  # raises the guard's own error
-                    raise InputError(where, "page too large")
-                if reply[0] != "page":
-                    raise InputError(where, f"cannot render PDF page ({reply[1]})")
                 try:
+                    if reply[0] == "too_large":
+                        _check_pixels(int(reply[1]), int(reply[2]), where)  # raises the guard's own error
+                        raise InputError(where, "page too large")
+                    if reply[0] != "page":
+                        raise InputError(where, f"cannot render PDF page ({reply[1]})")
                     _, mode, shape = reply
                     arr = np.frombuffer(data, dtype=np.uint8).reshape(shape)
-                except (ValueError, TypeError):
+                except (ValueError, TypeError, IndexError) as exc:
+                    if isinstance(exc, InputError):
+                        raise
                     raise InputError(where, "cannot render PDF page (the render helper's reply is malformed)") \
                         from None
                 yield i, _pdf_bitmap_to_bgr(arr, mode, where), None

@@ -55,13 +55,14 @@ def _leave_with_parent() -> None:
     import threading
     import time
 
-    try:  # Linux: the kernel sends SIGKILL when the parent dies
-        import ctypes
-        import signal
+    if "--main-thread" in sys.argv:  # PR_SET_PDEATHSIG fires when the creating *thread* ends: main thread only
+        try:  # Linux: the kernel sends SIGKILL when the parent dies
+            import ctypes
+            import signal
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: the watchdog below does it
-        pass
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:  # not Linux: the watchdog below does it
+            pass
     parent = os.getppid()
 
     def watch() -> None:

@@ -339,12 +339,15 @@ def _install_lock(out: Path):
     from edgerec.zoo import home as homes
 
     key = hashlib.sha256(os.fsencode(str(out.resolve()))).hexdigest()[:16]
-    lock = file_lock(homes.lock_path(f"quantize-{key}"), timeout=0)
     try:
+        lock = file_lock(homes.lock_path(f"quantize-{key}"), timeout=0)
         lock.acquire()
     except Timeout:
         raise QuantizationError(f"{out}: another edgerec quantize is writing this int8 model now; wait for it to "
                                 "finish, or give another --output") from None
+    except (OSError, EdgeRecError) as exc:  # no writable model home (an --output elsewhere): one line, no lock
+        raise QuantizationError(f"cannot take the quantize lock in the model home ({exc}); point EDGEREC_HOME at a "
+                                "writable folder") from None
     return lock
 
 
