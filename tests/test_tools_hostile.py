@@ -45,7 +45,7 @@ def test_a_report_that_measures_nothing_leaves_the_earlier_one(tmp_path, monkeyp
     (out / "report.md").write_text("# edgerec accuracy vs latency\n", "utf-8")
     with pytest.raises(EdgeRecError, match="nothing was measured"):
         rep.run_report(rep.ReportOptions(models=["m"], datasets=[str(ds)], output=str(out), rounds=0,
-                                         tesseract=None), say=lambda *a: None)
+                                         tesseract=False, rapidocr=False, paddlex=False), say=lambda *a: None)
     assert json.loads((out / "report.json").read_text("utf-8")) == before
 
 
