@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import edgerec.camera.reader as cam
 from edgerec.camera import CameraReader, CameraWatcher, Roi
+from edgerec.camera.quiet import stderr_silenced
 from edgerec.cli import main
 from edgerec.errors import InputError
 
@@ -255,7 +256,7 @@ def test_stderr_is_restored_after_overlapping_silenced_opens():
     entered, release = threading.Barrier(2), threading.Event()
 
     def open_one(hold: float) -> None:
-        with cam._stderr_silenced():
+        with stderr_silenced():
             entered.wait(10)
             release.wait(10)
             time.sleep(hold)

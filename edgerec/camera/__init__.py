@@ -18,7 +18,8 @@ ROIs of each frame and deciding when a text changed), ``events`` (an event and s
 """
 
 from edgerec.camera.events import TextEvent, save_event
-from edgerec.camera.reader import CameraReader, Frame, is_live, parse_source, quiet_opencv
+from edgerec.camera.quiet import quiet_opencv
+from edgerec.camera.reader import CameraReader, Frame, is_live, parse_source
 from edgerec.camera.roi import Roi
 from edgerec.camera.session import run
 from edgerec.camera.watcher import CameraWatcher, WatchStats, watch

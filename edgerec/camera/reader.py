@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgerec.camera.quiet import quiet_opencv, stderr_silenced
 from edgerec.errors import InputError
 from edgerec.utils.deadline import Cancelled, call_within
 
@@ -88,40 +89,6 @@ def _text_file(path: str) -> bool:
     return all(c.isprintable() or c in "\t\n\r\f" for c in text)
 
 
-# FFmpeg's own log lines ("[mov,mp4,...] moov atom not found", "[mjpeg @ 0x...] overread 8") go straight to
-# stderr; edgerec says what went wrong itself. OpenCV reads this once, when its FFmpeg backend first opens a video
-# in the process, so it is set before every open (a value the user set is kept). -8 is AV_LOG_QUIET.
-FFMPEG_LOGLEVEL_ENV = "OPENCV_FFMPEG_LOGLEVEL"
-
-
-_quiet_lock = threading.Lock()
-_quiet = {"depth": 0, "level": None, "ours": False}  # readers in several threads share one quieting
-
-
-@contextlib.contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """OpenCV's and FFmpeg's own log lines silenced for the block (edgerec reports failures in its own words).
-    Nested and concurrent blocks (readers in several threads) share it: the first saves OpenCV's log level and
-    sets the FFmpeg level, the last restores both."""
-    with _quiet_lock:
-        if _quiet["depth"] == 0:
-            _quiet["ours"] = FFMPEG_LOGLEVEL_ENV not in os.environ  # a level the user set is kept
-            if _quiet["ours"]:
-                os.environ[FFMPEG_LOGLEVEL_ENV] = "-8"
-            _quiet["level"] = cv2.utils.logging.getLogLevel()
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        _quiet["depth"] += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet["depth"] -= 1
-            if _quiet["depth"] == 0:
-                cv2.utils.logging.setLogLevel(_quiet["level"])
-                if _quiet["ours"]:
-                    os.environ.pop(FFMPEG_LOGLEVEL_ENV, None)
-
-
 def _open_capture(source: str | int) -> Any:
     """cv2.VideoCapture for ``source``, with OpenCV's and FFmpeg's own messages silenced (edgerec reports the
     failure). A stream URL gets OpenCV's FFmpeg open and read timeouts (STREAM_TIMEOUT_MS); a file name that is
@@ -136,45 +103,6 @@ def _open_capture(source: str | int) -> Any:
             except UnicodeEncodeError:
                 return cv2.VideoCapture(os.fsencode(source))
         return cv2.VideoCapture(source)
-
-
-_silence_lock = threading.Lock()
-_silence = {"depth": 0, "saved": None}  # readers opening files in several threads: the first saves, the last restores
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 pointed at /dev/null for the block (a file's open, milliseconds): OpenCV's own AVI parser
-    prints what it found in a damaged file ("Unexpected element ... Got: <bytes of the file>") straight to stderr,
-    past its log level. Nested and concurrent blocks share one redirection."""
-    with _silence_lock:
-        if _silence["depth"] == 0:
-            _silence["saved"] = None
-            try:
-                saved = os.dup(2)
-            except OSError:  # no stderr to silence
-                saved = None
-            if saved is not None:
-                try:
-                    null = os.open(os.devnull, os.O_WRONLY)
-                    try:
-                        os.dup2(null, 2)
-                    finally:
-                        os.close(null)
-                    _silence["saved"] = saved
-                except OSError:  # cannot silence: leave stderr as it is, and keep no descriptor
-                    os.close(saved)
-        _silence["depth"] += 1
-    try:
-        yield
-    finally:
-        with _silence_lock:
-            _silence["depth"] -= 1
-            saved = _silence["saved"]
-            if _silence["depth"] == 0 and saved is not None:
-                os.dup2(saved, 2)
-                os.close(saved)
-                _silence["saved"] = None
 
 
 def _read(cap: Any, decode: bool) -> tuple[bool, np.ndarray | None, BaseException | None]:
@@ -309,7 +237,7 @@ class CameraReader:
 
     def _try_open(self) -> Any:
         """An open capture, or None; TimeoutError when opening hangs past ``open_timeout_s``."""
-        silenced = _stderr_silenced() if _regular_file(self.source) else contextlib.nullcontext()
+        silenced = stderr_silenced() if _regular_file(self.source) else contextlib.nullcontext()
         try:
             with silenced:
                 cap = call_within(lambda: self._factory(self.source), self.open_timeout_s, discard=_release,

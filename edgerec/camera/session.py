@@ -8,7 +8,8 @@ import signal
 from collections.abc import Callable, Sequence
 
 from edgerec.camera.events import save_event
-from edgerec.camera.reader import CameraReader, quiet_opencv
+from edgerec.camera.quiet import quiet_opencv
+from edgerec.camera.reader import CameraReader
 from edgerec.camera.roi import Roi
 from edgerec.camera.watcher import CameraWatcher
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import unicodedata
+from collections.abc import Callable
 
 import click
 
@@ -30,15 +31,15 @@ def quiet_broken_pipe() -> None:
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
-def _sigterm_exits():
-    """SIGTERM (a service manager, ``timeout``) ends a command as an exception, so that its cleanup runs (temporary
-    folders removed, half-written files never renamed into place) instead of the process vanishing mid-write.
-    Commands that stop gracefully on it (camera, train) install their own handler over this one."""
+def on_sigterm(exc: type[BaseException] | Callable[[], BaseException]):
+    """SIGTERM (a service manager, ``timeout``) raises ``exc()`` in the main thread, so a command ends through its
+    cleanup (temporary folders removed, half-written files never renamed into place) instead of vanishing mid-write.
+    Returns the handler it replaced (None off the main thread, or where the host owns the signals)."""
     import signal
     import threading
 
     def stop(*_: object) -> None:
-        raise SystemExit(EXIT_TERMINATED)
+        raise exc()
 
     if threading.current_thread() is threading.main_thread():
         try:
@@ -54,7 +55,7 @@ class EdgeRecGroup(click.Group):
     def invoke(self, ctx: click.Context):
         import signal
 
-        before = _sigterm_exits()
+        before = on_sigterm(lambda: SystemExit(EXIT_TERMINATED))  # camera and train install their own over it
         try:
             return super().invoke(ctx)
         except BrokenPipeError:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from edgerec.commands.common import fail
+from edgerec.commands.shell import on_sigterm
 from edgerec.errors import EdgeRecError
 
 
@@ -47,7 +48,7 @@ def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_b
     """
     from edgerec.train import require_torch
 
-    _sigterm_as_ctrl_c()  # a scheduler's or `timeout`'s stop keeps the best model, as Ctrl-C does
+    on_sigterm(KeyboardInterrupt)  # a scheduler's or `timeout`'s stop keeps the best model, as Ctrl-C does
     for option, value in (("--output", output), ("NAME", name)):
         if not str(value).strip():
             fail(f"{option}: give a name, not an empty one")
@@ -73,13 +74,3 @@ def train_cmd(name, dataset, epochs, batch_size, learning_rate, device, freeze_b
         click.echo("edgerec: interrupted; the best model so far is kept", err=True)
         sys.exit(130)
 
-
-def _sigterm_as_ctrl_c() -> None:
-    import signal
-    import threading
-
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)

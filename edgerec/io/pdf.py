@@ -281,11 +281,8 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
         if failed is not None:
             yield None, None, failed
             return
-        if n_pages == 0:
-            yield None, None, InputError(source, "PDF has no pages")
-            return
-        limit = MAX_PDF_PAGES if max_pages is None else max_pages
-        for i in range(min(n_pages, limit)):
+
+        def render(i: int) -> _Page:
             where = f"{source} page {i}"
             try:
                 with _PDFIUM_LOCK:
@@ -305,23 +302,21 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
                         raise
                     raise InputError(where, "cannot render PDF page (the render helper's reply is malformed)") \
                         from None
-                yield i, _pdf_bitmap_to_bgr(arr, mode, where), None
+                return i, _pdf_bitmap_to_bgr(arr, mode, where), None
             except _RenderTimeout:
-                yield i, None, InputError(where, f"rendering took more than {RENDER_TIMEOUT_S:g} s (given up; "
-                                                 "edgerec.io.pdf.RENDER_TIMEOUT_S)")
+                return i, None, InputError(where, f"rendering took more than {RENDER_TIMEOUT_S:g} s (given up; "
+                                                  "edgerec.io.pdf.RENDER_TIMEOUT_S)")
             except _HelperDied:
-                yield i, None, InputError(where, "cannot render PDF page (pdfium crashed on it)")
+                return i, None, InputError(where, "cannot render PDF page (pdfium crashed on it)")
             except _HelperCannotStart as exc:  # it was killed (a page that timed out) and cannot come back
-                yield i, None, InputError(where, f"cannot render PDF page (the render helper cannot restart: "
-                                                 f"{exc})")
+                return i, None, InputError(where, f"cannot render PDF page (the render helper cannot restart: "
+                                                  f"{exc})")
             except _OpenFailed as exc:  # reopening after a restart failed: the rest of the document is lost
-                yield i, None, _open_error(source, str(exc))
-                return
+                raise _DocumentLost(_open_error(source, str(exc))) from None
             except InputError as exc:
-                yield i, None, exc
-        if n_pages > limit:
-            yield limit, None, InputError(source, f"PDF has {n_pages} pages; only the first {limit} are read "
-                                                  f"(edgerec.io.pdf.MAX_PDF_PAGES)")
+                return i, None, exc
+
+        yield from _each_page(source, n_pages, max_pages, render)
     finally:
         if opened_in is not None and opened_in == _RENDERER.generation and _RENDERER.alive():
             with _PDFIUM_LOCK, contextlib.suppress(Exception):
@@ -330,6 +325,28 @@ def _pages_in_helper(doc_input: str | bytes, source: str, dpi: int, max_pages: i
 
 class _OpenFailed(Exception):
     """pdfium could not open the document (its reason is the message)."""
+
+
+class _DocumentLost(Exception):
+    """The rest of a document cannot be read; ``args[0]`` is the error for the page where that was found."""
+
+
+def _each_page(source: str, n_pages: int, max_pages: int | None, render) -> Iterator[_Page]:
+    """What both renderers share: no pages is an error, pages up to the limit are ``render(i)`` (which may raise
+    _DocumentLost), and the pages past the limit are one error."""
+    if n_pages == 0:
+        yield None, None, InputError(source, "PDF has no pages")
+        return
+    limit = MAX_PDF_PAGES if max_pages is None else max_pages
+    for i in range(min(n_pages, limit)):
+        try:
+            yield render(i)
+        except _DocumentLost as lost:
+            yield i, None, lost.args[0]
+            return
+    if n_pages > limit:
+        yield limit, None, InputError(source, f"PDF has {n_pages} pages; only the first {limit} are read "
+                                              f"(edgerec.io.pdf.MAX_PDF_PAGES)")
 
 
 def _pages_here(doc_input: str | bytes, source: str, dpi: int, max_pages: int | None = None) -> Iterator[_Page]:
@@ -345,34 +362,30 @@ def _pages_here(doc_input: str | bytes, source: str, dpi: int, max_pages: int | 
         detail = str(exc).strip().rstrip(".") or type(exc).__name__  # keeps pdfium's reason: "Incorrect password"
         yield None, None, _open_error(source, detail)
         return
+
+    def render(i: int) -> _Page:
+        try:
+            with _PDFIUM_LOCK:
+                page = doc[i]
+                try:
+                    w_pt, h_pt = page.get_size()
+                    _check_pixels(round(w_pt * scale), round(h_pt * scale), f"{source} page {i}")
+                    bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
+                    arr = bitmap.to_numpy()
+                    mode = bitmap.mode
+                    arr = np.array(arr, copy=True)  # own the memory before the bitmap is freed
+                    bitmap.close()
+                finally:
+                    page.close()
+            return i, _pdf_bitmap_to_bgr(arr, mode, f"{source} page {i}"), None
+        except InputError as exc:
+            return i, None, exc
+        except Exception as exc:
+            return i, None, InputError(f"{source} page {i}", f"cannot render PDF page ({type(exc).__name__}: "
+                                                             f"{exc})")
+
     try:
-        if n_pages == 0:
-            yield None, None, InputError(source, "PDF has no pages")
-            return
-        limit = MAX_PDF_PAGES if max_pages is None else max_pages
-        for i in range(min(n_pages, limit)):
-            try:
-                with _PDFIUM_LOCK:
-                    page = doc[i]
-                    try:
-                        w_pt, h_pt = page.get_size()
-                        _check_pixels(round(w_pt * scale), round(h_pt * scale), f"{source} page {i}")
-                        bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
-                        arr = bitmap.to_numpy()
-                        mode = bitmap.mode
-                        arr = np.array(arr, copy=True)  # own the memory before the bitmap is freed
-                        bitmap.close()
-                    finally:
-                        page.close()
-                yield i, _pdf_bitmap_to_bgr(arr, mode, f"{source} page {i}"), None
-            except InputError as exc:
-                yield i, None, exc
-            except Exception as exc:
-                yield i, None, InputError(f"{source} page {i}", f"cannot render PDF page ({type(exc).__name__}: "
-                                                                f"{exc})")
-        if n_pages > limit:
-            yield limit, None, InputError(source, f"PDF has {n_pages} pages; only the first {limit} are read "
-                                                  f"(edgerec.io.pdf.MAX_PDF_PAGES)")
+        yield from _each_page(source, n_pages, max_pages, render)
     finally:
         with _PDFIUM_LOCK:
             doc.close()
