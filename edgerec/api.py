@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ bad_input_log = logging.getLogger("edgerec.bad_input")
 # predict holds at most this many bytes of decoded images before it runs them (and at most ``window`` items): a
 # folder of crops still batches 64+ lines at a time, a 300-page PDF holds a few pages, not 64
 WINDOW_BYTES = 32 * 2**20
+FLUSH_AFTER_S = 2.0  # a window whose oldest line waited this long is read, full or not
 _array_names = itertools.count()  # arrays named in error messages: <ndarray #N>, per process
 
 
@@ -138,10 +140,25 @@ class TextRecognizer:
         window = bs * self.predictor.parallel if stream else max(64, bs * 8 * self.predictor.parallel)
         pending: list[LoadedItem] = []
         held = 0  # bytes of decoded images in ``pending``: PDF pages are megabytes each, line crops kilobytes
-        for item in iter_inputs(input, workers=workers, skip=skip):
+        since = 0.0  # when the oldest line in ``pending`` came
+        items = iter_inputs(input, workers=workers, skip=skip)
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                # the lines in hand are read before the interrupt goes on, so a caller writing results keeps them
+                # (a slow PDF page or URL held them until the window filled)
+                if pending:
+                    yield from self._run(pending, bs, on_error, return_word_box, keep_image)
+                raise
+            if not pending:
+                since = time.monotonic()
             pending.append(item)
             held += item.image.nbytes if item.image is not None else 0
-            if len(pending) >= window or held >= WINDOW_BYTES:
+            # slow inputs (network, PDF pages) do not hold results back for longer than FLUSH_AFTER_S
+            if len(pending) >= window or held >= WINDOW_BYTES or time.monotonic() - since >= FLUSH_AFTER_S:
                 yield from self._run(pending, bs, on_error, return_word_box, keep_image)
                 pending, held = [], 0
         if pending:

@@ -187,6 +187,43 @@ def test_a_stream_gets_its_first_result_before_it_yields_the_next_input(v4, rend
     assert pulled == []
 
 
+def test_lines_in_hand_are_read_before_an_interrupt_goes_on(v4, rendered):
+    """Ctrl-C while the next input loads (a slow PDF page, a URL) still hands out the lines already loaded."""
+    def frames():
+        for _, img in rendered[:3]:
+            yield img
+        raise KeyboardInterrupt
+
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for res in v4.predict(frames(), batch_size=8):
+            got.append(res["rec_text"])
+    assert got == [text for text, _ in rendered[:3]]
+
+
+def test_slow_inputs_do_not_hold_results_back(v4, rendered, monkeypatch):
+    import edgerec.api
+
+    monkeypatch.setattr(edgerec.api, "FLUSH_AFTER_S", 0.2)
+    pulled = []
+
+    def files():
+        import time
+
+        for i, (_, img) in enumerate(rendered[:4]):
+            pulled.append(i)
+            if i == 2:
+                time.sleep(0.3)  # the third input is slow to come
+            yield img
+
+    results = v4.predict([img for _, img in rendered[:4]], batch_size=8)
+    assert len(list(results)) == 4  # a list read ahead as before
+    results = v4.predict(iter(files()), batch_size=8)
+    first = next(results)  # the window held lines 0-2 for over FLUSH_AFTER_S: read without waiting for more
+    assert first["rec_text"] == rendered[0][0] and pulled == [0, 1, 2]
+    assert [r["rec_text"] for r in results] == [text for text, _ in rendered[1:4]]
+
+
 # ------------------------------------------------------------------ float images, engine options
 
 def test_float_images_in_0_to_255_read_as_the_uint8_image(v4, rendered):

@@ -114,6 +114,24 @@ def test_whole_frame_is_one_line_without_roi(v4, tmp_path):
     assert got == [(1, "Gate 7", [0, 0, 320, 64]), (5, "Gate 12 closed", [0, 0, 320, 64])]
 
 
+def test_a_still_image_reports_its_text_whatever_stable_asks(v4, tmp_path):
+    """A one-frame file cannot hold a text for --stable 2 frames: its text is reported at its end. A clip whose
+    text changes on its last frame still reports only what held."""
+    frame = make_frame(0)
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), frame)
+    for stable in ("1", "2", "5"):
+        res = camera("--source", str(still), "--roi", ROIS[0], "--json", "--stable", stable)
+        assert res.exit_code == 0, res.output
+        got = [(e["frame_index"], e["rec_text"].strip()) for e in map(json.loads, res.stdout.splitlines())]
+        assert got == [(0, "Hello World")], (stable, res.output)
+    res = camera("--source", write_video(tmp_path / "short.avi", [make_frame(0)] * 3 + [make_frame(10)]),
+                 "--roi", ROIS[0], "--json", "--stable", "2")
+    assert res.exit_code == 0, res.output
+    got = [(e["frame_index"], e["rec_text"].strip()) for e in map(json.loads, res.stdout.splitlines())]
+    assert got == [(1, "Hello World")]  # ABC-123 showed on one frame only: not reported
+
+
 def test_missing_source_fails_cleanly(tmp_path):
     missing = tmp_path / "nope.mp4"
     res = camera("--source", str(missing), "--roi", ROIS[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -302,6 +303,41 @@ def test_compile_falls_back_to_no_cache_when_the_cache_fails(tmp_path, caplog):
     assert "CACHE_DIR" not in cfg and "compiling without it" in caplog.text
     with pytest.raises(RuntimeError, match="core.cpp:117"):  # the engine turns this into a DeviceError
         _compile(Core(fail_without_cache=True), None, "CPU", {"CACHE_DIR": str(tmp_path / "c2")}, tmp_path / "m")
+
+
+def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
+    """Each new entry is followed by a prune: the least recently used entries go, the newest always stays."""
+    import os
+
+    from edgerec.engines.openvino import CACHE_MB_ENV, _compile, prune_cache
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    class Core:  # writes a 1 MB entry per compile, as OpenVINO does for a new model or config
+        def __init__(self):
+            self.n = 0
+
+        def compile_model(self, model, device, cfg):
+            self.n += 1
+            (Path(cfg["CACHE_DIR"]) / f"{self.n}.blob").write_bytes(b"\0" * 2**20)
+            os.utime(Path(cfg["CACHE_DIR"]) / f"{self.n}.blob", (1000 + self.n, 1000 + self.n))
+            return "compiled"
+
+    monkeypatch.setenv(CACHE_MB_ENV, "2.5")
+    core = Core()
+    (cache / "notes.txt").write_text("not a cache entry: never removed", "utf-8")
+    for _ in range(5):
+        assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache)}, tmp_path / "m") == "compiled"
+    assert sorted(p.name for p in cache.iterdir() if p.suffix == ".blob") == ["4.blob", "5.blob"]
+    assert (cache / "notes.txt").exists()
+    os.utime(cache / "4.blob", (5000, 1004))  # read again since: the older write now is the later use
+    assert [p.name for p in prune_cache(cache, 2**20)] == ["5.blob"]
+    assert prune_cache(cache, 0) == [] and prune_cache(cache, 1) == []  # 0: no bound; the newest always stays
+    monkeypatch.setenv(CACHE_MB_ENV, "lots")  # a bad value: the default bound, with a warning
+    from edgerec.engines.openvino import CACHE_MB, cache_limit_bytes
+
+    assert cache_limit_bytes() == CACHE_MB * 2**20
 
 
 # ------------------------------------------------------------------ the registry, typed options, properties

@@ -47,6 +47,11 @@ def test_a_report_that_measures_nothing_leaves_the_earlier_one(tmp_path, monkeyp
         rep.run_report(rep.ReportOptions(models=["m"], datasets=[str(ds)], output=str(out), rounds=0,
                                          tesseract=False, rapidocr=False, paddlex=False), say=lambda *a: None)
     assert json.loads((out / "report.json").read_text("utf-8")) == before
+    fresh = tmp_path / "new" / "out"  # a folder the failed run made is not left behind, empty
+    with pytest.raises(EdgeRecError, match="nothing was measured"):
+        rep.run_report(rep.ReportOptions(models=["m"], datasets=[str(ds)], output=str(fresh), rounds=0,
+                                         tesseract=False, rapidocr=False, paddlex=False), say=lambda *a: None)
+    assert not (tmp_path / "new").exists()
 
 
 def test_report_options_refuse_a_limit_or_threads_below_one():

@@ -272,11 +272,16 @@ def _earlier_run(out: Path) -> dict[str, bytes]:
     ({"train.txt": [], "val.txt": ROWS}, V4, "nothing to train on"),
     ({"train.txt": ROWS, "val.txt": ["images/w0.png"]}, V4, r"val\.txt:1"),
     ({"train.txt": ROWS, "val.txt": ROWS}, "no_such_model_rec", "no_such_model_rec"),
+    ({"train.txt": ROWS, "val.txt": ROWS}, "<a folder with no model>", "no_model"),
 ])
 def test_train_that_cannot_start_leaves_the_output_folder_as_it_was(tmp_path, lists, model, match):
     from edgerec.train import TrainError
     from edgerec.train.finetune import TrainConfig, finetune
 
+    if model.startswith("<"):  # a local path that exists but holds no model: refused before the output is touched
+        (tmp_path / "no_model").mkdir()
+        (tmp_path / "no_model" / "notes.txt").write_text("not a model\n", encoding="utf-8")
+        model = str(tmp_path / "no_model")
     ds = _dataset(tmp_path / "ds", lists)
     out = tmp_path / "out"
     before = _earlier_run(out)

@@ -324,10 +324,33 @@ def run_report(opts: ReportOptions, say: Progress = _say) -> dict:
         if Path(folder).resolve() in seen:
             raise EdgeRecError(f"--dataset {folder}: given twice")
         seen.add(Path(folder).resolve())
+    made = _missing_folders(Path(opts.output))
     try:
         Path(opts.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgeRecError(f"{opts.output}: cannot create the output folder ({exc.strerror})") from exc
+    try:
+        return _measure_and_write(opts, say)
+    except BaseException:
+        for folder in made:  # a run that wrote nothing leaves no empty folders it made behind
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        raise
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, deepest first: those ``mkdir(parents=True)`` makes."""
+    missing = []
+    for folder in (path.absolute(), *path.absolute().parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def _measure_and_write(opts: ReportOptions, say: Progress) -> dict:
     check_report_output(Path(opts.output))  # before the measurement, not after it
     configs, planned_skips = plan_configs(opts.models, opts.precisions, opts.engines, opts.configs)
     skips = _Skips(say)

@@ -9,8 +9,9 @@ flickers on most, and PaddleOCR's metrics ignore them too), so "Gate7" -> "Gate 
 as "no text", so a blank ROI reports nothing until text appears; text disappearing is reported as ``''``.
 
 Sources: a camera index (``0``), a device (``/dev/video0``), a video file, or a stream URL (``rtsp://...``).
-A file ends the run at its last frame. A live source that stops delivering frames is reopened with exponential
-backoff, a bounded number of times, before giving up with an error.
+A file ends the run at its last frame; a file shorter than ``stable`` recognized frames (a still image)
+reports a text it showed on every frame at its end. A live source that stops delivering frames is reopened
+with exponential backoff, a bounded number of times, before giving up with an error.
 
 Modules: ``roi`` (the regions), ``reader`` (opening sources, reconnecting, frames), ``watcher`` (recognizing the
 ROIs of each frame and deciding when a text changed), ``events`` (an event and saving it), ``session`` (the body of

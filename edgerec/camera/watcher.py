@@ -93,6 +93,7 @@ class CameraWatcher:
         tracks: list[_Track] = []
         whole = not self.rois  # no ROI given: the whole frame, whatever its size
         size: tuple[int, int] | None = None
+        last: dict[int, tuple] = {}  # per ROI: the last frame's index, time, text, score and crop
         try:
             with reader:
                 for fr in reader:
@@ -124,6 +125,16 @@ class CameraWatcher:
                             track.reported = key
                             yield TextEvent(fr.index, fr.timestamp_ms, i, self.rois[i], text, score,
                                             track.first_frame, crops[i] if self.keep_crops else None)
+                        last[i] = (fr.index, fr.timestamp_ms, text, score, crops[i])
+                # a file that ended before ``stable`` frames (a still image, a clip of one frame): a text it showed
+                # on every frame it had held as long as it could (a live source stopped early reports nothing)
+                for i, track in enumerate(tracks):
+                    if not reader.live and track.count == self.stats.frames_recognized < self.stable and \
+                            track.candidate != track.reported and i in last:
+                        index, ms, text, score, crop = last[i]
+                        track.reported = track.candidate
+                        yield TextEvent(index, ms, i, self.rois[i], text, score, track.first_frame,
+                                        crop if self.keep_crops else None)
         finally:
             self._sync(reader, start)
 

@@ -99,7 +99,14 @@ def _check_inputs(cfg: TrainConfig) -> None:
     new_dict = dataset_dict(cfg.dataset, cfg.dict_path)
     if new_dict is not None:
         read_new_dict(new_dict)
-    if not Path(cfg.model).expanduser().exists():  # a card name: known, with that source (nothing fetched here)
+    if Path(cfg.model).expanduser().exists():  # a local model: its files and charset read now (nothing fetched)
+        from edgerec.zoo.resolve import resolve_source
+
+        try:
+            resolve_source(cfg.model)
+        except EdgeRecError as exc:
+            raise TrainError(str(exc)) from None
+    else:  # a card name: known, with that source (nothing fetched here)
         try:
             card = get_card(cfg.model)
         except EdgeRecError as exc:
