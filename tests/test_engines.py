@@ -284,7 +284,7 @@ def test_use_hpip_picks_int8_when_it_is_installed(edgerec_home, tmp_path, monkey
 
 def test_compile_falls_back_to_no_cache_when_the_cache_fails(tmp_path, caplog):
     """A compile that fails with CACHE_DIR (a broken entry another process left) is retried without the cache."""
-    from edgerec.engines.openvino import _compile
+    from edgerec.engines.compile_cache import compile_cached as _compile
 
     class Core:
         def __init__(self, fail_without_cache=False):
@@ -297,7 +297,7 @@ def test_compile_falls_back_to_no_cache_when_the_cache_fails(tmp_path, caplog):
             return "compiled"
 
     core, cfg = Core(), {"PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(tmp_path / "cache")}
-    with caplog.at_level(logging.WARNING, logger="edgerec.engines.openvino"):
+    with caplog.at_level(logging.WARNING, logger="edgerec.engines.compile_cache"):
         assert _compile(core, None, "CPU", cfg, tmp_path / "model.xml") == "compiled"
     assert [("CACHE_DIR" in c) for c in core.calls] == [True, False]
     assert "CACHE_DIR" not in cfg and "compiling without it" in caplog.text
@@ -309,7 +309,8 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     """Each new entry is followed by a prune: the least recently used entries go, the newest always stays."""
     import os
 
-    from edgerec.engines.openvino import CACHE_MB_ENV, _compile, prune_cache
+    from edgerec.engines.compile_cache import CACHE_MB_ENV, prune_cache
+    from edgerec.engines.compile_cache import compile_cached as _compile
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -335,7 +336,7 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     assert [p.name for p in prune_cache(cache, 2**20)] == ["5.blob"]
     assert prune_cache(cache, 0) == [] and prune_cache(cache, 1) == []  # 0: no bound; the newest always stays
     monkeypatch.setenv(CACHE_MB_ENV, "lots")  # a bad value: the default bound, with a warning
-    from edgerec.engines.openvino import CACHE_MB, cache_limit_bytes
+    from edgerec.engines.compile_cache import CACHE_MB, cache_limit_bytes
 
     assert cache_limit_bytes() == CACHE_MB * 2**20
 
