@@ -455,6 +455,21 @@ def test_training_leaves_out_empty_labels_and_validation_keeps_unreadable_images
     assert any("kept: counted as read wrong" in line for line in vrep.summary())
 
 
+def test_an_image_listed_on_many_lines_is_decoded_once(tmp_path, monkeypatch):
+    import edgerec.train.data as data
+
+    rows = [ROWS[0]] * 500 + ["images/missing.png\tgone"] * 300 + ROWS[1:3]
+    ds = _dataset(tmp_path / "ds", {"train.txt": rows})
+    decoded = []
+    real = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda path: decoded.append(str(path)) or real(path))
+    index = data.char_index(CLASSES + [" ", ",", ".", "-", "'", ":"])
+    train, rep = data.read_split(ds, "train", index, input_height=48, max_width=3200, stride=8, keep_all=False)
+    assert sum(Path(s.path).name == "w0.png" for s in train) == 500 and len(rep.unreadable) == 300  # all there
+    assert sorted(decoded) == sorted({str(ds / "images/w0.png"), str(ds / "images/missing.png"),
+                                      str(ds / "images/w1.png"), str(ds / "images/w2.png")})
+
+
 def test_split_refuses_a_list_file_that_is_not_utf8_and_changes_nothing(tmp_path):
     from edgerec.data.split import split_dataset
 

@@ -109,19 +109,24 @@ def read_split(folder: str | Path, split: str, index: dict[str, int], *, input_h
         raise TrainError(str(exc)) from None
     report = SplitReport(split=split, list_file=str(list_file), lines=len(lines))
     samples: list[Sample] = []
+    sizes: dict[str, tuple[int, int] | EdgeRecError] = {}  # an image listed on many lines is decoded once
     for ln in lines:
         path, label, where = ln.path, ln.label, ln.where
         if not label.strip() and not keep_all:
             report.empty_lines += 1
             continue
-        try:
-            img = load_image(path)
-        except EdgeRecError as exc:
-            report.unreadable.append(f"{where} {exc}")
+        if str(path) not in sizes:
+            try:
+                sizes[str(path)] = load_image(path).shape[:2]
+            except EdgeRecError as exc:
+                sizes[str(path)] = exc
+        size = sizes[str(path)]
+        if isinstance(size, EdgeRecError):
+            report.unreadable.append(f"{where} {size}")
             if keep_all:  # validation: a line that cannot be read is a line read wrong (edgerec evaluate's count)
                 samples.append(Sample(path, label, where, 0, 0, None))
             continue
-        h, w = img.shape[:2]
+        h, w = size
         missing = [c for c in label if c not in index]
         target = None if missing else [index[c] for c in label]
         ok = True
