@@ -495,3 +495,15 @@ def test_resume_with_another_model_or_width_option_is_refused_and_changes_nothin
     want = f"its lines were read by {V4} fp32; this run reads with {V4} fp32 min_width=160"
     assert res.exit_code == 1 and want in res.stderr, res.stderr
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, code, match", [
+    (["predict", "samples/", "--address", "auto"], 1, "--address names the Ray cluster for --ray"),
+    (["quantize"], 2, "give a model NAME or --model-dir"),
+    (["export"], 2, "give a model NAME or --model-dir"),
+    (["evaluate", "--dataset", "."], 2, "give a model NAME or --model-dir"),
+])
+def test_option_combinations_that_mean_nothing_are_refused(args, code, match):
+    """Before any model loads: an option that would be ignored, a command without its model (usage: status 2)."""
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == code and match in res.output, res.output

@@ -28,8 +28,8 @@ from edgerec.zoo.cards import DEFAULT_MODEL
               help="Reopen a dropped live stream this many times (with backoff) before giving up.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per text change on stdout.")
 @click.option("--save-dir", type=click.Path(file_okay=False),
-              help="Write frameN_roiK.json and _res.png per change into this folder; a name already there (frame "
-                   "numbers restart each run) is kept and the event saved as frameN_roiK_2.json, ... unless "
+              help="Write frame000123_roi0.json and _res.png per change into this folder; a name already there (frame "
+                   "numbers restart each run) is kept and the event saved as frame000123_roi0_2.json, ... unless "
                    "--overwrite.")
 @click.option("--overwrite", is_flag=True, help="With --save-dir: replace files of the same name already there.")
 def camera(source, rois, every, stable, model_name, model_dir, precision, device, threads, max_reconnects, as_json,

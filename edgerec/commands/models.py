@@ -88,7 +88,7 @@ def export_cmd(name, model_dir, precision, source, via, output) -> None:
     from edgerec.zoo.resolve import export_model
 
     if not name and not model_dir:
-        fail(click.UsageError("give a model NAME or --model-dir"))
+        raise click.UsageError("give a model NAME or --model-dir")
     try:
         click.echo(f"exporting {name or model_dir} to {precision} ...", err=True)
         xml = export_model(name, model_dir, precision, source=source, via=via, output=output)

@@ -30,8 +30,9 @@ from edgerec.zoo.cards import DEFAULT_MODEL
 @click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
 @click.option("--shape-cache", type=click.IntRange(0, 100000), default=None,
-              help="Input shapes besides the minimum width whose OpenVINO kernels stay prepared [default: 0, or the "
-                   "number of buckets with --width-bucket]; ~10 MB each in int8, ~0.3 MB in fp32. Raise it to "
+              help="Input shapes besides the minimum width whose OpenVINO kernels stay prepared [default: 0, or with "
+                   "--width-bucket the buckets times the batch sizes, at most 32]; ~10 MB each in int8, ~0.3 MB in "
+                   "fp32. Raise it to "
                    "about the number of distinct widths for speed on folders of a few widths.")
 @click.option("--save-dir", type=click.Path(file_okay=False),
               help="A folder (created if needed; always a folder, whatever its name) to write <stem>_res.json and "
@@ -69,6 +70,8 @@ def predict(inputs, model_name, model_dir, device, precision, engine, batch_size
 
     if (resume or use_ray) and not output:
         fail("--resume and --ray need --output")
+    if address is not None and not use_ray:
+        fail("--address names the Ray cluster for --ray: add --ray, or leave --address out")
     if overwrite and not (output or save_dir):
         fail("--overwrite needs --output or --save-dir")
     if resume and overwrite:

@@ -73,7 +73,7 @@ def quantize(name, model_dir, calibration, eval_dir, subset_size, eval_size, max
     from edgerec.quant.quantize import QuantizationConfig, quantize_model
 
     if not name and not model_dir:
-        fail(click.UsageError("give a model NAME or --model-dir"))
+        raise click.UsageError("give a model NAME or --model-dir")
     search = "none" if no_accuracy_control else search.replace("-", "_")
     try:
         cfg = QuantizationConfig(subset_size=subset_size, max_drop=max_drop, ignore_stem=float_stem, search=search,
