@@ -295,7 +295,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""
-    if use_hpip:
+    if use_hpip and asked is not None:  # what the caller set explicitly wins, the precision too
+        chosen, hpip_note = kind.fastest(spec) if kind.fastest is not None else ({}, "")
+        hpip_note = f"precision {asked} was given, so use_hpip keeps it" + (f"; {hpip_note}" if hpip_note else "")
+        values = {**chosen, **values}
+    elif use_hpip:
         choice, chosen, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
         own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
         if own is not None and choice != own and installed_ir(model_name, model_dir,
@@ -325,7 +329,10 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if warmup and not probed:  # a probed engine has run a line already
         predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
     run_precision = "bf16" if precision == "bf16" else info.precision
-    if run_precision == "int8" and not use_hpip and (other := _other_arithmetic(_int8_report(resolved.path), spec)):
+    report = _int8_report(resolved.path) if run_precision == "int8" and not use_hpip else {}
+    if report.get("unreadable"):  # asked for by name: it runs, but the user should know nothing vouches for it
+        log.warning("%s int8: %s; its accuracy check is unknown", info.model_name, report["unreadable"])
+    elif report and (other := _other_arithmetic(report, spec)):
         # asked for by name: it runs, but the user should know its accuracy check was for another arithmetic
         log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)
     summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
@@ -407,7 +414,9 @@ def _hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, prec
     if "int8" in kind.precisions:
         int8 = installed_ir(model_name, model_dir, "int8")
         report = _int8_report(int8) if int8 is not None else {}
-        if report.get("forced"):
+        if report.get("unreadable"):
+            skipped = f"{report['unreadable']}, so whether the int8 model held its accuracy bound is unknown; "
+        elif report.get("forced"):
             skipped = f"the int8 model in {int8.parent} was forced past its accuracy bound; "
         elif int8 is not None and (other := _other_arithmetic(report, spec)):
             skipped = f"the int8 model in {int8.parent} {other}; "
@@ -432,11 +441,23 @@ def _int8_report(int8_xml) -> dict:
 
     from edgerec.quant.quantize import REPORT_NAME
 
-    try:
-        report = json.loads((int8_xml.parent / REPORT_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    path = int8_xml.parent / REPORT_NAME
+    if not path.exists():
         return {}
-    return report if isinstance(report, dict) else {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"unreadable": f"{path} cannot be read ({exc})"}
+    if not isinstance(report, dict):
+        return {"unreadable": f"{path} is not a quantization report (not a JSON object)"}
+    bad = [k for k in ("without_vnni", "config") if not isinstance(report.get(k) or {}, dict)]
+    drop = {} if bad else (report.get("without_vnni") or {}).get("drop") or {}
+    if not isinstance(drop, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in drop.values()):
+        bad.append("without_vnni.drop")
+    if bad:
+        return {"unreadable": f"{path} is not a quantization report ({', '.join(bad)} malformed)"}
+    return report
 
 
 def _other_arithmetic(report: dict, spec: DeviceSpec) -> str:

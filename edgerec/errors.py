@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import re
 
-_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s?#]*@")
+# user:pass@ up to the last @ before the path: a password may hold @, ? or # (written unescaped by hand)
+_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s]*@")
+_AUTHORITY_RE = re.compile(r"(?i)^([a-z][a-z0-9+.\-]*://)([^/]*)")
+
+
+def without_credentials(url: str, mark: str = "") -> str:
+    """``url`` with its ``user:pass@`` (everything up to the last @ before the path, spaces included) replaced by
+    ``mark``: a URL given as an input, where the whole string is the URL."""
+    m = _AUTHORITY_RE.match(url)
+    if not m or "@" not in m.group(2):
+        return url
+    return m.group(1) + mark + m.group(2).rpartition("@")[2] + url[m.end():]
 
 
 def redact(text: str) -> str:
     """Drop ``user:pass@`` from every URL in ``text``: the one place credentials are removed before anything
-    (results, error lines, saved JSON, CLI output) shows a URL."""
-    return _CREDENTIALS_RE.sub(r"\1***@", text) if "@" in text else text
+    (results, error lines, saved JSON, CLI output) shows a URL. A text that is one URL loses everything up to
+    the last @ before its path; in other text a URL's credentials end at a space."""
+    if "@" not in text:
+        return text
+    text = without_credentials(text, "***@")
+    return _CREDENTIALS_RE.sub(r"\1***@", text)
 
 
 class EdgeRecError(Exception):

@@ -488,3 +488,58 @@ def test_report_checks_its_output_and_datasets_before_measuring(tmp_path, render
     ds = _tiny_dataset(tmp_path / "ds", rendered)
     with pytest.raises(EdgeRecError, match="given twice"):
         run_report(ReportOptions(models=[V4], datasets=[ds, tmp_path / "ds" / "."], output=tmp_path / "r2"))
+
+
+# ------------------------------------------------------------------ a read-only model home, IRs copied by hand
+
+
+def _no_writing(monkeypatch):
+    """The model home's lock files cannot be made, as on a read-only mount (root ignores chmod, so simulated)."""
+    import edgerec.utils.fs as fs
+
+    def refuse(path, timeout=-1):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(fs, "file_lock", refuse)
+
+
+def test_a_read_only_home_serves_the_models_prepared_in_it(v4, edgerec_home, tmp_path, monkeypatch, rendered):
+    from edgerec import create_model
+
+    linked_home(edgerec_home, tmp_path, monkeypatch)
+    _no_writing(monkeypatch)
+    model = create_model(V4, progress=False, cache=False)
+    assert model.recognize(rendered[0][1])["rec_text"] == rendered[0][0]
+    with pytest.raises(ModelError, match=r"cannot be written \(Read-only file system\); set EDGEREC_HOME"):
+        create_model(V4, precision="fp16", progress=False, cache=False)  # would need an export
+
+
+def test_a_copied_ir_of_another_precision_is_never_run_in_its_place(v4, edgerec_home, tmp_path, monkeypatch):
+    """IR folders copied to an offline box without their sources: an int8 IR in fp32/ is refused, not run."""
+    from edgerec import create_model
+    from edgerec.errors import OtherPrecisionError
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "fp32").symlink_to(edgerec_home / "models" / V4 / "fp32")
+    install_relabelled_int8(scratch)
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path / "home"))
+    root = tmp_path / "home" / "models" / V4
+    root.mkdir(parents=True)
+    shutil.move(str(scratch / "int8"), str(root / "fp32"))  # an int8 IR where the fp32 one belongs
+    with pytest.raises(OtherPrecisionError, match="an int8 IR in the fp32 folder"):
+        create_model(V4, precision="fp32", progress=False, cache=False)
+    with pytest.raises(OtherPrecisionError, match="an int8 IR in the fp32 folder, not the bf16"):
+        create_model(V4, precision="bf16", progress=False, cache=False)
+
+
+def test_int8_without_an_int8_model_is_refused_before_anything_is_fetched(edgerec_home, tmp_path, monkeypatch):
+    import edgerec.zoo.resolve as resolve
+    from edgerec import create_model
+
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path))
+    (tmp_path / "models" / V4).mkdir(parents=True)
+    (tmp_path / "models" / V4 / "fp32").symlink_to(edgerec_home / "models" / V4 / "fp32")
+    monkeypatch.setattr(resolve, "fetch", lambda *a, **k: pytest.fail("fetched for an int8 that cannot be made"))
+    with pytest.raises(ModelError, match=r"no int8 model in .*edgerec quantize PP-OCRv4_mobile_rec"):
+        create_model(V4, precision="int8", progress=False)

@@ -276,6 +276,33 @@ def test_use_hpip_skips_int8_checked_with_vnni_on_a_cpu_without(tmp_path, monkey
         assert precision == "fp32" and "this one has none" in why and "--overflow-fix enable" in why
 
 
+@pytest.mark.parametrize("content", [
+    '{"forced": true, "installed"',  # cut short
+    '[1, 2]',
+    '{"forced": false, "int8_vnni": true, "without_vnni": "checked"}',
+    '{"forced": false, "int8_vnni": true, "config": "mixed"}',
+    '{"forced": false, "int8_vnni": true, "without_vnni": {"checked": true, "within_bound": false, '
+    '"drop": {"acc": null}}}',
+])
+def test_a_quantization_report_that_cannot_be_read_is_no_warrant(tmp_path, monkeypatch, content, caplog):
+    """use_hpip does not take an int8 whose report is broken (it cannot tell whether int8 held its bound), and an
+    int8 asked for by name still runs, with a warning naming the file: never a TypeError from the report."""
+    import logging
+
+    from edgerec import api
+
+    int8 = tmp_path / "int8" / "model.xml"
+    int8.parent.mkdir()
+    (int8.parent / "quantization_report.json").write_text(content)
+    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(cpu, "int8_vnni", lambda: False)  # the branch that formats the without-VNNI drop
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
+    kind = api.registry.pick(None, "cpu")
+    precision, _, why = api._hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
+    assert precision == "fp32" and "quantization_report.json" in why and "is unknown" in why
+    assert "unreadable" in api._int8_report(int8) and api._other_arithmetic({}, api.parse_device("cpu")) == ""
+
+
 @pytest.mark.parametrize("env,cap,vnni", [
     ({}, None, True),
     ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, "AVX512_CORE", False),
@@ -310,3 +337,12 @@ def test_no_vnni_flag_means_no_vnni(monkeypatch):
     assert not cpu.has_int8_vnni()
     monkeypatch.setattr(cpu, "_proc_cpuinfo", lambda: ("Alder Lake", frozenset({"avx2", "avx_vnni"})))
     assert cpu.has_int8_vnni()
+
+
+def test_use_hpip_keeps_a_precision_given(v4, monkeypatch):
+    """An explicit precision wins over use_hpip's choice, as explicit engine options do."""
+    from edgerec import create_model
+
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: True)  # where bf16 would be chosen
+    model = create_model(V4, precision="fp32", use_hpip=True, progress=False)
+    assert model.precision == "fp32" and "precision fp32 was given, so use_hpip keeps it" in model.config_summary

@@ -6,6 +6,7 @@ import http.server
 import io
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -506,6 +507,92 @@ def test_url_happy_path_404_size_cap_and_pdf(server):
     assert "HTTP 404" in str(items[1].error) and urls[1] in str(items[1].error)
     assert "too large" in str(items[2].error)
     assert items[3].error is None and items[4].image.shape == (50, 120, 3)
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """What a URL audit served: non-ASCII paths, compressed bodies, web pages, a body that never ends."""
+    protocol_version = "HTTP/1.1"
+    image = b""
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.hits.append(self.path)
+        if self.path in ("/ok/%E5%9B%BE%E7%89%87%20a.png?name=%E4%B8%AD", "/ok/plain.png"):
+            self._send(200, "image/png", self.image)
+        elif self.path == "/gz":
+            self._send(200, "image/png", b"\x1f\x8b\x08" + b"\0" * 64, {"Content-Encoding": "gzip"})
+        elif self.path == "/page":
+            self._send(200, "text/html; charset=utf-8", b"  <html><body>Sign in</body></html>")
+        elif self.path == "/endless":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"1000\r\n" + b"\0" * 4096 + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.01)
+            except OSError:
+                return
+        else:
+            self._send(404, "text/plain", b"no")
+
+    def _send(self, code, ctype, body, extra=None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def hostile(monkeypatch):
+    ok, enc = cv2.imencode(".png", _pattern())
+    _Hostile.image, _Hostile.hits = enc.tobytes(), []
+    with local_http(_Hostile, monkeypatch) as url:
+        yield url
+
+
+@pytest.mark.timeout(60)
+def test_urls_a_browser_would_take_and_bodies_that_are_no_image(hostile):
+    urls = [f"{hostile}/ok/图片 a.png?name=中", f"{hostile}/gz", f"{hostile}/page", f"{hostile}/endless",
+            "data:image/png;base64,iVBORw0KGgo=", f"http://user:p@ss?w#rd@{hostile[7:]}/ok/plain.png"]
+    t0 = time.monotonic()
+    items = _items(urls, url_timeout=2)
+    assert time.monotonic() - t0 < 10
+    assert items[0].error is None and np.array_equal(items[0].image, _pattern())  # percent-encoded, as browsers do
+    assert "Content-Encoding: gzip" in str(items[1].error)
+    assert "a web page (Content-Type text/html" in str(items[2].error)
+    assert "timed out after 2 s" in str(items[3].error)  # the deadline cut it, not "the server closed early"
+    assert "unsupported URL scheme 'data'" in str(items[4].error)
+    assert items[5].error is None and items[5].input_path == f"http://***@{hostile[7:]}/ok/plain.png"
+    assert not any("p@ss" in p or "rd@" in p for p in _Hostile.hits)
+
+
+@pytest.mark.timeout(60)
+def test_the_url_deadline_covers_name_lookup_and_connect(monkeypatch):
+    import socket
+
+    def stalled(*args, **kwargs):
+        time.sleep(5)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalled)
+    t0 = time.monotonic()
+    items = _items(["http://stalled.example/x.png"], url_timeout=1)
+    assert time.monotonic() - t0 < 3 and "timed out after 1 s" in str(items[0].error)
+
+
+def test_a_resumed_run_does_not_download_urls_again(hostile):
+    url = f"{hostile}/ok/plain.png"
+    skipped = []
+    items = list(iter_inputs([url, "data:x"], skip=lambda p: skipped.append(p) or p == url))
+    assert skipped == [url] and _Hostile.hits == [] and len(items) == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")

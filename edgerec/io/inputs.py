@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -151,9 +152,11 @@ class _Loader:
         except Exception as exc:  # never let one bad item stop the run
             return self._item(path, None, None, cannot_load(source, exc))
 
-    def _from_encoded(self, buf: np.ndarray, path: str | None, source: str, pdf_input: str | bytes | None
-                      ) -> Iterator[LoadedItem]:
-        if is_pdf(buf, path):
+    def _from_encoded(self, buf: np.ndarray, path: str | None, source: str, pdf_input: str | bytes | None, *,
+                      name: str | None = None) -> Iterator[LoadedItem]:
+        """``name``: what the file is called, for its suffix (a URL's path, not its query); default ``path``."""
+        name = path if name is None else name
+        if is_pdf(buf, name):
             doc = pdf_input if pdf_input is not None else buf.tobytes()
             for page, img, err in _pdf_pages(doc, source, self.pdf_dpi, self.max_pdf_pages):
                 yield self._item(path, page, img, err)
@@ -169,7 +172,7 @@ class _Loader:
                 return
             if pages <= 1:
                 item = self._guard(path, source, _decode, buf, source)
-                if item.error is not None and path and str(path).lower().endswith(PDF_SUFFIX):
+                if item.error is not None and name and str(name).lower().endswith(PDF_SUFFIX):
                     item.error = InputError(source, "not a PDF (it does not start with %PDF-), nor an image")
                 yield item
                 return
@@ -246,7 +249,8 @@ class _Loader:
             yield self._item(redact(url), None, None, exc)
             return
         shown = redact(url)
-        yield from self._from_encoded(np.frombuffer(data, dtype=np.uint8), shown, shown, data)
+        yield from self._from_encoded(np.frombuffer(data, dtype=np.uint8), shown, shown, data,
+                                      name=urllib.parse.urlsplit(url).path)
 
     def load(self, obj: Any) -> Iterator[LoadedItem]:
         if isinstance(obj, np.ndarray):
@@ -278,10 +282,15 @@ class _Loader:
             if m:
                 scheme = m.group(1).lower()
                 if scheme in ("http", "https"):
-                    yield from self._from_url(path)
+                    if self.skip is None or not self.skip(redact(path)):  # resume: not downloaded again
+                        yield from self._from_url(path)
                 else:
                     yield self._item(path, None, None, InputError(
                         path, f"unsupported URL scheme '{scheme}' (only http and https URLs are downloaded)"))
+            elif path[:5].lower() == "data:" and not os.path.exists(path):
+                yield self._item(path[:40], None, None, InputError(
+                    path[:40] + ("..." if len(path) > 40 else ""),
+                    "unsupported URL scheme 'data' (only http and https URLs are downloaded; give the bytes)"))
             elif os.path.isdir(path):
                 yield from self._from_folder(path)
             elif self.skip is None or not self.skip(path):

@@ -14,7 +14,8 @@ import threading
 import time
 import urllib.parse
 
-from edgerec.errors import InputError, redact
+from edgerec.errors import InputError, redact, without_credentials
+from edgerec.utils.deadline import call_within
 
 _MAX_REDIRECTS = 10
 _CHUNK = 1 << 16
@@ -50,9 +51,34 @@ def _connection(parts: urllib.parse.SplitResult, timeout: float) -> http.client.
     return http.client.HTTPConnection(host, parts.port, timeout=timeout)
 
 
+def requote(url: str) -> str:
+    """``url`` as it goes on the wire: a non-ASCII host in IDNA, non-ASCII characters and spaces in the path and
+    query percent-encoded (UTF-8), escapes already there kept (what browsers and requests do with a pasted URL)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        try:
+            host = (parts.hostname or "").encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"the host name {parts.hostname!r} is not a valid internationalised name") from None
+        netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    safe = "!#$%&'()*+,/:;=?@[]~"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, urllib.parse.quote(parts.path, safe=safe),
+                                    urllib.parse.quote(parts.query, safe=safe), ""))
+
+
+def _connect(conn: http.client.HTTPConnection, seconds: float) -> None:
+    """Name lookup, connect and TLS within ``seconds`` in all: the watchdog has no socket to shut before connect
+    returns, and http.client gives each of a host's addresses the whole timeout."""
+    try:
+        call_within(conn.connect, seconds, discard=lambda _: conn.close(), name="edgerec-url-connect")
+    except TimeoutError:
+        raise TimeoutError from None
+
+
 def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[bytes | None, str | None]:
     """One request: (body, None), or (None, redirect target)."""
-    parts = urllib.parse.urlsplit(url)
+    parts = urllib.parse.urlsplit(requote(without_credentials(url)))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -60,8 +86,9 @@ def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[byt
     conn = _connection(parts, remaining)
     dog = _Watchdog(conn, remaining)
     try:
+        _connect(conn, remaining)
         # credentials in the URL are not sent (nor shown): a URL names an image, it does not log in
-        conn.request("GET", path, headers={"Host": parts.netloc.rpartition("@")[2], "Accept-Encoding": "identity",
+        conn.request("GET", path, headers={"Host": parts.netloc, "Accept-Encoding": "identity",
                                            "User-Agent": "edgerec"})
         resp = conn.getresponse()
         if resp.status in (301, 302, 303, 307, 308):
@@ -72,17 +99,25 @@ def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[byt
         if resp.status >= 400:
             raise InputError(url, f"download failed: HTTP {resp.status} {resp.reason or ''}".rstrip())
         length = resp.getheader("Content-Length")
-        expected = int(length) if length and length.strip().isdigit() else None
-        if expected is not None and expected > max_bytes:
-            raise InputError(url, f"download is too large ({expected} bytes; the limit is {max_bytes})")
+        expected = int(length) if length and length.strip().isdigit() and len(length.strip()) < 20 else None
+        if length and length.strip().isdigit() and (expected is None or expected > max_bytes):
+            shown = f"{expected} bytes" if expected is not None else "a Content-Length of over 19 digits"
+            raise InputError(url, f"download is too large ({shown}; the limit is {max_bytes})")
+        encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
+        if encoding not in ("identity", ""):
+            raise InputError(url, f"the server sent the body compressed (Content-Encoding: {encoding[:40]}) although "
+                                  "asked for none; edgerec does not decompress downloads")
+        html = (resp.getheader("Content-Type") or "").lower().startswith("text/html")
         chunks: list[bytes] = []
         total = 0
         while True:
             try:
                 chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
             except http.client.IncompleteRead as exc:
+                if dog.fired:  # the watchdog shut the socket: the deadline, not the server, cut the body
+                    raise TimeoutError from None
                 got = total + len(exc.partial)
-                raise InputError(url, f"download is incomplete ({got} of {expected} bytes: the server closed "
+                raise InputError(url, f"download is incomplete ({_of(got, expected)}: the server closed "
                                       "the connection early)") from None
             if not chunk:
                 break
@@ -95,9 +130,13 @@ def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[byt
         if dog.fired:
             raise TimeoutError
         if expected is not None and total < expected:
-            raise InputError(url, f"download is incomplete ({total} of {expected} bytes: the server closed the "
+            raise InputError(url, f"download is incomplete ({_of(total, expected)}: the server closed the "
                                   "connection early)")
-        return b"".join(chunks), None
+        body = b"".join(chunks)
+        if html and body.lstrip()[:1] == b"<":
+            raise InputError(url, f"the server sent a web page (Content-Type text/html, HTTP {resp.status}), not "
+                                  "an image")
+        return body, None
     except (OSError, http.client.HTTPException):
         if dog.fired:
             raise TimeoutError from None
@@ -105,6 +144,10 @@ def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[byt
     finally:
         dog.cancel()
         conn.close()
+
+
+def _of(got: int, expected: int | None) -> str:
+    return f"{got} of {expected} bytes" if expected is not None else f"{got} bytes"
 
 
 def _download(url: str, timeout: float, max_bytes: int) -> bytes:

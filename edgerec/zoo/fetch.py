@@ -99,10 +99,8 @@ def fetch(name: str, *, source: str | None = None, force: bool = False, progress
 
     Sources are tried in the card's order (or only ``source``, an id from the card); the first that works wins.
     """
-    from edgerec.utils.fs import file_lock
-
     card = get_card(name)
-    with file_lock(str(homes.lock_path(name)) + ".fetch"):
+    with homes.writing(name, ".fetch"):
         if not force:
             cached = cached_source(name, source)
             if cached is not None:

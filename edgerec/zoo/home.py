@@ -15,6 +15,7 @@ Every folder edgerec writes is named here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -91,3 +92,24 @@ def cache_dir() -> Path:
 
 def lock_path(name: str) -> Path:
     return home() / "locks" / f"{safe_name(name)}.lock"
+
+
+@contextlib.contextmanager
+def writing(name: str, what: str = ""):
+    """Hold model ``name``'s lock (``what``: a suffix for a second lock of the same model, e.g. ".fetch") while
+    its files are written. A home that cannot be written (a read-only image, a kiosk's mount) is a ModelError
+    that says what to do, not an OSError from the lock file."""
+    from edgerec.errors import ModelError
+    from edgerec.utils.fs import file_lock
+
+    try:
+        lock = file_lock(str(lock_path(name)) + what)
+        lock.acquire()
+    except OSError as exc:
+        raise ModelError(f"{name}: needs to be fetched or exported into the model home {home()}, which cannot be "
+                         f"written ({exc.strerror or exc}); set EDGEREC_HOME to a writable folder, or prepare the "
+                         "model where its home can be written (`edgerec models fetch` / `edgerec export`)") from None
+    try:
+        yield
+    finally:
+        lock.release()

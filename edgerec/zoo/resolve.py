@@ -191,6 +191,8 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
     if source_format != "ir":
         return _direct(_card_source(card, source_format, source, progress), card, source_format)
     xml = homes.ir_dir(card.name, precision) / IR_NAME
+    if precision == "int8" and not xml.is_file():  # refused before anything is fetched: only quantize makes one
+        raise _no_int8(card.name, xml.parent.parent)
     src = None
     if source is None and xml.is_file():
         # keep using the source the existing IR came from, so alternating sources does not re-export each time
@@ -202,6 +204,7 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
     if src is None:
         if xml.is_file() and source is None:
             info = check_card(read_info(xml), card, xml)  # nothing to re-export from: a broken IR is refused
+            _require_precision(xml, precision, asked or precision)  # as is one of another precision (a copy)
             return ResolvedModel(card.name, xml, "ir", precision, card=card, info=info)  # its source was removed
         src = fetch(card.name, source=source, progress=progress)
     xml, info = ensure_ir(src, homes.ir_dir(card.name, precision), precision, card=card, lock_name=card.name)
@@ -211,27 +214,45 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
 def ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card: ModelCard | None = None,
               lock_name: str) -> tuple[Path, ModelInfo]:
     """Export ``src`` into ``ir_folder`` unless an IR of the same weights is there already; (model.xml, info)."""
-    from edgerec.utils.fs import file_lock
-
     xml = ir_folder / IR_NAME
     spec = ExportSpec.of(src, card)
-    with file_lock(homes.lock_path(lock_name)):
-        if xml.is_file():
-            try:
-                info = read_info(xml)
-                if (info.source_sha256, info.charset_sha256, info.precision, info.input_height) == (
-                        src.weights_sha256, src.charset_sha256, precision, spec.input_height):
-                    if card is not None:
-                        check_card(info, card, xml)  # rt_info of another model: export again
-                    return xml, info
-                log.info("%s: IR is stale (other weights, charset, precision or height); exporting again", xml)
-            except ModelError as exc:
-                log.warning("%s; exporting again", exc)
+    info = _current_ir(xml, src, spec, precision, card, quiet=True)
+    if info is not None:  # IR folders are swapped in whole: one that is there is read without the lock
+        return xml, info  # (and a read-only home serves the models prepared in it)
+    with homes.writing(lock_name):
+        info = _current_ir(xml, src, spec, precision, card)
+        if info is not None:
+            return xml, info
         if precision == "int8":
-            raise ModelError(f"{src.name}: no int8 model in {ir_folder.parent}; make one with "
-                             f"`edgerec quantize {src.name}` (NNCF, accuracy-checked), or use fp32 / fp16")
+            raise _no_int8(src.name, ir_folder.parent)
         xml = export(src, ir_folder, spec, precision=precision)
         return xml, read_info(xml)
+
+
+def _current_ir(xml: Path, src: ModelSource, spec: ExportSpec, precision: str, card: ModelCard | None, *,
+                quiet: bool = False) -> ModelInfo | None:
+    """The IR's info when ``xml`` is an IR of ``src``'s weights, charset and input height in ``precision``; None
+    when it is missing or stale (said in the log, unless ``quiet``: the locked second look logs it)."""
+    if not xml.is_file():
+        return None
+    try:
+        info = read_info(xml)
+        if (info.source_sha256, info.charset_sha256, info.precision, info.input_height) == (
+                src.weights_sha256, src.charset_sha256, precision, spec.input_height):
+            if card is not None:
+                check_card(info, card, xml)  # rt_info of another model: export again
+            return info
+        if not quiet:
+            log.info("%s: IR is stale (other weights, charset, precision or height); exporting again", xml)
+    except ModelError as exc:
+        if not quiet:
+            log.warning("%s; exporting again", exc)
+    return None
+
+
+def _no_int8(name: str, folder: Path) -> ModelError:
+    return ModelError(f"{name}: no int8 model in {folder}; make one with `edgerec quantize {name}` (NNCF, "
+                      "accuracy-checked), or use fp32 / fp16")
 
 
 def _card_source(card: ModelCard, fmt: str, source: str | None, progress: bool) -> ModelSource:
