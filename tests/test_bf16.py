@@ -284,11 +284,9 @@ def test_use_hpip_skips_int8_checked_with_vnni_on_a_cpu_without(tmp_path, monkey
     '{"forced": false, "int8_vnni": true, "without_vnni": {"checked": true, "within_bound": false, '
     '"drop": {"acc": null}}}',
 ])
-def test_a_quantization_report_that_cannot_be_read_is_no_warrant(tmp_path, monkeypatch, content, caplog):
-    """use_hpip does not take an int8 whose report is broken (it cannot tell whether int8 held its bound), and an
-    int8 asked for by name still runs, with a warning naming the file: never a TypeError from the report."""
-    import logging
-
+def test_a_quantization_report_that_cannot_be_read_is_no_warrant(tmp_path, monkeypatch, content):
+    """use_hpip does not take an int8 whose report is broken (it cannot tell whether int8 held its bound): never a
+    TypeError from the report."""
     from edgerec import api
 
     int8 = tmp_path / "int8" / "model.xml"
@@ -346,3 +344,21 @@ def test_use_hpip_keeps_a_precision_given(v4, monkeypatch):
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: True)  # where bf16 would be chosen
     model = create_model(V4, precision="fp32", use_hpip=True, progress=False)
     assert model.precision == "fp32" and "precision fp32 was given, so use_hpip keeps it" in model.config_summary
+
+
+def test_an_int8_asked_for_by_name_runs_with_a_broken_report_and_a_warning(v4, edgerec_home, tmp_path, monkeypatch,
+                                                                           caplog, rendered):
+    import logging
+
+    from edgerec import create_model
+
+    from conftest import install_relabelled_int8, linked_home
+
+    root = linked_home(edgerec_home, tmp_path, monkeypatch)
+    install_relabelled_int8(root)
+    (root / "int8" / "quantization_report.json").write_text('{"int8_vnni": true, "without_vnni": "checked"}')
+    monkeypatch.setattr(cpu, "int8_vnni", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="edgerec.api"):
+        model = create_model(V4, precision="int8", progress=False)
+    assert model.recognize(rendered[0][1])["rec_text"] == rendered[0][0]
+    assert "is not a quantization report (without_vnni malformed); its accuracy check is unknown" in caplog.text
