@@ -13,7 +13,7 @@ from edgerec.cli import main
 from edgerec.errors import DeviceError, ModelError
 from edgerec.utils import cpu
 
-from conftest import V4
+from conftest import V4, install_relabelled_int8, linked_home
 
 NATIVE = cpu.has_native_bf16()
 if not NATIVE:
@@ -348,11 +348,7 @@ def test_use_hpip_keeps_a_precision_given(v4, monkeypatch):
 
 def test_an_int8_asked_for_by_name_runs_with_a_broken_report_and_a_warning(v4, edgerec_home, tmp_path, monkeypatch,
                                                                            caplog, rendered):
-    import logging
-
     from edgerec import create_model
-
-    from conftest import install_relabelled_int8, linked_home
 
     root = linked_home(edgerec_home, tmp_path, monkeypatch)
     install_relabelled_int8(root)
