@@ -58,6 +58,8 @@ def _args(argv):
                     help="NNCF's overflow fix (QuantizationConfig.overflow_fix)")
     ap.add_argument("--keep-float", type=int, default=0,
                     help="also keep the top N layers of the sensitivity ranking (64 calibration lines) in float")
+    ap.add_argument("--preset", choices=("mixed", "performance"), default=None,
+                    help="NNCF's preset (the recipe's is mixed: asymmetric activations where they go negative)")
     ap.add_argument("--subset", type=int, default=300, help="calibration lines")
     ap.add_argument("--calibration", type=Path, default=None, help="a labelled folder (labels unused)")
     ap.add_argument("--referee", default=None,
@@ -124,6 +126,8 @@ def _quantize(a, fp32, info):
     kwargs = QuantizationConfig(model_type=a.model_type, ignore_stem=a.float_stem,
                                 overflow_fix=a.overflow_fix).nncf_kwargs(fp32)
     kwargs["subset_size"] = len(tensors)
+    if a.preset:
+        kwargs["preset"] = getattr(nncf.QuantizationPreset, a.preset.upper())
     if a.float_first:
         names = list(kwargs["ignored_scope"].names) if "ignored_scope" in kwargs else []
         first = [op.get_friendly_name() for op in fp32.get_ordered_ops()
