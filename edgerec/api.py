@@ -13,7 +13,7 @@ import numpy as np
 from edgerec.compat import fallback_device, map_engine, map_engine_config, word_box_of
 from edgerec.engines import registry
 from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
-from edgerec.errors import InputError, ModelError
+from edgerec.errors import EdgeRecError, InputError, ModelError, reason
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
@@ -320,14 +320,20 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                              source=source, progress=progress)
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
-    info = resolved.info or resolved.complete(_probe_classes(eng, resolved.input_height))
+    info = resolved.info or resolved.complete(_first_run(resolved.path, resolved.input_height, lambda: _probe_classes(
+        eng, resolved.input_height)))
     if static is not None and static[0] != info.input_height:
         raise ModelError(f"input_shape {list(input_shape)}: the height must be the model's input height, "
                          f"{info.input_height}")
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width,
                              width_bucket=width_bucket, static_width=static[1] if static else None)
     if warmup and not probed:  # a probed engine has run a line already
-        predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)])
+        _first_run(resolved.path, info.input_height,
+                   lambda: predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)]))
+    if (info.extra or {}).get("charset_padded") and info.source_id == "local":  # at every load, not only export
+        log.warning("%s: the model has %s more classes than its dict holds, so the dict was padded with ' ' at "
+                    "its end; if entries are missing elsewhere, its texts are wrong (give the model's own dict)",
+                    resolved.path, info.extra["charset_padded"])
     run_precision = "bf16" if precision == "bf16" else info.precision
     report = _int8_report(resolved.path) if run_precision == "int8" and not use_hpip else {}
     if report.get("unreadable"):  # asked for by name: it runs, but the user should know nothing vouches for it
@@ -395,6 +401,18 @@ def bucket_shapes(min_width: int, width_bucket: int, batch_size: int) -> int:
     b = max(1, int(batch_size))
     sizes = {s for n in range(1, 2 * b) for s in batch_sizes(n, b)}
     return min(BUCKET_SHAPE_CACHE_MAX, bucket_count(width_bucket, min_width) * len(sizes))
+
+
+def _first_run(path, input_height: int, run: Callable[[], object]):
+    """The first line a model runs (the class probe, the warm-up): a model that cannot run a line is a ModelError
+    naming it, not an error from inside OpenVINO or ONNX Runtime."""
+    try:
+        return run()
+    except EdgeRecError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{path}: the model cannot read a line (1 x 3 x {input_height} x {MIN_W}): {reason(exc)}; "
+                         "is it a text-line recognizer with one N x 3 x H x W input?") from None
 
 
 def _probe_classes(eng: Engine, input_height: int) -> int:

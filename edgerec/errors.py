@@ -28,6 +28,19 @@ def redact(text: str) -> str:
     return _CREDENTIALS_RE.sub(r"\1***@", text)
 
 
+# the lines of an OpenVINO / oneDNN / Paddle message that say where, not what
+_WHERE_LINE = re.compile(r"^(Exception from \S+|Check '.*' failed at \S+|\S+\.(cpp|hpp|h|cc):\d+:?|FrontEnd API failed "
+                         r"with \w+:?|\[ ?\w+ ?\]|-+|Traceback.*|C\+\+ Traceback.*|Error Message Summary:?)$")
+
+
+def reason(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message that says what went wrong, not where in C++ it was noticed
+    (OpenVINO's messages start with one or two lines of file names and run to pages)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    said = next((ln for ln in lines if not _WHERE_LINE.match(ln)), lines[0] if lines else type(exc).__name__)
+    return said if len(said) <= limit else said[:limit - 3] + "..."
+
+
 class EdgeRecError(Exception):
     """Base class of every error edgerec raises on purpose."""
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgerec.errors import DeviceError, EdgeRecError
+from edgerec.errors import DeviceError, EdgeRecError, reason
 
 
 class EngineOptionError(EdgeRecError, ValueError):
@@ -157,6 +157,5 @@ class EngineKind:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (OpenVINO's and Paddle's run to pages)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The line of an exception's message that says what is wrong (OpenVINO's and Paddle's run to pages)."""
+    return reason(exc)

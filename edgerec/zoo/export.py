@@ -11,6 +11,7 @@ input_height, precision, source_sha256, source_id, so an IR folder alone is enou
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgerec._version import __version__
-from edgerec.errors import ChecksumError, EngineUnavailableError, ExportError, ModelError
+from edgerec.errors import ChecksumError, EngineUnavailableError, ExportError, ModelError, reason
 from edgerec.runtime.charset import build_classes, read_dict_file, read_dict_lines
-from edgerec.utils.fs import atomic_dir, check_replaceable, sha256_file
-from edgerec.zoo.fetch import ModelSource
+from edgerec.utils.fs import atomic_dir, check_replaceable, sha256_file, utf8
+from edgerec.zoo.fetch import ModelSource, read_yml
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +117,12 @@ def read_charset_entries(src: ModelSource) -> list[str]:
             raise ModelError(f"{src.model_file}: no 'character' metadata and no dict file beside it")
         return read_dict_lines(props["character"])
     if kind == "inference.yml":
-        import yaml
-
         path = src.folder / "inference.yml"
-        try:
-            data = yaml.safe_load(path.read_text("utf-8")) or {}
-            chars = data["PostProcess"]["character_dict"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-            raise ModelError(f"{path}: no PostProcess.character_dict ({exc})") from exc
+        chars = ((read_yml(src.folder) or {}).get("PostProcess") or {}).get("character_dict")
+        if chars is None:
+            raise ModelError(f"{path}: no PostProcess.character_dict")
+        if not isinstance(chars, list) or not all(c is None or isinstance(c, (str, int, float)) for c in chars):
+            raise ModelError(f"{path}: PostProcess.character_dict is not a list of characters")
         return ["" if c is None else str(c) for c in chars]
     path = src.folder / kind
     if not path.is_file():
@@ -171,19 +170,39 @@ def load_onnx(path: str | Path):
     return model
 
 
-def _input_height(src: ModelSource, default: int) -> int:
-    yml = src.folder / "inference.yml"
-    if yml.is_file():
-        import yaml
+def source_files_sha256(src: ModelSource) -> str:
+    """For a user's local model: one SHA-256 over every file the model is read from (the Paddle graph and weights;
+    the ONNX and its external data), so an IR made from it is made again when any of them changes (the weights
+    key alone misses a retrained ONNX whose weights sit in external data). '' for a card's fetched source, whose
+    files are checked against their recorded SHA-256s instead."""
+    if src.source_id != "local":
+        return ""
+    from onnx import external_data_helper as ext
 
-        try:
-            data = yaml.safe_load(yml.read_text("utf-8")) or {}
-            for op in (data.get("PreProcess") or {}).get("transform_ops") or []:
-                shape = (op.get("RecResizeImg") or {}).get("image_shape") if isinstance(op, dict) else None
-                if shape:
-                    return int(shape[1])
-        except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):
-            pass
+    files = [src.model_file] + ([src.params_file] if src.params_file is not None else [])
+    if src.format == "onnx":
+        model = load_onnx(src.model_file)
+        folder = src.model_file.parent
+        tensors = getattr(ext, "_get_all_tensors", lambda m: m.graph.initializer)(model)
+        found = {ext.ExternalDataInfo(t).location for t in tensors if ext.uses_external_data(t)}
+        files += [folder / name for name in sorted(found)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(utf8(path.name) + b"\0" + sha256_file(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _input_height(src: ModelSource, default: int) -> int:
+    """The height in the folder's inference.yml (RecResizeImg.image_shape [3, H, W]), else ``default``."""
+    ops = ((read_yml(src.folder) or {}).get("PreProcess") or {}).get("transform_ops") or []
+    for op in ops if isinstance(ops, list) else []:
+        shape = (op.get("RecResizeImg") or {}).get("image_shape") if isinstance(op, dict) else None
+        if shape:
+            try:
+                return int(shape[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise ModelError(f"{src.folder / 'inference.yml'}: RecResizeImg.image_shape {shape!r} is not "
+                                 "[3, height, width]") from None
     return default
 
 
@@ -204,8 +223,11 @@ def paddle_to_onnx(src: ModelSource, out: Path, opset: int = 14) -> Path:
                                str(src.params_file.resolve()), str(out.resolve()), str(opset)],
                               cwd=scratch, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not out.is_file():
-        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise ExportError(f"{src.model_file}: paddle2onnx failed: {tail}")
+        said = [ln.strip() for ln in f"{proc.stdout}\n{proc.stderr}".splitlines() if ln.strip()]
+        # paddle2onnx prints its own error on stdout, and Paddle's import warnings on stderr
+        errors = [ln for ln in said if "[ERROR]" in ln or "Error" in ln.split(":")[0]]
+        tail = " / ".join((errors or said)[-3:]) or f"exit status {proc.returncode}"
+        raise ExportError(f"{src.model_file}: paddle2onnx failed: {tail[-600:]}")
     return out
 
 
@@ -227,7 +249,7 @@ def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scra
     try:
         model = ov.convert_model(str(path))
     except Exception as exc:
-        raise ExportError(f"{path}: OpenVINO cannot convert it: {str(exc).strip().splitlines()[0]}") from exc
+        raise ExportError(f"{path}: OpenVINO cannot convert it: {reason(exc)}") from exc
     if len(model.inputs) != 1 or len(model.outputs) < 1:
         raise ExportError(f"{path}: expected one input, got {len(model.inputs)}: not a text recognizer")
     shape = model.inputs[0].partial_shape
@@ -237,7 +259,7 @@ def convert(src: ModelSource, *, via: str = "auto", input_height: int = 48, scra
         model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, input_height, -1])})
     except Exception as exc:  # e.g. a pooling kernel larger than the feature map at this height
         raise ExportError(f"{path}: the model does not take input height {input_height} "
-                          f"({str(exc).strip().splitlines()[-1]}); check its inference.yml / card") from exc
+                          f"({reason(exc)}); check its inference.yml / card") from exc
     return model
 
 
@@ -318,6 +340,7 @@ def _write_ir(src: ModelSource, out_dir: Path, spec: ExportSpec, precision: str,
     with atomic_dir(out_dir, owned=IR_FILES, what="edgerec export") as tmp:
         model = convert(src, via=via, input_height=spec.input_height, scratch=tmp)
         classes = spec.classes(src, num_classes_of(model))
+        padded = len(classes) - 1 - len(read_charset_entries(src)) - int(spec.use_space_char)
         info = {
             "model_type": "TextRecognition",
             "model_name": spec.model_name,
@@ -329,9 +352,11 @@ def _write_ir(src: ModelSource, out_dir: Path, spec: ExportSpec, precision: str,
             "source_id": src.source_id,
             "source_format": src.format,
             "exported_by": f"edgerec {__version__}",
+            **({"charset_padded": str(padded)} if padded > 0 else {}),  # said again at every load (api)
+            **({"files_sha256": files} if (files := source_files_sha256(src)) else {}),
         }
-        for key, value in info.items():
-            model.set_rt_info(value, [RT_KEY, key])
+        for key, value in info.items():  # a name that is not UTF-8 (a folder's) goes in as \udcXX escapes
+            model.set_rt_info(utf8(value).decode("utf-8"), [RT_KEY, key])
         ov.save_model(model, str(tmp / IR_NAME), compress_to_fp16=(precision == "fp16"))
         for leftover in tmp.glob("paddle2onnx.onnx"):
             leftover.unlink()
@@ -421,7 +446,8 @@ def read_info(xml: str | Path) -> ModelInfo:
     if n != len(classes):
         raise ModelError(f"{xml}: the IR outputs {n} classes but its rt_info charset has {len(classes)}; "
                          "re-export it")
-    extra = {k: meta[k] for k in ("source_format", "exported_by", "quantization") if k in meta}
+    extra = {k: meta[k] for k in ("source_format", "exported_by", "quantization", "files_sha256", "charset_padded")
+             if k in meta}
     try:
         height = int(meta.get("input_height", DEFAULT_HEIGHT))
     except ValueError:

@@ -7,6 +7,7 @@ seen. Nothing here runs at import time; the network is used only by :func:`fetch
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -271,13 +272,26 @@ def _download_url(url: str | None, *, progress: bool, timeout: float = 30.0) -> 
 
 # ---------------------------------------------------------------- archives and local folders
 
+MAX_TAR_BYTES = 4 << 30  # a recognizer's tar holds tens of MB; the largest PaddleX server model a few hundred
+MAX_TAR_MEMBERS = 10_000
+
+
 def safe_extract_tar(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack a tar, refusing absolute paths, ``..``, links and special files before anything is written."""
+    """Unpack a tar, refusing absolute paths, ``..``, links and special files before anything is written, and a
+    tar that would unpack to more than MAX_TAR_BYTES or MAX_TAR_MEMBERS (a tar bomb)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive) as tar:
-            members = tar.getmembers()
+            members = []
+            for m in tar:
+                members.append(m)
+                if len(members) > MAX_TAR_MEMBERS:
+                    raise UnsafeArchiveError(f"{archive}: over {MAX_TAR_MEMBERS} members, not a model's tar; refused")
+            total = sum(m.size for m in members if m.isfile())
+            if total > MAX_TAR_BYTES:
+                raise UnsafeArchiveError(f"{archive}: unpacks to {total >> 20} MB, over the {MAX_TAR_BYTES >> 30} GB "
+                                         "a model's tar may hold; refused")
             for m in members:
                 p = PurePosixPath(m.name)
                 if p.is_absolute() or m.name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", m.name):
@@ -322,6 +336,9 @@ def inspect_folder(folder: Path, name: str | None = None, charset: str | None = 
     onnx = folder / "inference.onnx" if (folder / "inference.onnx").is_file() else None
     if onnx is None:
         others = sorted(folder.glob("*.onnx"))
+        strange = [p.name for p in others if not p.is_file()]
+        if strange:  # a FIFO or a link to /dev/zero would be read for ever
+            raise ModelError(f"{folder}: {strange[0]} is not a regular file (a pipe, device or folder); refused")
         onnx = others[0] if len(others) == 1 else None
     if onnx is not None:
         fmt, model_file, params = "onnx", onnx, None
@@ -355,6 +372,9 @@ def _find_charset(folder: Path, fmt: str, model_file: Path | None = None) -> str
     if fmt == "onnx" and model_file is not None and _onnx_has_charset(model_file):
         return "onnx-metadata"
     dicts = sorted(p.name for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
+    strange = [n for n in dicts if not (folder / n).is_file()]
+    if strange:
+        raise ModelError(f"{folder}: {strange[0]} is not a regular file (a pipe, device or folder); refused")
     if len(dicts) > 1:
         raise ModelError(f"{folder}: several character dicts ({', '.join(dicts)}); keep the model's own dict only "
                          "(or put the model in a folder of its own)")
@@ -365,17 +385,53 @@ def _find_charset(folder: Path, fmt: str, model_file: Path | None = None) -> str
     return "onnx-metadata" if fmt == "onnx" else None
 
 
-def _name_from_yml(folder: Path) -> str | None:
+MAX_YML_BYTES = 4 << 20  # a PaddleX inference.yml is a few KB, ~200 KB with an 18,000-character dict inside
+
+
+def read_yml(folder: Path) -> dict | None:
+    """A model folder's ``inference.yml`` as a mapping, None when there is none; a ModelError naming it when it
+    is not a readable YAML mapping. Parsed once per file version (libyaml's loader where installed)."""
     yml = folder / "inference.yml"
-    if not yml.is_file():
+    try:
+        st = yml.stat()
+    except OSError:
         return None
+    if not yml.is_file():
+        raise ModelError(f"{yml}: not a regular file")
+    if st.st_size > MAX_YML_BYTES:
+        raise ModelError(f"{yml}: {st.st_size >> 20} MB, too large for a model's inference.yml "
+                         f"(at most {MAX_YML_BYTES >> 20} MB)")
+    return _parsed_yml(str(yml), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_yml(path: str, mtime_ns: int, size: int) -> dict:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(yml.read_text("utf-8")) or {}
-        return (data.get("Global") or {}).get("model_name")
-    except (OSError, yaml.YAMLError):
-        return None
+        data = yaml.load(Path(path).read_bytes().decode("utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not UTF-8 text (PaddleX writes inference.yml in UTF-8)") from None
+    except yaml.YAMLError as exc:
+        raise ModelError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict)
+                                             for k in ("Global", "PreProcess", "PostProcess")):
+        raise ModelError(f"{path}: not a PaddleX inference.yml (a mapping with Global, PreProcess and "
+                         "PostProcess sections)")
+    return data
+
+
+def _name_from_yml(folder: Path) -> str | None:
+    name = ((read_yml(folder) or {}).get("Global") or {}).get("model_name")
+    if name is not None and not isinstance(name, str):
+        raise ModelError(f"{folder / 'inference.yml'}: Global.model_name is not a name "
+                         f"(a {type(name).__name__})")
+    return name or None
 
 
 def open_local(path: str | Path, name: str | None = None) -> ModelSource:
@@ -388,10 +444,17 @@ def open_local(path: str | Path, name: str | None = None) -> ModelSource:
                            charset=_find_charset(path.parent, "onnx", path))
     if path.is_file() and (tarfile.is_tarfile(path)):
         digest = sha256_file(path)
-        dest = homes.home() / "local" / f"{path.name.split('.')[0]}-{digest[:12]}"
+        dest = homes.home() / "local" / f"{homes.safe_name(path.name.split('.')[0])}-{digest[:12]}"
         if not dest.is_dir():
-            with atomic_dir(dest) as tmp:
-                safe_extract_tar(path, tmp)
+            try:
+                with atomic_dir(dest) as tmp:  # a tar that holds no model leaves nothing behind
+                    safe_extract_tar(path, tmp)
+                    _find_model_folder(tmp)
+            except FetchError as exc:
+                raise ModelError(str(exc).replace(str(tmp), str(path))) from None
+            except OSError as exc:
+                raise ModelError(f"{path}: cannot unpack it into the model home {homes.home()} "
+                                 f"({exc.strerror or exc}); set EDGEREC_HOME to a writable folder") from None
         return inspect_folder(_find_model_folder(dest), name=name)
     if path.is_dir():
         return inspect_folder(path, name=name)

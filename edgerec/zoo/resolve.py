@@ -29,6 +29,7 @@ from edgerec.zoo.export import (
     check_earlier_ir,
     export,
     read_info,
+    source_files_sha256,
     verify_source_files,
 )
 from edgerec.zoo.fetch import ModelSource, _name_from_yml, cached_source, fetch, open_local
@@ -237,8 +238,10 @@ def _current_ir(xml: Path, src: ModelSource, spec: ExportSpec, precision: str, c
         return None
     try:
         info = read_info(xml)
+        recorded = (info.extra or {}).get("files_sha256")  # a local model's every file (IRs since 2026-12-07)
         if (info.source_sha256, info.charset_sha256, info.precision, info.input_height) == (
-                src.weights_sha256, src.charset_sha256, precision, spec.input_height):
+                src.weights_sha256, src.charset_sha256, precision, spec.input_height) and (
+                not recorded or recorded == source_files_sha256(src)):
             if card is not None:
                 check_card(info, card, xml)  # rt_info of another model: export again
             return info
