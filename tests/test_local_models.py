@@ -201,3 +201,25 @@ def test_reason_skips_the_lines_that_only_say_where():
            "operations: Foo\n")
     assert reason(RuntimeError(msg)) == "OpenVINO does not support the following ONNX operations: Foo"
     assert reason(RuntimeError("")) == "RuntimeError" and reason(ValueError("one line")) == "one line"
+
+
+def test_a_failed_export_leaves_no_empty_folder_and_an_ir_folder_says_what_it_is(home, tmp_path, caplog):
+    import logging
+
+    from edgerec import create_model
+    from edgerec.zoo.fetch import open_local
+
+    folder = _paddle_folder(tmp_path / "m")
+    (folder / "my_dict.txt").write_text("a\nb\n", "utf-8")  # far fewer entries than the model's classes
+    with pytest.raises(ModelError, match="wrong dict for this model"):
+        create_model(model_dir=folder, progress=False, cache=False)
+    assert not (home / "local-ir").exists() or not any((home / "local-ir").iterdir())
+    (folder / "inference.yml").write_text("Global: {model_name: m}\nPostProcess: {character_dict: [a, c]}\n")
+    with caplog.at_level(logging.WARNING):
+        open_local(folder)
+    assert "my_dict.txt and inference.yml's character_dict differ" in caplog.text
+    ir = tmp_path / "ir"
+    ir.mkdir()
+    (ir / "model.xml").write_text("<net/>")
+    with pytest.raises(ModelError, match="model.xml here is an OpenVINO IR"):
+        open_local(ir)

@@ -348,11 +348,28 @@ def inspect_folder(folder: Path, name: str | None = None, charset: str | None = 
             raise ModelError(f"{folder}: {pd_model.name} without inference.pdiparams")
         fmt, model_file = "paddle", pd_model
     else:
+        ir = " (model.xml here is an OpenVINO IR: it loads as it is, with nothing to export)" if (
+            folder / "model.xml").is_file() else ""
         raise ModelFileNotFoundError(f"{folder}: no model found (expected inference.onnx, one *.onnx, or "
-                                     "inference.pdmodel / inference.json with inference.pdiparams)")
+                                     f"inference.pdmodel / inference.json with inference.pdiparams){ir}")
     charset = charset or _find_charset(folder, fmt, model_file)
     return ModelSource(name=name or _name_from_yml(folder) or folder.name, folder=folder, format=fmt,
                        model_file=model_file, params_file=params, charset=charset)
+
+
+def _warn_if_yml_differs(folder: Path, dict_name: str) -> None:
+    """A dict file beside the model wins over inference.yml's character_dict (PaddleOCR's rule for a dict given);
+    PaddleX reads the yml, so when the two disagree the user hears of it."""
+    from edgerec.runtime.charset import read_dict_file
+
+    try:
+        in_yml = ((read_yml(folder) or {}).get("PostProcess") or {}).get("character_dict")
+        if isinstance(in_yml, list) and ["" if c is None else str(c) for c in in_yml] != read_dict_file(
+                folder / dict_name):
+            log.warning("%s: %s and inference.yml's character_dict differ; edgerec reads %s (PaddleX would read "
+                        "the yml): remove the one that is not the model's", folder, dict_name, dict_name)
+    except ModelError:  # an unreadable yml or dict is reported where it is read
+        pass
 
 
 def _onnx_has_charset(path: Path) -> bool:
@@ -379,6 +396,7 @@ def _find_charset(folder: Path, fmt: str, model_file: Path | None = None) -> str
         raise ModelError(f"{folder}: several character dicts ({', '.join(dicts)}); keep the model's own dict only "
                          "(or put the model in a folder of its own)")
     if dicts:
+        _warn_if_yml_differs(folder, dicts[0])
         return dicts[0]
     if (folder / "inference.yml").is_file():
         return "inference.yml"

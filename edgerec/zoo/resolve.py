@@ -14,6 +14,7 @@ every folder is ``edgerec.zoo.home``'s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +227,14 @@ def ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card: ModelC
             return xml, info
         if precision == "int8":
             raise _no_int8(src.name, ir_folder.parent)
-        xml = export(src, ir_folder, spec, precision=precision)
+        made = not ir_folder.parent.exists()
+        try:
+            xml = export(src, ir_folder, spec, precision=precision)
+        except BaseException:
+            if made:  # a failed export leaves no empty model folder behind
+                with contextlib.suppress(OSError):
+                    ir_folder.parent.rmdir()
+            raise
         return xml, read_info(xml)
 
 
