@@ -12,8 +12,9 @@ import numpy as np
 
 from edgerec.compat import fallback_device, map_engine, map_engine_config, word_box_of
 from edgerec.engines import registry
-from edgerec.engines.base import DeviceSpec, Engine, EngineKind, parse_device
+from edgerec.engines.base import Engine, EngineKind, parse_device
 from edgerec.errors import EdgeRecError, InputError, ModelError, reason
+from edgerec.hpip import hpip_choice, int8_report, other_arithmetic
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
@@ -300,7 +301,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         hpip_note = f"precision {asked} was given, so use_hpip keeps it" + (f"; {hpip_note}" if hpip_note else "")
         values = {**chosen, **values}
     elif use_hpip:
-        choice, chosen, hpip_note = _hpip_choice(kind, spec, model_name, model_dir, precision)
+        choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision)
         own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
         if own is not None and choice != own and installed_ir(model_name, model_dir,
                                                              homes.ir_precision(choice)) is None:
@@ -335,10 +336,10 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                     "its end; if entries are missing elsewhere, its texts are wrong (give the model's own dict)",
                     resolved.path, info.extra["charset_padded"])
     run_precision = "bf16" if precision == "bf16" else info.precision
-    report = _int8_report(resolved.path) if run_precision == "int8" and not use_hpip else {}
+    report = int8_report(resolved.path) if run_precision == "int8" and not use_hpip else {}
     if report.get("unreadable"):  # asked for by name: it runs, but the user should know nothing vouches for it
         log.warning("%s int8: %s; its accuracy check is unknown", info.model_name, report["unreadable"])
-    elif report and (other := _other_arithmetic(report, spec)):
+    elif report and (other := other_arithmetic(report, spec)):
         # asked for by name: it runs, but the user should know its accuracy check was for another arithmetic
         log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)
     summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
@@ -418,91 +419,6 @@ def _first_run(path, input_height: int, run: Callable[[], object]):
 def _probe_classes(eng: Engine, input_height: int) -> int:
     """How many classes a source model outputs: one blank line through the engine."""
     return int(eng.infer(np.zeros((1, 3, input_height, MIN_W), np.float32)).shape[-1])
-
-
-def _hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, precision: str
-                 ) -> tuple[str, dict, str]:
-    """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why).
-
-    int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it) for
-    this CPU's int8 arithmetic (see ``_other_arithmetic``); else bf16 where the CPU computes it natively (issue 12
-    measured it accuracy-neutral, -0.26 to +0.14 pt, and 1.3-1.5x faster than f32 on Zen 5); else the precision
-    asked for."""
-    skipped = ""
-    if "int8" in kind.precisions:
-        int8 = installed_ir(model_name, model_dir, "int8")
-        report = _int8_report(int8) if int8 is not None else {}
-        if report.get("unreadable"):
-            skipped = f"{report['unreadable']}, so whether the int8 model held its accuracy bound is unknown; "
-        elif report.get("forced"):
-            skipped = f"the int8 model in {int8.parent} was forced past its accuracy bound; "
-        elif int8 is not None and (other := _other_arithmetic(report, spec)):
-            skipped = f"the int8 model in {int8.parent} {other}; "
-        elif int8 is not None:
-            return "int8", {}, f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
-    if kind.fastest is not None:
-        values, why = kind.fastest(spec)
-        return precision, values, why
-    no_int8 = skipped.rstrip("; ") or "no int8 model installed (`edgerec quantize` makes one)"
-    if "bf16" in kind.precisions and spec.family == "cpu" and precision in ("fp32", "bf16") and cpu.has_native_bf16():
-        return "bf16", {}, (f"{no_int8}, and this CPU computes bf16 natively, so bf16 (the fp32 IR with a bf16 "
-                            "compute hint: accuracy-neutral within ~0.3 pt, ~1.5x f32's speed)")
-    if "int8" in kind.precisions:
-        return precision, {}, f"{no_int8}, so {precision}"
-    return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
-
-
-def _int8_report(int8_xml) -> dict:
-    """The int8 model's quantization_report.json (``forced``: installed past its bound; ``int8_vnni``: the CPU its
-    guard ran on), or {} for an int8 IR made elsewhere: no report to go by."""
-    import json
-
-    from edgerec.quant.quantize import REPORT_NAME
-
-    path = int8_xml.parent / REPORT_NAME
-    if not path.exists():
-        return {}
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return {"unreadable": f"{path} cannot be read ({exc})"}
-    if not isinstance(report, dict):
-        return {"unreadable": f"{path} is not a quantization report (not a JSON object)"}
-    bad = [k for k in ("without_vnni", "config") if not isinstance(report.get(k) or {}, dict)]
-    drop = {} if bad else (report.get("without_vnni") or {}).get("drop") or {}
-    if not isinstance(drop, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                             for v in drop.values()):
-        bad.append("without_vnni.drop")
-    if bad:
-        return {"unreadable": f"{path} is not a quantization report ({', '.join(bad)} malformed)"}
-    return report
-
-
-def _other_arithmetic(report: dict, spec: DeviceSpec) -> str:
-    """Why the int8 guard's verdict does not hold on this CPU, or ''.
-
-    Without VNNI, int8 kernels sum u8 x s8 pairs into int16 with saturation, so a model whose guard ran on a CPU
-    with VNNI reads differently on one without (PP-OCRv6_tiny: -0.8 pt on iiit5k with VNNI, -6.9 pt without).
-    ``edgerec quantize`` on a CPU with VNNI and AVX-512 also reads its eval lines as without VNNI
-    (``without_vnni`` in the report), which decides; without that reading, a model quantized with NNCF's overflow
-    fix on every layer (``--overflow-fix enable``: nothing can saturate) is trusted. The other way round (checked
-    without VNNI, run with it) int8 computes without saturation, as NNCF simulated it. A report from before the CPU
-    was recorded is taken at its word. Only x86 CPUs whose flags can be read are concerned."""
-    if spec.family != "cpu" or report.get("int8_vnni") is not True or cpu.int8_vnni() is not False:
-        return ""
-    other = report.get("without_vnni") or {}
-    if other.get("checked"):
-        if other.get("within_bound"):
-            return ""
-        drop = other.get("drop") or {}
-        return (f"holds its accuracy bound with int8 VNNI but not without it, as on this CPU (acc drop "
-                f"{drop.get('acc', float('nan')):+.4f}, NED {drop.get('norm_edit_dis', float('nan')):+.4f} there; "
-                "int8 sums saturate without VNNI): quantize with `--overflow-fix enable`")
-    if (report.get("config") or {}).get("overflow_fix") == "enable":
-        return ""
-    return ("was checked on a CPU with int8 VNNI and this one has none (int8 sums saturate without it: "
-            "PP-OCRv6_tiny lost 6.9 pt that way), and it was quantized without `--overflow-fix enable`, so its "
-            "accuracy check does not hold here")
 
 
 __all__ = ["InputError", "TextRecognizer", "create_model", "resolve_model"]

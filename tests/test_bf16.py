@@ -235,14 +235,14 @@ def test_use_hpip_takes_int8_only_when_it_held_its_bound(v4, tmp_path, monkeypat
     """int8 is use_hpip's first choice, unless its quantization report says --force installed it past the bound."""
     import json
 
-    from edgerec import api
+    from edgerec import api, hpip
 
     int8 = tmp_path / "int8" / "model.xml"
     int8.parent.mkdir()
     (int8.parent / "quantization_report.json").write_text(json.dumps({"forced": forced, "installed": True}))
-    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(hpip, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
     kind = api.registry.pick(None, "cpu")  # OpenVINO, the CPU default
-    precision, _, why = api._hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
+    precision, _, why = hpip.hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
     if forced:
         assert precision != "int8" and "forced past its accuracy bound" in why
     else:
@@ -259,18 +259,18 @@ def test_use_hpip_skips_int8_checked_with_vnni_on_a_cpu_without(tmp_path, monkey
     (no int8_vnni) is taken at its word."""
     import json
 
-    from edgerec import api
+    from edgerec import api, hpip
 
     int8 = tmp_path / "int8" / "model.xml"
     int8.parent.mkdir()
     report = {"forced": False} | ({} if guard_vnni is None else {"int8_vnni": guard_vnni,
                                                                  "config": {"overflow_fix": fix}})
     (int8.parent / "quantization_report.json").write_text(json.dumps(report))
-    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(hpip, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
     monkeypatch.setattr(cpu, "int8_vnni", lambda: here_vnni)
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
     kind = api.registry.pick(None, "cpu")
-    precision, _, why = api._hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
+    precision, _, why = hpip.hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
     assert (precision == "int8") is picks_int8
     if not picks_int8:
         assert precision == "fp32" and "this one has none" in why and "--overflow-fix enable" in why
@@ -287,18 +287,18 @@ def test_use_hpip_skips_int8_checked_with_vnni_on_a_cpu_without(tmp_path, monkey
 def test_a_quantization_report_that_cannot_be_read_is_no_warrant(tmp_path, monkeypatch, content):
     """use_hpip does not take an int8 whose report is broken (it cannot tell whether int8 held its bound): never a
     TypeError from the report."""
-    from edgerec import api
+    from edgerec import api, hpip
 
     int8 = tmp_path / "int8" / "model.xml"
     int8.parent.mkdir()
     (int8.parent / "quantization_report.json").write_text(content)
-    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(hpip, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
     monkeypatch.setattr(cpu, "int8_vnni", lambda: False)  # the branch that formats the without-VNNI drop
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
     kind = api.registry.pick(None, "cpu")
-    precision, _, why = api._hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
+    precision, _, why = hpip.hpip_choice(kind, api.parse_device("cpu"), V4, None, "fp32")
     assert precision == "fp32" and "quantization_report.json" in why and "is unknown" in why
-    assert "unreadable" in api._int8_report(int8) and api._other_arithmetic({}, api.parse_device("cpu")) == ""
+    assert "unreadable" in hpip.int8_report(int8) and hpip.other_arithmetic({}, api.parse_device("cpu")) == ""
 
 
 @pytest.mark.parametrize("env,cap,vnni", [

@@ -184,7 +184,7 @@ def test_the_real_child_reads_int8_without_vnni(q_model, v4, rendered):
 @pytest.mark.parametrize("fix", ["first_layer", "enable"])
 def test_use_hpip_goes_by_the_second_reading_on_a_cpu_without_vnni(tmp_path, monkeypatch, within, fix):
     """The measured reading decides, whatever the overflow fix (with it, int8 still moved 0.3 pt on PP-OCRv4)."""
-    from edgerec import api
+    from edgerec import api, hpip
 
     int8 = tmp_path / "int8" / "model.xml"
     int8.parent.mkdir()
@@ -192,10 +192,10 @@ def test_use_hpip_goes_by_the_second_reading_on_a_cpu_without_vnni(tmp_path, mon
               "without_vnni": {"checked": True, "within_bound": within,
                                "drop": {"acc": 0.0 if within else 0.07, "norm_edit_dis": 0.0 if within else 0.03}}}
     (int8.parent / "quantization_report.json").write_text(json.dumps(report))
-    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(hpip, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
     monkeypatch.setattr(cpu, "int8_vnni", lambda: False)
     monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)
-    precision, _, why = api._hpip_choice(api.registry.pick(None, "cpu"), api.parse_device("cpu"), V4, None, "fp32")
+    precision, _, why = hpip.hpip_choice(api.registry.pick(None, "cpu"), api.parse_device("cpu"), V4, None, "fp32")
     assert (precision == "int8") is within
     if not within:
         assert "but not without it" in why and "+0.0700" in why
@@ -203,15 +203,15 @@ def test_use_hpip_goes_by_the_second_reading_on_a_cpu_without_vnni(tmp_path, mon
 
 def test_only_x86_cpus_are_concerned(tmp_path, monkeypatch):
     """On an ARM CPU (no VNNI flags to read) an int8 model checked with VNNI is not skipped for it."""
-    from edgerec import api
+    from edgerec import api, hpip
 
     int8 = tmp_path / "int8" / "model.xml"
     int8.parent.mkdir()
     (int8.parent / "quantization_report.json").write_text(json.dumps({"forced": False, "int8_vnni": True}))
-    monkeypatch.setattr(api, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
+    monkeypatch.setattr(hpip, "installed_ir", lambda name, model_dir, precision: int8 if precision == "int8" else None)
     monkeypatch.setattr(cpu, "is_x86", lambda: False)
     assert cpu.int8_vnni() is None
-    assert api._hpip_choice(api.registry.pick(None, "cpu"), api.parse_device("cpu"), V4, None, "fp32")[0] == "int8"
+    assert hpip.hpip_choice(api.registry.pick(None, "cpu"), api.parse_device("cpu"), V4, None, "fp32")[0] == "int8"
 
 
 @pytest.mark.parametrize("check,force,within,expect_call", [

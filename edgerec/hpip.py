@@ -1,0 +1,93 @@
+"""use_hpip: which installed precision a model runs as on this device, and whether an int8 model's accuracy check
+holds on this CPU (its quantization report says where and how it was checked)."""
+
+from __future__ import annotations
+
+from edgerec.engines.base import DeviceSpec, EngineKind
+from edgerec.utils import cpu
+from edgerec.zoo.resolve import installed_ir
+
+
+def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, precision: str
+                ) -> tuple[str, dict, str]:
+    """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why).
+
+    int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it) for
+    this CPU's int8 arithmetic (see ``other_arithmetic``); else bf16 where the CPU computes it natively (issue 12
+    measured it accuracy-neutral, -0.26 to +0.14 pt, and 1.3-1.5x faster than f32 on Zen 5); else the precision
+    asked for."""
+    skipped = ""
+    if "int8" in kind.precisions:
+        int8 = installed_ir(model_name, model_dir, "int8")
+        report = int8_report(int8) if int8 is not None else {}
+        if report.get("unreadable"):
+            skipped = f"{report['unreadable']}, so whether the int8 model held its accuracy bound is unknown; "
+        elif report.get("forced"):
+            skipped = f"the int8 model in {int8.parent} was forced past its accuracy bound; "
+        elif int8 is not None and (other := other_arithmetic(report, spec)):
+            skipped = f"the int8 model in {int8.parent} {other}; "
+        elif int8 is not None:
+            return "int8", {}, f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
+    if kind.fastest is not None:
+        values, why = kind.fastest(spec)
+        return precision, values, why
+    no_int8 = skipped.rstrip("; ") or "no int8 model installed (`edgerec quantize` makes one)"
+    if "bf16" in kind.precisions and spec.family == "cpu" and precision in ("fp32", "bf16") and cpu.has_native_bf16():
+        return "bf16", {}, (f"{no_int8}, and this CPU computes bf16 natively, so bf16 (the fp32 IR with a bf16 "
+                            "compute hint: accuracy-neutral within ~0.3 pt, ~1.5x f32's speed)")
+    if "int8" in kind.precisions:
+        return precision, {}, f"{no_int8}, so {precision}"
+    return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
+
+
+def int8_report(int8_xml) -> dict:
+    """The int8 model's quantization_report.json (``forced``: installed past its bound; ``int8_vnni``: the CPU its
+    guard ran on), or {} for an int8 IR made elsewhere: no report to go by."""
+    import json
+
+    from edgerec.quant.quantize import REPORT_NAME
+
+    path = int8_xml.parent / REPORT_NAME
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"unreadable": f"{path} cannot be read ({exc})"}
+    if not isinstance(report, dict):
+        return {"unreadable": f"{path} is not a quantization report (not a JSON object)"}
+    bad = [k for k in ("without_vnni", "config") if not isinstance(report.get(k) or {}, dict)]
+    drop = {} if bad else (report.get("without_vnni") or {}).get("drop") or {}
+    if not isinstance(drop, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in drop.values()):
+        bad.append("without_vnni.drop")
+    if bad:
+        return {"unreadable": f"{path} is not a quantization report ({', '.join(bad)} malformed)"}
+    return report
+
+
+def other_arithmetic(report: dict, spec: DeviceSpec) -> str:
+    """Why the int8 guard's verdict does not hold on this CPU, or ''.
+
+    Without VNNI, int8 kernels sum u8 x s8 pairs into int16 with saturation, so a model whose guard ran on a CPU
+    with VNNI reads differently on one without (PP-OCRv6_tiny: -0.8 pt on iiit5k with VNNI, -6.9 pt without).
+    ``edgerec quantize`` on a CPU with VNNI and AVX-512 also reads its eval lines as without VNNI
+    (``without_vnni`` in the report), which decides; without that reading, a model quantized with NNCF's overflow
+    fix on every layer (``--overflow-fix enable``: nothing can saturate) is trusted. The other way round (checked
+    without VNNI, run with it) int8 computes without saturation, as NNCF simulated it. A report from before the CPU
+    was recorded is taken at its word. Only x86 CPUs whose flags can be read are concerned."""
+    if spec.family != "cpu" or report.get("int8_vnni") is not True or cpu.int8_vnni() is not False:
+        return ""
+    other = report.get("without_vnni") or {}
+    if other.get("checked"):
+        if other.get("within_bound"):
+            return ""
+        drop = other.get("drop") or {}
+        return (f"holds its accuracy bound with int8 VNNI but not without it, as on this CPU (acc drop "
+                f"{drop.get('acc', float('nan')):+.4f}, NED {drop.get('norm_edit_dis', float('nan')):+.4f} there; "
+                "int8 sums saturate without VNNI): quantize with `--overflow-fix enable`")
+    if (report.get("config") or {}).get("overflow_fix") == "enable":
+        return ""
+    return ("was checked on a CPU with int8 VNNI and this one has none (int8 sums saturate without it: "
+            "PP-OCRv6_tiny lost 6.9 pt that way), and it was quantized without `--overflow-fix enable`, so its "
+            "accuracy check does not hold here")
