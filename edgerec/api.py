@@ -31,7 +31,7 @@ bad_input_log = logging.getLogger("edgerec.bad_input")
 # predict holds at most this many bytes of decoded images before it runs them (and at most ``window`` items): a
 # folder of crops still batches 64+ lines at a time, a 300-page PDF holds a few pages, not 64
 WINDOW_BYTES = 32 * 2**20
-FLUSH_AFTER_S = 2.0  # a window whose oldest line waited this long is read, full or not
+FLUSH_AFTER_S = 2.0  # a window whose oldest line waited this long is read when the next input comes, full or not
 _array_names = itertools.count()  # arrays named in error messages: <ndarray #N>, per process
 
 
@@ -158,7 +158,7 @@ class TextRecognizer:
                 since = time.monotonic()
             pending.append(item)
             held += item.image.nbytes if item.image is not None else 0
-            # slow inputs (network, PDF pages) do not hold results back for longer than FLUSH_AFTER_S
+            # slow inputs (network, PDF pages): lines that waited FLUSH_AFTER_S are read once the next one comes
             if len(pending) >= window or held >= WINDOW_BYTES or time.monotonic() - since >= FLUSH_AFTER_S:
                 yield from self._run(pending, bs, on_error, return_word_box, keep_image)
                 pending, held = [], 0
@@ -270,6 +270,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     spec = parse_device(device)
     kind = registry.pick(engine, spec)
     asked = precision  # None: the model's own (an IR given as model_dir as it is, else fp32)
+    hpip_chooses = use_hpip and asked is None  # use_hpip checks what it picks; what the caller names is checked below
     precision = precision or "fp32"
     if precision not in homes.RUN_PRECISIONS:
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.RUN_PRECISIONS)}")
@@ -336,9 +337,12 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                     "its end; if entries are missing elsewhere, its texts are wrong (give the model's own dict)",
                     resolved.path, info.extra["charset_padded"])
     run_precision = "bf16" if precision == "bf16" else info.precision
-    report = int8_report(resolved.path) if run_precision == "int8" and not use_hpip else {}
+    report = int8_report(resolved.path) if run_precision == "int8" and not hpip_chooses else {}
     if report.get("unreadable"):  # asked for by name: it runs, but the user should know nothing vouches for it
         log.warning("%s int8: %s; its accuracy check is unknown", info.model_name, report["unreadable"])
+    elif report.get("forced"):
+        log.info("%s int8: the model in %s was installed with --force past its accuracy bound", info.model_name,
+                 resolved.path.parent)
     elif report and (other := other_arithmetic(report, spec)):
         # asked for by name: it runs, but the user should know its accuracy check was for another arithmetic
         log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 
-# user:pass@ up to the last @ before the path: a password may hold @, ? or # (written unescaped by hand)
-_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s]*@")
-_AUTHORITY_RE = re.compile(r"(?i)^([a-z][a-z0-9+.\-]*://)([^/]*)")
+# user:pass@ in free text: up to an @ before the path, query or fragment
+_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s?#]*@")
+# and, for display only, a user:password whose password holds @ ? # unescaped: up to the last @ before the path
+_PASSWORD_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s?#:]*:(?!\d*[/?#])[^/\s]*@")  # (not host:port?q)
+_AUTHORITY_RE = re.compile(r"(?i)^([a-z][a-z0-9+.\-]*://)([^/?#]*)")
 
 
 def without_credentials(url: str, mark: str = "") -> str:
-    """``url`` with its ``user:pass@`` (everything up to the last @ before the path, spaces included) replaced by
-    ``mark``: a URL given as an input, where the whole string is the URL."""
+    """``url`` with the ``user:pass@`` of its authority (up to the first / ? or #, as RFC 3986 and urlsplit read
+    it) replaced by ``mark``: the host that is contacted is always the one urlsplit sees."""
     m = _AUTHORITY_RE.match(url)
     if not m or "@" not in m.group(2):
         return url
@@ -20,12 +22,12 @@ def without_credentials(url: str, mark: str = "") -> str:
 
 def redact(text: str) -> str:
     """Drop ``user:pass@`` from every URL in ``text``: the one place credentials are removed before anything
-    (results, error lines, saved JSON, CLI output) shows a URL. A text that is one URL loses everything up to
-    the last @ before its path; in other text a URL's credentials end at a space."""
+    (results, error lines, saved JSON, CLI output) shows a URL. A password written with @ ? # or a space in it
+    (malformed, but typed) is hidden whole too."""
     if "@" not in text:
         return text
     text = without_credentials(text, "***@")
-    return _CREDENTIALS_RE.sub(r"\1***@", text)
+    return _PASSWORD_RE.sub(r"\1***@", _CREDENTIALS_RE.sub(r"\1***@", text))
 
 
 # the lines of an OpenVINO / oneDNN / Paddle message that say where, not what

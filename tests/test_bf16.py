@@ -358,3 +358,16 @@ def test_an_int8_asked_for_by_name_runs_with_a_broken_report_and_a_warning(v4, e
         model = create_model(V4, precision="int8", progress=False)
     assert model.recognize(rendered[0][1])["rec_text"] == rendered[0][0]
     assert "is not a quantization report (without_vnni malformed); its accuracy check is unknown" in caplog.text
+
+
+def test_an_int8_named_with_use_hpip_is_still_checked(v4, edgerec_home, tmp_path, monkeypatch, caplog):
+    """use_hpip keeps an explicit precision="int8", and the int8's report is read as for any int8 asked for."""
+    from edgerec import create_model
+
+    root = linked_home(edgerec_home, tmp_path, monkeypatch)
+    install_relabelled_int8(root)
+    (root / "int8" / "quantization_report.json").write_text('{"forced": false, "int8_vnni": true}')
+    monkeypatch.setattr(cpu, "int8_vnni", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="edgerec.api"):
+        model = create_model(V4, precision="int8", use_hpip=True, progress=False)
+    assert model.precision == "int8" and "this one has none" in caplog.text

@@ -335,10 +335,37 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     os.utime(cache / "4.blob", (5000, 1004))  # read again since: the older write now is the later use
     assert [p.name for p in prune_cache(cache, 2**20)] == ["5.blob"]
     assert prune_cache(cache, 0) == [] and prune_cache(cache, 1) == []  # 0: no bound; the newest always stays
-    monkeypatch.setenv(CACHE_MB_ENV, "lots")  # a bad value: the default bound, with a warning
+    assert prune_cache(cache, 1, keep={cache / "4.blob"}) == []  # just written: kept whatever its time
     from edgerec.engines.compile_cache import CACHE_MB, cache_limit_bytes
 
-    assert cache_limit_bytes() == CACHE_MB * 2**20
+    for bad in ("lots", "inf", "nan", "1e400"):  # the default bound, with a warning; one compile, not two
+        monkeypatch.setenv(CACHE_MB_ENV, bad)
+        assert cache_limit_bytes() == CACHE_MB * 2**20
+        n = core.n
+        _compile(core, None, "CPU", {"CACHE_DIR": str(cache)}, tmp_path / "m")
+        assert core.n == n + 1
+
+
+def test_a_read_only_compiled_model_cache_is_read_without_the_lock(tmp_path, monkeypatch, caplog):
+    import edgerec.utils.fs as fs
+    from edgerec.engines.compile_cache import compile_cached
+
+    def refuse(path, timeout=-1):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(fs, "file_lock", refuse)
+    seen = []
+
+    class Core:
+        def compile_model(self, model, device, cfg):
+            seen.append(dict(cfg))
+            return "compiled"
+
+    cfg = {"CACHE_DIR": str(tmp_path)}
+    with caplog.at_level(logging.INFO, logger="edgerec.engines.compile_cache"):
+        assert compile_cached(Core(), None, "CPU", cfg, tmp_path / "m") == "compiled"
+    assert seen == [{"CACHE_DIR": str(tmp_path)}] and "cannot be written" in caplog.text
+    assert "WARNING" not in caplog.text
 
 
 # ------------------------------------------------------------------ the registry, typed options, properties

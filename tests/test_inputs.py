@@ -561,7 +561,8 @@ def hostile(monkeypatch):
 @pytest.mark.timeout(60)
 def test_urls_a_browser_would_take_and_bodies_that_are_no_image(hostile):
     urls = [f"{hostile}/ok/图片 a.png?name=中", f"{hostile}/gz", f"{hostile}/page", f"{hostile}/endless",
-            "data:image/png;base64,iVBORw0KGgo=", f"http://user:p@ss?w#rd@{hostile[7:]}/ok/plain.png"]
+            "data:image/png;base64,iVBORw0KGgo=", f"http://user:p@ss@{hostile[7:]}/ok/plain.png",
+            f"{hostile}?mail=me@example.invalid", f"http://user:pa?ss@{hostile[7:]}/ok/plain.png"]
     t0 = time.monotonic()
     items = _items(urls, url_timeout=2)
     assert time.monotonic() - t0 < 10
@@ -571,7 +572,9 @@ def test_urls_a_browser_would_take_and_bodies_that_are_no_image(hostile):
     assert "timed out after 2 s" in str(items[3].error)  # the deadline cut it, not "the server closed early"
     assert "unsupported URL scheme 'data'" in str(items[4].error)
     assert items[5].error is None and items[5].input_path == f"http://***@{hostile[7:]}/ok/plain.png"
-    assert not any("p@ss" in p or "rd@" in p for p in _Hostile.hits)
+    assert "HTTP 404" in str(items[6].error)  # asked of the host the URL names, not of what follows an @
+    assert "pa?ss" not in str(items[7].error) and "pa?ss" not in items[7].input_path  # malformed: never shown
+    assert not any("p@ss" in p or "pa?ss" in p for p in _Hostile.hits)
 
 
 @pytest.mark.timeout(60)

@@ -8,6 +8,7 @@ least recently used entries go.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -27,19 +28,38 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
     stop the model from loading."""
     cache = cfg.get("CACHE_DIR")
     if cache:
+        from filelock import Timeout
+
         from edgerec.utils.fs import file_lock
 
         try:
-            with file_lock(Path(cache) / ".compile.lock", timeout=300):
-                before = _blobs(Path(cache))
-                compiled = core.compile_model(model, device, cfg)
-                if set(_blobs(Path(cache))) - set(before):  # a new entry: keep the folder within its bound
-                    prune_cache(Path(cache))
-                return compiled
+            lock = file_lock(Path(cache) / ".compile.lock", timeout=300)
+            lock.acquire()
+        except Timeout:  # another process held it for minutes: go on without the cache rather than wait more
+            log.warning("%s: the compiled-model cache %s stayed locked for 300 s; compiling without it", path, cache)
+            cfg.pop("CACHE_DIR")
+            return core.compile_model(model, device, cfg)
+        except OSError as exc:  # a read-only home (an image, a kiosk's mount): nobody writes there, so no lock
+            log.info("%s: the compiled-model cache %s cannot be written (%s); reading it as it is", path, cache,
+                     exc.strerror or exc)
+            lock = None
+        try:
+            before = _blobs(Path(cache))
+            compiled = core.compile_model(model, device, cfg)
+            new = set(_blobs(Path(cache))) - set(before)
+            if new and lock is not None:  # keep the folder within its bound, the new entry kept whatever its time
+                try:
+                    prune_cache(Path(cache), keep=new)
+                except Exception as exc:  # a prune that fails costs disk, never the compiled model
+                    log.warning("compiled-model cache %s: could not prune it (%s)", cache, first_line(exc))
+            return compiled
         except Exception as exc:
             log.warning("%s: compiling with the model cache in %s failed (%s); compiling without it", path,
                         cache, first_line(exc))
             cfg.pop("CACHE_DIR")
+        finally:
+            if lock is not None:
+                lock.release()
     return core.compile_model(model, device, cfg)
 
 
@@ -55,16 +75,19 @@ def cache_limit_bytes() -> int:
     raw = os.environ.get(CACHE_MB_ENV, "").strip()
     try:
         mb = float(raw) if raw else CACHE_MB
+        if not math.isfinite(mb):
+            raise ValueError
     except ValueError:
         log.warning("%s=%r is not a number of MB; using %d", CACHE_MB_ENV, raw, CACHE_MB)
         mb = CACHE_MB
     return max(0, int(mb * 2**20))
 
 
-def prune_cache(folder: Path, limit: int | None = None) -> list[Path]:
+def prune_cache(folder: Path, limit: int | None = None, keep: set[Path] | frozenset = frozenset()) -> list[Path]:
     """Remove the least recently used compiled models (by access or write time, whichever is later) until the
-    folder's blobs fit ``limit`` bytes; the newest entry always stays. Called under the compile lock, so no other
-    edgerec process is reading an entry; one mapped by a running process stays readable to it (POSIX unlink)."""
+    folder's blobs fit ``limit`` bytes; the newest entry and those in ``keep`` (just written) always stay. Called
+    under the compile lock, so no other edgerec process is reading an entry; one mapped by a running process stays
+    readable to it (POSIX unlink)."""
     limit = cache_limit_bytes() if limit is None else limit
     if limit <= 0:
         return []
@@ -81,6 +104,8 @@ def prune_cache(folder: Path, limit: int | None = None) -> list[Path]:
     for _, size, blob in entries[:-1]:
         if total <= limit:
             break
+        if blob in keep:
+            continue
         try:
             blob.unlink()
         except OSError:

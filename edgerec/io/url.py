@@ -52,8 +52,9 @@ def _connection(parts: urllib.parse.SplitResult, timeout: float) -> http.client.
 
 
 def requote(url: str) -> str:
-    """``url`` as it goes on the wire: a non-ASCII host in IDNA, non-ASCII characters and spaces in the path and
-    query percent-encoded (UTF-8), escapes already there kept (what browsers and requests do with a pasted URL)."""
+    """``url`` as it goes on the wire: a non-ASCII host in IDNA; non-ASCII characters, spaces and control
+    characters in the path and query percent-encoded (UTF-8). Everything else is sent as written (a signed
+    query must reach the server byte for byte)."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
     if not netloc.isascii():
@@ -62,16 +63,24 @@ def requote(url: str) -> str:
         except UnicodeError:
             raise ValueError(f"the host name {parts.hostname!r} is not a valid internationalised name") from None
         netloc = host + (f":{parts.port}" if parts.port is not None else "")
-    safe = "!#$%&'()*+,/:;=?@[]~"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, urllib.parse.quote(parts.path, safe=safe),
-                                    urllib.parse.quote(parts.query, safe=safe), ""))
+
+    def enc(text: str) -> str:
+        return "".join(urllib.parse.quote(c, safe="") if not c.isascii() or c.isspace() or not c.isprintable()
+                       else c for c in text)
+
+    return urllib.parse.urlunsplit((parts.scheme, netloc, enc(parts.path), enc(parts.query), ""))
 
 
 def _connect(conn: http.client.HTTPConnection, seconds: float) -> None:
     """Name lookup, connect and TLS within ``seconds`` in all: the watchdog has no socket to shut before connect
-    returns, and http.client gives each of a host's addresses the whole timeout."""
+    returns, and http.client gives each of a host's addresses the whole timeout. A connect that finishes after
+    we gave up is closed by the thread that made it."""
+    def connect() -> http.client.HTTPConnection:
+        conn.connect()
+        return conn
+
     try:
-        call_within(conn.connect, seconds, discard=lambda _: conn.close(), name="edgerec-url-connect")
+        call_within(connect, seconds, discard=lambda late: late.close(), name="edgerec-url-connect")
     except TimeoutError:
         raise TimeoutError from None
 
@@ -80,6 +89,11 @@ def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[byt
     """One request: (body, None), or (None, redirect target)."""
     parts = urllib.parse.urlsplit(requote(without_credentials(url)))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+    except ValueError:
+        raise InputError(url, "its host or port cannot be read (a user name or password holding @ ? # or / must "
+                              "be percent-encoded)") from None
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError

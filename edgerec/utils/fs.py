@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import fnmatch
+import functools
 import glob
 import hashlib
 import os
@@ -29,6 +30,14 @@ def _umask() -> int:
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """A file's SHA-256, hashed once per version of the file in this process (a model load asks for its weights'
+    digest several times: the IR key, the staleness check, the export record)."""
+    st = os.stat(path)
+    return _sha256_of(os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, dev: int, ino: int, size: int, mtime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):

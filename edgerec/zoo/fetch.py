@@ -283,15 +283,15 @@ def safe_extract_tar(archive: str | Path, dest: str | Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive) as tar:
-            members = []
-            for m in tar:
+            members, total = [], 0
+            for m in tar:  # checked as they come: in a .tar.gz, the next header lies past this member's data
                 members.append(m)
+                total += m.size if m.isfile() else 0
                 if len(members) > MAX_TAR_MEMBERS:
                     raise UnsafeArchiveError(f"{archive}: over {MAX_TAR_MEMBERS} members, not a model's tar; refused")
-            total = sum(m.size for m in members if m.isfile())
-            if total > MAX_TAR_BYTES:
-                raise UnsafeArchiveError(f"{archive}: unpacks to {total >> 20} MB, over the {MAX_TAR_BYTES >> 30} GB "
-                                         "a model's tar may hold; refused")
+                if total > MAX_TAR_BYTES:
+                    raise UnsafeArchiveError(f"{archive}: unpacks to over {total >> 20} MB, more than the "
+                                             f"{MAX_TAR_BYTES >> 30} GB a model's tar may hold; refused")
             for m in members:
                 p = PurePosixPath(m.name)
                 if p.is_absolute() or m.name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", m.name):
