@@ -51,6 +51,8 @@ def _args(argv):
                          "variant has it off whatever the model card says)")
     ap.add_argument("--channel-alignment", action="store_true", help="NNCF's channel alignment (off by default)")
     ap.add_argument("--no-bias-correction", action="store_true")
+    ap.add_argument("--fast-bias-correction", action="store_true",
+                    help="NNCF's fast bias correction instead of the recipe's full one")
     ap.add_argument("--act-per-tensor", action="store_true",
                     help="one activation range per tensor (NNCF gives the inputs of depthwise convolutions one per "
                          "channel on CPU)")
@@ -128,6 +130,8 @@ def _quantize(a, fp32, info):
     kwargs["subset_size"] = len(tensors)
     if a.preset:
         kwargs["preset"] = getattr(nncf.QuantizationPreset, a.preset.upper())
+    if a.fast_bias_correction:
+        kwargs["fast_bias_correction"] = True
     if a.float_first:
         names = list(kwargs["ignored_scope"].names) if "ignored_scope" in kwargs else []
         first = [op.get_friendly_name() for op in fp32.get_ordered_ops()
