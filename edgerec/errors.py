@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+_SCHEME = r"(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://)"  # (a lookbehind, not \b: linear on long texts)
 # user:pass@ in free text: up to an @ before the path, query or fragment
-_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s?#]*@")
-# and, for display only, a user:password whose password holds @ ? # unescaped: up to the last @ before the path
-_PASSWORD_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s?#:]*:(?!\d*[/?#])[^/\s]*@")  # (not host:port?q)
+_CREDENTIALS_RE = re.compile(rf"(?i){_SCHEME}[^/@\s?#]*@")
 _AUTHORITY_RE = re.compile(r"(?i)^([a-z][a-z0-9+.\-]*://)([^/?#]*)")
+_LENIENT_RE = re.compile(r"(?i)^([a-z][a-z0-9+.\-]*://)([^/]*)@")
 
 
 def without_credentials(url: str, mark: str = "") -> str:
@@ -20,14 +20,34 @@ def without_credentials(url: str, mark: str = "") -> str:
     return m.group(1) + mark + m.group(2).rpartition("@")[2] + url[m.end():]
 
 
+def typed_password(url: str) -> bool:
+    """A URL whose password holds an unescaped ? or # (``http://user:pa?ss@host/``): RFC 3986 reads the host as
+    ``user`` and the rest as a query, so it is refused, never fetched, and hidden whole when shown. Told apart
+    from a query holding an @ (``http://host:8080?mail=a@b``) by what precedes the ? or #: ``name:`` and a
+    password that is not all digits (a port), or an @ before the ? as well. ``user:1234?x@host`` cannot be told
+    from ``host:1234?q=x@y``."""
+    m = _LENIENT_RE.match(url)
+    if not m:
+        return False
+    head = re.split(r"[?#]", m.group(2), maxsplit=1)
+    if len(head) < 2 or head[0].startswith("["):
+        return False
+    if "@" in head[0]:  # user:p@ss?w#rd@host: an @ on both sides of the ? (with no path: rare either way)
+        return True
+    name, colon, secret = head[0].partition(":")
+    return bool(colon) and not secret.isdigit()
+
+
 def redact(text: str) -> str:
     """Drop ``user:pass@`` from every URL in ``text``: the one place credentials are removed before anything
-    (results, error lines, saved JSON, CLI output) shows a URL. A password written with @ ? # or a space in it
-    (malformed, but typed) is hidden whole too."""
+    (results, error lines, saved JSON, CLI output) shows a URL. A typed password holding @ ? # or a space (see
+    ``typed_password``) is hidden whole too."""
     if "@" not in text:
         return text
+    if typed_password(text):
+        text = _LENIENT_RE.sub(r"\1***@", text, count=1)
     text = without_credentials(text, "***@")
-    return _PASSWORD_RE.sub(r"\1***@", _CREDENTIALS_RE.sub(r"\1***@", text))
+    return _CREDENTIALS_RE.sub(r"\1***@", text)
 
 
 # the lines of an OpenVINO / oneDNN / Paddle message that say where, not what

@@ -361,6 +361,17 @@ def test_a_read_only_compiled_model_cache_is_read_without_the_lock(tmp_path, mon
             seen.append(dict(cfg))
             return "compiled"
 
+    # a folder this process may write, whose lock it cannot take (another user's lock file): no cache at all
+    cfg = {"CACHE_DIR": str(tmp_path)}
+    with caplog.at_level(logging.INFO, logger="edgerec.engines.compile_cache"):
+        assert compile_cached(Core(), None, "CPU", cfg, tmp_path / "m") == "compiled"
+    assert seen == [{}] and "cannot lock the compiled-model cache" in caplog.text
+    # a read-only folder (simulated: root may write anywhere): read as it is, without the lock, quietly
+    seen.clear()
+    caplog.clear()
+    import edgerec.engines.compile_cache as cc
+
+    monkeypatch.setattr(cc.os, "access", lambda path, mode: False)
     cfg = {"CACHE_DIR": str(tmp_path)}
     with caplog.at_level(logging.INFO, logger="edgerec.engines.compile_cache"):
         assert compile_cached(Core(), None, "CPU", cfg, tmp_path / "m") == "compiled"

@@ -574,7 +574,41 @@ def test_urls_a_browser_would_take_and_bodies_that_are_no_image(hostile):
     assert items[5].error is None and items[5].input_path == f"http://***@{hostile[7:]}/ok/plain.png"
     assert "HTTP 404" in str(items[6].error)  # asked of the host the URL names, not of what follows an @
     assert "pa?ss" not in str(items[7].error) and "pa?ss" not in items[7].input_path  # malformed: never shown
+    assert "password holds an unescaped ? or #" in str(items[7].error)  # refused: nothing was asked of host "user"
     assert not any("p@ss" in p or "pa?ss" in p for p in _Hostile.hits)
+
+
+@pytest.mark.parametrize("url, shown, contacted", [
+    ("http://user:p@ss@h.example/ok", "http://***@h.example/ok", "h.example"),
+    ("http://user:pa?ss@h.example/ok", "http://***@h.example/ok", None),  # refused
+    ("http://user:p@ss?w#rd@h.example/x", "http://***@h.example/x", None),  # refused
+    ("http://h.example:8080?mail=a@b.example", "http://h.example:8080?mail=a@b.example", "h.example"),
+    ("http://[::1]:8080?@good.example/", "http://[::1]:8080?@good.example/", "::1"),
+    ("http://token@h.example/x", "http://***@h.example/x", "h.example"),
+    ("see http://u:p@a.example/x and http://v:q@b.example/y", "see http://***@a.example/x and http://***@b.example/y",
+     None),
+])
+def test_urls_show_no_password_and_name_the_host_they_reach(url, shown, contacted):
+    import urllib.parse
+
+    from edgerec.errors import redact, typed_password, without_credentials
+
+    assert redact(url) == shown
+    if contacted is not None:
+        assert not typed_password(url) and urllib.parse.urlsplit(without_credentials(url)).hostname == contacted
+    elif " " not in url:
+        assert typed_password(url)
+    t0 = time.monotonic()
+    redact("@ " + "a." * 20000)  # no quadratic scan on long texts
+    assert time.monotonic() - t0 < 1
+
+
+def test_a_url_port_out_of_range_and_unsafe_ascii(monkeypatch):
+    from edgerec.io.url import requote
+
+    items = _items(["http://127.0.0.1:99999/x.png"], url_timeout=2)
+    assert "its port is not a number from 0 to 65535" in str(items[0].error)
+    assert requote("http://h/a{b}|c?q=1+2&s=%20") == "http://h/a%7Bb%7D%7Cc?q=1+2&s=%20"
 
 
 @pytest.mark.timeout(60)

@@ -7,6 +7,7 @@ least recently used entries go.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -39,7 +40,15 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
             log.warning("%s: the compiled-model cache %s stayed locked for 300 s; compiling without it", path, cache)
             cfg.pop("CACHE_DIR")
             return core.compile_model(model, device, cfg)
-        except OSError as exc:  # a read-only home (an image, a kiosk's mount): nobody writes there, so no lock
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or os.access(cache, os.W_OK):
+                # a full disk, too many files, a lock file of another user's in a cache we may write: other
+                # processes write there, so it is not read without the lock
+                log.warning("%s: cannot lock the compiled-model cache %s (%s); compiling without it", path, cache,
+                            exc.strerror or exc)
+                cfg.pop("CACHE_DIR")
+                return core.compile_model(model, device, cfg)
+            # a read-only home (an image, a kiosk's mount): nobody writes there, so it is read without the lock
             log.info("%s: the compiled-model cache %s cannot be written (%s); reading it as it is", path, cache,
                      exc.strerror or exc)
             lock = None

@@ -14,10 +14,11 @@ import threading
 import time
 import urllib.parse
 
-from edgerec.errors import InputError, redact, without_credentials
+from edgerec.errors import InputError, redact, typed_password, without_credentials
 from edgerec.utils.deadline import call_within
 
 _MAX_REDIRECTS = 10
+_UNSAFE = frozenset('"<>`{}|\\^')  # sent raw, these make strict servers answer 400
 _CHUNK = 1 << 16
 
 
@@ -52,9 +53,9 @@ def _connection(parts: urllib.parse.SplitResult, timeout: float) -> http.client.
 
 
 def requote(url: str) -> str:
-    """``url`` as it goes on the wire: a non-ASCII host in IDNA; non-ASCII characters, spaces and control
-    characters in the path and query percent-encoded (UTF-8). Everything else is sent as written (a signed
-    query must reach the server byte for byte)."""
+    """``url`` as it goes on the wire: a non-ASCII host in IDNA; non-ASCII characters, spaces, control characters
+    and the ASCII that browsers and requests encode (``"<>`{}|\\^``) percent-encoded (UTF-8). Everything else is
+    sent as written (a signed query must reach the server byte for byte)."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc
     if not netloc.isascii():
@@ -66,7 +67,7 @@ def requote(url: str) -> str:
 
     def enc(text: str) -> str:
         return "".join(urllib.parse.quote(c, safe="") if not c.isascii() or c.isspace() or not c.isprintable()
-                       else c for c in text)
+                       or c in _UNSAFE else c for c in text)
 
     return urllib.parse.urlunsplit((parts.scheme, netloc, enc(parts.path), enc(parts.query), ""))
 
@@ -87,13 +88,16 @@ def _connect(conn: http.client.HTTPConnection, seconds: float) -> None:
 
 def _get(url: str, deadline: float, timeout: float, max_bytes: int) -> tuple[bytes | None, str | None]:
     """One request: (body, None), or (None, redirect target)."""
-    parts = urllib.parse.urlsplit(requote(without_credentials(url)))
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if typed_password(url):  # RFC 3986 would send it to another host than the one typed
+        raise InputError(url, "its password holds an unescaped ? or # (or @ and one of them): percent-encode them "
+                              "(%3F, %23, %40)")
+    bare = without_credentials(url)
     try:
-        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+        urllib.parse.urlsplit(bare).port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
-        raise InputError(url, "its host or port cannot be read (a user name or password holding @ ? # or / must "
-                              "be percent-encoded)") from None
+        raise InputError(url, "its port is not a number from 0 to 65535") from None
+    parts = urllib.parse.urlsplit(requote(bare))
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError

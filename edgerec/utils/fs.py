@@ -29,15 +29,19 @@ def _umask() -> int:
     return mask
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | Path, chunk: int = 1 << 20, *, fresh: bool = False) -> str:
     """A file's SHA-256, hashed once per version of the file in this process (a model load asks for its weights'
-    digest several times: the IR key, the staleness check, the export record)."""
+    digest several times: the IR key, the staleness check, the export record). A version is the file's inode,
+    size, mtime and ctime (ctime cannot be set back by cp -p, tar or utime). ``fresh``: read the bytes again (an
+    integrity check against disk errors, which change no timestamp)."""
+    if fresh:
+        return _sha256_of.__wrapped__(os.fspath(path), 0, 0, 0, 0, 0, chunk)
     st = os.stat(path)
-    return _sha256_of(os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, chunk)
+    return _sha256_of(os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, chunk)
 
 
 @functools.lru_cache(maxsize=256)
-def _sha256_of(path: str, dev: int, ino: int, size: int, mtime_ns: int, chunk: int) -> str:
+def _sha256_of(path: str, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):

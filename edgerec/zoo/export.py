@@ -375,7 +375,7 @@ def verify_source_files(src: ModelSource) -> None:
         if not path.is_file():
             raise ModelError(f"{src.folder}: {name} is missing; fetch the model again: "
                              f"`edgerec models fetch {src.name} --source {src.source_id} --force`")
-        got = sha256_file(path)
+        got = sha256_file(path, fresh=True)
         if got != expected:
             raise ChecksumError(f"{path}: SHA-256 is {got}, not the {expected} recorded when it was fetched: the "
                                 f"file changed or is corrupt. Fetch it again: `edgerec models fetch {src.name} "
