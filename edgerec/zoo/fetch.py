@@ -426,9 +426,9 @@ def read_yml(folder: Path) -> dict | None:
 def _parsed_yml(path: str, mtime_ns: int, size: int) -> dict:
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(Path(path).read_bytes().decode("utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+        text = Path(path).read_bytes().decode("utf-8")
+        data = yaml.load(text, Loader=yaml.CSafeLoader) if hasattr(yaml, "CSafeLoader") else yaml.safe_load(text)
     except OSError as exc:
         raise ModelError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
