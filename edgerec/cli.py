@@ -25,7 +25,30 @@ from edgerec.commands.train import train_cmd
 @click.option("-v", "--verbose", is_flag=True, help="Log what edgerec is doing.")
 def main(verbose: bool) -> None:
     """Text-line recognition (OCR) on Intel edge devices, PaddleX-compatible."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="edgerec: %(message)s")
+    before = list(logging.getLogger().handlers)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        if handler not in before:  # the one basicConfig made (a host's own handlers are left as they are)
+            handler.setFormatter(_Said())
+            if not verbose:
+                handler.addFilter(_Said.quiet_telemetry)
+
+
+class _Said(logging.Formatter):
+    """Log lines say who says them: ``edgerec:`` for edgerec's own, the package's name for a library that logs
+    through the root logger (OpenVINO's telemetry does), so a third party's message never reads as edgerec's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        who = "edgerec" if record.name.startswith("edgerec") else record.name
+        if who == "root":
+            parts = record.pathname.replace("\\", "/").split("/")
+            who = parts[parts.index("site-packages") + 1] if "site-packages" in parts[:-1] else record.module
+        return f"{who}: {record.getMessage()}"
+
+    @staticmethod
+    def quiet_telemetry(record: logging.LogRecord) -> bool:
+        """OpenVINO's telemetry warns on every start where the home folder is read-only (a kiosk): -v shows it."""
+        return "openvino_telemetry" not in record.pathname
 
 
 for command in (predict, camera, models, export_cmd, quantize, calibrate, report, check_dataset_cmd, evaluate_cmd,

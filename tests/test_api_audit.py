@@ -5,6 +5,7 @@ PaddleX reads them), results from a stream as soon as a batch is full, bounded e
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -512,6 +513,15 @@ def test_a_read_only_home_serves_the_models_prepared_in_it(v4, edgerec_home, tmp
     assert model.recognize(rendered[0][1])["rec_text"] == rendered[0][0]
     with pytest.raises(ModelError, match=r"cannot be written \(Read-only file system\); set EDGEREC_HOME"):
         create_model(V4, precision="fp16", progress=False, cache=False)  # would need an export
+    from edgerec.zoo.fetch import fetch
+    from edgerec.zoo.resolve import export_model
+
+    assert fetch(V4, progress=False).name == V4  # fetched already: nothing to write
+    out = export_model(V4, None, "fp32", output=tmp_path / "elsewhere")  # writes only --output
+    assert out == tmp_path / "elsewhere" / "model.xml" and out.is_file()
+    local = edgerec_home / "models" / V4 / "sources" / "onnx-wheel"  # a local model needs a local IR made
+    with pytest.raises(ModelError, match=rf"{re.escape(str(local))}: needs .* `edgerec export --model-dir"):
+        create_model(model_dir=local, progress=False, cache=False)
 
 
 def test_a_copied_ir_of_another_precision_is_never_run_in_its_place(v4, edgerec_home, tmp_path, monkeypatch):

@@ -507,3 +507,21 @@ def test_option_combinations_that_mean_nothing_are_refused(args, code, match):
     """Before any model loads: an option that would be ignored, a command without its model (usage: status 2)."""
     res = CliRunner().invoke(main, args)
     assert res.exit_code == code and match in res.output, res.output
+
+
+def test_log_lines_name_who_says_them_and_telemetry_noise_waits_for_v():
+    """A library logging through the root logger (OpenVINO's telemetry, on a read-only home folder) is named as
+    itself, never prefixed 'edgerec:', and its start-up noise shows only with -v."""
+    import logging
+
+    from edgerec.cli import _Said
+
+    def record(name, path, msg):
+        return logging.LogRecord(name, logging.WARNING, path, 1, msg, None, None)
+
+    tele = record("root", "/v/lib/python3.11/site-packages/openvino_telemetry/main.py", "Could not create directory")
+    assert _Said().format(tele) == "openvino_telemetry: Could not create directory"
+    assert not _Said.quiet_telemetry(tele)
+    own = record("edgerec.api", "/w/edgerec/api.py", "int8: unknown")
+    assert _Said().format(own) == "edgerec: int8: unknown" and _Said.quiet_telemetry(own)
+    assert _Said().format(record("urllib3.connectionpool", "/x.py", "retry")) == "urllib3.connectionpool: retry"

@@ -377,6 +377,14 @@ def test_a_read_only_compiled_model_cache_is_read_without_the_lock(tmp_path, mon
         assert compile_cached(Core(), None, "CPU", cfg, tmp_path / "m") == "compiled"
     assert seen == [{"CACHE_DIR": str(tmp_path)}] and "cannot be written" in caplog.text
     assert "WARNING" not in caplog.text
+    # a home prepared without any cache folder, read-only: nothing to read, so no cache, quietly
+    seen.clear()
+    caplog.clear()
+    (tmp_path / "file").write_text("x")
+    cfg = {"CACHE_DIR": str(tmp_path / "file" / "cache")}
+    with caplog.at_level(logging.INFO, logger="edgerec.engines.compile_cache"):
+        assert compile_cached(Core(), None, "CPU", cfg, tmp_path / "m") == "compiled"
+    assert seen == [{}] and "no compiled-model cache" in caplog.text and "WARNING" not in caplog.text
 
 
 # ------------------------------------------------------------------ the registry, typed options, properties

@@ -102,6 +102,16 @@ def test_a_second_quantize_into_the_same_folder_is_refused_at_once(tmp_path, mon
     finally:
         first.release()
     _install_lock(tmp_path / "int8").release()  # free again once the first is done
+    # a model home that cannot be written (EDGEREC_HOME under a file here): the lock goes beside the output
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("EDGEREC_HOME", str(tmp_path / "file" / "home"))
+    beside = _install_lock(tmp_path / "out" / "int8")
+    try:
+        assert (tmp_path / "out" / ".int8.edgerec-quantize.lock").exists()
+        with pytest.raises(QuantizationError, match="another edgerec quantize is writing"):
+            _install_lock(tmp_path / "out" / "int8")
+    finally:
+        beside.release()
 
 
 def test_sigterm_ends_a_command_through_its_cleanup_and_the_handler_is_given_back():

@@ -34,6 +34,12 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
         from edgerec.utils.fs import file_lock
 
         try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only home prepared without a cache: nothing to read, nowhere to write
+            log.info("%s: no compiled-model cache in %s (%s); compiling without it", path, cache, exc.strerror or exc)
+            cfg.pop("CACHE_DIR")
+            return core.compile_model(model, device, cfg)
+        try:
             lock = file_lock(Path(cache) / ".compile.lock", timeout=300)
             lock.acquire()
         except Timeout:  # another process held it for minutes: go on without the cache rather than wait more

@@ -331,7 +331,8 @@ def _accuracy_control(model, calib_tensors, eval_set: EvalSet, classes, height, 
 
 def _install_lock(out: Path):
     """Held while one quantize writes ``out``: a second run for the same folder is refused at once (both would
-    exit 0, and the last install would silently win over the first's printed result)."""
+    exit 0, and the last install would silently win over the first's printed result). The lock lives in the model
+    home; where the home cannot be written (a read-only image, with ``--output`` elsewhere), beside ``out``."""
     import hashlib
 
     from filelock import Timeout
@@ -339,16 +340,20 @@ def _install_lock(out: Path):
     from edgerec.zoo import home as homes
 
     key = hashlib.sha256(os.fsencode(str(out.resolve()))).hexdigest()[:16]
-    try:
-        lock = file_lock(homes.lock_path(f"quantize-{key}"), timeout=0)
-        lock.acquire()
-    except Timeout:
-        raise QuantizationError(f"{out}: another edgerec quantize is writing this int8 model now; wait for it to "
-                                "finish, or give another --output") from None
-    except (OSError, EdgeRecError) as exc:  # no writable model home (an --output elsewhere): one line, no lock
-        raise QuantizationError(f"cannot take the quantize lock in the model home ({exc}); point EDGEREC_HOME at a "
-                                "writable folder") from None
-    return lock
+    places = [lambda: homes.lock_path(f"quantize-{key}"), lambda: out.parent / f".{out.name}.edgerec-quantize.lock"]
+    for i, place in enumerate(places):
+        try:
+            lock = file_lock(place(), timeout=0)
+            lock.acquire()
+            return lock
+        except Timeout:
+            raise QuantizationError(f"{out}: another edgerec quantize is writing this int8 model now; wait for it "
+                                    "to finish, or give another --output") from None
+        except (OSError, EdgeRecError) as exc:
+            if i == len(places) - 1:
+                raise QuantizationError(f"{out}: cannot take the quantize lock in the model home or beside the "
+                                        f"output ({exc})") from None
+    raise AssertionError("unreachable")
 
 
 def quantize_model(model_name: str | None = None, model_dir: str | Path | None = None, *,
@@ -390,7 +395,12 @@ def quantize_model(model_name: str | None = None, model_dir: str | Path | None =
     assert info is not None  # an IR's metadata is read when it is resolved
     out = Path(output) if output is not None else quantize_target(resolved, model_dir)
     check_replaceable(out, INT8_FILES, "edgerec quantize")  # before minutes of work, not after
-    probe_writable(out, "edgerec quantize")
+    try:
+        probe_writable(out, "edgerec quantize")
+    except OutputError as exc:
+        hint = "" if output is not None else ("; give --output DIR to write the int8 model elsewhere (a read-only "
+                                               "model home: EDGEREC_HOME)")
+        raise OutputError(f"{exc}{hint}") from None
     lock = _install_lock(out)  # a second quantize into the same folder would win silently over this one
     try:
         if calib_pairs is not None:

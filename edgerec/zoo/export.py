@@ -290,7 +290,8 @@ def export(src: ModelSource, out_dir: str | Path, spec: ExportSpec | None = None
         _write_ir(src, out_dir, spec, precision, via)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise ExportError(f"{out_dir}: cannot write the IR there ({exc.strerror or exc})") from None
+            raise ExportError(f"{out_dir}: cannot write the IR there ({exc.strerror or exc}); give --output DIR "
+                              "(`export_model(..., output=DIR)`) to write it elsewhere") from None
         raise ExportError(f"no space left on {out_dir.parent} ({exc.strerror}); the export needs about "
                           f"{need >> 20} MB there") from None
     except RuntimeError as exc:  # OpenVINO's save: "basic_ios::clear: iostream error" when a write fails

@@ -101,6 +101,10 @@ def fetch(name: str, *, source: str | None = None, force: bool = False, progress
     Sources are tried in the card's order (or only ``source``, an id from the card); the first that works wins.
     """
     card = get_card(name)
+    if not force:  # fetched already: nothing to write, so no lock (a read-only home serves it)
+        cached = cached_source(name, source)
+        if cached is not None:
+            return cached
     with homes.writing(name, ".fetch"):
         if not force:
             cached = cached_source(name, source)

@@ -95,10 +95,11 @@ def lock_path(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def writing(name: str, what: str = ""):
+def writing(name: str, what: str = "", *, label: str | None = None, fix: str | None = None):
     """Hold model ``name``'s lock (``what``: a suffix for a second lock of the same model, e.g. ".fetch") while
     its files are written. A home that cannot be written (a read-only image, a kiosk's mount) is a ModelError
-    that says what to do, not an OSError from the lock file."""
+    that says what to do, not an OSError from the lock file; ``label`` names the model in it (default ``name``),
+    ``fix`` replaces the default advice."""
     from edgerec.errors import ModelError
     from edgerec.utils.fs import file_lock
 
@@ -106,9 +107,11 @@ def writing(name: str, what: str = ""):
         lock = file_lock(str(lock_path(name)) + what)
         lock.acquire()
     except OSError as exc:
-        raise ModelError(f"{name}: needs to be fetched or exported into the model home {home()}, which cannot be "
-                         f"written ({exc.strerror or exc}); set EDGEREC_HOME to a writable folder, or prepare the "
-                         "model where its home can be written (`edgerec models fetch` / `edgerec export`)") from None
+        advice = fix or ("prepare the model where its home can be written (`edgerec models fetch` / "
+                         "`edgerec export`)")
+        raise ModelError(f"{label or name}: needs to be fetched or exported into the model home {home()}, which "
+                         f"cannot be written ({exc.strerror or exc}); set EDGEREC_HOME to a writable folder, or "
+                         f"{advice}") from None
     try:
         yield
     finally:

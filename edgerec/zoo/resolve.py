@@ -187,7 +187,9 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
         if source_format != "ir":
             return _direct(src, card, source_format)
         key = homes.local_key(src.name, src.weights_sha256)
-        xml, info = ensure_ir(src, homes.local_ir_dir(key, precision), precision, card=card, lock_name=f"local-{key}")
+        xml, info = ensure_ir(src, homes.local_ir_dir(key, precision), precision, card=card, lock_name=f"local-{key}",
+                              label=str(path), fix=f"export it yourself: `edgerec export --model-dir {path} --output "
+                              "IR_DIR`, then give IR_DIR as the model folder")
         return ResolvedModel(info.model_name, xml, "ir", precision, ExportSpec.of(src, card), src, card, info)
     card = get_card(model_name)  # type: ignore[arg-type]
     if source_format != "ir":
@@ -214,14 +216,14 @@ def resolve_model(model_name: str | None = None, model_dir: str | Path | None = 
 
 
 def ensure_ir(src: ModelSource, ir_folder: Path, precision: str, *, card: ModelCard | None = None,
-              lock_name: str) -> tuple[Path, ModelInfo]:
+              lock_name: str, label: str | None = None, fix: str | None = None) -> tuple[Path, ModelInfo]:
     """Export ``src`` into ``ir_folder`` unless an IR of the same weights is there already; (model.xml, info)."""
     xml = ir_folder / IR_NAME
     spec = ExportSpec.of(src, card)
     info = _current_ir(xml, src, spec, precision, card, quiet=True)
     if info is not None:  # IR folders are swapped in whole: one that is there is read without the lock
         return xml, info  # (and a read-only home serves the models prepared in it)
-    with homes.writing(lock_name):
+    with homes.writing(lock_name, label=label, fix=fix):
         info = _current_ir(xml, src, spec, precision, card)
         if info is not None:
             return xml, info
