@@ -322,6 +322,7 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
         def compile_model(self, model, device, cfg):
             self.n += 1
             (Path(cfg["CACHE_DIR"]) / f"{self.n}.blob").write_bytes(b"\0" * 2**20)
+            (Path(cfg["CACHE_DIR"]) / f"{self.n}.blob").chmod(0o440)  # as OpenVINO writes them
             os.utime(Path(cfg["CACHE_DIR"]) / f"{self.n}.blob", (1000 + self.n, 1000 + self.n))
             return "compiled"
 
@@ -331,6 +332,10 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     for _ in range(5):
         assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache)}, tmp_path / "m") == "compiled"
     assert sorted(p.name for p in cache.iterdir() if p.suffix == ".blob") == ["4.blob", "5.blob"]
+    from edgerec.utils.fs import current_umask
+
+    want = 0o440 | (0o444 & ~current_umask())  # readable by a kiosk's other user where the umask allows
+    assert all(p.stat().st_mode & 0o777 == want for p in cache.glob("*.blob"))
     assert (cache / "notes.txt").exists()
     os.utime(cache / "4.blob", (5000, 1004))  # read again since: the older write now is the later use
     assert [p.name for p in prune_cache(cache, 2**20)] == ["5.blob"]

@@ -62,6 +62,7 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
             before = _blobs(Path(cache))
             compiled = core.compile_model(model, device, cfg)
             new = set(_blobs(Path(cache))) - set(before)
+            _readable(new)
             if new and lock is not None:  # keep the folder within its bound, the new entry kept whatever its time
                 try:
                     prune_cache(Path(cache), keep=new)
@@ -76,6 +77,21 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
             if lock is not None:
                 lock.release()
     return core.compile_model(model, device, cfg)
+
+
+def _readable(blobs: set[Path]) -> None:
+    """OpenVINO writes cache entries readable by their owner and group only (0440): a kiosk image prepared as
+    root and run as another user could not read them. They get the read bits the umask allows, as the IR has."""
+    from edgerec.utils.fs import current_umask
+
+    bits = 0o444 & ~current_umask()
+    for blob in blobs:
+        try:
+            mode = blob.stat().st_mode & 0o777
+            if mode | bits != mode:
+                blob.chmod(mode | bits)
+        except OSError:  # another user's entry, a read-only folder: left as it is
+            pass
 
 
 def _blobs(folder: Path) -> list[Path]:

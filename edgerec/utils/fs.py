@@ -29,6 +29,19 @@ def _umask() -> int:
     return mask
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` sets it for a moment, and
+    a file another thread makes in that moment gets mode 0666)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _umask()
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20, *, fresh: bool = False) -> str:
     """A file's SHA-256, hashed once per version of the file in this process (a model load asks for its weights'
     digest several times: the IR key, the staleness check, the export record). A version is the file's inode,
