@@ -33,27 +33,26 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
 
         from edgerec.utils.fs import file_lock
 
+        def without(level: int, why: str):
+            log.log(level, "%s: %s; compiling without the compiled-model cache", path, why)
+            cfg.pop("CACHE_DIR")
+            return core.compile_model(model, device, cfg)
+
         try:
             Path(cache).mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a read-only home prepared without a cache: nothing to read, nowhere to write
-            log.info("%s: no compiled-model cache in %s (%s); compiling without it", path, cache, exc.strerror or exc)
-            cfg.pop("CACHE_DIR")
-            return core.compile_model(model, device, cfg)
+            return without(logging.INFO, f"no compiled-model cache in {cache} ({exc.strerror or exc})")
         try:
             lock = file_lock(Path(cache) / ".compile.lock", timeout=300)
             lock.acquire()
         except Timeout:  # another process held it for minutes: go on without the cache rather than wait more
-            log.warning("%s: the compiled-model cache %s stayed locked for 300 s; compiling without it", path, cache)
-            cfg.pop("CACHE_DIR")
-            return core.compile_model(model, device, cfg)
+            return without(logging.WARNING, f"the compiled-model cache {cache} stayed locked for 300 s")
         except OSError as exc:
             if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or os.access(cache, os.W_OK):
                 # a full disk, too many files, a lock file of another user's in a cache we may write: other
                 # processes write there, so it is not read without the lock
-                log.warning("%s: cannot lock the compiled-model cache %s (%s); compiling without it", path, cache,
-                            exc.strerror or exc)
-                cfg.pop("CACHE_DIR")
-                return core.compile_model(model, device, cfg)
+                return without(logging.WARNING, f"cannot lock the compiled-model cache {cache} "
+                                                f"({exc.strerror or exc})")
             # a read-only home (an image, a kiosk's mount): nobody writes there, so it is read without the lock
             log.info("%s: the compiled-model cache %s cannot be written (%s); reading it as it is", path, cache,
                      exc.strerror or exc)

@@ -7,7 +7,6 @@ seen. Nothing here runs at import time; the network is used only by :func:`fetch
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -25,6 +24,7 @@ from edgerec.errors import ChecksumError, FetchError, ModelError, ModelFileNotFo
 from edgerec.utils.fs import atomic_dir, atomic_write_text, sha256_file
 from edgerec.zoo import home as homes
 from edgerec.zoo.cards import ModelCard, Source, get_card
+from edgerec.zoo.inference_yml import read_yml
 
 log = logging.getLogger(__name__)
 
@@ -340,9 +340,7 @@ def inspect_folder(folder: Path, name: str | None = None, charset: str | None = 
     onnx = folder / "inference.onnx" if (folder / "inference.onnx").is_file() else None
     if onnx is None:
         others = sorted(folder.glob("*.onnx"))
-        strange = [p.name for p in others if not p.is_file()]
-        if strange:  # a FIFO or a link to /dev/zero would be read for ever
-            raise ModelError(f"{folder}: {strange[0]} is not a regular file (a pipe, device or folder); refused")
+        _regular_only(folder, [p.name for p in others])
         onnx = others[0] if len(others) == 1 else None
     if onnx is not None:
         fmt, model_file, params = "onnx", onnx, None
@@ -359,6 +357,13 @@ def inspect_folder(folder: Path, name: str | None = None, charset: str | None = 
     charset = charset or _find_charset(folder, fmt, model_file)
     return ModelSource(name=name or _name_from_yml(folder) or folder.name, folder=folder, format=fmt,
                        model_file=model_file, params_file=params, charset=charset)
+
+
+def _regular_only(folder: Path, names: list[str]) -> None:
+    """Refuse a model or dict file that is not a regular file: a FIFO or a link to /dev/zero is read for ever."""
+    strange = [n for n in names if not (folder / n).is_file()]
+    if strange:
+        raise ModelError(f"{folder}: {strange[0]} is not a regular file (a pipe, device or folder); refused")
 
 
 def _warn_if_yml_differs(folder: Path, dict_name: str) -> None:
@@ -393,9 +398,7 @@ def _find_charset(folder: Path, fmt: str, model_file: Path | None = None) -> str
     if fmt == "onnx" and model_file is not None and _onnx_has_charset(model_file):
         return "onnx-metadata"
     dicts = sorted(p.name for p in folder.glob("*.txt") if "dict" in p.name or "keys" in p.name)
-    strange = [n for n in dicts if not (folder / n).is_file()]
-    if strange:
-        raise ModelError(f"{folder}: {strange[0]} is not a regular file (a pipe, device or folder); refused")
+    _regular_only(folder, dicts)
     if len(dicts) > 1:
         raise ModelError(f"{folder}: several character dicts ({', '.join(dicts)}); keep the model's own dict only "
                          "(or put the model in a folder of its own)")
@@ -405,47 +408,6 @@ def _find_charset(folder: Path, fmt: str, model_file: Path | None = None) -> str
     if (folder / "inference.yml").is_file():
         return "inference.yml"
     return "onnx-metadata" if fmt == "onnx" else None
-
-
-MAX_YML_BYTES = 4 << 20  # a PaddleX inference.yml is a few KB, ~200 KB with an 18,000-character dict inside
-
-
-def read_yml(folder: Path) -> dict | None:
-    """A model folder's ``inference.yml`` as a mapping, None when there is none; a ModelError naming it when it
-    is not a readable YAML mapping. Parsed once per file version (libyaml's loader where installed)."""
-    yml = folder / "inference.yml"
-    try:
-        st = yml.stat()
-    except OSError:
-        return None
-    if not yml.is_file():
-        raise ModelError(f"{yml}: not a regular file")
-    if st.st_size > MAX_YML_BYTES:
-        raise ModelError(f"{yml}: {st.st_size >> 20} MB, too large for a model's inference.yml "
-                         f"(at most {MAX_YML_BYTES >> 20} MB)")
-    return _parsed_yml(str(yml), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=32)
-def _parsed_yml(path: str, mtime_ns: int, size: int) -> dict:
-    import yaml
-
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-        data = yaml.load(text, Loader=yaml.CSafeLoader) if hasattr(yaml, "CSafeLoader") else yaml.safe_load(text)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: not UTF-8 text (PaddleX writes inference.yml in UTF-8)") from None
-    except yaml.YAMLError as exc:
-        raise ModelError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not all(isinstance(data.get(k) or {}, dict)
-                                             for k in ("Global", "PreProcess", "PostProcess")):
-        raise ModelError(f"{path}: not a PaddleX inference.yml (a mapping with Global, PreProcess and "
-                         "PostProcess sections)")
-    return data
 
 
 def _name_from_yml(folder: Path) -> str | None:
