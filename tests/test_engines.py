@@ -329,18 +329,24 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_MB_ENV, "2.5")
     core = Core()
     (cache / "notes.txt").write_text("not a cache entry: never removed", "utf-8")
-    for _ in range(5):
-        assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache)}, tmp_path / "m") == "compiled"
-    assert sorted(p.name for p in cache.iterdir() if p.suffix == ".blob") == ["4.blob", "5.blob"]
+    (cache / "0.blob").write_bytes(b"\0" * 2**20)  # an entry an older edgerec wrote at the root: never read now
+    os.utime(cache / "0.blob", (999, 999))
+    for hint in ("LATENCY", "THROUGHPUT", "LATENCY", "THROUGHPUT", "LATENCY"):  # entries in two folders
+        assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache), "PERFORMANCE_HINT": hint},
+                        tmp_path / "m") == "compiled"
+    blobs = {p.name: p for p in cache.rglob("*.blob")}
+    assert sorted(blobs) == ["4.blob", "5.blob"] and blobs["4.blob"].parent != blobs["5.blob"].parent
+    assert sorted(p.name for p in cache.iterdir()) == [".compile.lock", blobs["4.blob"].parent.name,
+                                                       blobs["5.blob"].parent.name, "notes.txt"]  # none left empty
     from edgerec.utils.fs import current_umask
 
     want = 0o440 | (0o444 & ~current_umask())  # readable by a kiosk's other user where the umask allows
-    assert all(p.stat().st_mode & 0o777 == want for p in cache.glob("*.blob"))
+    assert all(p.stat().st_mode & 0o777 == want for p in blobs.values())
     assert (cache / "notes.txt").exists()
-    os.utime(cache / "4.blob", (5000, 1004))  # read again since: the older write now is the later use
+    os.utime(blobs["4.blob"], (5000, 1004))  # read again since: the older write now is the later use
     assert [p.name for p in prune_cache(cache, 2**20)] == ["5.blob"]
     assert prune_cache(cache, 0) == [] and prune_cache(cache, 1) == []  # 0: no bound; the newest always stays
-    assert prune_cache(cache, 1, keep={cache / "4.blob"}) == []  # just written: kept whatever its time
+    assert prune_cache(cache, 1, keep={blobs["4.blob"]}) == []  # just written: kept whatever its time
     from edgerec.engines.compile_cache import CACHE_MB, cache_limit_bytes
 
     for bad in ("lots", "inf", "nan", "1e400"):  # the default bound, with a warning; one compile, not two
@@ -349,6 +355,76 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
         n = core.n
         _compile(core, None, "CPU", {"CACHE_DIR": str(cache)}, tmp_path / "m")
         assert core.n == n + 1
+
+
+def test_each_compile_configuration_has_its_own_cache_folder(monkeypatch):
+    """OpenVINO's CPU plugin keys a cache entry on the model and the CPU's name only, so f32 and bf16 compiles of
+    one IR shared an entry (on an AMX Xeon, bf16 loaded from an f32 entry read NaN): edgerec keys the folder."""
+    from edgerec.engines.compile_cache import entry_folder
+    from edgerec.utils import cpu
+
+    for var in cpu.ISA_CAP_VARS:
+        monkeypatch.delenv(var, raising=False)
+    root = Path("/c")
+    f32 = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    first = entry_folder(root, "CPU", f32)
+    assert first.parent == root and first.name.startswith("cpu-f32-")
+    assert entry_folder(root, "CPU", dict(reversed(f32.items()))) == first  # the order of the properties: same
+    assert entry_folder(root, "CPU", {**f32, "CACHE_DIR": "/elsewhere"}) == first
+    others = [entry_folder(root, "CPU", {**f32, "INFERENCE_PRECISION_HINT": "bf16"}),
+              entry_folder(root, "CPU", {**f32, "PERFORMANCE_HINT": "THROUGHPUT"}),
+              entry_folder(root, "GPU.0", f32)]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")  # quantize's reading as a CPU without VNNI
+    others.append(entry_folder(root, "CPU", f32))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {"model": "Intel(R) Xeon(R) Processor",
+                                                  "isa": {"avx2": True, "amx_bf16": False}})
+    others.append(entry_folder(root, "CPU", f32))  # a VM's CPU of the same name, another generation
+    assert others[0].name.startswith("cpu-bf16-") and others[2].name.startswith("gpu.0-f32-")
+    assert len({first, *others}) == 6
+
+
+_LOAD_FROM_CACHE = """
+import json, sys
+import numpy as np
+from edgerec.engines.openvino import OpenVINOEngine
+xml, cache, batch, precision, hint = sys.argv[1:]
+eng = OpenVINOEngine(xml, precision=precision, hint=hint, cache_dir=cache, threads=2, shape_cache=None)
+np.save(batch + "." + precision + "." + hint + ".npy", eng.infer(np.load(batch)))
+print(json.dumps({"loaded": bool(eng.compiled.get_property("LOADED_FROM_CACHE")),
+                  "precision": str(eng.properties()["precision"])}))
+"""
+
+
+def test_a_model_loaded_from_the_cache_reads_as_compiled(v4, rendered, tmp_path):
+    """The same IR compiled with several configurations into one cache: a later process loads each from its own
+    entry, and it reads exactly as a compile without the cache (bf16 too, where the CPU has it: loaded from an
+    f32 entry it read NaN)."""
+    import json
+    import subprocess
+
+    from edgerec.engines.openvino import OpenVINOEngine
+    from edgerec.runtime.preprocess import resize_norm_into
+    from edgerec.utils import cpu
+
+    batch = np.zeros((2, 3, 48, 320), np.float32)
+    resize_norm_into(rendered[0][1], batch[0])
+    batch[1, ..., :200] = np.random.default_rng(0).random((3, 48, 200)) * 2 - 1  # bf16 read NaN here
+    np.save(tmp_path / "batch.npy", batch)
+    cache = tmp_path / "cache"
+    configs = [("fp32", "LATENCY"), ("fp32", "THROUGHPUT")] + ([("bf16", "LATENCY")] if cpu.has_native_bf16() else [])
+    for precision, hint in configs:  # each written by this process
+        OpenVINOEngine(v4.model_path, precision=precision, hint=hint, cache_dir=cache, threads=2, shape_cache=None)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == len(configs)
+    for precision, hint in configs[::-1]:  # and read back by another
+        out = subprocess.run([sys.executable, "-c", _LOAD_FROM_CACHE, str(v4.model_path), str(cache),
+                              str(tmp_path / "batch.npy"), precision, hint], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got == {"loaded": True, "precision": {"fp32": "f32", "bf16": "bf16"}[precision]}
+        read = np.load(tmp_path / f"batch.npy.{precision}.{hint}.npy")
+        want = OpenVINOEngine(v4.model_path, precision=precision, hint=hint, threads=2, shape_cache=None).infer(batch)
+        assert np.isfinite(read).all() and np.array_equal(read, want), (precision, hint)
 
 
 def test_a_read_only_compiled_model_cache_is_read_without_the_lock(tmp_path, monkeypatch, caplog):
@@ -380,7 +456,7 @@ def test_a_read_only_compiled_model_cache_is_read_without_the_lock(tmp_path, mon
     cfg = {"CACHE_DIR": str(tmp_path)}
     with caplog.at_level(logging.INFO, logger="edgerec.engines.compile_cache"):
         assert compile_cached(Core(), None, "CPU", cfg, tmp_path / "m") == "compiled"
-    assert seen == [{"CACHE_DIR": str(tmp_path)}] and "cannot be written" in caplog.text
+    assert seen == [{"CACHE_DIR": str(cc.entry_folder(tmp_path, "CPU", {}))}] and "cannot be written" in caplog.text
     assert "WARNING" not in caplog.text
     # a home prepared without any cache folder, read-only: nothing to read, so no cache, quietly
     seen.clear()

@@ -1,16 +1,19 @@
 """OpenVINO's compiled-model cache (``CACHE_DIR``): compiling under a lock, and keeping the folder bounded.
 
 A second start of a model loads its compiled kernels from the cache instead of compiling them (seconds saved on a
-small CPU). Each model, precision, hint and static width compiled adds an entry; past ``EDGEREC_CACHE_MB`` the
-least recently used entries go.
+small CPU). Each model, precision, hint and static width compiled adds an entry, in a folder of its compile
+configuration (``entry_folder``); past ``EDGEREC_CACHE_MB`` the least recently used entries go.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 from edgerec.engines.base import first_line
@@ -38,10 +41,11 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
             cfg.pop("CACHE_DIR")
             return core.compile_model(model, device, cfg)
 
+        entries = entry_folder(Path(cache), device, cfg)
         try:
-            Path(cache).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a read-only home prepared without a cache: nothing to read, nowhere to write
-            return without(logging.INFO, f"no compiled-model cache in {cache} ({exc.strerror or exc})")
+            entries.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only home prepared without this entry: nothing to read, nowhere to write
+            return without(logging.INFO, f"no compiled-model cache in {entries} ({exc.strerror or exc})")
         try:
             lock = file_lock(Path(cache) / ".compile.lock", timeout=300)
             lock.acquire()
@@ -58,9 +62,9 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
                      exc.strerror or exc)
             lock = None
         try:
-            before = _blobs(Path(cache))
-            compiled = core.compile_model(model, device, cfg)
-            new = set(_blobs(Path(cache))) - set(before)
+            before = _blobs(entries)
+            compiled = core.compile_model(model, device, {**cfg, "CACHE_DIR": str(entries)})
+            new = set(_blobs(entries)) - set(before)
             _readable(new)
             if new and lock is not None:  # keep the folder within its bound, the new entry kept whatever its time
                 try:
@@ -76,6 +80,29 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
             if lock is not None:
                 lock.release()
     return core.compile_model(model, device, cfg)
+
+
+def entry_folder(cache: Path, device: str, cfg: dict) -> Path:
+    """The folder, under the cache root, of the entries compiled with this configuration: ``cpu-f32-<digest>``.
+
+    OpenVINO's CPU plugin (2026.4) keys an entry on the model and the CPU's name only (its CACHING_PROPERTIES
+    list FULL_DEVICE_NAME alone): the same IR compiled for f32 and for bf16, or for LATENCY and THROUGHPUT, or
+    under a oneDNN ISA cap (``edgerec quantize``'s reading without VNNI), wrote and read one entry, so each
+    loaded whichever had been compiled last. On a Xeon with AMX, bf16 loaded from an f32 entry gave NaN scores
+    and empty texts. So the digest covers every compile property but the folder, the device, the ISA cap, this
+    CPU's ISA flags (a virtual machine may name several CPU generations alike) and OpenVINO's version."""
+    from edgerec.utils import cpu
+
+    try:
+        from openvino import __version__ as ov_version
+    except ImportError:  # a fake core in a test
+        ov_version = ""
+    facts = {"config": {str(k): str(v) for k, v in cfg.items() if k != "CACHE_DIR"}, "device": device,
+             "isa_cap": cpu.isa_cap(), "isa": cpu.cpu_info()["isa"], "cpu": cpu.cpu_info()["model"],
+             "openvino": ov_version}
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+    precision = str(cfg.get("INFERENCE_PRECISION_HINT") or "default")
+    return cache / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{device.lower()}-{precision}-{digest}")
 
 
 def _readable(blobs: set[Path]) -> None:
@@ -100,6 +127,16 @@ def _blobs(folder: Path) -> list[Path]:
         return []
 
 
+def _all_blobs(cache: Path) -> list[Path]:
+    """Every entry under the cache root: in the configuration folders, and those an edgerec before them wrote
+    at the root (never read now; they go first, being the least recently used)."""
+    try:
+        folders = [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+    return _blobs(cache) + [b for folder in folders for b in _blobs(folder)]
+
+
 def cache_limit_bytes() -> int:
     """The compiled-model cache's bound: ``EDGEREC_CACHE_MB`` (default CACHE_MB; 0 = no bound)."""
     raw = os.environ.get(CACHE_MB_ENV, "").strip()
@@ -122,7 +159,7 @@ def prune_cache(folder: Path, limit: int | None = None, keep: set[Path] | frozen
     if limit <= 0:
         return []
     entries = []
-    for blob in _blobs(folder):
+    for blob in _all_blobs(folder):
         try:
             st = blob.stat()
         except OSError:
@@ -142,6 +179,11 @@ def prune_cache(folder: Path, limit: int | None = None, keep: set[Path] | frozen
             continue
         total -= size
         removed.append(blob)
+        if blob.parent != folder:
+            try:
+                blob.parent.rmdir()  # its configuration's last entry: the folder goes too
+            except OSError:
+                pass
     if removed:
         log.info("compiled-model cache %s: removed %d least recently used entries to stay within %d MB", folder,
                  len(removed), limit // 2**20)
