@@ -302,7 +302,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         hpip_note = f"precision {asked} was given, so use_hpip keeps it" + (f"; {hpip_note}" if hpip_note else "")
         values = {**chosen, **values}
     elif use_hpip:
-        choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision)
+        choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision, values)
         own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
         if own is not None and choice != own and installed_ir(model_name, model_dir,
                                                              homes.ir_precision(choice)) is None:

@@ -4,19 +4,24 @@ holds on this CPU (its quantization report says where and how it was checked).""
 from __future__ import annotations
 
 from edgerec.engines.base import DeviceSpec, EngineKind
+from edgerec.hpip_speed import int8_against_bf16
 from edgerec.utils import cpu
 from edgerec.zoo.resolve import installed_ir
 
 
-def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, precision: str
-                ) -> tuple[str, dict, str]:
+def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, precision: str,
+                values: dict | None = None) -> tuple[str, dict, str]:
     """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why).
 
     int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it) for
-    this CPU's int8 arithmetic (see ``other_arithmetic``); else bf16 where the CPU computes it natively (issue 12
-    measured it accuracy-neutral, -0.26 to +0.14 pt, and 1.3-1.5x faster than f32 on Zen 5); else the precision
-    asked for."""
+    this CPU's int8 arithmetic (see ``other_arithmetic``), unless the CPU computes bf16 natively and bf16 is not
+    measurably slower there (``hpip_speed``: on a Xeon with AMX, bf16 was 1.0-1.2x faster than int8 for all five
+    models, and bf16 is the more accurate); else bf16 where the CPU computes it natively (issue 12 measured it
+    accuracy-neutral, -0.26 to +0.14 pt, and 1.3-2.5x faster than f32); else the precision asked for. ``values``:
+    the engine options the model will run with (threads, hint), for the measurement."""
     skipped = ""
+    bf16_here = ("bf16" in kind.precisions and spec.family == "cpu" and precision in ("fp32", "bf16")
+                 and cpu.has_native_bf16())
     if "int8" in kind.precisions:
         int8 = installed_ir(model_name, model_dir, "int8")
         report = int8_report(int8) if int8 is not None else {}
@@ -27,14 +32,20 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
         elif int8 is not None and (other := other_arithmetic(report, spec)):
             skipped = f"the int8 model in {int8.parent} {other}; "
         elif int8 is not None:
-            return "int8", {}, f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
+            fp32 = installed_ir(model_name, model_dir, "fp32") if bf16_here and kind.fastest is None else None
+            verdict = int8_against_bf16(kind, spec, int8, fp32, values or {}) if fp32 is not None else None
+            if verdict is not None and not verdict.int8_wins:
+                return "bf16", {}, (f"the int8 model in {int8.parent} holds its accuracy bound, but on this CPU "
+                                    f"bf16 is as fast or faster ({verdict.describe()}) and more accurate, so bf16")
+            return "int8", {}, (f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
+                                + (f"; {verdict.describe()}" if verdict is not None else ""))
     if kind.fastest is not None:
         values, why = kind.fastest(spec)
         return precision, values, why
     no_int8 = skipped.rstrip("; ") or "no int8 model installed (`edgerec quantize` makes one)"
-    if "bf16" in kind.precisions and spec.family == "cpu" and precision in ("fp32", "bf16") and cpu.has_native_bf16():
+    if bf16_here:
         return "bf16", {}, (f"{no_int8}, and this CPU computes bf16 natively, so bf16 (the fp32 IR with a bf16 "
-                            "compute hint: accuracy-neutral within ~0.3 pt, ~1.5x f32's speed)")
+                            "compute hint: accuracy-neutral within ~0.3 pt, 1.3-2.5x f32's speed)")
     if "int8" in kind.precisions:
         return precision, {}, f"{no_int8}, so {precision}"
     return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"

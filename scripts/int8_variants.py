@@ -5,16 +5,17 @@
         [--model-type transformer] [--sq-conv ALPHA] [--act-range mean_quantile|histogram|...] [--subset 300]
         [--float-stem] [--gate-mul] [--keep-float N] [--float-first N] [--channel-alignment] [--no-bias-correction]
         [--overflow-fix enable]
-        [--calibration DIR] [--xml INT8_IR] [--evalsets ../shared/evalsets] [--sets iiit5k_3000,svt_647,...]
+        [--calibration DIR] [--xml INT8_IR | --bf16] [--evalsets ../shared/evalsets] [--sets iiit5k_3000,...]
         [--referee MODEL] [--workdir /tmp/int8-variants]
 
 Quantizes the model's installed fp32 IR with NNCF as `edgerec quantize` does (edgerec's recipe from
 ``QuantizationConfig``: MIXED, full bias correction, first and last convolution and the squeeze-excitation gates in
 float; the stem only with --float-stem, whatever the model card says), changed as the options say, or evaluates an
-int8 IR given with ``--xml``. Then it reads every line of each set through the runtime users run (``RecPredictor``,
-batches of 8) and prints, per set, fp32's acc / NED and int8's difference in points with the half-width of its 95 %
-interval, paired over the lines (``edgerec.data.metrics.paired_difference``), the share of lines with fp32's text,
-and the lines only fp32 / only int8 reads right. fp32's texts are cached in the workdir. The int8 IR goes to
+int8 IR given with ``--xml``, or (``--bf16``) the fp32 IR at bf16 compute, where the CPU has it natively.
+Then it reads every line of each set through the runtime users run (``RecPredictor``, batches of 8) and prints, per
+set, fp32's acc / NED and int8's difference in points with the half-width of its 95 % interval, paired over the
+lines (``edgerec.data.metrics.paired_difference``), the share of lines with fp32's text, and the lines only fp32 /
+only int8 reads right. fp32's texts are cached in the workdir. The int8 IR goes to
 ``WORKDIR/MODEL/VARIANT/model.xml`` (never into the model home), the numbers to ``result.json`` beside it.
 Calibration: rendered lines (seed 0, as `edgerec quantize`), or ``--calibration`` with a labelled folder whose
 labels are not used. Accuracy does not depend on machine load. Measurements made with it:
@@ -68,6 +69,7 @@ def _args(argv):
                     help="another model whose fp32 texts (cached by a run of this script on it) referee silver labels: "
                          "lines only fp32 reads 'right' where int8 reads what the referee reads count as disputed")
     ap.add_argument("--xml", type=Path, default=None, help="evaluate this int8 IR instead of quantizing")
+    ap.add_argument("--bf16", action="store_true", help="evaluate the fp32 IR at bf16 compute instead of an int8")
     ap.add_argument("--evalsets", type=Path, default=ROOT.parent / "shared" / "evalsets")
     ap.add_argument("--sets", default=SETS, help="names under --evalsets, or folder paths")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/int8-variants"))
@@ -194,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     out = a.workdir / a.model / a.variant
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if a.xml:
+    if a.bf16:
+        from edgerec.utils.cpu import require_native_bf16
+
+        require_native_bf16()
+        q = ov.Core().compile_model(fp32, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})  # no cache: compiled here
+    elif a.xml:
         q = ov.Core().read_model(str(a.xml))
     else:
         q = _quantize(a, fp32, info)
