@@ -16,7 +16,7 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
     int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it) for
     this CPU's int8 arithmetic (see ``other_arithmetic``), unless the CPU computes bf16 natively and bf16 is not
     measurably slower there (``hpip_speed``: on a Xeon with AMX, bf16 was 1.0-1.2x faster than int8 for all five
-    models, and bf16 is the more accurate); else bf16 where the CPU computes it natively (issue 12 measured it
+    models, and it kept more of fp32's texts than int8 on all 25 model x set pairs); else bf16 where the CPU computes it natively (issue 12 measured it
     accuracy-neutral, -0.26 to +0.14 pt, and 1.3-2.5x faster than f32); else the precision asked for. ``values``:
     the engine options the model will run with (threads, hint), for the measurement."""
     skipped = ""
@@ -36,7 +36,7 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
             verdict = int8_against_bf16(kind, spec, int8, fp32, values or {}) if fp32 is not None else None
             if verdict is not None and not verdict.int8_wins:
                 return "bf16", {}, (f"the int8 model in {int8.parent} holds its accuracy bound, but on this CPU "
-                                    f"bf16 is as fast or faster ({verdict.describe()}) and more accurate, so bf16")
+                                    f"bf16 is as fast or faster ({verdict.describe()}) and reads closer to fp32, so bf16")
             return "int8", {}, (f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
                                 + (f"; {verdict.describe()}" if verdict is not None else ""))
     if kind.fastest is not None:

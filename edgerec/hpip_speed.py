@@ -23,7 +23,7 @@ from edgerec.utils import cpu
 
 log = logging.getLogger(__name__)
 
-# int8 is chosen only when it takes at most this share of bf16's time: bf16 is the more accurate of the two, and
+# int8 is chosen only when it takes at most this share of bf16's time: bf16 reads closer to fp32 than int8, and
 # two timings of one configuration in one process differ by a few per cent
 MARGIN = 0.95
 WARM, RUNS = 3, 15
