@@ -14,11 +14,12 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
     """use_hpip: the fastest installed configuration for the device -> (precision, engine options, why).
 
     int8 when installed and its quantization report says it held the accuracy bound (not ``--force``d past it) for
-    this CPU's int8 arithmetic (see ``other_arithmetic``), unless the CPU computes bf16 natively and bf16 is not
-    measurably slower there (``hpip_speed``: on a Xeon with AMX, bf16 was 1.0-1.2x faster than int8 for all five
-    models, and it kept more of fp32's texts than int8 on all 25 model x set pairs); else bf16 where the CPU computes it natively (issue 12 measured it
-    accuracy-neutral, -0.26 to +0.14 pt, and 1.3-2.5x faster than f32); else the precision asked for. ``values``:
-    the engine options the model will run with (threads, hint), for the measurement."""
+    this CPU's int8 arithmetic (see ``other_arithmetic``), unless the CPU computes bf16 natively and int8 is not
+    clearly the faster there (``hpip_speed``: on a Xeon with AMX, bf16 read word crops at 0.97-1.15x int8's
+    speed, and it kept more of fp32's texts than int8 on all 25 model x set pairs); else bf16 where the CPU
+    computes it natively (issue 12: within the sets' 95 % intervals of fp32, 1.4-1.8x f32 on Zen 5, 1.6-4.2x on
+    an AMX Xeon); else the precision asked for. ``values``: the engine options the model will run with (threads,
+    hint, cache folder), for the timing."""
     skipped = ""
     bf16_here = ("bf16" in kind.precisions and spec.family == "cpu" and precision in ("fp32", "bf16")
                  and cpu.has_native_bf16())
@@ -36,7 +37,8 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
             verdict = int8_against_bf16(kind, spec, int8, fp32, values or {}) if fp32 is not None else None
             if verdict is not None and not verdict.int8_wins:
                 return "bf16", {}, (f"the int8 model in {int8.parent} holds its accuracy bound, but on this CPU "
-                                    f"bf16 is as fast or faster ({verdict.describe()}) and reads closer to fp32, so bf16")
+                                    f"it is not clearly faster than bf16 ({verdict.describe()}), and bf16 reads "
+                                    "closer to fp32, so bf16")
             return "int8", {}, (f"int8, the fastest installed, within its accuracy bound ({int8.parent})"
                                 + (f"; {verdict.describe()}" if verdict is not None else ""))
     if kind.fastest is not None:
@@ -45,7 +47,8 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
     no_int8 = skipped.rstrip("; ") or "no int8 model installed (`edgerec quantize` makes one)"
     if bf16_here:
         return "bf16", {}, (f"{no_int8}, and this CPU computes bf16 natively, so bf16 (the fp32 IR with a bf16 "
-                            "compute hint: accuracy-neutral within ~0.3 pt, 1.3-2.5x f32's speed)")
+                            "compute hint: accuracy-neutral within the evaluation sets' resolution, 1.4-4x f32's "
+                            "speed)")
     if "int8" in kind.precisions:
         return precision, {}, f"{no_int8}, so {precision}"
     return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"

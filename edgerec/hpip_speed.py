@@ -1,8 +1,10 @@
 """use_hpip's speed check: on a CPU that computes bf16 natively, is this model's int8 faster than its bf16?
 
-Not always: on a 2-core Xeon with AMX (issue 12, docs/measurements/2026-12-07-amx-xeon.md) bf16 read a 48 x 320
-line 1.0-1.2x faster than int8 for all five PP-OCR recognizers, while on Zen 5 int8 was the faster. So it is
-measured on the machine, once per model files, CPU and engine settings, and kept beside the compiled-model cache.
+Not always: on a 2-core Xeon with AMX (issue 12, docs/measurements/2026-12-07-amx-xeon.md) bf16 read word crops at
+0.97-1.15x int8's speed for the five PP-OCR recognizers (faster for four), while on Zen 5 int8 was 1.2-1.3x bf16.
+So it is measured on the machine, once per model files, CPU and engine settings, and kept beside the
+compiled-model cache. Where nothing can be kept (a read-only home, ``cache=False``) it is not measured: a timing
+at every start could choose differently from one start to the next, so use_hpip keeps int8 there.
 """
 
 from __future__ import annotations
@@ -51,24 +53,53 @@ class Verdict:
 def int8_against_bf16(kind: EngineKind, spec: DeviceSpec, int8_xml: Path, fp32_xml: Path, values: dict
                       ) -> Verdict | None:
     """int8's and bf16's ms per line at batch 1 and PaddleX's minimum width, with the engine settings the model
-    will run with (``values``), or None when they cannot be measured (then use_hpip keeps int8, as before)."""
+    will run with (``values``), as kept from an earlier process or measured now (under a lock, so two processes
+    starting together do not slow each other's timing); None when there is no writable place to keep it or the
+    models cannot be timed: then use_hpip keeps int8, as before."""
+    from filelock import Timeout
+
+    from edgerec.utils.fs import file_lock
+
+    if not values.get("cache_dir"):
+        log.info("use_hpip: int8 is not timed against bf16 without the compiled-model cache (cache=False)")
+        return None
     key = _key(kind, spec, int8_xml, fp32_xml, values)
-    store = Path(values["cache_dir"]) / STORE_NAME if values.get("cache_dir") else None
-    kept = _read(store).get(key) if store is not None else None
+    store = Path(values["cache_dir"]) / STORE_NAME
+    if (kept := _kept(store, key)) is not None:
+        return kept
+    try:
+        lock = file_lock(store.with_name(f".{STORE_NAME}.lock"), timeout=120)
+        lock.acquire()
+    except Timeout:
+        log.warning("use_hpip: another process held %s for 120 s; int8 is not timed against bf16", lock.lock_file)
+        return None
+    except OSError as exc:  # a read-only home (an image): nothing can be kept, so nothing is timed
+        log.info("use_hpip: int8 is not timed against bf16 (%s cannot be written: %s); prepare the home with one "
+                 "use_hpip load where it is writable", store.parent, exc.strerror or exc)
+        return None
+    try:
+        if (kept := _kept(store, key)) is not None:  # timed by another process while this one waited
+            return kept
+        try:
+            verdict = _measure(kind, spec, int8_xml, fp32_xml, values)
+        except Exception as exc:  # a model that cannot be timed here is still run as use_hpip would have run it
+            log.warning("use_hpip: could not time int8 against bf16 (%s); taking int8", first_line(exc))
+            return None
+        _write(store, key, {"int8_ms": round(verdict.int8_ms, 4), "bf16_ms": round(verdict.bf16_ms, 4),
+                            "height": verdict.height, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return verdict
+    finally:
+        lock.release()
+
+
+def _kept(store: Path, key: str) -> Verdict | None:
+    kept = _read(store).get(key)
     if isinstance(kept, dict):
         try:
             return Verdict(float(kept["int8_ms"]), float(kept["bf16_ms"]), int(kept["height"]), kept=True)
         except (KeyError, TypeError, ValueError):
             pass  # a damaged entry: measured again
-    try:
-        verdict = _measure(kind, spec, int8_xml, fp32_xml, values)
-    except Exception as exc:  # a model that cannot be timed here is still run as use_hpip would have run it
-        log.warning("use_hpip: could not time int8 against bf16 (%s); taking int8", first_line(exc))
-        return None
-    if store is not None:
-        _write(store, key, {"int8_ms": round(verdict.int8_ms, 4), "bf16_ms": round(verdict.bf16_ms, 4),
-                            "height": verdict.height, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return verdict
+    return None
 
 
 def _measure(kind: EngineKind, spec: DeviceSpec, int8_xml: Path, fp32_xml: Path, values: dict) -> Verdict:
@@ -77,8 +108,10 @@ def _measure(kind: EngineKind, spec: DeviceSpec, int8_xml: Path, fp32_xml: Path,
     height = read_info(fp32_xml).input_height
     line = np.random.default_rng(0).uniform(-1, 1, (1, 3, height, MIN_W)).astype(np.float32)
     options = kind.make_options(values)
-    engines = {"int8": kind.open(int8_xml, spec, options, "int8"), "bf16": kind.open(fp32_xml, spec, options, "bf16")}
+    engines = {}
     try:
+        engines["int8"] = kind.open(int8_xml, spec, options, "int8")
+        engines["bf16"] = kind.open(fp32_xml, spec, options, "bf16")
         times: dict[str, list[float]] = {name: [] for name in engines}
         for i in range(WARM + RUNS):  # interleaved, so a slow moment of the machine weighs on both alike
             for name, eng in engines.items():

@@ -331,13 +331,17 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     (cache / "notes.txt").write_text("not a cache entry: never removed", "utf-8")
     (cache / "0.blob").write_bytes(b"\0" * 2**20)  # an entry an older edgerec wrote at the root: never read now
     os.utime(cache / "0.blob", (999, 999))
-    for hint in ("LATENCY", "THROUGHPUT", "LATENCY", "THROUGHPUT", "LATENCY"):  # entries in two folders
-        assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache), "PERFORMANCE_HINT": hint},
+    (cache / "other-app").mkdir()  # a cache_dir shared with another program: its files are not edgerec's
+    (cache / "other-app" / "x.blob").write_bytes(b"\0" * 2**20)
+    for hint in ("f32", "bf16", "f32", "bf16", "f32"):  # entries in two folders
+        assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache), "INFERENCE_PRECISION_HINT": hint},
                         tmp_path / "m") == "compiled"
-    blobs = {p.name: p for p in cache.rglob("*.blob")}
+    blobs = {p.name: p for p in cache.rglob("*.blob") if p.parent.name != "other-app"}
     assert sorted(blobs) == ["4.blob", "5.blob"] and blobs["4.blob"].parent != blobs["5.blob"].parent
     assert sorted(p.name for p in cache.iterdir()) == [".compile.lock", blobs["4.blob"].parent.name,
-                                                       blobs["5.blob"].parent.name, "notes.txt"]  # none left empty
+                                                       blobs["5.blob"].parent.name, "notes.txt",
+                                                       "other-app"]  # none left empty; the root entry went first
+    assert (cache / "other-app" / "x.blob").exists()
     from edgerec.utils.fs import current_umask
 
     want = 0o440 | (0o444 & ~current_umask())  # readable by a kiosk's other user where the umask allows
@@ -371,8 +375,11 @@ def test_each_compile_configuration_has_its_own_cache_folder(monkeypatch):
     assert first.parent == root and first.name.startswith("cpu-f32-")
     assert entry_folder(root, "CPU", dict(reversed(f32.items()))) == first  # the order of the properties: same
     assert entry_folder(root, "CPU", {**f32, "CACHE_DIR": "/elsewhere"}) == first
+    # how it is run is applied when an entry is loaded: a kiosk prepared with other threads finds its entries
+    assert entry_folder(root, "CPU", {**f32, "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": 1,
+                                      "CPU_RUNTIME_CACHE_CAPACITY": 0}) == first
     others = [entry_folder(root, "CPU", {**f32, "INFERENCE_PRECISION_HINT": "bf16"}),
-              entry_folder(root, "CPU", {**f32, "PERFORMANCE_HINT": "THROUGHPUT"}),
+              entry_folder(root, "CPU", {**f32, "EXECUTION_MODE_HINT": "ACCURACY"}),
               entry_folder(root, "GPU.0", f32)]
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")  # quantize's reading as a CPU without VNNI
     others.append(entry_folder(root, "CPU", f32))
@@ -397,9 +404,9 @@ print(json.dumps({"loaded": bool(eng.compiled.get_property("LOADED_FROM_CACHE"))
 
 
 def test_a_model_loaded_from_the_cache_reads_as_compiled(v4, rendered, tmp_path):
-    """The same IR compiled with several configurations into one cache: a later process loads each from its own
+    """The same IR compiled with several configurations into one cache: a later process loads each from its
     entry, and it reads exactly as a compile without the cache (bf16 too, where the CPU has it: loaded from an
-    f32 entry it read NaN)."""
+    f32 entry it read NaN; LATENCY and THROUGHPUT share theirs)."""
     import json
     import subprocess
 
@@ -415,7 +422,7 @@ def test_a_model_loaded_from_the_cache_reads_as_compiled(v4, rendered, tmp_path)
     configs = [("fp32", "LATENCY"), ("fp32", "THROUGHPUT")] + ([("bf16", "LATENCY")] if cpu.has_native_bf16() else [])
     for precision, hint in configs:  # each written by this process
         OpenVINOEngine(v4.model_path, precision=precision, hint=hint, cache_dir=cache, threads=2, shape_cache=None)
-    assert len([p for p in cache.iterdir() if p.is_dir()]) == len(configs)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == len({p for p, _ in configs})  # hints share one
     for precision, hint in configs[::-1]:  # and read back by another
         out = subprocess.run([sys.executable, "-c", _LOAD_FROM_CACHE, str(v4.model_path), str(cache),
                               str(tmp_path / "batch.npy"), precision, hint], capture_output=True, text=True)

@@ -82,6 +82,15 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
     return core.compile_model(model, device, cfg)
 
 
+# properties that say how a compiled model is run, not what is compiled: entries are shared across them (checked:
+# an entry written under LATENCY reads bit-for-bit as a fresh THROUGHPUT compile, tests/test_engines.py)
+RUNTIME_PROPERTIES = frozenset({"PERFORMANCE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS", "INFERENCE_NUM_THREADS",
+                                "NUM_STREAMS", "CPU_RUNTIME_CACHE_CAPACITY", "ENABLE_CPU_PINNING",
+                                "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE", "LOG_LEVEL", "PERF_COUNT"})
+# the folders entry_folder names (only these are pruned: a cache_dir shared with other programs keeps their files)
+ENTRY_FOLDER = re.compile(r"[a-z0-9_.]+-[A-Za-z0-9_.]+-[0-9a-f]{16}")
+
+
 def entry_folder(cache: Path, device: str, cfg: dict) -> Path:
     """The folder, under the cache root, of the entries compiled with this configuration: ``cpu-f32-<digest>``.
 
@@ -89,15 +98,18 @@ def entry_folder(cache: Path, device: str, cfg: dict) -> Path:
     list FULL_DEVICE_NAME alone): the same IR compiled for f32 and for bf16, or for LATENCY and THROUGHPUT, or
     under a oneDNN ISA cap (``edgerec quantize``'s reading without VNNI), wrote and read one entry, so each
     loaded whichever had been compiled last. On a Xeon with AMX, bf16 loaded from an f32 entry gave NaN scores
-    and empty texts. So the digest covers every compile property but the folder, the device, the ISA cap, this
-    CPU's ISA flags (a virtual machine may name several CPU generations alike) and OpenVINO's version."""
+    and empty texts. So the digest covers the compile properties that shape the compiled graph (all but the
+    folder and RUNTIME_PROPERTIES, which OpenVINO applies when it loads an entry: a kiosk prepared with other
+    threads or hint still finds its entries), the device, the ISA cap, this CPU's ISA flags (a virtual machine
+    may name several CPU generations alike) and OpenVINO's version."""
     from edgerec.utils import cpu
 
     try:
         from openvino import __version__ as ov_version
     except ImportError:  # a fake core in a test
         ov_version = ""
-    facts = {"config": {str(k): str(v) for k, v in cfg.items() if k != "CACHE_DIR"}, "device": device,
+    graph = {str(k): str(v) for k, v in cfg.items() if k != "CACHE_DIR" and k not in RUNTIME_PROPERTIES}
+    facts = {"config": graph, "device": device,
              "isa_cap": cpu.isa_cap(), "isa": cpu.cpu_info()["isa"], "cpu": cpu.cpu_info()["model"],
              "openvino": ov_version}
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
@@ -129,9 +141,9 @@ def _blobs(folder: Path) -> list[Path]:
 
 def _all_blobs(cache: Path) -> list[Path]:
     """Every entry under the cache root: in the configuration folders, and those an edgerec before them wrote
-    at the root (never read now; they go first, being the least recently used)."""
+    at the root (never read now)."""
     try:
-        folders = [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink()]
+        folders = [p for p in cache.iterdir() if ENTRY_FOLDER.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
     except OSError:
         return []
     return _blobs(cache) + [b for folder in folders for b in _blobs(folder)]
@@ -164,11 +176,12 @@ def prune_cache(folder: Path, limit: int | None = None, keep: set[Path] | frozen
             st = blob.stat()
         except OSError:
             continue
-        entries.append((max(st.st_atime, st.st_mtime), st.st_size, blob))
+        # entries at the root (an older edgerec's, never read now) go first, then the least recently used
+        entries.append((blob.parent != folder, max(st.st_atime, st.st_mtime), st.st_size, blob))
     entries.sort()
-    total = sum(size for _, size, _ in entries)
+    total = sum(size for _, _, size, _ in entries)
     removed = []
-    for _, size, blob in entries[:-1]:
+    for _, _, size, blob in entries[:-1]:
         if total <= limit:
             break
         if blob in keep:
