@@ -31,6 +31,7 @@ MARGIN = 0.95
 WARM, RUNS = 3, 15
 STORE_NAME = "hpip-speed.json"
 STORE_MAX = 256  # entries kept (one per model files, CPU and settings measured)
+LOCK_WAIT_S = 600  # longer than a timing that waits for the compile lock (300 s) and then compiles two models
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,13 @@ def int8_against_bf16(kind: EngineKind, spec: DeviceSpec, int8_xml: Path, fp32_x
     if (kept := _kept(store, key)) is not None:
         return kept
     try:
-        lock = file_lock(store.with_name(f".{STORE_NAME}.lock"), timeout=120)
+        lock = file_lock(store.with_name(f".{STORE_NAME}.lock"), timeout=LOCK_WAIT_S)
         lock.acquire()
-    except Timeout:
-        log.warning("use_hpip: another process held %s for 120 s; int8 is not timed against bf16", lock.lock_file)
+    except Timeout:  # the other process's timing may have waited for the compile lock (300 s) itself
+        if (kept := _kept(store, key)) is not None:
+            return kept
+        log.warning("use_hpip: another process held %s for %d s; int8 is not timed against bf16", lock.lock_file,
+                    LOCK_WAIT_S)
         return None
     except OSError as exc:  # a read-only home (an image): nothing can be kept, so nothing is timed
         log.info("use_hpip: int8 is not timed against bf16 (%s cannot be written: %s); prepare the home with one "
@@ -130,13 +134,14 @@ def _key(kind: EngineKind, spec: DeviceSpec, int8_xml: Path, fp32_xml: Path, val
     """What the timing depends on: both models' files as they are now, the engine settings, the CPU (its ISA
     flags and oneDNN cap) and the inference library's version."""
     def files(xml: Path) -> list:
+        # the path's last parts, not all of it: a home prepared at one path and mounted at another keeps its timing
         out = []
         for f in (xml, xml.with_suffix(".bin")):
             try:
                 st = f.stat()
-                out.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+                out.append([list(f.resolve().parts[-4:]), st.st_size, st.st_mtime_ns])
             except OSError:
-                out.append([str(f), None, None])
+                out.append([list(f.parts[-4:]), None, None])
         return out
 
     try:

@@ -329,18 +329,18 @@ def test_the_compiled_model_cache_keeps_within_its_bound(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_MB_ENV, "2.5")
     core = Core()
     (cache / "notes.txt").write_text("not a cache entry: never removed", "utf-8")
-    (cache / "0.blob").write_bytes(b"\0" * 2**20)  # an entry an older edgerec wrote at the root: never read now
+    (cache / "0.blob").write_bytes(b"\0" * 2**20)  # at the root: an older edgerec's (never read) or another app's
     os.utime(cache / "0.blob", (999, 999))
     (cache / "other-app").mkdir()  # a cache_dir shared with another program: its files are not edgerec's
     (cache / "other-app" / "x.blob").write_bytes(b"\0" * 2**20)
     for hint in ("f32", "bf16", "f32", "bf16", "f32"):  # entries in two folders
         assert _compile(core, None, "CPU", {"CACHE_DIR": str(cache), "INFERENCE_PRECISION_HINT": hint},
                         tmp_path / "m") == "compiled"
-    blobs = {p.name: p for p in cache.rglob("*.blob") if p.parent.name != "other-app"}
+    blobs = {p.name: p for p in cache.rglob("*.blob") if p.parent.name != "other-app" and p.parent != cache}
     assert sorted(blobs) == ["4.blob", "5.blob"] and blobs["4.blob"].parent != blobs["5.blob"].parent
-    assert sorted(p.name for p in cache.iterdir()) == [".compile.lock", blobs["4.blob"].parent.name,
+    assert sorted(p.name for p in cache.iterdir()) == [".compile.lock", "0.blob", blobs["4.blob"].parent.name,
                                                        blobs["5.blob"].parent.name, "notes.txt",
-                                                       "other-app"]  # none left empty; the root entry went first
+                                                       "other-app"]  # none left empty; others' files all kept
     assert (cache / "other-app" / "x.blob").exists()
     from edgerec.utils.fs import current_umask
 
@@ -389,6 +389,10 @@ def test_each_compile_configuration_has_its_own_cache_folder(monkeypatch):
     others.append(entry_folder(root, "CPU", f32))  # a VM's CPU of the same name, another generation
     assert others[0].name.startswith("cpu-bf16-") and others[2].name.startswith("gpu.0-f32-")
     assert len({first, *others}) == 6
+    from edgerec.engines.compile_cache import ENTRY_FOLDER  # the folders pruning looks into: every one it names
+
+    for device in ("CPU", "GPU.0", "AUTO:GPU,CPU", "HETERO:GPU-1,CPU"):
+        assert all(ENTRY_FOLDER.fullmatch(entry_folder(root, device, cfg).name) for cfg in (f32, {}))
 
 
 _LOAD_FROM_CACHE = """

@@ -82,6 +82,20 @@ def test_the_slower_int8_is_measured_once_and_kept(two_irs, tmp_path, height_48)
     assert opened == [] and again.kept and (again.int8_ms, again.bf16_ms) == (round(v.int8_ms, 4),
                                                                                round(v.bf16_ms, 4))
     assert "measured on this machine before" in again.describe()
+    # a home prepared at one path and mounted at another (the files as they were) keeps its timing
+    import shutil
+
+    import edgerec.hpip_speed as hs
+
+    moved = {}
+    for name, xml in two_irs.items():
+        for f in (xml, xml.with_suffix(".bin")):
+            dest = tmp_path / "mnt" / Path(*f.parts[-4:])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest)
+            moved[name] = dest.with_suffix(".xml")
+    assert hs._key(kind, CPU, moved["int8"], moved["fp32"], values) == hs._key(kind, CPU, two_irs["int8"],
+                                                                               two_irs["fp32"], values)
     # other settings, or a new int8 file, are another measurement
     int8_against_bf16(kind, CPU, two_irs["int8"], two_irs["fp32"], {**values, "threads": 1})
     two_irs["int8"].with_suffix(".bin").write_bytes(b"\0\0")

@@ -1,7 +1,7 @@
 """OpenVINO's compiled-model cache (``CACHE_DIR``): compiling under a lock, and keeping the folder bounded.
 
 A second start of a model loads its compiled kernels from the cache instead of compiling them (seconds saved on a
-small CPU). Each model, precision, hint and static width compiled adds an entry, in a folder of its compile
+small CPU). Each model, precision and static width compiled adds an entry, in a folder of its compile
 configuration (``entry_folder``); past ``EDGEREC_CACHE_MB`` the least recently used entries go.
 """
 
@@ -82,13 +82,14 @@ def compile_cached(core, model, device: str, cfg: dict, path: Path):
     return core.compile_model(model, device, cfg)
 
 
-# properties that say how a compiled model is run, not what is compiled: entries are shared across them (checked:
-# an entry written under LATENCY reads bit-for-bit as a fresh THROUGHPUT compile, tests/test_engines.py)
+# properties that say how a compiled model is run, not what is compiled: entries are shared across them (checked
+# for the hint: an entry written under LATENCY reads bit-for-bit as a fresh THROUGHPUT compile, tests/test_engines.py)
 RUNTIME_PROPERTIES = frozenset({"PERFORMANCE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS", "INFERENCE_NUM_THREADS",
                                 "NUM_STREAMS", "CPU_RUNTIME_CACHE_CAPACITY", "ENABLE_CPU_PINNING",
                                 "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE", "LOG_LEVEL", "PERF_COUNT"})
-# the folders entry_folder names (only these are pruned: a cache_dir shared with other programs keeps their files)
-ENTRY_FOLDER = re.compile(r"[a-z0-9_.]+-[A-Za-z0-9_.]+-[0-9a-f]{16}")
+# the folders entry_folder names: only their entries are pruned (a cache_dir shared with another program keeps its
+# files, and entries an older edgerec wrote at the root are never read nor removed: delete them to free the space)
+ENTRY_FOLDER = re.compile(r"[a-z0-9_.-]+-[A-Za-z0-9_.]+-[0-9a-f]{16}")
 
 
 def entry_folder(cache: Path, device: str, cfg: dict) -> Path:
@@ -140,13 +141,12 @@ def _blobs(folder: Path) -> list[Path]:
 
 
 def _all_blobs(cache: Path) -> list[Path]:
-    """Every entry under the cache root: in the configuration folders, and those an edgerec before them wrote
-    at the root (never read now)."""
+    """Every entry in the configuration folders under the cache root."""
     try:
         folders = [p for p in cache.iterdir() if ENTRY_FOLDER.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
     except OSError:
         return []
-    return _blobs(cache) + [b for folder in folders for b in _blobs(folder)]
+    return [b for folder in folders for b in _blobs(folder)]
 
 
 def cache_limit_bytes() -> int:
@@ -176,12 +176,11 @@ def prune_cache(folder: Path, limit: int | None = None, keep: set[Path] | frozen
             st = blob.stat()
         except OSError:
             continue
-        # entries at the root (an older edgerec's, never read now) go first, then the least recently used
-        entries.append((blob.parent != folder, max(st.st_atime, st.st_mtime), st.st_size, blob))
+        entries.append((max(st.st_atime, st.st_mtime), st.st_size, blob))
     entries.sort()
-    total = sum(size for _, _, size, _ in entries)
+    total = sum(size for _, size, _ in entries)
     removed = []
-    for _, _, size, blob in entries[:-1]:
+    for _, size, blob in entries[:-1]:
         if total <= limit:
             break
         if blob in keep:
