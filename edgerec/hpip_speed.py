@@ -144,14 +144,8 @@ def _key(kind: EngineKind, spec: DeviceSpec, int8_xml: Path, fp32_xml: Path, val
                 out.append([list(f.parts[-4:]), None, None])
         return out
 
-    try:
-        from openvino import __version__ as version
-    except ImportError:
-        version = ""
-    info = cpu.cpu_info()
     facts = {"engine": kind.name, "device": spec.text, "int8": files(int8_xml), "fp32": files(fp32_xml),
-             "settings": {k: str(v) for k, v in values.items() if k != "cache_dir"}, "cpu": info["model"],
-             "isa": info["isa"], "isa_cap": info["isa_cap"], "version": version}
+             "settings": {k: str(v) for k, v in values.items() if k != "cache_dir"}, **cpu.compile_facts()}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -385,7 +385,7 @@ def test_each_compile_configuration_has_its_own_cache_folder(monkeypatch):
     others.append(entry_folder(root, "CPU", f32))
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     monkeypatch.setattr(cpu, "cpu_info", lambda: {"model": "Intel(R) Xeon(R) Processor",
-                                                  "isa": {"avx2": True, "amx_bf16": False}})
+                                                  "isa": {"avx2": True, "amx_bf16": False}, "isa_cap": None})
     others.append(entry_folder(root, "CPU", f32))  # a VM's CPU of the same name, another generation
     assert others[0].name.startswith("cpu-bf16-") and others[2].name.startswith("gpu.0-f32-")
     assert len({first, *others}) == 6

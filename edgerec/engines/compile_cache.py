@@ -105,14 +105,8 @@ def entry_folder(cache: Path, device: str, cfg: dict) -> Path:
     may name several CPU generations alike) and OpenVINO's version."""
     from edgerec.utils import cpu
 
-    try:
-        from openvino import __version__ as ov_version
-    except ImportError:  # a fake core in a test
-        ov_version = ""
     graph = {str(k): str(v) for k, v in cfg.items() if k != "CACHE_DIR" and k not in RUNTIME_PROPERTIES}
-    facts = {"config": graph, "device": device,
-             "isa_cap": cpu.isa_cap(), "isa": cpu.cpu_info()["isa"], "cpu": cpu.cpu_info()["model"],
-             "openvino": ov_version}
+    facts = {"config": graph, "device": device, **cpu.compile_facts()}
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     precision = str(cfg.get("INFERENCE_PRECISION_HINT") or "default")
     return cache / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{device.lower()}-{precision}-{digest}")

@@ -87,6 +87,18 @@ def cpu_info() -> dict:
             "isa_cap": isa_cap(), "int8_vnni": int8_vnni()}
 
 
+def compile_facts() -> dict:
+    """What a compiled model, or a timing of one, depends on on this machine besides the model and its settings:
+    the CPU's name and ISA flags (a virtual machine may name several CPU generations alike), oneDNN's ISA cap and
+    OpenVINO's version. Keys the compiled-model cache's folders and use_hpip's kept timings."""
+    info = cpu_info()
+    try:
+        from openvino import __version__ as version
+    except ImportError:  # no openvino: nothing compiled by it to tell apart
+        version = ""
+    return {"cpu": info["model"], "isa": info["isa"], "isa_cap": info["isa_cap"], "openvino": version}
+
+
 def isa_summary() -> str:
     """One line for headers and reports, e.g. ``AMD EPYC, 2 cores, avx2 avx512_vnni avx_vnni avx512_bf16``, with
     `` (oneDNN capped at AVX512_CORE)`` appended under a cap."""
