@@ -172,6 +172,24 @@ def test_cli_predict_bf16(v4, rendered, tmp_path):
     assert res.stdout.strip().split("\t")[1].strip() == rendered[1][0]
 
 
+@pytest.mark.parametrize("flag", ["--use-hpip", "--use_hpip"])
+def test_cli_predict_use_hpip_says_what_it_chose(v4, rendered, tmp_path, monkeypatch, edgerec_home, flag):
+    """predict --use-hpip (PaddleX's flag, both spellings) runs create_model's choice and names it on stderr;
+    stdout keeps the result lines; --precision still wins."""
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), rendered[1][1])
+    linked_home(edgerec_home, tmp_path / "home", monkeypatch)  # fp32 only: no int8 to choose
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)  # not ISA-dependent: fp32 is the choice
+    res = CliRunner().invoke(main, ["predict", str(good), flag])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().split("\t")[1] == rendered[1][0]
+    assert f"{V4} fp32" in res.stderr and "use_hpip: no int8 model installed" in res.stderr
+    kept = CliRunner().invoke(main, ["predict", str(good), flag, "--precision", "fp32"])
+    assert kept.exit_code == 0 and "precision fp32 was given, so use_hpip keeps it" in kept.stderr
+    quiet = CliRunner().invoke(main, ["predict", str(good), flag, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == res.stdout
+
+
 # --- quiet quantize ------------------------------------------------------------------------------------------
 
 def test_quantize_hides_nncf_info_unless_verbose(v4, rendered, tmp_path, monkeypatch, caplog):
@@ -371,3 +389,21 @@ def test_an_int8_named_with_use_hpip_is_still_checked(v4, edgerec_home, tmp_path
     with caplog.at_level(logging.WARNING, logger="edgerec.api"):
         model = create_model(V4, precision="int8", use_hpip=True, progress=False)
     assert model.precision == "int8" and "this one has none" in caplog.text
+
+
+def test_cli_camera_passes_use_hpip_to_create_model(monkeypatch, tmp_path):
+    """camera --use-hpip reaches create_model (the session loads the model from these options)."""
+    import edgerec.camera as camera_pkg
+
+    seen = {}
+
+    def fake_run(source, boxes, **kwargs):
+        seen.update(kwargs["model_options"])
+        return 0
+
+    monkeypatch.setattr(camera_pkg, "run", fake_run)
+    res = CliRunner().invoke(main, ["camera", "--source", str(tmp_path / "v.mp4"), "--use-hpip"])
+    assert res.exit_code == 0, res.output
+    assert seen["use_hpip"] is True and seen["precision"] is None
+    CliRunner().invoke(main, ["camera", "--source", str(tmp_path / "v.mp4")])
+    assert seen["use_hpip"] is False

@@ -20,6 +20,13 @@ PRECISION_OPTION = click.option(
     help="fp32, fp16, int8 or bf16 (bf16: native-bf16 CPUs) [default: the model's own: fp32, or the IR that "
          "--model-dir names as it is].")
 
+# use_hpip (PaddleX's flag, both spellings): create_model picks the precision; --precision, when given, wins
+USE_HPIP = click.option(
+    "--use-hpip", "--use_hpip", "use_hpip", is_flag=True,
+    help="Run the fastest installed configuration for the device, as PaddleX's use_hpip: int8 if `edgerec quantize` "
+         "installed one within its accuracy bound (bf16 instead where the CPU computes bf16 natively and int8 is "
+         "not clearly faster), else bf16 where native, else fp32; the choice is logged. --precision wins.")
+
 # the widths lines are read at (create_model's min_width and width_bucket), for every command that reads lines:
 # predict, evaluate and quantize's guard. The bounds are MIN_W_FLOOR and MAX_W of runtime.preprocess.
 MIN_WIDTH = click.option(

@@ -127,7 +127,7 @@ class TextRecognizerUDF:
     def __init__(self, model_name: str | None = None, model_dir: str | None = None,
                  precision: str | None = None, device: str = "cpu", threads: int | None = None, batch_size: int = 8,
                  home: str | None = None, min_width: int | None = None, width_bucket: int | None = None,
-                 cwd: str | None = None):
+                 cwd: str | None = None, use_hpip: bool = False):
         if home:
             os.environ["EDGEREC_HOME"] = home
         from edgerec.api import create_model
@@ -137,7 +137,8 @@ class TextRecognizerUDF:
         if model_name is None and model_dir is None:
             model_name = DEFAULT_MODEL
         self.model = create_model(model_name, model_dir=model_dir, precision=precision, device=device,
-                                  threads=threads or _actor_cpus(), batch_size=batch_size, progress=False,
+                                  use_hpip=use_hpip, threads=threads or _actor_cpus(), batch_size=batch_size,
+                                  progress=False,
                                   min_width=min_width, width_bucket=width_bucket)
 
     def _target(self, path: str) -> str:
@@ -280,12 +281,13 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
                      model_dir: str | None = None, precision: str | None = None, address: str | None = None,
                      concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64,
                      overwrite: bool = False, min_width: int | None = None,
-                     width_bucket: int | None = None, on_error: Callable[[str], None] | None = None
-                     ) -> tuple[int, int]:
+                     width_bucket: int | None = None, use_hpip: bool = False,
+                     on_error: Callable[[str], None] | None = None) -> tuple[int, int]:
     """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns (rows,
     rows with an error). Inputs are listed on the driver as the one-box path lists them (:func:`list_inputs`);
     actors read the files by path. ``overwrite`` replaces what the folder held (Ray's SaveMode.OVERWRITE);
-    ``min_width`` and ``width_bucket`` reach every actor's create_model; ``on_error`` gets each failed row's
+    ``min_width``, ``width_bucket`` and ``use_hpip`` reach every actor's create_model (with ``use_hpip`` each
+    actor picks for the CPU it runs on); ``on_error`` gets each failed row's
     message. A failure of Ray itself (no cluster, an actor that cannot load the model) is one EdgeRecError."""
     from edgerec.runtime.preprocess import check_min_width, check_width_bucket
     from edgerec.utils.fs import check_replaceable
@@ -314,7 +316,7 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
             ds = ray.data.from_items([{"path": os.fsencode(f)} for f in files])  # bytes: every file name
             parts.append(ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={
                 "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus,
-                "min_width": min_width, "width_bucket": width_bucket, "cwd": os.getcwd()},
+                "min_width": min_width, "width_bucket": width_bucket, "use_hpip": use_hpip, "cwd": os.getcwd()},
                 compute=ray.data.ActorPoolStrategy(size=size), num_cpus=num_cpus, batch_size=batch_size,
                 batch_format="numpy"))
         if failed:
