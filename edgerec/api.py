@@ -14,7 +14,14 @@ from edgerec.compat import fallback_device, map_engine, map_engine_config, word_
 from edgerec.engines import registry
 from edgerec.engines.base import Engine, EngineKind, parse_device
 from edgerec.errors import EdgeRecError, InputError, ModelError, reason
-from edgerec.hpip import hpip_choice, int8_report, other_arithmetic
+from edgerec.hpip import (
+    HPIP_WIDTH_BUCKET,
+    hpip_bucket_for,
+    hpip_choice,
+    hpip_takes_buckets,
+    int8_report,
+    other_arithmetic,
+)
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
@@ -240,14 +247,15 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     ``engine_options``: the engine's own options (its dataclass, e.g. ``OpenVINOOptions``); ``threads``,
     ``hint`` and ``shape_cache`` are shorthands for those options, and an option the engine does not take is
     an error. ``use_hpip=True`` picks the fastest installed configuration for the device and says which in
-    ``config_summary``. ``warmup`` runs one dummy line at load, so the first real call does not pay for kernel
-    preparation. ``shape_cache``: how many input shapes (batch x width) the OpenVINO CPU plugin keeps prepared
-    kernels for, besides ``min_width`` (compiled apart with a static width, since most lines get it); default
-    ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino`` (0), so memory stays flat on crops of many widths;
-    raise it when a few widths other than the minimum alternate (documents with repeating widths).
+    ``config_summary``; on CPU that includes masked width buckets (``edgerec.hpip.HPIP_WIDTH_BUCKET`` px) unless
+    ``width_bucket`` is given (0: exact widths). ``warmup`` runs one dummy line at load, so the first real call
+    does not pay for kernel preparation. ``shape_cache``: how many input shapes (batch x width) the OpenVINO CPU
+    plugin keeps prepared kernels for, besides ``min_width`` (compiled apart with a static width, since most lines
+    get it); default ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino`` (0), so memory stays flat on crops of
+    many widths; raise it when a few widths other than the minimum alternate (documents with repeating widths).
     ``min_width``: the narrowest input width a line is padded to (None: 320, PaddleX's); a smaller one (e.g.
     160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
-    ``width_bucket``: None (default) feeds every line at its own width, as PaddleX; N right-pads lines wider than
+    ``width_bucket``: None (default) or 0 feeds every line at its own width, as PaddleX; N right-pads lines wider than
     ``min_width`` up to ``min_width + k * N``, so a folder of many widths runs on a few input shapes whose kernels
     stay prepared (``shape_cache`` then defaults to those widths times the batch sizes, at most 32): faster on
     document lines, most of all in int8, but a few texts change, an opt-in (docs/usage.md).
@@ -276,10 +284,16 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         raise ModelError(f"precision {precision!r}: use one of {', '.join(homes.RUN_PRECISIONS)}")
     batch_size = check_batch_size(batch_size)
     min_width = check_min_width(MIN_W if min_width is None else min_width)
+    bucket_given = width_bucket is not None  # 0 included: exact widths, asked for
     width_bucket = check_width_bucket(width_bucket)
     static = _check_input_shape(input_shape, width_bucket)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
+    # use_hpip also takes width buckets where they pay (checked for the model's padding once it is at hand)
+    hpip_bucket = use_hpip and not bucket_given and static is None and hpip_takes_buckets(kind, spec, values)
+    given = dict(values)  # what the caller set, before the buckets' defaults
+    if hpip_bucket:
+        width_bucket = HPIP_WIDTH_BUCKET
     if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
         values.setdefault("static_width", static[1] if static else min_width)
     if width_bucket and "shape_cache" in kind.options.__dataclass_fields__:  # every bucket's kernels stay prepared
@@ -320,6 +334,12 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         cpu.require_native_bf16("CPU" if spec.family == "cpu" else spec.text)
     resolved = resolve_model(model_name, model_dir, asked and precision, source_format=kind.source_format,
                              source=source, progress=progress)
+    if hpip_bucket:
+        width_bucket, note = hpip_bucket_for(resolved.path)
+        hpip_note += f"; {note}"
+        if width_bucket is None:  # plain padding would change texts: exact widths, without the buckets' defaults
+            values = {k: v for k, v in values.items() if k in given or k not in ("shape_cache", "mask_padding")}
+            options = kind.make_options(values)
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
     info = resolved.info or resolved.complete(_first_run(resolved.path, resolved.input_height, lambda: _probe_classes(

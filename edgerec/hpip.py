@@ -1,5 +1,5 @@
-"""use_hpip: which installed precision a model runs as on this device, and whether an int8 model's accuracy check
-holds on this CPU (its quantization report says where and how it was checked)."""
+"""use_hpip: which installed precision a model runs as on this device, whether an int8 model's accuracy check
+holds on this CPU (its quantization report says where and how it was checked), and the width buckets it takes."""
 
 from __future__ import annotations
 
@@ -52,6 +52,30 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
     if "int8" in kind.precisions:
         return precision, {}, f"{no_int8}, so {precision}"
     return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
+
+
+# the width buckets use_hpip takes on CPU: document lines 1.7-3.7x fp32 at exact widths on an AMX Xeon (bf16 alone:
+# 0.8-1.7x), int8 2-2.7x on Zen 5 (docs/measurements/2026-12-07-amx-doc-lines.md); words (padded to 320) untouched
+HPIP_WIDTH_BUCKET = 160
+
+
+def hpip_takes_buckets(kind: EngineKind, spec: DeviceSpec, values: dict) -> bool:
+    """Whether use_hpip pads lines wider than the minimum to width buckets: on CPU (measured there), with an engine
+    that masks the padding (OpenVINO), unless the caller refused the masks (``mask_padding=False``)."""
+    return (spec.family == "cpu" and "mask_padding" in kind.options.__dataclass_fields__
+            and values.get("mask_padding") is not False)
+
+
+def hpip_bucket_for(model_path) -> tuple[int | None, str]:
+    """(the width bucket use_hpip runs ``model_path`` with, why): HPIP_WIDTH_BUCKET where the padding can be masked
+    (fp32 texts as at exact widths), else None (exact widths: plain padding would change texts)."""
+    from edgerec.engines.openvino import unmaskable
+
+    if why := unmaskable(model_path):
+        return None, f"exact widths (width buckets cannot mask this model's padding: {why})"
+    return HPIP_WIDTH_BUCKET, (f"width buckets of {HPIP_WIDTH_BUCKET} px, padding masked (document lines of many "
+                               "widths run on a few prepared shapes; fp32 reads them as at exact widths, bf16 and "
+                               "int8 a few lines differently; width_bucket=0 for exact widths)")
 
 
 def int8_report(int8_xml) -> dict:

@@ -7,7 +7,9 @@
         [--rounds 1] [--sets ...] [--engines openvino,onnxruntime]
     PYTHONPATH=. python scripts/width_buckets.py table [--models ...] [--precisions]
 
-``run`` loads one configuration with ``create_model`` (bucket 0 = exact widths, PaddleX's; batch 1, LATENCY,
+``run`` loads one configuration with ``create_model`` (bucket 0 = exact widths, PaddleX's; precision ``hpip``:
+``use_hpip=True``, whose choice includes width buckets at bucket 0, compared with fp32 at exact widths; batch 1,
+LATENCY,
 ``--threads`` threads, the shape cache as create_model sets it) and reads every line of each set through
 ``recognize_batch`` (the path users run), timing each set's whole pass (preprocess, inference, decode) after the
 load's warm-up line. Texts, seconds, distinct input widths and peak RSS go to ``OUT/MODEL/PRECISION_bBUCKET.json``
@@ -47,7 +49,9 @@ def _run(a) -> None:
     plain = "plain" if a.plain and a.bucket else ""
     out = a.out / a.model / f"{'' if ov else a.engine + '-'}{a.precision}_b{a.bucket}{plain}.json"
     old = json.loads(out.read_text()) if out.exists() else {}
-    model = create_model(a.model, precision=a.precision, width_bucket=a.bucket or None, threads=a.threads,
+    hpip = a.precision == "hpip"  # use_hpip's choice: precision and, at bucket 0, its width buckets too
+    model = create_model(a.model, precision=None if hpip else a.precision, use_hpip=hpip,
+                         width_bucket=a.bucket or None, threads=a.threads,
                          engine=a.engine, hint="LATENCY" if ov else None, batch_size=1, progress=False,
                          engine_options={"mask_padding": False} if plain else None)
     res = {"model": a.model, "precision": a.precision if ov else f"{a.engine}-{a.precision}",
@@ -100,14 +104,14 @@ def _table(a) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for run in runs.values():
             precision = run["precision"]
-            exact = runs.get(f"{precision}_b0")
             base = runs.get("fp32_b0")
+            exact = base if precision == "hpip" else runs.get(f"{precision}_b0")  # use_hpip: against fp32's
             for name, s in run["sets"].items():
                 m = rec_metrics(s["texts"], s["labels"])
                 sec = statistics.median(s["seconds"])
                 cells = [precision, str(run["bucket"] or "exact"), name, str(s["widths"]),
                          f"{100 * m['acc']:.2f} / {100 * m['norm_edit_dis']:.2f}"]
-                if run["bucket"] and exact and name in exact["sets"]:
+                if (run["bucket"] or precision == "hpip") and exact and name in exact["sets"]:
                     e = exact["sets"][name]
                     d = paired_difference(e["texts"], s["texts"], s["labels"])
                     changed = sum(x != y for x, y in zip(e["texts"], s["texts"]))

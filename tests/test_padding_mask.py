@@ -207,3 +207,46 @@ def test_mask_padding_without_buckets_is_not_used(v4, caplog):
         model = create_model(V4, engine_options={"mask_padding": True}, progress=False)
     assert "mask_padding without width_bucket changes nothing" in caplog.text
     assert not model.predictor.engine.masks_padding and "bucket padding masked" not in model.config_summary
+
+
+def test_use_hpip_takes_masked_width_buckets_on_cpu(v4, monkeypatch):
+    """use_hpip also pads lines wider than the minimum to 160-px buckets, masked, so fp32 texts are those of exact
+    widths; not where width_bucket is given (0: exact widths), masks are refused, or the padding cannot be masked
+    (then exact widths, and the summary says why)."""
+    import edgerec.engines.openvino as ov_engine
+    from edgerec import create_model
+    from edgerec.hpip import HPIP_WIDTH_BUCKET
+    from edgerec.utils import cpu
+
+    monkeypatch.setattr(cpu, "has_native_bf16", lambda: False)  # fp32 on every CPU: texts must equal exact widths'
+    hpip = create_model(V4, use_hpip=True, progress=False)
+    assert hpip.precision == "fp32" and hpip.predictor.width_bucket == HPIP_WIDTH_BUCKET == 160
+    assert hpip.predictor.masked and "320 + k x 160" in hpip.config_summary
+    assert "width buckets of 160 px" in hpip.config_summary
+    lines = _lines()
+    want, got = v4.recognize_batch(lines, batch_size=1), hpip.recognize_batch(lines, batch_size=1)
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=SCORE_TOL)
+    assert create_model(V4, use_hpip=True, width_bucket=0, progress=False).predictor.width_bucket is None
+    assert create_model(V4, use_hpip=True, width_bucket=480, progress=False).predictor.width_bucket == 480
+    unmasked = create_model(V4, use_hpip=True, engine_options={"mask_padding": False}, progress=False)
+    assert unmasked.predictor.width_bucket is None
+    monkeypatch.setattr(ov_engine, "unmaskable", lambda path: "an LSTM over the width")
+    refused = create_model(V4, use_hpip=True, progress=False)
+    assert refused.predictor.width_bucket is None and not refused.predictor.engine.masks_padding
+    assert "exact widths (width buckets cannot mask this model's padding: an LSTM over the width)" in \
+        refused.config_summary
+
+
+def test_width_bucket_zero_is_exact_widths():
+    from click.testing import CliRunner
+
+    from edgerec.cli import main
+    from edgerec.runtime.preprocess import check_width_bucket
+
+    assert check_width_bucket(0) is None and check_width_bucket(None) is None and check_width_bucket(160) == 160
+    for bad in (5, -1, 3201, 1.5, True):
+        with pytest.raises(ValueError, match="width_bucket must be None or 0"):
+            check_width_bucket(bad)
+    res = CliRunner().invoke(main, ["predict", "x.png", "--width-bucket", "5"])
+    assert res.exit_code == 2 and "5 is not 0 (exact widths) nor a width from 8 to 3200" in res.output

@@ -33,11 +33,18 @@ MIN_WIDTH = click.option(
     "--min-width", type=click.IntRange(16, 3200), default=None,
     help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short lines but "
          "changes some texts (docs/usage.md).")
+def _bucket(ctx: click.Context, param: click.Parameter, value):
+    """--width-bucket: 0 (exact widths, also under --use-hpip) or 8 to 3200 pixels."""
+    if value is not None and 0 < value < 8:
+        raise click.BadParameter(f"{value} is not 0 (exact widths) nor a width from 8 to 3200", ctx=ctx, param=param)
+    return value
+
+
 WIDTH_BUCKET = click.option(
-    "--width-bucket", type=click.IntRange(8, 3200), default=None,
+    "--width-bucket", type=click.IntRange(0, 3200), default=None, callback=_bucket,
     help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a few input "
-         "shapes [default: none, each line at its own width as PaddleX]. Faster on document lines, most in int8, "
-         "but some texts change (docs/usage.md).")
+         "shapes; 0: each line at its own width, as PaddleX [default: 0, or 160 with --use-hpip on CPU]. Faster on "
+         "document lines; the padding is masked, so fp32 texts stay the same (docs/usage.md).")
 
 
 def finite(ctx: click.Context, param: click.Parameter, value):

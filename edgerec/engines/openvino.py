@@ -303,6 +303,22 @@ def padding_blind(model, where: Path | str):
         return model, None
 
 
+def unmaskable(path: Path | str) -> str:
+    """Why width buckets could not mask this model's padding ('' when they can): ``use_hpip`` takes buckets only
+    where the texts stay those of exact widths (in fp32), so it checks before it asks for them."""
+    from edgerec.engines.padding_mask import Unsupported, mask_padding
+
+    try:
+        model = get_core().read_model(str(path))
+        height = model.inputs[0].get_partial_shape()[2]
+        if not height.is_static:
+            raise Unsupported("the input height is not fixed")
+        mask_padding(model, height.get_length())
+    except Exception as exc:  # Unsupported, or a graph OpenVINO will not rewrite
+        return str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {first_line(exc)}"
+    return ""
+
+
 def _feed(batch: np.ndarray, valid_widths: list[int] | None, masked: bool) -> dict:
     """The inputs of one call: the batch, and for a padding-blind model each line's own width (None: the batch's
     whole width)."""

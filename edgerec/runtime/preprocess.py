@@ -30,14 +30,15 @@ def check_min_width(min_width: int) -> int:
 
 
 def check_width_bucket(width_bucket: int | None) -> int | None:
-    """``width_bucket`` as an int (None: exact widths), or ValueError naming it: a whole number from 8 to MAX_W."""
+    """``width_bucket`` as an int, or None for exact widths (None, or 0: exact widths even with ``use_hpip``, which
+    otherwise picks buckets), or ValueError naming it: a whole number from 8 to MAX_W."""
     if width_bucket is None:
         return None
     if isinstance(width_bucket, bool) or not isinstance(width_bucket, (int, np.integer)) or not (
-            8 <= width_bucket <= MAX_W):
-        raise ValueError(f"width_bucket must be None (exact widths, PaddleX's) or a whole number of pixels from 8 "
-                         f"to {MAX_W}, not {width_bucket!r}")
-    return int(width_bucket)
+            8 <= width_bucket <= MAX_W or width_bucket == 0):
+        raise ValueError(f"width_bucket must be None or 0 (exact widths, PaddleX's) or a whole number of pixels "
+                         f"from 8 to {MAX_W}, not {width_bucket!r}")
+    return int(width_bucket) or None
 
 
 def target_width(h: int, w: int, img_h: int = IMG_H, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
