@@ -255,10 +255,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     many widths; raise it when a few widths other than the minimum alternate (documents with repeating widths).
     ``min_width``: the narrowest input width a line is padded to (None: 320, PaddleX's); a smaller one (e.g.
     160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
-    ``width_bucket``: None (default) or 0 feeds every line at its own width, as PaddleX; N right-pads lines wider than
-    ``min_width`` up to ``min_width + k * N``, so a folder of many widths runs on a few input shapes whose kernels
-    stay prepared (``shape_cache`` then defaults to those widths times the batch sizes, at most 32): faster on
-    document lines, most of all in int8, but a few texts change, an opt-in (docs/usage.md).
+    ``width_bucket``: None (default; 160 under ``use_hpip`` on CPU) or 0 (always) feeds every line at its own
+    width, as PaddleX; N right-pads lines wider than ``min_width`` up to ``min_width + k * N``, so a folder of many
+    widths runs on a few input shapes whose kernels stay prepared (``shape_cache`` then defaults to those widths
+    times the batch sizes, at most 32): faster on document lines; OpenVINO masks the padding, so fp32 texts stay
+    those of exact widths, bf16 and int8 change a few (docs/usage.md).
     ``return_word_box``: PaddleX's, every ``predict`` gives word runs (see TextRecResult).
     ``input_shape``: PaddleX's ``[3, H, W]``: every line is stretched to H x W (its aspect ratio not kept, no
     padding), as PaddleX's ``staticResize``; H must be the model's input height (48 for PP-OCR).
@@ -315,8 +316,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         chosen, hpip_note = kind.fastest(spec) if kind.fastest is not None else ({}, "")
         hpip_note = f"precision {asked} was given, so use_hpip keeps it" + (f"; {hpip_note}" if hpip_note else "")
         values = {**chosen, **values}
-    elif use_hpip:
-        choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision, values)
+    elif use_hpip:  # its int8-vs-bf16 timing (48 x 320, the static copy) runs without the buckets' defaults
+        timed = {k: v for k, v in values.items() if not hpip_bucket or k in given or k not in BUCKET_DEFAULTS}
+        choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision, timed)
         own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
         if own is not None and choice != own and installed_ir(model_name, model_dir,
                                                              homes.ir_precision(choice)) is None:
@@ -335,10 +337,12 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     resolved = resolve_model(model_name, model_dir, asked and precision, source_format=kind.source_format,
                              source=source, progress=progress)
     if hpip_bucket:
-        width_bucket, note = hpip_bucket_for(resolved.path)
+        width_bucket, note = hpip_bucket_for(resolved.path, precision)
         hpip_note += f"; {note}"
         if width_bucket is None:  # plain padding would change texts: exact widths, without the buckets' defaults
-            values = {k: v for k, v in values.items() if k in given or k not in ("shape_cache", "mask_padding")}
+            values = {k: v for k, v in values.items() if k in given or k not in BUCKET_DEFAULTS}
+            if values.get("mask_padding"):  # asked for, but nothing is padded beyond a line's width now
+                values["mask_padding"] = False
             options = kind.make_options(values)
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
@@ -414,6 +418,9 @@ def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hi
             log.warning("%s; compiling without the model cache", exc)
     return values
 
+
+# the engine options width_bucket sets unless given (api: the shapes kept prepared, the padding masked)
+BUCKET_DEFAULTS = ("shape_cache", "mask_padding")
 
 # the most shapes width_bucket keeps prepared unless shape_cache says otherwise: int8 kernels cost ~10 MB per shape
 # (edgerec.engines.openvino), so narrow buckets and big batches must not make the cache unbounded in practice

@@ -3,6 +3,8 @@ holds on this CPU (its quantization report says where and how it was checked), a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgerec.engines.base import DeviceSpec, EngineKind
 from edgerec.hpip_speed import int8_against_bf16
 from edgerec.utils import cpu
@@ -54,28 +56,39 @@ def hpip_choice(kind: EngineKind, spec: DeviceSpec, model_name, model_dir, preci
     return precision, {}, f"{kind.name} as forced by engine=; nothing to choose"
 
 
-# the width buckets use_hpip takes on CPU: document lines 1.7-3.7x fp32 at exact widths on an AMX Xeon (bf16 alone:
-# 0.8-1.7x), int8 2-2.7x on Zen 5 (docs/measurements/2026-12-07-amx-doc-lines.md); words (padded to 320) untouched
+# the width buckets use_hpip takes on CPU: document lines 1.7-3.7x fp32 at exact widths on an AMX Xeon, where bf16
+# alone was 0.8-1.7x (docs/measurements/2026-12-07-amx-doc-lines.md); masked int8 buckets 1.9-2.3x fp32 on Zen 5
+# (2026-12-07-exact-buckets.md); words (padded to 320) are untouched
 HPIP_WIDTH_BUCKET = 160
 
 
 def hpip_takes_buckets(kind: EngineKind, spec: DeviceSpec, values: dict) -> bool:
     """Whether use_hpip pads lines wider than the minimum to width buckets: on CPU (measured there), with an engine
-    that masks the padding (OpenVINO), unless the caller refused the masks (``mask_padding=False``)."""
+    that masks the padding (OpenVINO), unless the caller refused the masks (``mask_padding=False``) or asked for no
+    prepared shapes (``shape_cache=0``: buckets would only add padding)."""
     return (spec.family == "cpu" and "mask_padding" in kind.options.__dataclass_fields__
-            and values.get("mask_padding") is not False)
+            and values.get("mask_padding") is not False and values.get("shape_cache") != 0)
 
 
-def hpip_bucket_for(model_path) -> tuple[int | None, str]:
+def hpip_bucket_for(model_path, precision: str) -> tuple[int | None, str]:
     """(the width bucket use_hpip runs ``model_path`` with, why): HPIP_WIDTH_BUCKET where the padding can be masked
-    (fp32 texts as at exact widths), else None (exact widths: plain padding would change texts)."""
+    (fp32 texts as at exact widths), else None (exact widths: plain padding would change texts). An int8 model
+    whose accuracy check read other widths is still bucketed (its accuracy moved within the intervals in every
+    measurement), and the note says how to check it as it runs."""
     from edgerec.engines.openvino import unmaskable
 
     if why := unmaskable(model_path):
         return None, f"exact widths (width buckets cannot mask this model's padding: {why})"
-    return HPIP_WIDTH_BUCKET, (f"width buckets of {HPIP_WIDTH_BUCKET} px, padding masked (document lines of many "
-                               "widths run on a few prepared shapes; fp32 reads them as at exact widths, bf16 and "
-                               "int8 a few lines differently; width_bucket=0 for exact widths)")
+    note = (f"width buckets of {HPIP_WIDTH_BUCKET} px, padding masked (document lines of many widths run on a few "
+            "prepared shapes; fp32 reads them as at exact widths, bf16 and int8 a few lines differently; "
+            "width_bucket=0 for exact widths)")
+    if precision == "int8":
+        checked = (int8_report(Path(model_path)).get("config") or {}).get("width_bucket")
+        if checked != HPIP_WIDTH_BUCKET:
+            where = f"in {checked}-px buckets" if checked else "at exact widths"
+            note += (f"; the int8 model's accuracy check read its lines {where}: `edgerec quantize NAME "
+                     f"--width-bucket {HPIP_WIDTH_BUCKET}` checks it as use_hpip runs it")
+    return HPIP_WIDTH_BUCKET, note
 
 
 def int8_report(int8_xml) -> dict:

@@ -55,7 +55,7 @@ def _run(a) -> None:
                          engine=a.engine, hint="LATENCY" if ov else None, batch_size=1, progress=False,
                          engine_options={"mask_padding": False} if plain else None)
     res = {"model": a.model, "precision": a.precision if ov else f"{a.engine}-{a.precision}",
-           "bucket": f"{a.bucket}{plain}" if plain else a.bucket, "engine": a.engine,
+           "bucket": f"{a.bucket}{plain}" if plain else (model.predictor.width_bucket or 0), "engine": a.engine,
            "config": model.config_summary, "sets": old.get("sets", {})}
     for name in a.sets.split(","):
         ds = load_dataset(a.evalsets / name)

@@ -404,6 +404,30 @@ def test_cli_camera_passes_use_hpip_to_create_model(monkeypatch, tmp_path):
     monkeypatch.setattr(camera_pkg, "run", fake_run)
     res = CliRunner().invoke(main, ["camera", "--source", str(tmp_path / "v.mp4"), "--use-hpip"])
     assert res.exit_code == 0, res.output
-    assert seen["use_hpip"] is True and seen["precision"] is None
-    CliRunner().invoke(main, ["camera", "--source", str(tmp_path / "v.mp4")])
-    assert seen["use_hpip"] is False
+    assert seen["use_hpip"] is True and seen["precision"] is None and seen["width_bucket"] is None
+    res = CliRunner().invoke(main, ["camera", "--source", str(tmp_path / "v.mp4"), "--width-bucket", "0"])
+    assert res.exit_code == 0, res.output
+    assert seen["use_hpip"] is False and seen["width_bucket"] == 0
+
+
+def test_cli_width_bucket_zero_reaches_create_model_and_ray_as_zero(monkeypatch, tmp_path):
+    """--width-bucket 0 must arrive as 0 (exact widths, asked for), not None, which use_hpip would bucket."""
+    import edgerec.api as api
+    import edgerec.integrations.ray as ray_mod
+    from edgerec.errors import EdgeRecError
+
+    seen = {}
+
+    def fake_create_model(*args, **kwargs):
+        seen.update(kwargs)
+        raise EdgeRecError("stopped here")
+
+    monkeypatch.setattr(api, "create_model", fake_create_model)
+    res = CliRunner().invoke(main, ["predict", "x.png", "--use-hpip", "--width-bucket", "0"])
+    assert res.exit_code == 1 and "stopped here" in res.output
+    assert seen["use_hpip"] is True and seen["width_bucket"] == 0
+    monkeypatch.setattr(ray_mod, "recognize_folder", lambda inputs, output, **kw: seen.update(kw) or (0, 0))
+    res = CliRunner().invoke(main, ["predict", str(tmp_path), "--ray", "--output", str(tmp_path / "out"),
+                                    "--use_hpip", "--width-bucket", "0"])
+    assert res.exit_code == 0, res.output
+    assert seen["use_hpip"] is True and seen["width_bucket"] == 0

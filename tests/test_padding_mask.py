@@ -231,11 +231,44 @@ def test_use_hpip_takes_masked_width_buckets_on_cpu(v4, monkeypatch):
     assert create_model(V4, use_hpip=True, width_bucket=480, progress=False).predictor.width_bucket == 480
     unmasked = create_model(V4, use_hpip=True, engine_options={"mask_padding": False}, progress=False)
     assert unmasked.predictor.width_bucket is None
+    assert create_model(V4, use_hpip=True, shape_cache=0, progress=False).predictor.width_bucket is None
     monkeypatch.setattr(ov_engine, "unmaskable", lambda path: "an LSTM over the width")
     refused = create_model(V4, use_hpip=True, progress=False)
     assert refused.predictor.width_bucket is None and not refused.predictor.engine.masks_padding
     assert "exact widths (width buckets cannot mask this model's padding: an LSTM over the width)" in \
         refused.config_summary
+    # the buckets' defaults go with them: no shapes kept beyond exact widths' default, no masks asked for
+    key = "CPU_RUNTIME_CACHE_CAPACITY"
+    assert refused.predictor.engine.config.get(key) == v4.predictor.engine.config.get(key)
+    asked = create_model(V4, use_hpip=True, engine_options={"mask_padding": True}, progress=False)
+    assert asked.predictor.width_bucket is None and not asked.predictor.engine.masks_padding
+
+
+def test_use_hpip_buckets_only_where_they_are_measured_and_its_timing_sees_none(v4, monkeypatch):
+    """Buckets on CPU with an engine that masks (OpenVINO), not with the masks or the shape cache refused; the
+    int8-against-bf16 timing gets the caller's settings, not the buckets' defaults (its kept verdicts stay valid)."""
+    import edgerec.api as api
+    from edgerec.engines import registry
+    from edgerec.engines.base import parse_device
+    from edgerec.hpip import hpip_takes_buckets
+
+    cpu_spec, ov_kind = parse_device("cpu"), registry.get("openvino")
+    assert hpip_takes_buckets(ov_kind, cpu_spec, {})
+    assert not hpip_takes_buckets(ov_kind, cpu_spec, {"mask_padding": False})
+    assert not hpip_takes_buckets(ov_kind, cpu_spec, {"shape_cache": 0})
+    assert not hpip_takes_buckets(ov_kind, parse_device("GPU"), {})
+    assert not hpip_takes_buckets(registry.get("onnxruntime"), cpu_spec, {})
+    seen = {}
+    real = api.hpip_choice
+
+    def spy(kind, spec, name, model_dir, precision, values):
+        seen.update(values)
+        return real(kind, spec, name, model_dir, precision, values)
+
+    monkeypatch.setattr(api, "hpip_choice", spy)
+    model = api.create_model(V4, use_hpip=True, threads=1, progress=False)
+    assert model.predictor.width_bucket == 160 and seen.get("threads") == 1
+    assert "shape_cache" not in seen and "mask_padding" not in seen
 
 
 def test_width_bucket_zero_is_exact_widths():

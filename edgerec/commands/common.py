@@ -20,12 +20,14 @@ PRECISION_OPTION = click.option(
     help="fp32, fp16, int8 or bf16 (bf16: native-bf16 CPUs) [default: the model's own: fp32, or the IR that "
          "--model-dir names as it is].")
 
-# use_hpip (PaddleX's flag, both spellings): create_model picks the precision; --precision, when given, wins
+# use_hpip (PaddleX's flag, both spellings): create_model picks the precision and, on CPU, width buckets; a
+# --precision or --width-bucket given wins
 USE_HPIP = click.option(
     "--use-hpip", "--use_hpip", "use_hpip", is_flag=True,
     help="Run the fastest installed configuration for the device, as PaddleX's use_hpip: int8 if `edgerec quantize` "
          "installed one within its accuracy bound (bf16 instead where the CPU computes bf16 natively and int8 is "
-         "not clearly faster), else bf16 where native, else fp32; the choice is logged. --precision wins.")
+         "not clearly faster), else bf16 where native, else fp32; on CPU also 160-px width buckets (masked) for "
+         "lines wider than the minimum. --precision and --width-bucket (0: exact widths) win.")
 
 # the widths lines are read at (create_model's min_width and width_bucket), for every command that reads lines:
 # predict, evaluate and quantize's guard. The bounds are MIN_W_FLOOR and MAX_W of runtime.preprocess.
@@ -33,6 +35,8 @@ MIN_WIDTH = click.option(
     "--min-width", type=click.IntRange(16, 3200), default=None,
     help="Narrowest input width a line is padded to [default: 320, PaddleX's]. 160 is faster on short lines but "
          "changes some texts (docs/usage.md).")
+
+
 def _bucket(ctx: click.Context, param: click.Parameter, value):
     """--width-bucket: 0 (exact widths, also under --use-hpip) or 8 to 3200 pixels."""
     if value is not None and 0 < value < 8:
@@ -43,8 +47,9 @@ def _bucket(ctx: click.Context, param: click.Parameter, value):
 WIDTH_BUCKET = click.option(
     "--width-bucket", type=click.IntRange(0, 3200), default=None, callback=_bucket,
     help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a few input "
-         "shapes; 0: each line at its own width, as PaddleX [default: 0, or 160 with --use-hpip on CPU]. Faster on "
-         "document lines; the padding is masked, so fp32 texts stay the same (docs/usage.md).")
+         "shapes; 0: each line at its own width, as PaddleX [default: 0; 160 under --use-hpip on CPU]. Faster on "
+         "document lines; OpenVINO masks the padding, so fp32 texts stay the same, bf16 and int8 change a few % "
+         "(docs/usage.md).")
 
 
 def finite(ctx: click.Context, param: click.Parameter, value):

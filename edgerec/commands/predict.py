@@ -32,9 +32,9 @@ from edgerec.zoo.cards import DEFAULT_MODEL
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
 @click.option("--shape-cache", type=click.IntRange(0, 100000), default=None,
               help="Input shapes besides the minimum width whose OpenVINO kernels stay prepared [default: 0, or with "
-                   "--width-bucket the buckets times the batch sizes, at most 32]; ~10 MB each in int8, ~0.3 MB in "
-                   "fp32. Raise it to "
-                   "about the number of distinct widths for speed on folders of a few widths.")
+                   "--width-bucket (or --use-hpip on CPU) the buckets times the batch sizes, at most 32]; ~10 MB "
+                   "each in int8, ~0.3 MB in fp32. Raise it to about the number of distinct widths for speed on "
+                   "folders of a few widths.")
 @click.option("--save-dir", type=click.Path(file_okay=False),
               help="A folder (created if needed; always a folder, whatever its name) to write <stem>_res.json and "
                    "<stem>_res.<suffix> into; inputs of one run named alike get <stem>_2, _3, ... Files already "

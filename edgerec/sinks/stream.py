@@ -117,8 +117,8 @@ def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool 
         others = sorted(m for m in sink.models if m != identity)
         if others:  # the file could not say which line which model read
             raise EdgeRecError(f"--output {output}: its lines were read by {', '.join(others)}; this run reads "
-                               f"with {identity}: resume with the same --model, --precision, --min-width and "
-                               "--width-bucket, or give another --output")
+                               f"with {identity}: resume with the same --model, --precision, --min-width, "
+                               "--width-bucket and --use-hpip, or give another --output")
         here = _cwd()
         skipped = 0
 
