@@ -248,11 +248,12 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     ``hint`` and ``shape_cache`` are shorthands for those options, and an option the engine does not take is
     an error. ``use_hpip=True`` picks the fastest installed configuration for the device and says which in
     ``config_summary``; on CPU that includes masked width buckets (``edgerec.hpip.HPIP_WIDTH_BUCKET`` px) unless
-    ``width_bucket`` is given (0: exact widths). ``warmup`` runs one dummy line at load, so the first real call
-    does not pay for kernel preparation. ``shape_cache``: how many input shapes (batch x width) the OpenVINO CPU
-    plugin keeps prepared kernels for, besides ``min_width`` (compiled apart with a static width, since most lines
-    get it); default ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino`` (0), so memory stays flat on crops of
-    many widths; raise it when a few widths other than the minimum alternate (documents with repeating widths).
+    ``width_bucket`` is given (0: exact widths), ``mask_padding=False`` or ``shape_cache=0``. ``warmup`` runs one dummy
+    line at load, so the first real call does not pay for kernel preparation. ``shape_cache``: how many input shapes
+    (batch x width) the OpenVINO CPU plugin keeps prepared kernels for, besides ``min_width`` (compiled apart with a
+    static width, since most lines get it); default ``DEFAULT_SHAPE_CACHE`` in ``edgerec.engines.openvino`` (0), so
+    memory stays flat on crops of many widths; raise it when a few widths other than the minimum alternate (documents
+    with repeating widths).
     ``min_width``: the narrowest input width a line is padded to (None: 320, PaddleX's); a smaller one (e.g.
     160) is faster on short lines but changes some texts, an opt-in (docs/usage.md).
     ``width_bucket``: None (default; 160 under ``use_hpip`` on CPU) or 0 (always) feeds every line at its own
@@ -316,8 +317,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         chosen, hpip_note = kind.fastest(spec) if kind.fastest is not None else ({}, "")
         hpip_note = f"precision {asked} was given, so use_hpip keeps it" + (f"; {hpip_note}" if hpip_note else "")
         values = {**chosen, **values}
-    elif use_hpip:  # its int8-vs-bf16 timing (48 x 320, the static copy) runs without the buckets' defaults
-        timed = {k: v for k, v in values.items() if not hpip_bucket or k in given or k not in BUCKET_DEFAULTS}
+    elif use_hpip:  # its int8-vs-bf16 timing (48 x 320, on the static copy) is keyed without the buckets' defaults
+        timed = {k: v for k, v in values.items() if k in given or k not in BUCKET_DEFAULTS}
         choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision, timed)
         own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
         if own is not None and choice != own and installed_ir(model_name, model_dir,
@@ -337,11 +338,13 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     resolved = resolve_model(model_name, model_dir, asked and precision, source_format=kind.source_format,
                              source=source, progress=progress)
     if hpip_bucket:
-        width_bucket, note = hpip_bucket_for(resolved.path, precision)
+        width_bucket, note = hpip_bucket_for(resolved.path, precision, min_width)
         hpip_note += f"; {note}"
         if width_bucket is None:  # plain padding would change texts: exact widths, without the buckets' defaults
             values = {k: v for k, v in values.items() if k in given or k not in BUCKET_DEFAULTS}
             if values.get("mask_padding"):  # asked for, but nothing is padded beyond a line's width now
+                log.warning("mask_padding without width_bucket changes nothing (use_hpip runs this model at exact "
+                            "widths): not used")
                 values["mask_padding"] = False
             options = kind.make_options(values)
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)

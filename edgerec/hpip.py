@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgerec.engines.base import DeviceSpec, EngineKind
 from edgerec.hpip_speed import int8_against_bf16
+from edgerec.runtime.preprocess import MIN_W
 from edgerec.utils import cpu
 from edgerec.zoo.resolve import installed_ir
 
@@ -70,7 +71,7 @@ def hpip_takes_buckets(kind: EngineKind, spec: DeviceSpec, values: dict) -> bool
             and values.get("mask_padding") is not False and values.get("shape_cache") != 0)
 
 
-def hpip_bucket_for(model_path, precision: str) -> tuple[int | None, str]:
+def hpip_bucket_for(model_path, precision: str, min_width: int) -> tuple[int | None, str]:
     """(the width bucket use_hpip runs ``model_path`` with, why): HPIP_WIDTH_BUCKET where the padding can be masked
     (fp32 texts as at exact widths), else None (exact widths: plain padding would change texts). An int8 model
     whose accuracy check read other widths is still bucketed (its accuracy moved within the intervals in every
@@ -83,11 +84,17 @@ def hpip_bucket_for(model_path, precision: str) -> tuple[int | None, str]:
             "prepared shapes; fp32 reads them as at exact widths, bf16 and int8 a few lines differently; "
             "width_bucket=0 for exact widths)")
     if precision == "int8":
-        checked = (int8_report(Path(model_path)).get("config") or {}).get("width_bucket")
-        if checked != HPIP_WIDTH_BUCKET:
-            where = f"in {checked}-px buckets" if checked else "at exact widths"
-            note += (f"; the int8 model's accuracy check read its lines {where}: `edgerec quantize NAME "
-                     f"--width-bucket {HPIP_WIDTH_BUCKET}` checks it as use_hpip runs it")
+        report = int8_report(Path(model_path))
+        config = report.get("config") or {}
+        checked, floor = config.get("width_bucket"), config.get("min_width") or MIN_W
+        if not report or report.get("unreadable"):
+            note += "; the int8 model has no readable quantization report, so how its accuracy was checked is unknown"
+        elif checked != HPIP_WIDTH_BUCKET or floor != min_width:
+            where = (f"in {checked}-px buckets" if checked else "at exact widths") + (
+                f" from a {floor}-px minimum" if floor != min_width else "")
+            note += (f"; the int8 model's accuracy check read its lines {where}: `edgerec quantize` with "
+                     f"`--width-bucket {HPIP_WIDTH_BUCKET}` (and the --min-width you run) checks it as use_hpip "
+                     "runs it")
     return HPIP_WIDTH_BUCKET, note
 
 

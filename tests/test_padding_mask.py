@@ -283,3 +283,32 @@ def test_width_bucket_zero_is_exact_widths():
             check_width_bucket(bad)
     res = CliRunner().invoke(main, ["predict", "x.png", "--width-bucket", "5"])
     assert res.exit_code == 2 and "5 is not 0 (exact widths) nor a width from 8 to 3200" in res.output
+
+
+@pytest.mark.parametrize(("config", "said"), [
+    ({"width_bucket": None, "min_width": None}, "read its lines at exact widths: `edgerec quantize` with "
+                                                "`--width-bucket 160`"),
+    ({"width_bucket": 64, "min_width": None}, "read its lines in 64-px buckets:"),
+    ({"width_bucket": 160, "min_width": 160}, "read its lines in 160-px buckets from a 160-px minimum:"),
+    ({"width_bucket": 160, "min_width": None}, None),
+    (None, "no readable quantization report"),
+])
+def test_use_hpip_says_when_an_int8_was_checked_at_other_widths(tmp_path, monkeypatch, config, said):
+    """use_hpip buckets an int8 whatever widths its guard read, and says so unless the guard read the same."""
+    import json
+
+    import edgerec.engines.openvino as ov_engine
+    from edgerec.hpip import hpip_bucket_for
+    from edgerec.quant.quantize import REPORT_NAME
+
+    monkeypatch.setattr(ov_engine, "unmaskable", lambda path: "")  # the masks apply; no model is read
+    (tmp_path / "int8").mkdir()
+    if config is not None:
+        (tmp_path / "int8" / REPORT_NAME).write_text(json.dumps({"config": config, "forced": False}))
+    bucket, note = hpip_bucket_for(tmp_path / "int8" / "model.xml", "int8", 320)
+    assert bucket == 160 and note.startswith("width buckets of 160 px")
+    if said is None:
+        assert "accuracy check" not in note and "report" not in note
+    else:
+        assert said in note
+    assert "accuracy" not in hpip_bucket_for(tmp_path / "int8" / "model.xml", "bf16", 320)[1]

@@ -46,8 +46,8 @@ def _bucket(ctx: click.Context, param: click.Parameter, value):
 
 WIDTH_BUCKET = click.option(
     "--width-bucket", type=click.IntRange(0, 3200), default=None, callback=_bucket,
-    help="Pad lines wider than the minimum up to min-width + k x N, so a folder of many widths runs on a few input "
-         "shapes; 0: each line at its own width, as PaddleX [default: 0; 160 under --use-hpip on CPU]. Faster on "
+    help="Pad lines wider than the minimum width up to the minimum + k x N, so a folder of many widths runs on a few "
+         "input shapes; 0: each line at its own width, as PaddleX [default: 0; 160 under use_hpip on CPU]. Faster on "
          "document lines; OpenVINO masks the padding, so fp32 texts stay the same, bf16 and int8 change a few % "
          "(docs/usage.md).")
 
