@@ -24,8 +24,8 @@ from edgerec.hpip import (
 )
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
 from edgerec.results import TextRecResult
-from edgerec.runtime.predictor import RecPredictor, batch_sizes, check_batch_size
-from edgerec.runtime.preprocess import MAX_W, MIN_W, MIN_W_FLOOR, bucket_count, check_min_width, check_width_bucket
+from edgerec.runtime.predictor import RecPredictor, bucket_shapes, check_batch_size
+from edgerec.runtime.preprocess import MIN_W, check_input_shape, check_min_width, check_width_bucket
 from edgerec.utils import cpu
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
@@ -288,7 +288,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     min_width = check_min_width(MIN_W if min_width is None else min_width)
     bucket_given = width_bucket is not None  # 0 included: exact widths, asked for
     width_bucket = check_width_bucket(width_bucket)
-    static = _check_input_shape(input_shape, width_bucket)
+    static = check_input_shape(input_shape, width_bucket)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
     # use_hpip also takes width buckets where they pay (checked for the model's padding once it is at hand)
@@ -303,9 +303,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if width_bucket and "mask_padding" in kind.options.__dataclass_fields__:  # the bucket's padding is not read
         values.setdefault("mask_padding", True)
     elif values.get("mask_padding"):  # nothing is padded beyond a line's width: the masks would only cost time
-        log.warning("mask_padding without width_bucket changes nothing (no line is padded beyond its own width): "
-                    "not used")
-        values["mask_padding"] = False
+        _no_masks(values, "no line is padded beyond its own width")
     if width_bucket and "mask_padding" not in kind.options.__dataclass_fields__:
         log.warning("width_bucket with the %s engine: lines are padded as they are, which changes some texts, and "
                     "this engine prepares nothing per width, so it gains no speed (the buckets are for OpenVINO)",
@@ -318,7 +316,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         hpip_note = f"precision {asked} was given, so use_hpip keeps it" + (f"; {hpip_note}" if hpip_note else "")
         values = {**chosen, **values}
     elif use_hpip:  # its int8-vs-bf16 timing (48 x 320, on the static copy) is keyed without the buckets' defaults
-        timed = {k: v for k, v in values.items() if k in given or k not in BUCKET_DEFAULTS}
+        timed = _without_bucket_defaults(values, given)
         choice, chosen, hpip_note = hpip_choice(kind, spec, model_name, model_dir, precision, timed)
         own = own_ir_precision(model_dir) if asked is None and model_dir is not None else None
         if own is not None and choice != own and installed_ir(model_name, model_dir,
@@ -341,11 +339,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         width_bucket, note = hpip_bucket_for(resolved.path, precision, min_width)
         hpip_note += f"; {note}"
         if width_bucket is None:  # plain padding would change texts: exact widths, without the buckets' defaults
-            values = {k: v for k, v in values.items() if k in given or k not in BUCKET_DEFAULTS}
+            values = _without_bucket_defaults(values, given)
             if values.get("mask_padding"):  # asked for, but nothing is padded beyond a line's width now
-                log.warning("mask_padding without width_bucket changes nothing (use_hpip runs this model at exact "
-                            "widths): not used")
-                values["mask_padding"] = False
+                _no_masks(values, "use_hpip runs this model at exact widths")
             options = kind.make_options(values)
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
@@ -384,24 +380,6 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                           return_word_box=return_word_box)
 
 
-def _check_input_shape(input_shape, width_bucket: int | None) -> tuple[int, int] | None:
-    """PaddleX's ``input_shape`` ``[3, H, W]`` as (H, W), or ValueError naming it; None when not given."""
-    if input_shape is None:
-        return None
-    try:
-        c, h, w = (int(v) for v in input_shape)
-        if any(isinstance(v, bool) or int(v) != v for v in input_shape):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"input_shape must be [3, height, width] in whole pixels, not {input_shape!r}") from None
-    if c != 3 or not 1 <= h <= 1024 or not MIN_W_FLOOR <= w <= MAX_W:
-        raise ValueError(f"input_shape {[c, h, w]}: give [3, the model's input height, a width from {MIN_W_FLOOR} "
-                         f"to {MAX_W}]")
-    if width_bucket:
-        raise ValueError("input_shape stretches every line to one width; width_bucket pads to several: give one")
-    return h, w
-
-
 def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hint, shape_cache, cache: bool
                    ) -> dict:
     """The engine's option values: ``engine_options`` plus the shorthands that were set (None: not set).
@@ -422,20 +400,18 @@ def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hi
     return values
 
 
-# the engine options width_bucket sets unless given (api: the shapes kept prepared, the padding masked)
+# the engine options width_bucket sets unless given: the shapes kept prepared, the padding masked
 BUCKET_DEFAULTS = ("shape_cache", "mask_padding")
 
-# the most shapes width_bucket keeps prepared unless shape_cache says otherwise: int8 kernels cost ~10 MB per shape
-# (edgerec.engines.openvino), so narrow buckets and big batches must not make the cache unbounded in practice
-BUCKET_SHAPE_CACHE_MAX = 32
+
+def _without_bucket_defaults(values: dict, given: dict) -> dict:
+    """``values`` without what width_bucket added (``given``: the caller's own options, which stay)."""
+    return {k: v for k, v in values.items() if k in given or k not in BUCKET_DEFAULTS}
 
 
-def bucket_shapes(min_width: int, width_bucket: int, batch_size: int) -> int:
-    """The default shape cache with ``width_bucket``: every bucket's width (above the static ``min_width``) at
-    every batch size a width's lines are cut into (``batch_sizes``), at most BUCKET_SHAPE_CACHE_MAX."""
-    b = max(1, int(batch_size))
-    sizes = {s for n in range(1, 2 * b) for s in batch_sizes(n, b)}
-    return min(BUCKET_SHAPE_CACHE_MAX, bucket_count(width_bucket, min_width) * len(sizes))
+def _no_masks(values: dict, why: str) -> None:
+    log.warning("mask_padding without width_bucket changes nothing (%s): not used", why)
+    values["mask_padding"] = False
 
 
 def _first_run(path, input_height: int, run: Callable[[], object]):

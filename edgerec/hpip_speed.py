@@ -158,8 +158,8 @@ def _read(store: Path) -> dict:
 
 
 def _write(store: Path, key: str, entry: dict) -> None:
-    """Kept for later processes; two writing at once lose one entry at worst (measured again), never the file.
-    A read-only home keeps nothing: the next process measures again."""
+    """Kept for later processes (written under the store's lock, atomically: never half a file). A read-only home
+    keeps nothing: the next process measures again."""
     from edgerec.utils.fs import atomic_write_text
 
     data = _read(store)

@@ -25,7 +25,7 @@ def test_bucket_width_rounds_up_on_a_grid_from_the_minimum():
 
 
 def test_the_default_shape_cache_counts_widths_times_batch_sizes():
-    from edgerec.api import BUCKET_SHAPE_CACHE_MAX, bucket_shapes
+    from edgerec.runtime.predictor import BUCKET_SHAPE_CACHE_MAX, bucket_shapes
 
     assert bucket_shapes(320, 160, 1) == 18  # batch 1: one shape per width
     assert bucket_shapes(320, 1000, 8) == 3 * 4  # widths 1320, 2320, 3200 at batch sizes 8, 4, 2, 1

@@ -282,7 +282,7 @@ def test_width_bucket_zero_is_exact_widths():
         with pytest.raises(ValueError, match="width_bucket must be None or 0"):
             check_width_bucket(bad)
     res = CliRunner().invoke(main, ["predict", "x.png", "--width-bucket", "5"])
-    assert res.exit_code == 2 and "5 is not 0 (exact widths) nor a width from 8 to 3200" in res.output
+    assert res.exit_code == 2 and "width_bucket must be None or 0" in res.output and "--width-bucket" in res.output
 
 
 @pytest.mark.parametrize(("config", "said"), [

@@ -38,14 +38,18 @@ MIN_WIDTH = click.option(
 
 
 def _bucket(ctx: click.Context, param: click.Parameter, value):
-    """--width-bucket: 0 (exact widths, also under --use-hpip) or 8 to 3200 pixels."""
-    if value is not None and 0 < value < 8:
-        raise click.BadParameter(f"{value} is not 0 (exact widths) nor a width from 8 to 3200", ctx=ctx, param=param)
+    """--width-bucket as given (0 stays 0: exact widths, also under --use-hpip), checked by check_width_bucket."""
+    from edgerec.runtime.preprocess import check_width_bucket
+
+    try:
+        check_width_bucket(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value
 
 
 WIDTH_BUCKET = click.option(
-    "--width-bucket", type=click.IntRange(0, 3200), default=None, callback=_bucket,
+    "--width-bucket", type=int, default=None, callback=_bucket,
     help="Pad lines wider than the minimum width up to the minimum + k x N, so a folder of many widths runs on a few "
          "input shapes; 0: each line at its own width, as PaddleX [default: 0; 160 under use_hpip on CPU]. Faster on "
          "document lines; OpenVINO masks the padding, so fp32 texts stay the same, bf16 and int8 change a few % "

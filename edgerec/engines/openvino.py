@@ -286,37 +286,39 @@ class OpenVINOEngine(Engine):
                 f"compiled-model cache {'on' if self.config.get('CACHE_DIR') else 'off'}")
 
 
-def padding_blind(model, where: Path | str):
-    """(the padding-blind copy of ``model`` for width buckets, its output's width formula), or (``model``, None)
-    with a warning when it has a layer the masks cannot handle (edgerec.engines.padding_mask)."""
+def _masked(model) -> tuple[object, object | None, str]:
+    """(the padding-blind copy of ``model``, its output's width formula, '') or (``model``, None, why the masks
+    cannot handle it: edgerec.engines.padding_mask)."""
     from edgerec.engines.padding_mask import Unsupported, mask_padding
 
     try:
         height = model.inputs[0].get_partial_shape()[2]
         if not height.is_static:
             raise Unsupported("the input height is not fixed")
-        return mask_padding(model, height.get_length())
-    except Exception as exc:  # Unsupported, or a graph OpenVINO will not rewrite: the buckets still work
-        why = str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {first_line(exc)}"
+        return (*mask_padding(model, height.get_length()), "")
+    except Exception as exc:  # Unsupported, or a graph OpenVINO will not rewrite
+        return model, None, str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def padding_blind(model, where: Path | str):
+    """(the padding-blind copy of ``model`` for width buckets, its output's width formula), or (``model``, None)
+    with a warning when it has a layer the masks cannot handle: the buckets still work, padded as they are."""
+    blind, steps, why = _masked(model)
+    if why:
         log.warning("%s: width buckets pad lines as they are, which changes some texts (the padding cannot be "
                     "masked: %s)", where, why)
-        return model, None
+    return blind, steps
 
 
 def unmaskable(path: Path | str) -> str:
     """Why width buckets could not mask this model's padding ('' when they can): ``use_hpip`` takes buckets only
-    where the texts stay those of exact widths (in fp32), so it checks before it asks for them."""
-    from edgerec.engines.padding_mask import Unsupported, mask_padding
-
+    where the texts stay those of exact widths (in fp32), so it checks before it asks for them (~85 ms for a
+    mobile recognizer: the engine then reads and masks the model again)."""
     try:
         model = get_core().read_model(str(path))
-        height = model.inputs[0].get_partial_shape()[2]
-        if not height.is_static:
-            raise Unsupported("the input height is not fixed")
-        mask_padding(model, height.get_length())
-    except Exception as exc:  # Unsupported, or a graph OpenVINO will not rewrite
-        return str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {first_line(exc)}"
-    return ""
+    except Exception as exc:  # the engine will say what is wrong with the file; here: no buckets
+        return f"{type(exc).__name__}: {first_line(exc)}"
+    return _masked(model)[2]
 
 
 def _feed(batch: np.ndarray, valid_widths: list[int] | None, masked: bool) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 from edgerec.engines.base import Engine
 from edgerec.runtime.decode import ctc_greedy_decode
 from edgerec.runtime.longline import needs_split, plan_long, read_windows, window_batches
-from edgerec.runtime.preprocess import MAX_W, MIN_W, input_width, preprocess_batch
+from edgerec.runtime.preprocess import MAX_W, MIN_W, bucket_count, input_width, preprocess_batch
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -45,6 +45,19 @@ def batch_sizes(n: int, batch_size: int) -> list[int]:
         sizes.append(size)
         rest -= size
     return sizes
+
+
+# the most shapes width_bucket keeps prepared unless shape_cache says otherwise: int8 kernels cost ~10 MB per shape
+# (edgerec.engines.openvino), so narrow buckets and big batches must not make the cache unbounded in practice
+BUCKET_SHAPE_CACHE_MAX = 32
+
+
+def bucket_shapes(min_width: int, width_bucket: int, batch_size: int) -> int:
+    """The default shape cache with ``width_bucket``: every bucket's width (above the static ``min_width``) at
+    every batch size a width's lines are cut into (``batch_sizes``), at most BUCKET_SHAPE_CACHE_MAX."""
+    b = max(1, int(batch_size))
+    sizes = {s for n in range(1, 2 * b) for s in batch_sizes(n, b)}
+    return min(BUCKET_SHAPE_CACHE_MAX, bucket_count(width_bucket, min_width) * len(sizes))
 
 
 class RecPredictor:

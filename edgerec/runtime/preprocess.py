@@ -41,6 +41,24 @@ def check_width_bucket(width_bucket: int | None) -> int | None:
     return int(width_bucket) or None
 
 
+def check_input_shape(input_shape, width_bucket: int | None) -> tuple[int, int] | None:
+    """PaddleX's ``input_shape`` ``[3, H, W]`` as (H, W), or ValueError naming it; None when not given."""
+    if input_shape is None:
+        return None
+    try:
+        c, h, w = (int(v) for v in input_shape)
+        if any(isinstance(v, bool) or int(v) != v for v in input_shape):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"input_shape must be [3, height, width] in whole pixels, not {input_shape!r}") from None
+    if c != 3 or not 1 <= h <= 1024 or not MIN_W_FLOOR <= w <= MAX_W:
+        raise ValueError(f"input_shape {[c, h, w]}: give [3, the model's input height, a width from {MIN_W_FLOOR} "
+                         f"to {MAX_W}]")
+    if width_bucket:
+        raise ValueError("input_shape stretches every line to one width; width_bucket pads to several: give one")
+    return h, w
+
+
 def target_width(h: int, w: int, img_h: int = IMG_H, min_w: int = MIN_W, max_w: int = MAX_W) -> int:
     """The padded input width PaddleX uses for one line of size h x w at batch size 1."""
     return min(int(img_h * max(min_w / img_h, w / float(h))), max_w)
