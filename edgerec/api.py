@@ -23,10 +23,10 @@ from edgerec.hpip import (
     other_arithmetic,
 )
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
+from edgerec.recheck import RECHECK_BELOW, check_recheck, open_recheck, recheck_note
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RecPredictor, bucket_shapes, check_batch_size
 from edgerec.runtime.preprocess import MIN_W, check_input_shape, check_min_width, check_width_bucket
-from edgerec.utils import cpu
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
 from edgerec.zoo.resolve import installed_ir, own_ir_precision, resolve_model
@@ -203,8 +203,15 @@ class TextRecognizer:
                 **self.predictor.engine.properties()}
 
     def files(self) -> list[Path]:
-        """The files the engine loaded the model from."""
-        return self.predictor.engine.files()
+        """The files the engines loaded the model from (the recheck's too, each file once)."""
+        again = self.predictor.recheck
+        return list(dict.fromkeys(self.predictor.engine.files() + (again.engine.files() if again else [])))
+
+    @property
+    def recheck_counts(self) -> dict | None:
+        """With ``recheck``: how many lines were read so far and how many of them were read again; else None."""
+        again = self.predictor.recheck
+        return None if again is None else again.counts()
 
     def _run(self, items: list[LoadedItem], batch_size: int, on_error: str, word_box: bool = False,
              keep_image: bool = True) -> Iterator[TextRecResult]:
@@ -232,7 +239,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                  shape_cache: int | None = None, engine_options: dict | None = None, pp_option=None,
                  hpi_config=None, engine_config: dict | None = None, strict_device: bool = False,
                  min_width: int | None = None, width_bucket: int | None = None, return_word_box: bool = False,
-                 input_shape=None, **kwargs) -> TextRecognizer:
+                 input_shape=None, recheck: str | None = None, recheck_below: float = RECHECK_BELOW,
+                 **kwargs) -> TextRecognizer:
     """Load a recognizer, fetching and exporting it on first use (PaddleX ``create_model``).
 
     ``model_name``: a card name (``edgerec models list``). ``model_dir``: an exported IR folder, or a local
@@ -264,6 +272,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     ``return_word_box``: PaddleX's, every ``predict`` gives word runs (see TextRecResult).
     ``input_shape``: PaddleX's ``[3, H, W]``: every line is stretched to H x W (its aspect ratio not kept, no
     padding), as PaddleX's ``staticResize``; H must be the model's input height (48 for PP-OCR).
+    ``recheck``: a more precise precision (fp32, or bf16 under int8) at which every line scoring below
+    ``recheck_below`` (0.9) is read again, the same model opened a second time; the line gets that reading's text
+    and score (int8's speed on confident lines, most of fp32's accuracy; docs/usage.md).
     PaddleX's ``engine=`` names and ``engine_config`` are mapped in ``edgerec.compat``; ``gpu``/``gpu:N`` without a
     usable NVIDIA GPU runs on cpu with a warning, as PaddleX does, unless ``strict_device=True``.
     """
@@ -289,6 +300,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     bucket_given = width_bucket is not None  # 0 included: exact widths, asked for
     width_bucket = check_width_bucket(width_bucket)
     static = check_input_shape(input_shape, width_bucket)
+    recheck_below = check_recheck(recheck, recheck_below)
     kind.check_device(spec)  # before any fetch or export: a missing GPU is an answer in milliseconds
     values = _option_values(kind, engine_options, threads=threads, hint=hint, shape_cache=shape_cache, cache=cache)
     # use_hpip also takes width buckets where they pay (checked for the model's padding once it is at hand)
@@ -328,11 +340,11 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
             precision = asked = choice
         values = {**chosen, **values}  # what the caller set explicitly wins
     options = kind.make_options(values)  # an unknown option fails here, before any fetch
-    if precision not in kind.precisions:
-        raise ModelError(f"precision {precision!r}: the {kind.name} engine runs {', '.join(kind.precisions)} only "
-                         "(fp16 and int8 are OpenVINO IRs, bf16 an OpenVINO CPU compute hint)")
-    if precision == "bf16":  # refused before any fetch on a CPU without native bf16 or another device
-        cpu.require_native_bf16("CPU" if spec.family == "cpu" else spec.text)
+    kind.check_precision(precision, spec)  # before any fetch: bf16 on a CPU without native bf16, say
+    if recheck and not hpip_chooses and (asked is not None or model_dir is None):  # known now: refused now
+        if why := recheck_note(precision, recheck):
+            raise ModelError(why)
+        kind.check_precision(recheck, spec, what="recheck")
     resolved = resolve_model(model_name, model_dir, asked and precision, source_format=kind.source_format,
                              source=source, progress=progress)
     if hpip_bucket:
@@ -350,16 +362,24 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if static is not None and static[0] != info.input_height:
         raise ModelError(f"input_shape {list(input_shape)}: the height must be the model's input height, "
                          f"{info.input_height}")
+    run_precision = "bf16" if precision == "bf16" else info.precision
+    again, recheck_why = None, recheck and recheck_note(run_precision, recheck)  # an IR folder runs as it is
+    if recheck_why and not hpip_chooses:  # what the caller named must make sense; use_hpip's choice may not
+        raise ModelError(recheck_why)
+    if recheck and not recheck_why:
+        again = open_recheck(kind, spec, options, info, recheck, recheck_below, model_name=model_name,
+                             model_dir=model_dir, source=source, progress=progress)
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width,
-                             width_bucket=width_bucket, static_width=static[1] if static else None)
+                             width_bucket=width_bucket, static_width=static[1] if static else None, recheck=again)
     if warmup and not probed:  # a probed engine has run a line already
         _first_run(resolved.path, info.input_height,
                    lambda: predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)]))
+    if again is not None:  # the blank warm-up line reads '' at score 0, so it warmed the second engine too
+        again.reset()  # but it is not the user's
     if (info.extra or {}).get("charset_padded") and info.source_id == "local":  # at every load, not only export
         log.warning("%s: the model has %s more classes than its dict holds, so the dict was padded with ' ' at "
                     "its end; if entries are missing elsewhere, its texts are wrong (give the model's own dict)",
                     resolved.path, info.extra["charset_padded"])
-    run_precision = "bf16" if precision == "bf16" else info.precision
     report = int8_report(resolved.path) if run_precision == "int8" and not hpip_chooses else {}
     if report.get("unreadable"):  # asked for by name: it runs, but the user should know nothing vouches for it
         log.warning("%s int8: %s; its accuracy check is unknown", info.model_name, report["unreadable"])
@@ -371,6 +391,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)
     summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
         f", widths padded to {min_width} + k x {width_bucket}" if width_bucket else "") + (
+        f"; {again.describe()}" if again else f"; {recheck_why}" if recheck_why else "") + (
         f"; use_hpip: {hpip_note}" if use_hpip else "")
     if use_hpip:
         log.info("use_hpip chose %s", summary)

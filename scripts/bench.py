@@ -9,7 +9,8 @@ Runs `edgerec report` (edgerec/bench/) for PP-OCRv4_mobile_rec, en_PP-OCRv3_mobi
 PP-OCRv6_small_rec and PP-OCRv6_tiny_rec on iiit5k_3000, svt_647, en_uw3_70 and zh_plates_1000: OpenVINO fp32,
 bf16 (where the CPU has native bf16) and int8 (int8 only where `edgerec quantize` installed it; otherwise
 skipped with a message), bf16 and int8 again with 160-px width buckets (`width_bucket=160`, what use_hpip takes on
-CPU for document lines of many widths), ONNX Runtime fp32 on the same ONNX
+CPU for document lines of many widths), int8 and bf16 with low-scoring lines read again at fp32
+(`recheck="fp32"`), ONNX Runtime fp32 on the same ONNX
 (as it ships and with spinning off), and Paddle Inference fp32 for PP-OCRv4 (the only one with a Paddle source).
 Tesseract joins when installed, and PaddleX itself (`paddlex.create_model(...).predict`, PP-OCRv4's same Paddle
 weights) when --paddlex-python (default: $EDGEREC_PADDLEX_PYTHON) names a virtualenv with paddlex[ocr-core]==3.7.2
@@ -53,12 +54,15 @@ DEFAULT_EVALSETS = ROOT.parent / "shared" / "evalsets"
 
 def bench_configs(models: list[str]) -> list[Config]:
     """OpenVINO fp32, bf16 (skipped on CPUs without native bf16), int8, bf16 and int8 with width buckets (use_hpip's
-    choices on CPU), ONNX Runtime fp32, and Paddle fp32 where the model has a Paddle source."""
+    choices on CPU), int8 and bf16 with low-scoring lines read again at fp32 (recheck), ONNX Runtime fp32, and
+    Paddle fp32 where the model has a Paddle source."""
     out = []
     bucket = (("width_bucket", 160),)
+    recheck = (("recheck", "fp32"),)
     for m in models:
         out += [Config(m, "fp32", "openvino"), Config(m, "bf16", "openvino"), Config(m, "int8", "openvino"),
                 Config(m, "bf16", "openvino", bucket), Config(m, "int8", "openvino", bucket),
+                Config(m, "int8", "openvino", recheck), Config(m, "bf16", "openvino", recheck),
                 Config(m, "fp32", "onnxruntime")]
         if m in PADDLE_MODELS:
             out.append(Config(m, "fp32", "paddle"))

@@ -126,3 +126,18 @@ def int8_timed_faster(monkeypatch):
 
     monkeypatch.setattr(hpip, "int8_against_bf16", lambda *a, **k: Verdict(1.0, 2.0, 48, kept=False))
 
+
+@pytest.fixture(scope="session")
+def int8_run(v4, tmp_path_factory, rendered):
+    """Quantize the real v4 IR on a small rendered calibration set (kept small for CI): (its folder, its report)."""
+    from edgerec.quant.quantize import EvalSet, QuantizationConfig, quantize_ir
+
+    out = tmp_path_factory.mktemp("q") / "int8"
+    eval_set = EvalSet([img for _, img in rendered], [t for t, _ in rendered], "rendered test lines")
+    from edgerec.quant.calibration import render_lines
+
+    calib = [img for img, _ in render_lines(v4.info.classes, 32, seed=0)]
+    report = quantize_ir(v4.model_path, calib, eval_set, out,
+                         config=QuantizationConfig(subset_size=32, max_drop=0.2, search="none"),
+                         calibration_desc="32 rendered")
+    return out, report

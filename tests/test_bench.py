@@ -525,6 +525,8 @@ def test_a_config_carries_create_models_own_options(v4):
     assert create_kwargs({"width_bucket": 160, "allow_spinning": False}) == {
         "engine_options": dict(NO_SPIN), "width_bucket": 160}
     assert create_kwargs(None) == {"engine_options": None}
+    assert create_kwargs({"recheck": "fp32", "recheck_below": 0.8}) == {
+        "engine_options": None, "recheck": "fp32", "recheck_below": 0.8}
     cfg = Config(V4, "fp32", "openvino", (("width_bucket", 160),))
     runner = ModelRunner(cfg, 1)
     assert runner.predictor.width_bucket == 160 and cfg.label == "v4_mobile ov fp32 width_bucket=160"

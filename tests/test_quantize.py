@@ -42,22 +42,6 @@ def test_dataset_folder_round_trip(classes, tmp_path):
     assert sorted(t for _, t in back) == sorted(t for _, t in lines)
 
 
-@pytest.fixture(scope="module")
-def int8_run(v4, tmp_path_factory, rendered):
-    """Quantize the real v4 IR on a small rendered calibration set (kept small for CI)."""
-    from edgerec.quant.quantize import EvalSet, QuantizationConfig, quantize_ir
-
-    out = tmp_path_factory.mktemp("q") / "int8"
-    eval_set = EvalSet([img for _, img in rendered], [t for t, _ in rendered], "rendered test lines")
-    from edgerec.quant.calibration import render_lines
-
-    calib = [img for img, _ in render_lines(v4.info.classes, 32, seed=0)]
-    report = quantize_ir(v4.model_path, calib, eval_set, out,
-                         config=QuantizationConfig(subset_size=32, max_drop=0.2, search="none"),
-                         calibration_desc="32 rendered")
-    return out, report
-
-
 def test_int8_text_agrees_with_fp32(int8_run, v4, rendered):
     from edgerec import create_model
 

@@ -18,7 +18,7 @@ PEER_ENGINES = ("tesseract", "rapidocr", "paddlex")
 PADDLEX = "paddlex"
 NO_SPIN = (("allow_spinning", False),)  # ONNX Runtime with its intra-op threads not spinning between runs
 # options a Config may carry that are create_model's own rather than the engine's, e.g. (("width_bucket", 160),)
-MODEL_OPTIONS = ("min_width", "width_bucket")
+MODEL_OPTIONS = ("min_width", "width_bucket", "recheck", "recheck_below")
 
 # ------------------------------------------------------------------------------------------------ configs
 

@@ -93,6 +93,8 @@ class ModelRunner:
     def close(self) -> None:
         self.predictor.on_timing = None
         self.predictor.engine.close()
+        if self.predictor.recheck is not None:
+            self.predictor.recheck.engine.close()
 
 
 def _read_vm_hwm(pid: int, peaks: list[int]) -> bool:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgerec.commands.common import PRECISION_OPTION, USE_HPIP, WIDTH_BUCKET, fail
+from edgerec.commands.common import PRECISION_OPTION, RECHECK, USE_HPIP, WIDTH_BUCKET, fail, recheck_options
 from edgerec.commands.shell import plain
 from edgerec.errors import EdgeRecError
 from edgerec.zoo.cards import DEFAULT_MODEL
@@ -23,6 +23,7 @@ from edgerec.zoo.cards import DEFAULT_MODEL
 @click.option("--model-dir", type=click.Path(), help="An exported IR folder, or a local Paddle/ONNX model.")
 @PRECISION_OPTION
 @USE_HPIP
+@RECHECK
 @WIDTH_BUCKET
 @click.option("--device", default="cpu", show_default=True, help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Inference threads (default: all cores).")
@@ -34,8 +35,8 @@ from edgerec.zoo.cards import DEFAULT_MODEL
                    "numbers restart each run) is kept and the event saved as frame000123_roi0_2.json, ... unless "
                    "--overwrite.")
 @click.option("--overwrite", is_flag=True, help="With --save-dir: replace files of the same name already there.")
-def camera(source, rois, every, stable, model_name, model_dir, precision, use_hpip, width_bucket, device, threads,
-           max_reconnects, as_json, save_dir, overwrite) -> None:
+def camera(source, rois, every, stable, model_name, model_dir, precision, use_hpip, recheck, recheck_below,
+           width_bucket, device, threads, max_reconnects, as_json, save_dir, overwrite) -> None:
     """Read text from camera frames: print each ROI's text when it changes and holds for --stable frames.
 
     Ends at the end of a file or on Ctrl-C, printing frames read, frames recognized, fps and latency on stderr
@@ -52,7 +53,8 @@ def camera(source, rois, every, stable, model_name, model_dir, precision, use_hp
     if model_name is None and model_dir is None:
         model_name = DEFAULT_MODEL
     options = {"model_name": model_name, "model_dir": model_dir, "device": device, "precision": precision,
-               "use_hpip": use_hpip, "width_bucket": width_bucket, "threads": threads, "progress": False}
+               "use_hpip": use_hpip, "width_bucket": width_bucket, "threads": threads, "progress": False,
+               **recheck_options(recheck, recheck_below)}
     try:
         code = run(source, boxes, every=every, stable=stable, as_json=as_json, save_dir=save_dir,
                    max_reconnects=max_reconnects, echo=click.echo, echo_err=lambda m: click.echo(m, err=True),

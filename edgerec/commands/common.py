@@ -9,6 +9,7 @@ import sys
 import click
 
 from edgerec.engines import registry
+from edgerec.runtime.predictor import RECHECK_BELOW
 
 PRECISION = click.Choice(["fp32", "fp16", "int8", "bf16"])  # bf16: the fp32 IR at bf16 compute (native-bf16 CPUs)
 ENGINE = click.Choice(registry.names())
@@ -61,6 +62,32 @@ def finite(ctx: click.Context, param: click.Parameter, value):
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
     return value
+
+
+# recheck (create_model's recheck / recheck_below): low-scoring lines read again at a more precise precision
+_RECHECK = click.option(
+    "--recheck", type=click.Choice(["fp32", "bf16"]), default=None,
+    help="Read every line scoring below --recheck-below again at this more precise precision (the same model "
+         "loaded a second time; fp32 after int8 or bf16, bf16 after int8): on words and scene text most of fp32's "
+         "accuracy, int8's or bf16's speed on the confident lines; no help on document lines (docs/usage.md).")
+
+
+_RECHECK_BELOW = click.option(
+    "--recheck-below", type=click.FloatRange(0.0, 1.0), default=RECHECK_BELOW, show_default=True, callback=finite,
+    help="With --recheck: the rec_score below which a line is read again.")
+
+
+def RECHECK(command):  # noqa: N802 - a decorator, named like the other option constants
+    """--recheck and --recheck-below (the command gets ``recheck`` and ``recheck_below``; see recheck_options)."""
+    return _RECHECK(_RECHECK_BELOW(command))
+
+
+def recheck_options(recheck: str | None, below: float) -> dict:
+    """create_model's recheck arguments; --recheck-below alone is refused (it would silently do nothing)."""
+    ctx = click.get_current_context()
+    if recheck is None and ctx.get_parameter_source("recheck_below") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--recheck-below sets when --recheck reads a line again: add --recheck fp32 (or bf16)")
+    return {"recheck": recheck, "recheck_below": below}
 
 
 def fail(exc: BaseException | str) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION_OPTION, WIDTH_BUCKET, fail
+from edgerec.commands.common import (
+    ENGINE,
+    MIN_WIDTH,
+    PRECISION_OPTION,
+    RECHECK,
+    WIDTH_BUCKET,
+    fail,
+    recheck_options,
+)
 from edgerec.errors import EdgeRecError
 
 SHOWN_PER_KIND = 20  # problem lines printed per kind; problems.txt has them all
@@ -97,6 +105,7 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
 @click.option("--dataset", "dataset_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="A MSTextRecDataset folder: its val.txt is evaluated (an evalset's label.txt works too).")
 @PRECISION_OPTION
+@RECHECK
 @click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
@@ -107,8 +116,8 @@ def check_dataset_cmd(dataset_dir, output, model_name, model_dir, split, train_p
 @click.option("--output", default="./output", show_default=True, type=click.Path(file_okay=False),
               help="Writes evaluate_result.json and predictions.jsonl here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, engine, threads, min_width,
-                 width_bucket, output, quiet) -> None:
+def evaluate_cmd(name, model_dir, dataset_dir, precision, recheck, recheck_below, batch_size, device, engine,
+                 threads, min_width, width_bucket, output, quiet) -> None:
     """Evaluate a model on a dataset's val.txt: acc and norm_edit_dis as PaddleOCR's RecMetric defines them.
 
     Unreadable images count as wrong and are reported one line each on stderr; the exit status is then 1.
@@ -122,7 +131,8 @@ def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, en
     try:
         res = evaluate(name, dataset_dir, model_dir=model_dir, precision=precision, batch_size=batch_size,
                        output=output, device=device, engine=engine, threads=threads, min_width=min_width,
-                       width_bucket=width_bucket, progress=False if quiet else None)
+                       width_bucket=width_bucket, progress=False if quiet else None,
+                       **recheck_options(recheck, recheck_below))
     except EdgeRecError as exc:
         fail(exc)
     except OSError as exc:
@@ -131,7 +141,9 @@ def evaluate_cmd(name, model_dir, dataset_dir, precision, batch_size, device, en
         click.echo(f"edgerec: error: {os.path.join(dataset_dir, line)}", err=True)
     m, mod = res["metrics"], res["model"]
     widths = (f", min width {mod['min_width']}" if min_width else "") + (
-        f", widths padded to {mod['min_width']} + k x {mod['width_bucket']}" if mod["width_bucket"] else "")
+        f", widths padded to {mod['min_width']} + k x {mod['width_bucket']}" if mod["width_bucket"] else "") + (
+        f", {mod['read_again']['read_again']} lines scoring below {mod['recheck_below']:g} read again at "
+        f"{mod['recheck']}" if mod.get("recheck") else "")
     click.echo(f"acc {m['acc']:.4f}  norm_edit_dis {m['norm_edit_dis']:.4f}  ({res['correct']}/{res['samples']} "
                f"correct, {res['unreadable']} unreadable; {mod['name']} {mod['precision']} on {mod['engine']} "
                f"{mod['device']}{widths})")

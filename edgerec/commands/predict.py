@@ -11,7 +11,16 @@ from pathlib import Path
 
 import click
 
-from edgerec.commands.common import ENGINE, MIN_WIDTH, PRECISION_OPTION, USE_HPIP, WIDTH_BUCKET, fail
+from edgerec.commands.common import (
+    ENGINE,
+    MIN_WIDTH,
+    PRECISION_OPTION,
+    RECHECK,
+    USE_HPIP,
+    WIDTH_BUCKET,
+    fail,
+    recheck_options,
+)
 from edgerec.commands.shell import plain
 from edgerec.engines import registry
 from edgerec.errors import EdgeRecError
@@ -26,6 +35,7 @@ from edgerec.zoo.cards import DEFAULT_MODEL
               help="cpu, GPU, GPU.0, AUTO (Intel); gpu:N (NVIDIA, paddle engine).")
 @PRECISION_OPTION
 @USE_HPIP
+@RECHECK
 @click.option("--engine", type=ENGINE, default=None,
               help="Force an engine [default: by device, as the API picks: paddle for gpu/gpu:N, else openvino].")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=1, show_default=True)
@@ -57,9 +67,9 @@ from edgerec.zoo.cards import DEFAULT_MODEL
 @click.option("--ray", "use_ray", is_flag=True, help="Run on Ray Data (pip install 'edgerec[ray]'); needs --output.")
 @click.option("--address", default=None, help="With --ray: the cluster to join ('auto', or a head's "
               "HOST:PORT; not ray://) [default: a local Ray on this machine's cores].")
-def predict(inputs, model_name, model_dir, device, precision, use_hpip, engine, batch_size, threads, shape_cache,
-            save_dir, as_json, quiet, strict_device, output, resume, overwrite, workers, hint, use_ray, address,
-            min_width, width_bucket):
+def predict(inputs, model_name, model_dir, device, precision, use_hpip, recheck, recheck_below, engine, batch_size,
+            threads, shape_cache, save_dir, as_json, quiet, strict_device, output, resume, overwrite, workers, hint,
+            use_ray, address, min_width, width_bucket):
     """Recognize the text in line images: files, folders, PDFs, URLs.
 
     Bad inputs are reported one line each on stderr; the others still get results; the exit status is then 1.
@@ -79,9 +89,10 @@ def predict(inputs, model_name, model_dir, device, precision, use_hpip, engine, 
         fail("--resume and --overwrite contradict each other: pick one")
     if output and (save_dir or as_json):
         fail("--output writes the results file; --save-dir and --json print or save per line: pick one")
+    again = recheck_options(recheck, recheck_below)
     if use_ray:
         _predict_ray(inputs, output, model_name, model_dir, precision, batch_size, threads, address, overwrite,
-                     resume, min_width, width_bucket, use_hpip)
+                     resume, min_width, width_bucket, use_hpip, again)
         return
     if output and hint is None and _takes(engine, device, "hint"):
         hint = "THROUGHPUT"  # a long run wants lines per second: OpenVINO's streams, batches in parallel
@@ -95,13 +106,16 @@ def predict(inputs, model_name, model_dir, device, precision, use_hpip, engine, 
                              use_hpip=use_hpip,
                              batch_size=batch_size, threads=threads, progress=not quiet,
                              shape_cache=shape_cache, strict_device=strict_device, hint=hint, min_width=min_width,
-                             width_bucket=width_bucket)
+                             width_bucket=width_bucket, **again)
     except EdgeRecError as exc:
         fail(exc)
-    if use_hpip and not quiet:  # what use_hpip chose, and why: on stderr, so results on stdout stay as they are
+    if (use_hpip or recheck) and not quiet:  # what runs, and why: on stderr, so results on stdout stay as they are
         click.echo(f"edgerec: {plain(model.config_summary)}", err=True)
     if output:
-        _predict_to_file(model, inputs, output, resume, overwrite, batch_size, workers or 2, quiet)
+        try:
+            _predict_to_file(model, inputs, output, resume, overwrite, batch_size, workers or 2, quiet)
+        finally:
+            _say_rechecked(model, quiet)
         return
     many = len(inputs) > 1 or any(Path(i).is_dir() or i.lower().endswith(".pdf") for i in inputs)
     # a bar only where a person watches stderr; result lines go through tqdm.write so the two never interleave
@@ -146,8 +160,18 @@ def predict(inputs, model_name, model_dir, device, precision, use_hpip, engine, 
         fail(f"cannot write results to stdout: {exc.strerror or exc}")
     finally:
         bar.close()
+        _say_rechecked(model, quiet)
     if failures:
         sys.exit(1)
+
+
+def _say_rechecked(model, quiet: bool) -> None:
+    """With --recheck: how many lines were read again (on stderr, after the results)."""
+    counts = model.recheck_counts
+    if counts and not quiet:
+        click.echo(f"edgerec: {counts['read_again']} of {counts['lines']} lines scored below "
+                   f"{model.predictor.recheck.below:g} and were read again at {model.predictor.recheck.precision}",
+                   err=True)
 
 
 def _json_line(obj: dict) -> str:
@@ -252,7 +276,7 @@ def _predict_to_file(model, inputs, output: str, resume: bool, overwrite: bool, 
 
 def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | None, batch_size: int, threads, address,
                  overwrite: bool, resume: bool, min_width: int | None, width_bucket: int | None,
-                 use_hpip: bool = False) -> None:
+                 use_hpip: bool = False, recheck: dict | None = None) -> None:
     """predict --ray: the same recognizer as Ray Data actors; JSON files into the new folder ``output``. A failed
     input is a row with its error and one line on stderr, as without --ray; a failure of Ray itself is one line."""
     from edgerec.integrations.ray import recognize_folder
@@ -268,6 +292,7 @@ def _predict_ray(inputs, output: str, model_name, model_dir, precision: str | No
                                         model_dir=model_dir, precision=precision, address=address,
                                         num_cpus=threads or 1, batch_size=max(8, batch_size), overwrite=overwrite,
                                         min_width=min_width, width_bucket=width_bucket, use_hpip=use_hpip,
+                                        **(recheck or {}),
                                         on_error=lambda e: click.echo(f"edgerec: error: {plain(e)}", err=True))
     except EdgeRecError as exc:
         fail(plain(exc))

@@ -35,13 +35,14 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
              model_dir: str | Path | None = None, precision: str | None = None, batch_size: int = 8,
              output: str | Path | None = None, device: str | None = None, engine: str | None = None,
              threads: int | None = None, min_width: int | None = None, width_bucket: int | None = None,
-             progress: bool | None = None) -> dict:
+             progress: bool | None = None, recheck: str | None = None, recheck_below: float | None = None) -> dict:
     """Evaluate a model on ``dataset_dir``'s ``val.txt`` (an evalset's ``label.txt`` works too).
 
     ``model_or_name``: a loaded :class:`~edgerec.api.TextRecognizer`, a model card name, or None with
     ``model_dir`` (an exported IR folder or a local Paddle / ONNX model, e.g. a fine-tuned ``best_accuracy/``).
-    ``precision``, ``device``, ``engine``, ``threads``, ``min_width`` and ``width_bucket`` go to ``create_model``
-    when the model is loaded here (a loaded model reads lines at the widths it was created with).
+    ``precision``, ``device``, ``engine``, ``threads``, ``min_width``, ``width_bucket``, ``recheck`` and
+    ``recheck_below`` go to ``create_model`` when the model is loaded here (a loaded model reads lines as it was
+    created to).
     ``output``: when given, writes ``evaluate_result.json`` and ``predictions.jsonl`` (one JSON object per
     sample: path, label, pred, score, correct, error) there, atomically.
 
@@ -61,16 +62,17 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
     if not pairs:
         raise InputError(list_file, "no labelled lines to evaluate on")
     if isinstance(model_or_name, TextRecognizer):
-        if min_width is not None or width_bucket is not None:
-            raise InputError("model", "min_width and width_bucket are create_model's options: pass them there "
-                             "for a loaded model")
+        if any(v is not None for v in (min_width, width_bucket, recheck, recheck_below)):
+            raise InputError("model", "min_width, width_bucket and recheck are create_model's options: pass them "
+                             "there for a loaded model")
         model = model_or_name
     else:
         if model_or_name is None and model_dir is None:
             raise InputError("model", "give a model name or model_dir")
         model = create_model(model_or_name, model_dir=model_dir, device=device, precision=precision,
                              engine=engine, batch_size=batch_size, threads=threads, min_width=min_width,
-                             width_bucket=width_bucket, progress=sys.stderr.isatty() if progress is None else progress)
+                             width_bucket=width_bucket, progress=sys.stderr.isatty() if progress is None else progress,
+                             recheck=recheck, **({} if recheck_below is None else {"recheck_below": recheck_below}))
 
     rels = [p.relative_to(folder).as_posix() for p, _ in pairs]
     labels = [label for _, label in pairs]
@@ -85,6 +87,7 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
             return None, exc.reason
 
     show = sys.stderr.isatty() if progress is None else progress
+    before = model.recheck_counts  # a loaded model may have read lines before: count this evaluation's only
     start = time.perf_counter()
     with ThreadPoolExecutor(2) as pool, tqdm(total=len(pairs), desc="evaluating", unit="line", file=sys.stderr,
                                              leave=False, disable=not show) as bar:
@@ -122,7 +125,10 @@ def evaluate(model_or_name: TextRecognizer | str | None, dataset_dir: str | Path
         "unreadable_images": [f"{r['path']}: {r['error']}" for r in rows if r["error"] is not None],
         "model": {"name": model.model_name, "precision": model.precision, "engine": model.engine,
                   "device": model.device, "path": str(model.model_path),
-                  "min_width": model.predictor.min_width, "width_bucket": model.predictor.width_bucket},
+                  "min_width": model.predictor.min_width, "width_bucket": model.predictor.width_bucket,
+                  **({"recheck": model.predictor.recheck.precision, "recheck_below": model.predictor.recheck.below,
+                      "read_again": {k: v - before[k] for k, v in model.recheck_counts.items()}}
+                   if model.predictor.recheck else {})},
         # the CPU the figures hold for: int8 (VNNI or saturating) and bf16 read differently on other CPUs
         "cpu": cpu.isa_summary(),
         "int8_vnni": cpu.int8_vnni(),

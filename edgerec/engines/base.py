@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgerec.errors import DeviceError, EdgeRecError, reason
+from edgerec.errors import DeviceError, EdgeRecError, ModelError, reason
+from edgerec.utils import cpu
 
 
 class EngineOptionError(EdgeRecError, ValueError):
@@ -154,6 +155,15 @@ class EngineKind:
 
     def make_options(self, values: dict[str, Any] | None = None) -> EngineOptions:
         return self.options.build(self.name, values)
+
+    def check_precision(self, precision: str, spec: DeviceSpec, what: str = "precision") -> None:
+        """Refuse, before anything is fetched, a precision this engine cannot run on ``spec`` (bf16: a CPU with
+        native bf16 only); ``what`` names the argument in the error."""
+        if precision not in self.precisions:
+            raise ModelError(f"{what} {precision!r}: the {self.name} engine runs {', '.join(self.precisions)} only "
+                             "(fp16 and int8 are OpenVINO IRs, bf16 an OpenVINO CPU compute hint)")
+        if precision == "bf16":
+            cpu.require_native_bf16("CPU" if spec.family == "cpu" else spec.text)
 
 
 def first_line(exc: BaseException) -> str:

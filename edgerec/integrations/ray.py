@@ -28,6 +28,7 @@ import numpy as np
 from edgerec.errors import EdgeRecError, EngineUnavailableError, InputError, redact
 from edgerec.integrations.ray_cluster import _bound_the_join, _join, _node_cpus, check_actors, check_address, ray_error
 from edgerec.io.inputs import URL_RE, cannot_load
+from edgerec.runtime.predictor import RECHECK_BELOW
 from edgerec.zoo.cards import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class TextRecognizerUDF:
     def __init__(self, model_name: str | None = None, model_dir: str | None = None,
                  precision: str | None = None, device: str = "cpu", threads: int | None = None, batch_size: int = 8,
                  home: str | None = None, min_width: int | None = None, width_bucket: int | None = None,
-                 cwd: str | None = None, use_hpip: bool = False):
+                 cwd: str | None = None, use_hpip: bool = False, recheck: str | None = None,
+                 recheck_below: float = RECHECK_BELOW):
         if home:
             os.environ["EDGEREC_HOME"] = home
         from edgerec.api import create_model
@@ -139,7 +141,8 @@ class TextRecognizerUDF:
         self.model = create_model(model_name, model_dir=model_dir, precision=precision, device=device,
                                   use_hpip=use_hpip, threads=threads or _actor_cpus(), batch_size=batch_size,
                                   progress=False,
-                                  min_width=min_width, width_bucket=width_bucket)
+                                  min_width=min_width, width_bucket=width_bucket, recheck=recheck,
+                                  recheck_below=recheck_below)
 
     def _target(self, path: str) -> str:
         """Where the actor reads ``path``: relative paths against ``cwd`` (not a URL, nor an empty or NUL path,
@@ -234,14 +237,15 @@ class TextRecognizerUDF:
                 "error": np.array([arrow_text(r[4]) for r in rows], dtype=object)}
 
 
-def prepare(model_name: str | None, precision: str | None = None, model_dir: str | None = None) -> None:
+def prepare(model_name: str | None, precision: str | None = None, model_dir: str | None = None,
+            recheck: str | None = None) -> None:
     """Fetch and export the model on the driver, so actors on this node load it from the model home; with
     ``model_dir``, load it once here, so a bad folder is one error on the driver, not one per actor."""
     from edgerec.api import create_model
 
     if model_name is None and model_dir is None:
         model_name = DEFAULT_MODEL
-    create_model(model_name, model_dir=model_dir, precision=precision, warmup=False)
+    create_model(model_name, model_dir=model_dir, precision=precision, warmup=False, recheck=recheck)
 
 
 def list_inputs(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -281,14 +285,16 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
                      model_dir: str | None = None, precision: str | None = None, address: str | None = None,
                      concurrency: int | None = None, num_cpus: int = 1, batch_size: int = 64,
                      overwrite: bool = False, min_width: int | None = None,
-                     width_bucket: int | None = None, use_hpip: bool = False,
+                     width_bucket: int | None = None, use_hpip: bool = False, recheck: str | None = None,
+                     recheck_below: float = RECHECK_BELOW,
                      on_error: Callable[[str], None] | None = None) -> tuple[int, int]:
     """Recognize every image under ``inputs`` with Ray Data and write JSON files to ``output``; returns (rows,
     rows with an error). Inputs are listed on the driver as the one-box path lists them (:func:`list_inputs`);
     actors read the files by path. ``overwrite`` replaces what the folder held (Ray's SaveMode.OVERWRITE);
-    ``min_width``, ``width_bucket`` and ``use_hpip`` reach every actor's create_model (with ``use_hpip`` each
-    actor picks for the CPU it runs on); ``on_error`` gets each failed row's
+    ``min_width``, ``width_bucket``, ``use_hpip`` and ``recheck`` / ``recheck_below`` reach every actor's
+    create_model (with ``use_hpip`` each actor picks for the CPU it runs on); ``on_error`` gets each failed row's
     message. A failure of Ray itself (no cluster, an actor that cannot load the model) is one EdgeRecError."""
+    from edgerec.recheck import check_recheck
     from edgerec.runtime.preprocess import check_min_width, check_width_bucket
     from edgerec.utils.fs import check_replaceable
 
@@ -297,6 +303,7 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
     if min_width is not None:  # on the driver, before Ray starts: not once per actor
         check_min_width(min_width)
     check_width_bucket(width_bucket)
+    check_recheck(recheck, recheck_below)
     if num_cpus < 1:
         raise EdgeRecError(f"num_cpus must be at least 1, not {num_cpus}")
     if not inputs:
@@ -306,7 +313,7 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
     ray = require_ray()
     files, failed = list_inputs(inputs)
     if files:  # a bad model is one error here, before Ray starts and any actor loads it (with --model-dir too)
-        prepare(model_name, precision, model_dir)
+        prepare(model_name, precision, model_dir, None if use_hpip else recheck)  # use_hpip: each actor decides
     _join(ray, address)
     try:
         parts = []
@@ -316,7 +323,8 @@ def recognize_folder(inputs: list[str], output: str, *, model_name: str | None =
             ds = ray.data.from_items([{"path": os.fsencode(f)} for f in files])  # bytes: every file name
             parts.append(ds.map_batches(TextRecognizerUDF, fn_constructor_kwargs={
                 "model_name": model_name, "model_dir": model_dir, "precision": precision, "threads": num_cpus,
-                "min_width": min_width, "width_bucket": width_bucket, "use_hpip": use_hpip, "cwd": os.getcwd()},
+                "min_width": min_width, "width_bucket": width_bucket, "use_hpip": use_hpip, "cwd": os.getcwd(),
+                "recheck": recheck, "recheck_below": recheck_below},
                 compute=ray.data.ActorPoolStrategy(size=size), num_cpus=num_cpus, batch_size=batch_size,
                 batch_format="numpy"))
         if failed:

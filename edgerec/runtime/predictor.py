@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from edgerec.engines.base import Engine
+from edgerec.errors import ModelError
 from edgerec.runtime.decode import ctc_greedy_decode
 from edgerec.runtime.longline import needs_split, plan_long, read_windows, window_batches
 from edgerec.runtime.preprocess import MAX_W, MIN_W, bucket_count, input_width, preprocess_batch
@@ -60,12 +61,47 @@ def bucket_shapes(min_width: int, width_bucket: int, batch_size: int) -> int:
     return min(BUCKET_SHAPE_CACHE_MAX, bucket_count(width_bucket, min_width) * len(sizes))
 
 
+# a line whose score is below this is read again by the recheck engine (create_model's recheck_below, the CLI's
+# --recheck-below): on the evaluation sets int8's texts that differ from fp32's mostly score below it
+RECHECK_BELOW = 0.9
+
+
+class Recheck:
+    """A second engine (the same model at a more precise precision) that reads again every line whose score is
+    below ``below``: int8's or bf16's speed on the lines they read confidently, fp32's text on the others. A line
+    it re-reads gets the second engine's text and score. Counts what it did (thread-safe)."""
+
+    def __init__(self, engine: Engine, below: float, precision: str):
+        self.engine = engine
+        self.below = below
+        self.precision = precision
+        self.lines = 0  # lines read
+        self.reread = 0  # of which re-read
+        self._lock = threading.Lock()
+
+    def count(self, lines: int, reread: int) -> None:
+        with self._lock:
+            self.lines += lines
+            self.reread += reread
+
+    def reset(self) -> None:
+        with self._lock:
+            self.lines = self.reread = 0
+
+    def counts(self) -> dict:
+        with self._lock:
+            return {"lines": self.lines, "read_again": self.reread}
+
+    def describe(self) -> str:
+        return f"lines scoring below {self.below:g} read again at {self.precision}"
+
+
 class RecPredictor:
     """Preprocess -> engine -> CTC decode, for lists of BGR uint8 line images. Thread-safe."""
 
     def __init__(self, engine: Engine, classes: list[str], input_height: int = 48,
                  min_width: int = MIN_W, max_width: int = MAX_W, long_lines: str = "split",
-                 width_bucket: int | None = None, static_width: int | None = None):
+                 width_bucket: int | None = None, static_width: int | None = None, recheck: Recheck | None = None):
         if long_lines not in ("split", "squash"):
             raise ValueError(f"long_lines must be 'split' or 'squash', not {long_lines!r}")
         self.engine = engine
@@ -83,6 +119,10 @@ class RecPredictor:
         # an engine that masks the bucket's padding (edgerec.engines.padding_mask) is told each line's own width,
         # and only the time steps of that width are decoded: the text is the line's own-width text
         self.masked = bool(width_bucket) and bool(getattr(engine, "masks_padding", False))
+        if recheck is not None and self.masked and not getattr(recheck.engine, "masks_padding", False):
+            raise ModelError("the recheck's model cannot mask the width buckets' padding as the first one does, so "
+                             "it would read padded lines differently: give width_bucket=0 (--width-bucket 0)")
+        self.recheck = recheck
         # optional timing hook, called once per batch as (lines, preprocess_s, infer_s, decode_s); the
         # report sets it to split the time per stage. Results never depend on it. With parallel requests it is
         # called from several pool threads at once: it must be thread-safe.
@@ -112,9 +152,9 @@ class RecPredictor:
         h, w = image.shape[:2]
         return max(w / h, self.own_width_of(image) / self.input_height)
 
-    def infer(self, images: list[np.ndarray], width: int) -> np.ndarray:
+    def infer(self, images: list[np.ndarray], width: int, engine: Engine | None = None) -> np.ndarray:
         """N x T x C probabilities of lines (or windows) padded to input width ``width``."""
-        return self.engine.infer(preprocess_batch(images, width, self.input_height))
+        return (engine or self.engine).infer(preprocess_batch(images, width, self.input_height))
 
     def run_batch(self, images: list[np.ndarray], width: int, word_box: bool = False) -> list[tuple]:
         """Recognize lines that all have input width ``width`` (``word_box``: see ctc_greedy_decode)."""
@@ -125,19 +165,38 @@ class RecPredictor:
         batch = preprocess_batch(images, width, self.input_height, content_widths=own,
                                  stretch=bool(self.static_width))
         t1 = time.perf_counter()
-        if own is None:
-            probs = self.engine.infer(batch)
-            t2 = time.perf_counter()
-            out = ctc_greedy_decode(probs, self.classes, word_box=word_box)
-        else:
-            probs = self.engine.infer(batch, valid_widths=own)
-            t2 = time.perf_counter()
-            steps = self.engine.steps  # type: ignore[attr-defined]
-            out = [ctc_greedy_decode(probs[i:i + 1, :steps(w)], self.classes, word_box=word_box)[0]
-                   for i, w in enumerate(own)]
-        if self.on_timing is not None:
-            self.on_timing(len(images), t1 - t0, t2 - t1, time.perf_counter() - t2)
+        out, t2 = self._read(self.engine, batch, own, word_box)
+        reread_s = 0.0
+        if self.recheck is not None:
+            low = [i for i, res in enumerate(out) if res[1] < self.recheck.below]
+            self.recheck.count(len(out), len(low))
+            t3 = time.perf_counter()
+            start = 0  # the same tensors, so a re-read line reads exactly as it would alone at that precision; in
+            for size in batch_sizes(len(low), len(out)):  # power-of-two batches, shapes the engine has prepared
+                part = low[start:start + size]
+                again, _ = self._read(self.recheck.engine, batch[part],
+                                      None if own is None else [own[i] for i in part], word_box)
+                for i, res in zip(part, again):
+                    out[i] = res
+                start += size
+            reread_s = time.perf_counter() - t3
+        if self.on_timing is not None:  # a re-read counts as inference
+            self.on_timing(len(images), t1 - t0, t2 - t1 + reread_s, time.perf_counter() - t2 - reread_s)
         return out
+
+    def _read(self, engine: Engine, batch: np.ndarray, own: list[int] | None, word_box: bool
+              ) -> tuple[list[tuple], float]:
+        """Infer and decode a preprocessed batch (``own``: each line's own width, its padding masked); the results
+        and when inference ended."""
+        if own is None:
+            probs = engine.infer(batch)
+            t2 = time.perf_counter()
+            return ctc_greedy_decode(probs, self.classes, word_box=word_box), t2
+        probs = engine.infer(batch, valid_widths=own)  # type: ignore[call-arg]
+        t2 = time.perf_counter()
+        steps = engine.steps  # type: ignore[attr-defined]
+        return [ctc_greedy_decode(probs[i:i + 1, :steps(w)], self.classes, word_box=word_box)[0]
+                for i, w in enumerate(own)], t2
 
     def recognize(self, images: list[np.ndarray], batch_size: int = 1, word_box: bool = False) -> list[tuple]:
         """(text, score) per image, in input order; ``word_box`` adds PaddleX's word info (not to split lines)."""
@@ -147,7 +206,12 @@ class RecPredictor:
         for i, img in enumerate(images):
             if self.long_lines == "split" and not self.static_width and needs_split(*img.shape[:2],
                                                                                     self.input_height, self.max_width):
-                out[i] = self._read_long(img)
+                out[i] = self._read_long(img, self.engine)
+                if out[i] is not None and self.recheck is not None:
+                    low = out[i][1] < self.recheck.below  # type: ignore[index]
+                    self.recheck.count(1, int(low))
+                    if low:
+                        out[i] = self._read_long(img, self.recheck.engine)
                 if out[i] is not None:
                     continue  # None: too long even for windows, squash it
             groups[self.width_of(img)].append(i)
@@ -178,13 +242,13 @@ class RecPredictor:
                 self._pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="edgerec-infer")
             return self._pool
 
-    def _read_long(self, image: np.ndarray) -> tuple[str, float] | None:
+    def _read_long(self, image: np.ndarray, engine: Engine) -> tuple[str, float] | None:
         """A line too wide for one pass, read in overlapping windows; None when it needs too many (squash it)."""
         windows = plan_long(image, self.input_height)
         if windows is None:
             return None
         rows: list[np.ndarray] = [np.empty(0)] * len(windows)
         for pad_w, ks in window_batches(windows):
-            for k, row in zip(ks, self.infer([windows[k].crop(image) for k in ks], pad_w)):
+            for k, row in zip(ks, self.infer([windows[k].crop(image) for k in ks], pad_w, engine)):
                 rows[k] = row
         return read_windows(image, windows, rows, self.classes, self.input_height)

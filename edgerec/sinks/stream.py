@@ -89,14 +89,16 @@ def count_inputs(inputs: Sequence[str], stop: threading.Event) -> int | None:
 
 
 def reader_of(model) -> str:
-    """What reads the lines, as a results line records it: the model's name and precision, and the width options
-    that change texts where they are not PaddleX's."""
+    """What reads the lines, as a results line records it: the model's name and precision, and the options that
+    change texts where they are not PaddleX's (widths, a recheck)."""
     text = f"{model.model_name} {model.precision}"
     predictor = getattr(model, "predictor", None)
     min_width = getattr(predictor, "min_width", MIN_W)
     bucket = getattr(predictor, "width_bucket", None)
+    again = getattr(predictor, "recheck", None)
     return text + (f" min_width={min_width}" if min_width != MIN_W else "") + (
-        f" width_bucket={bucket}" if bucket else "")
+        f" width_bucket={bucket}" if bucket else "") + (
+        f" recheck={again.precision}<{again.below:g}" if again is not None else "")
 
 
 def predict_to_jsonl(model, inputs: Sequence[str], output: str, *, resume: bool = False, overwrite: bool = False,

@@ -85,7 +85,8 @@ def _ir_in(path: Path, precision: str | None, asked: str | None = None) -> Path 
 
     Layouts: the .xml itself; a folder holding model.xml (``edgerec quantize --model-dir`` puts its int8 in
     ``<folder>/int8``); a folder of precisions (``<path>/<precision>/model.xml``, the model home's layout; with
-    precision None its fp32, or the one precision it holds), also when given as one of its precision folders.
+    precision None its fp32, or the one precision it holds), also when given as one of its precision folders
+    (and ``<folder>/int8`` finds the fp32 in ``<folder>``).
     Every IR found is read: one of another precision than asked for, with none of that one where it would be, is
     an OtherPrecisionError that says which there are (``asked``: the precision named in it, e.g. bf16 for fp32).
     Never run silently as something else."""
@@ -114,8 +115,8 @@ def _ir_in(path: Path, precision: str | None, asked: str | None = None) -> Path 
     if have == precision:
         return xml
     beside = [xml.parent / precision / IR_NAME]
-    if xml.parent.name in homes.PRECISIONS:
-        beside.append(xml.parent.parent / precision / IR_NAME)
+    if xml.parent.name in homes.PRECISIONS:  # a model home's layout (fp32/, int8/), or quantize --model-dir's
+        beside += [xml.parent.parent / precision / IR_NAME, xml.parent.parent / IR_NAME]  # (IR/ and IR/int8/)
     for other in beside:
         if other.is_file():
             _require_precision(other, precision, label)
