@@ -308,19 +308,19 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     given = dict(values)  # what the caller set, before the buckets' defaults
     if hpip_bucket:
         width_bucket = HPIP_WIDTH_BUCKET
-    if "static_width" in kind.options.__dataclass_fields__:  # the width most lines get: kernels prepared once
+    if kind.takes("static_width"):  # the width most lines get: kernels prepared once
         values.setdefault("static_width", static[1] if static else min_width)
-    if width_bucket and "shape_cache" in kind.options.__dataclass_fields__:  # every bucket's kernels stay prepared
+    if width_bucket and kind.takes("shape_cache"):  # every bucket's kernels stay prepared
         values.setdefault("shape_cache", bucket_shapes(min_width, width_bucket, batch_size))
-    if width_bucket and "mask_padding" in kind.options.__dataclass_fields__:  # the bucket's padding is not read
+    if width_bucket and kind.takes("mask_padding"):  # the bucket's padding is not read
         values.setdefault("mask_padding", True)
     elif values.get("mask_padding"):  # nothing is padded beyond a line's width: the masks would only cost time
         _no_masks(values, "no line is padded beyond its own width")
-    if width_bucket and "mask_padding" not in kind.options.__dataclass_fields__:
+    if width_bucket and not kind.takes("mask_padding"):
         log.warning("width_bucket with the %s engine: lines are padded as they are, which changes some texts, and "
                     "this engine prepares nothing per width, so it gains no speed (the buckets are for OpenVINO)",
                     kind.name)
-    if "ov_config" in mapped and "config" in kind.options.__dataclass_fields__:  # PaddleX hpi's OpenVINO properties
+    if "ov_config" in mapped and kind.takes("config"):  # PaddleX hpi's OpenVINO properties
         values["config"] = {**(values.get("config") or {}), **mapped["ov_config"]}
     hpip_note = ""
     if use_hpip and asked is not None:  # what the caller set explicitly wins, the precision too
@@ -358,7 +358,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     eng = kind.open(resolved.path, spec, options, "bf16" if precision == "bf16" else resolved.precision)
     probed = resolved.info is None
     info = resolved.info or resolved.complete(_first_run(resolved.path, resolved.input_height, lambda: _probe_classes(
-        eng, resolved.input_height)))
+        eng, resolved.input_height, resolved.path)))
     if static is not None and static[0] != info.input_height:
         raise ModelError(f"input_shape {list(input_shape)}: the height must be the model's input height, "
                          f"{info.input_height}")
@@ -374,6 +374,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
     if warmup and not probed:  # a probed engine has run a line already
         _first_run(resolved.path, info.input_height,
                    lambda: predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)]))
+    if predictor.nan_lines:  # NaN for a blank line: nothing the user's lines can fix
+        raise ModelError(_BROKEN.format(path=resolved.path))
     if again is not None:  # the blank warm-up line reads '' at score 0, so it warmed the second engine too
         again.reset()  # but it is not the user's
     if (info.extra or {}).get("charset_padded") and info.source_id == "local":  # at every load, not only export
@@ -413,7 +415,7 @@ def _option_values(kind: EngineKind, engine_options: dict | None, *, threads, hi
             if key in values and values[key] != value:
                 raise ValueError(f"{key} given twice (as {key}= and in engine_options) with different values")
             values[key] = value
-    if cache and "cache_dir" in kind.options.__dataclass_fields__:
+    if cache and kind.takes("cache_dir"):
         try:
             values.setdefault("cache_dir", homes.engine_cache_dir(kind.name))
         except ModelError as exc:  # no usable model home: a model_dir still loads, without the compiled cache
@@ -447,9 +449,18 @@ def _first_run(path, input_height: int, run: Callable[[], object]):
                          "is it a text-line recognizer with one N x 3 x H x W input?") from None
 
 
-def _probe_classes(eng: Engine, input_height: int) -> int:
-    """How many classes a source model outputs: one blank line through the engine."""
-    return int(eng.infer(np.zeros((1, 3, input_height, MIN_W), np.float32)).shape[-1])
+# a model whose output holds NaN for a blank line: broken weights, or a broken compiled form (stop 31's cache bug)
+_BROKEN = ("{path}: the model's output holds NaN for a blank line: its weights, or its compiled form, are broken; "
+           "export it again (or delete the model home's compiled-model cache, cache/openvino, if the model reads "
+           "fine with another engine)")
+
+
+def _probe_classes(eng: Engine, input_height: int, path) -> int:
+    """How many classes a source model outputs: one blank line through the engine (NaN there: a broken model)."""
+    out = eng.infer(np.zeros((1, 3, input_height, MIN_W), np.float32))
+    if np.isnan(out).any():
+        raise ModelError(_BROKEN.format(path=path))
+    return int(out.shape[-1])
 
 
 __all__ = ["InputError", "TextRecognizer", "create_model", "resolve_model"]

@@ -67,7 +67,7 @@ def hpip_takes_buckets(kind: EngineKind, spec: DeviceSpec, values: dict) -> bool
     """Whether use_hpip pads lines wider than the minimum to width buckets: on CPU (measured there), with an engine
     that masks the padding (OpenVINO), unless the caller refused the masks (``mask_padding=False``) or asked for no
     prepared shapes (``shape_cache=0``: buckets would only add padding)."""
-    return (spec.family == "cpu" and "mask_padding" in kind.options.__dataclass_fields__
+    return (spec.family == "cpu" and kind.takes("mask_padding")
             and values.get("mask_padding") is not False and values.get("shape_cache") != 0)
 
 

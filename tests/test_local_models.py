@@ -3,6 +3,7 @@ traceback from inside a library, or an IR of files that changed since it was mad
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tarfile
@@ -223,3 +224,94 @@ def test_a_failed_export_leaves_no_empty_folder_and_an_ir_folder_says_what_it_is
     (ir / "model.xml").write_text("<net/>")
     with pytest.raises(ModelError, match="model.xml here is an OpenVINO IR"):
         open_local(ir)
+
+
+def _edited_onnx(folder: Path, edit) -> Path:
+    """V4's ONNX source, changed by ``edit(model)``, with its dict, in ``folder``."""
+    import onnx
+
+    folder.mkdir(parents=True)
+    model = onnx.load(str(SOURCES / "onnx-wheel" / "inference.onnx"))
+    edit(model)
+    onnx.save_model(model, str(folder / "inference.onnx"))
+    shutil.copy(SOURCES / "onnx-wheel" / "ppocr_keys_v1.txt", folder / "ppocr_keys_v1.txt")
+    return folder
+
+
+def _drop_softmax(model) -> None:
+    """The graph's output becomes the logits that went into its final Softmax."""
+    graph = model.graph
+    last = next(n for n in graph.node if graph.output[0].name in n.output)
+    assert last.op_type == "Softmax"
+    graph.node.remove(last)
+    graph.output[0].name = last.input[0]
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_a_model_without_its_softmax_still_gives_probabilities(home, tmp_path, rendered, v4, engine, caplog):
+    """Texts are the argmax either way; the scores would be logits (above 1) without the Softmax edgerec adds."""
+    if engine == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    from edgerec import create_model
+
+    folder = _edited_onnx(tmp_path / "logits", _drop_softmax)
+    imgs = [img for _, img in rendered]
+    for warmup in (True, False):  # the first output decides, the warm-up line's or the user's
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="edgerec"):
+            model = create_model(model_dir=folder, engine=engine, progress=False, warmup=warmup)
+            got, want = model.recognize_batch(imgs), v4.recognize_batch(imgs)
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert all(abs(a - b) <= 1e-5 for (_, a), (_, b) in zip(got, want)), (got, want)
+        assert caplog.text.count("the model's output is not probabilities") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgerec"):
+        v4.recognize_batch(imgs)
+    assert "not probabilities" not in caplog.text  # a model with its Softmax: nothing taken, nothing said
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_a_model_that_outputs_nan_is_a_model_error_not_empty_texts(home, tmp_path, engine):
+    if engine == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgerec import create_model
+
+    def poison(model) -> None:  # every convolution's weights (paddle2onnx writes them as Constant nodes)
+        for node in model.graph.node:
+            if node.op_type == "Constant" and len(node.attribute[0].t.dims) == 4:
+                arr = numpy_helper.to_array(node.attribute[0].t).copy()
+                arr[...] = np.nan
+                node.attribute[0].t.CopyFrom(numpy_helper.from_array(arr, node.attribute[0].t.name))
+
+    folder = _edited_onnx(tmp_path / "nan", poison)
+    assert onnx.load(str(folder / "inference.onnx"))
+    with pytest.raises(ModelError, match="the model's output holds NaN for a blank line: its weights, or its "):
+        create_model(model_dir=folder, engine=engine, progress=False)
+
+
+def test_a_line_whose_output_holds_nan_reads_empty_and_is_said(v4, rendered, caplog, monkeypatch):
+    """One line's NaN (an overflow, say) does not cost the batch: that line reads '' at score 0, with a warning."""
+    import numpy as np
+
+    engine = v4.predictor.engine
+    real = engine.infer
+
+    def second_line_nan(batch, *a, **k):
+        out = real(batch, *a, **k)
+        if len(out) > 1:
+            out[1, 3, 5] = np.nan
+        return out
+
+    monkeypatch.setattr(engine, "infer", second_line_nan)
+    imgs = [rendered[0][1]] * 3  # one width: one batch
+    before = v4.predictor.nan_lines
+    with caplog.at_level(logging.WARNING, logger="edgerec"):
+        got = v4.recognize_batch(imgs, batch_size=3)
+    monkeypatch.undo()
+    want = v4.recognize_batch(imgs, batch_size=3)
+    assert got[1] == ("", 0.0) and got[0] == want[0] and got[2] == want[2]
+    assert v4.predictor.nan_lines == before + 1 and "held NaN for 1 line(s) of a batch of 3" in caplog.text

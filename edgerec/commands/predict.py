@@ -242,7 +242,7 @@ class SaveDir:
 def _takes(engine: str | None, device: str, option: str) -> bool:
     """Whether the engine that ``engine``/``device`` picks has ``option`` (only what it takes is defaulted)."""
     try:
-        return option in registry.pick(engine, device).options.__dataclass_fields__
+        return registry.pick(engine, device).takes(option)
     except EdgeRecError:
         return False
 

@@ -156,6 +156,10 @@ class EngineKind:
     def make_options(self, values: dict[str, Any] | None = None) -> EngineOptions:
         return self.options.build(self.name, values)
 
+    def takes(self, option: str) -> bool:
+        """Whether this engine has the option ``option`` (a field of its options dataclass)."""
+        return option in self.options.__dataclass_fields__
+
     def check_precision(self, precision: str, spec: DeviceSpec, what: str = "precision") -> None:
         """Refuse, before anything is fetched, a precision this engine cannot run on ``spec`` (bf16: a CPU with
         native bf16 only); ``what`` names the argument in the error."""

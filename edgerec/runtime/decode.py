@@ -6,6 +6,7 @@ probability, and a line with no kept step gets the text '' and the score 0.0.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -60,7 +61,8 @@ def ctc_greedy_decode(probs: np.ndarray, charset: list[str], word_box: bool = Fa
 
     ``charset[k]`` is the character of class k; ``charset[0]`` is the blank and is never emitted. With
     ``word_box`` each tuple gets a third item ``[T, runs, run steps, run states]`` (PaddleX's return_word_box
-    before it scales T by the line's share of the batch width).
+    before it scales T by the line's share of the batch width). A line whose output holds NaN (argmax picks a NaN
+    where a step has one) reads '' with score NaN, for the caller to say so.
     """
     if probs.ndim != 3:
         raise ValueError(f"expected N x T x C probabilities, got shape {probs.shape}")
@@ -68,8 +70,12 @@ def ctc_greedy_decode(probs: np.ndarray, charset: list[str], word_box: bool = Fa
     top = np.take_along_axis(probs, idx[:, :, None], axis=2)[:, :, 0]
     keep = idx != 0
     keep[:, 1:] &= idx[:, 1:] != idx[:, :-1]
+    nan = np.isnan(top).any(axis=1)
     out: list[tuple] = []
-    for row_idx, row_top, row_keep in zip(idx, top, keep):
+    for row_idx, row_top, row_keep, row_nan in zip(idx, top, keep, nan):
+        if row_nan:
+            out.append(("", math.nan, [int(row_idx.shape[0]), [], [], []]) if word_box else ("", math.nan))
+            continue
         kept = row_idx[row_keep]
         text = "".join(charset[k] for k in kept.tolist())
         score = float(row_top[row_keep].mean()) if kept.size else 0.0

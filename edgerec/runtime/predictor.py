@@ -11,6 +11,8 @@ run it, so what is measured is what users run (batching and the long-line path i
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -24,6 +26,8 @@ from edgerec.errors import ModelError
 from edgerec.runtime.decode import ctc_greedy_decode
 from edgerec.runtime.longline import needs_split, plan_long, read_windows, window_batches
 from edgerec.runtime.preprocess import MAX_W, MIN_W, bucket_count, input_width, preprocess_batch
+
+log = logging.getLogger(__name__)
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -132,6 +136,8 @@ class RecPredictor:
         self.parallel = max(1, int(getattr(engine, "parallel_requests", lambda: 1)()))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._softmax: bool | None = None  # whether the engine gives logits: decided on its first output
+        self.nan_lines = 0  # lines whose output held NaN (read as '' at score 0)
 
     def width_of(self, image: np.ndarray) -> int:
         if self.static_width:
@@ -154,7 +160,7 @@ class RecPredictor:
 
     def infer(self, images: list[np.ndarray], width: int, engine: Engine | None = None) -> np.ndarray:
         """N x T x C probabilities of lines (or windows) padded to input width ``width``."""
-        return (engine or self.engine).infer(preprocess_batch(images, width, self.input_height))
+        return self._probabilities((engine or self.engine).infer(preprocess_batch(images, width, self.input_height)))
 
     def run_batch(self, images: list[np.ndarray], width: int, word_box: bool = False) -> list[tuple]:
         """Recognize lines that all have input width ``width`` (``word_box``: see ctc_greedy_decode)."""
@@ -189,14 +195,47 @@ class RecPredictor:
         """Infer and decode a preprocessed batch (``own``: each line's own width, its padding masked); the results
         and when inference ended."""
         if own is None:
-            probs = engine.infer(batch)
+            probs = self._probabilities(engine.infer(batch))
             t2 = time.perf_counter()
-            return ctc_greedy_decode(probs, self.classes, word_box=word_box), t2
+            return self._no_nan(ctc_greedy_decode(probs, self.classes, word_box=word_box)), t2
         probs = engine.infer(batch, valid_widths=own)  # type: ignore[call-arg]
-        t2 = time.perf_counter()
         steps = engine.steps  # type: ignore[attr-defined]
-        return [ctc_greedy_decode(probs[i:i + 1, :steps(w)], self.classes, word_box=word_box)[0]
-                for i, w in enumerate(own)], t2
+        probs = self._probabilities(probs, steps(own[0]))
+        t2 = time.perf_counter()
+        return self._no_nan([ctc_greedy_decode(probs[i:i + 1, :steps(w)], self.classes, word_box=word_box)[0]
+                             for i, w in enumerate(own)]), t2
+
+    def _probabilities(self, probs: np.ndarray, steps: int | None = None) -> np.ndarray:
+        """The engine's output as probabilities. A model exported without its final Softmax gives logits (or
+        log-probabilities): the first output seen decides, once (its first line's ``steps`` valid steps), and a
+        softmax over the classes is then taken for every batch. Texts (the argmax) are the same either way; the
+        scores become probabilities, as PaddleX's models give them."""
+        if self._softmax is None:
+            first = probs[0, :steps] if steps else probs[0]
+            first = first[np.isfinite(first).all(axis=-1)]
+            if first.size:  # bf16 and f16 sums stray from 1 by far less than 0.05; logits' by far more
+                self._softmax = bool(first.min() < -1e-3 or np.abs(first.sum(axis=-1) - 1).max() > 0.05)
+                if self._softmax:
+                    log.warning("the model's output is not probabilities (no final Softmax?): edgerec takes a "
+                                "softmax over the classes, so scores are probabilities (texts are the same)")
+        if self._softmax:
+            probs = np.exp(probs - probs.max(axis=-1, keepdims=True))
+            probs /= probs.sum(axis=-1, keepdims=True)
+        return probs
+
+    def _no_nan(self, results: list[tuple]) -> list[tuple]:
+        """A line whose output held NaN (decoded as '' at score NaN) reads '' at score 0, is counted
+        (``nan_lines``) and said: a recheck reads it again; a model that gives NaN on its blank warm-up line is
+        refused at load (create_model)."""
+        bad = [i for i, res in enumerate(results) if math.isnan(res[1])]
+        if bad:
+            with self._pool_lock:
+                self.nan_lines += len(bad)
+            log.warning("the model's output held NaN for %d line(s) of a batch of %d: read as '' (score 0)",
+                        len(bad), len(results))
+            for i in bad:
+                results[i] = (results[i][0], 0.0, *results[i][2:])
+        return results
 
     def recognize(self, images: list[np.ndarray], batch_size: int = 1, word_box: bool = False) -> list[tuple]:
         """(text, score) per image, in input order; ``word_box`` adds PaddleX's word info (not to split lines)."""
