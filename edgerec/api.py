@@ -23,9 +23,9 @@ from edgerec.hpip import (
     other_arithmetic,
 )
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
-from edgerec.recheck import RECHECK_BELOW, check_recheck, open_recheck, recheck_note
+from edgerec.recheck import check_recheck, open_recheck, recheck_note, refuse_unfit
 from edgerec.results import TextRecResult
-from edgerec.runtime.predictor import RecPredictor, bucket_shapes, check_batch_size
+from edgerec.runtime.predictor import RECHECK_BELOW, RecPredictor, bucket_shapes, check_batch_size
 from edgerec.runtime.preprocess import MIN_W, check_input_shape, check_min_width, check_width_bucket
 from edgerec.zoo import home as homes
 from edgerec.zoo.export import ModelInfo
@@ -341,10 +341,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         values = {**chosen, **values}  # what the caller set explicitly wins
     options = kind.make_options(values)  # an unknown option fails here, before any fetch
     kind.check_precision(precision, spec)  # before any fetch: bf16 on a CPU without native bf16, say
-    if recheck and not hpip_chooses and (asked is not None or model_dir is None):  # known now: refused now
-        if why := recheck_note(precision, recheck):
-            raise ModelError(why)
-        kind.check_precision(recheck, spec, what="recheck")
+    checked = bool(recheck) and not hpip_chooses and (asked is not None or model_dir is None)
+    if checked:  # the precision that runs is known now (not for an IR folder as it is): refused before any load
+        refuse_unfit(kind, spec, precision, recheck)  # type: ignore[arg-type]
     resolved = resolve_model(model_name, model_dir, asked and precision, source_format=kind.source_format,
                              source=source, progress=progress)
     if hpip_bucket:
@@ -363,10 +362,12 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         raise ModelError(f"input_shape {list(input_shape)}: the height must be the model's input height, "
                          f"{info.input_height}")
     run_precision = "bf16" if precision == "bf16" else info.precision
-    again, recheck_why = None, recheck and recheck_note(run_precision, recheck)  # an IR folder runs as it is
-    if recheck_why and not hpip_chooses:  # what the caller named must make sense; use_hpip's choice may not
-        raise ModelError(recheck_why)
-    if recheck and not recheck_why:
+    again, unused = None, ""
+    if recheck and hpip_chooses and recheck_note(run_precision, recheck):  # use_hpip's choice may not fit it
+        unused = f"recheck {recheck} not used: use_hpip chose {run_precision}"
+    elif recheck:
+        if not checked:
+            refuse_unfit(kind, spec, run_precision, recheck)
         again = open_recheck(kind, spec, options, info, recheck, recheck_below, model_name=model_name,
                              model_dir=model_dir, source=source, progress=progress)
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width,
@@ -376,7 +377,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
                    lambda: predictor.recognize([np.full((info.input_height, MIN_W, 3), 255, np.uint8)]))
     if predictor.nan_lines:  # NaN for a blank line: nothing the user's lines can fix
         raise ModelError(_BROKEN.format(path=resolved.path))
-    if again is not None:  # the blank warm-up line reads '' at score 0, so it warmed the second engine too
+    if again is not None:  # the blank warm-up line reads '' at score 0, so (recheck_below > 0) it warmed both
+        if again.nan_lines:
+            raise ModelError(f"recheck {recheck}: " + _BROKEN.format(path=again.path))
         again.reset()  # but it is not the user's
     if (info.extra or {}).get("charset_padded") and info.source_id == "local":  # at every load, not only export
         log.warning("%s: the model has %s more classes than its dict holds, so the dict was padded with ' ' at "
@@ -393,7 +396,7 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)
     summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
         f", widths padded to {min_width} + k x {width_bucket}" if width_bucket else "") + (
-        f"; {again.describe()}" if again else f"; {recheck_why}" if recheck_why else "") + (
+        f"; {again.describe()}" if again else f"; {unused}" if unused else "") + (
         f"; use_hpip: {hpip_note}" if use_hpip else "")
     if use_hpip:
         log.info("use_hpip chose %s", summary)

@@ -10,7 +10,6 @@ reads the same input tensors; the re-read line gets its text and score.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +20,22 @@ from edgerec.runtime.predictor import RECHECK_BELOW, Recheck
 from edgerec.zoo.export import ModelInfo
 from edgerec.zoo.resolve import resolve_model
 
-__all__ = ["RECHECK_BELOW", "check_recheck", "open_recheck", "recheck_note"]
-
 # what may read again, and what each may read again: fp32 anything less precise, bf16 int8 (an fp16 IR computes
 # in f32 on CPU, and in f16 on an Intel GPU only when asked for)
 RECHECKS = {"fp32": ("int8", "bf16", "fp16"), "bf16": ("int8",)}
 
 
 def check_recheck(recheck: str | None, below: object) -> float:
-    """``recheck_below`` as a float in [0, 1], or ValueError naming it (checked whether or not a recheck is asked
-    for, so a typo never waits for a model to load); ``recheck`` must be fp32 or bf16."""
+    """``recheck_below`` as a float in [0, 1], or ValueError naming it (checked before anything loads, so a typo
+    never waits for a model); ``recheck`` must be fp32 or bf16, and a threshold without it is refused."""
     if recheck is not None and recheck not in RECHECKS:
         raise ModelError(f"recheck {recheck!r}: use fp32 (or bf16 under int8), a more precise precision than the "
                          "one the model runs at")
     if isinstance(below, bool) or not isinstance(below, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(below)) or not 0.0 <= float(below) <= 1.0:
+            or not 0.0 <= float(below) <= 1.0:  # NaN fails the comparison too
         raise ValueError(f"recheck_below must be a score between 0 and 1, not {below!r}")
+    if recheck is None and float(below) != RECHECK_BELOW:
+        raise ValueError("recheck_below sets when a recheck reads a line again: give recheck='fp32' (or 'bf16') too")
     return float(below)
 
 
@@ -48,13 +47,19 @@ def recheck_note(precision: str, recheck: str) -> str:
     return f"recheck {recheck} is not more precise than {precision}, which runs: give {fix}, or no recheck"
 
 
+def refuse_unfit(kind: EngineKind, spec: DeviceSpec, precision: str, recheck: str) -> None:
+    """Raise unless ``recheck`` can read again, on this engine and device, what ``precision`` reads."""
+    if why := recheck_note(precision, recheck):
+        raise ModelError(why)
+    kind.check_precision(recheck, spec, what="recheck")
+
+
 def open_recheck(kind: EngineKind, spec: DeviceSpec, options: EngineOptions, info: ModelInfo, recheck: str,
                  below: float, *, model_name: str | None, model_dir: str | Path | None, source: str | None,
                  progress: bool) -> Recheck:
     """The second engine: the same model at ``recheck`` precision (fetched or exported as any model is; an IR
     folder given as ``model_dir`` needs that precision beside it), with the first one's options except what would
-    make it compute at another precision than its own."""
-    kind.check_precision(recheck, spec, what="recheck")
+    make it compute at another precision than its own (refuse_unfit has checked that it can run)."""
     try:
         resolved = resolve_model(model_name, model_dir, recheck, source_format=kind.source_format, source=source,
                                  progress=progress)
@@ -70,7 +75,7 @@ def open_recheck(kind: EngineKind, spec: DeviceSpec, options: EngineOptions, inf
             raise ModelError(f"recheck {recheck}: {resolved.path} is not the model that runs ({info.model_name}): "
                              f"its {', '.join(differ)} differ")
     eng = kind.open(resolved.path, spec, _own_precision(options), "bf16" if recheck == "bf16" else resolved.precision)
-    return Recheck(eng, below, recheck)
+    return Recheck(eng, below, recheck, resolved.path)
 
 
 def _own_precision(options: EngineOptions) -> EngineOptions:

@@ -7,12 +7,12 @@ read again at fp32.
 
 Every line of each set is read at fp32, bf16 (where the CPU has it natively) and int8 (where `edgerec quantize`
 installed it) through ``RecPredictor`` as `edgerec evaluate` reads it (batches of 8, exact widths), and each line's
-text and score are kept in the workdir (a second run reads them back). A recheck at threshold t takes the fp32
-reading of every line whose int8 (bf16) score is below t, which is what ``create_model(..., recheck="fp32",
-recheck_below=t)`` does: the re-read line is the same input tensor read by the fp32 model (tests/test_recheck.py
-checks that line by line). Prints a markdown table per threshold: Δ acc / Δ NED against fp32 in points with the
-half-width of the 95 % interval paired over the lines (bold where it excludes 0), the share of lines with fp32's
-text, and the share re-read. Measurement: docs/measurements/2026-12-08-recheck.md.
+text and score are kept in the workdir per model and set (a second run reads them back). A recheck at threshold t
+takes the fp32 reading of every line whose int8 (bf16) score is below t, which is what ``create_model(...,
+recheck="fp32", recheck_below=t)`` does: the re-read line is the same input tensor read by the fp32 model
+(tests/test_recheck.py checks that line by line). Prints a markdown table per threshold: Δ acc / Δ NED against
+fp32 in points with the half-width of the 95 % interval paired over the lines (bold where it excludes 0), the share
+of lines with fp32's text, and the share re-read. Measurement: docs/measurements/2026-12-08-recheck.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ SETS = "iiit5k_3000,svt_647,en_uw3_70,en_doc_taigi,zh_plates_1000"
 
 
 def readings(model: str, sets: list[Path], workdir: Path) -> dict:
-    """{set: {"labels": [...], precision: [[text, score], ...]}}, read once and kept in ``workdir``."""
+    """{set: {"labels": [...], precision: [[text, score], ...]}}, each set read once and kept in
+    ``workdir/MODEL/SET.json``."""
     import openvino as ov
 
     from edgerec.bench.datasets import load_dataset
@@ -40,29 +41,32 @@ def readings(model: str, sets: list[Path], workdir: Path) -> dict:
     from edgerec.zoo import home as homes
     from edgerec.zoo.export import read_info
 
-    kept = workdir / f"{model}.json"
-    if kept.is_file():
-        return json.loads(kept.read_text("utf-8"))
+    out: dict = {}
+    compiled: dict = {}
     fp32_xml = homes.ir_dir(model, "fp32") / "model.xml"
     int8_xml = homes.ir_dir(model, "int8") / "model.xml"
-    info = read_info(fp32_xml)
-    core = ov.Core()
-    compiled = {"fp32": core.compile_model(str(fp32_xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})}
-    if has_native_bf16():
-        compiled["bf16"] = core.compile_model(str(fp32_xml), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
-    if int8_xml.is_file():
-        compiled["int8"] = core.compile_model(str(int8_xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    out: dict = {}
     for folder in sets:
+        kept = workdir / model / f"{folder.name}.json"
+        if kept.is_file():
+            out[folder.name] = json.loads(kept.read_text("utf-8"))
+            continue
+        info = read_info(fp32_xml)
+        if not compiled:
+            core = ov.Core()
+            compiled["fp32"] = core.compile_model(str(fp32_xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            if has_native_bf16():
+                compiled["bf16"] = core.compile_model(str(fp32_xml), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+            if int8_xml.is_file():
+                compiled["int8"] = core.compile_model(str(int8_xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         ds = load_dataset(folder)
         row: dict = {"labels": list(ds.labels)}
         for precision, model_ in compiled.items():
             read = _predictor(model_, info.classes, info.input_height).recognize(ds.images, 8)
             row[precision] = [[text, float(score)] for text, score in read]
             print(f"{model} {ds.name} {precision}: read", file=sys.stderr, flush=True)
-        out[ds.name] = row
-    workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(kept, json.dumps(out))
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(kept, json.dumps(row))
+        out[folder.name] = row
     return out
 
 

@@ -249,7 +249,8 @@ def _drop_softmax(model) -> None:
 
 @pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
 def test_a_model_without_its_softmax_still_gives_probabilities(home, tmp_path, rendered, v4, engine, caplog):
-    """Texts are the argmax either way; the scores would be logits (above 1) without the Softmax edgerec adds."""
+    """Texts are the argmax either way; the scores would be logits (above 1) without the softmax edgerec takes of
+    such a model's output."""
     if engine == "onnxruntime":
         pytest.importorskip("onnxruntime")
     from edgerec import create_model

@@ -150,7 +150,7 @@ def test_use_hpip_drops_a_recheck_that_is_not_more_precise_than_its_choice(v4):
     model = create_model(V4, use_hpip=True, recheck="fp32", progress=False)
     if model.precision == "fp32":  # nothing faster installed or native here
         assert model.predictor.recheck is None and model.recheck_counts is None
-        assert "recheck fp32 is not more precise than fp32" in model.config_summary
+        assert "recheck fp32 not used: use_hpip chose fp32" in model.config_summary
     else:
         assert model.predictor.recheck.precision == "fp32"
 
@@ -255,3 +255,12 @@ def test_ray_actors_get_the_recheck_and_a_bad_one_fails_before_ray_starts(home_w
         ray_mod.recognize_folder([str(tmp_path / "a.png")], str(tmp_path / "o1"), recheck="fp32", recheck_below=2)
     with pytest.raises(ModelError, match="not more precise"):
         ray_mod.recognize_folder([str(tmp_path / "a.png")], str(tmp_path / "o2"), model_name=V4, recheck="fp32")
+
+
+def test_a_threshold_without_a_recheck_is_refused(monkeypatch):
+    import edgerec.api as api
+    from edgerec import create_model
+
+    monkeypatch.setattr(api, "resolve_model", lambda *a, **k: pytest.fail("resolved a model"))
+    with pytest.raises(ValueError, match="recheck_below sets when a recheck reads a line again"):
+        create_model(V4, precision="int8", recheck_below=0.5)

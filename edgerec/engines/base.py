@@ -97,7 +97,8 @@ class EngineOptions:
 
 
 class Engine(ABC):
-    """Runs a recognizer: N x 3 x H x W float32 in, N x T x C probabilities out.
+    """Runs a recognizer: N x 3 x H x W float32 in, N x T x C class scores out (probabilities for PaddleX's models;
+    RecPredictor takes a softmax where a model gives logits).
 
     Implementations are safe to call from several threads at once.
     """
@@ -107,7 +108,7 @@ class Engine(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Return the softmax output for ``batch``; the array is the caller's to keep."""
+        """Return the model's output for ``batch`` as it gives it; the array is the caller's to keep."""
 
     def properties(self) -> dict[str, Any]:
         """What really runs, as the engine reports it (for logs and the benchmark): engine, device, the compute

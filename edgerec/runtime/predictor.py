@@ -71,22 +71,28 @@ RECHECK_BELOW = 0.9
 
 
 class Recheck:
-    """A second engine (the same model at a more precise precision) that reads again every line whose score is
-    below ``below``: int8's or bf16's speed on the lines they read confidently, fp32's text on the others. A line
-    it re-reads gets the second engine's text and score. Counts what it did (thread-safe)."""
+    """A second engine (the same model at a more precise precision, from ``path``) that reads again every line
+    whose score is below ``below``: the first precision's speed on the lines it reads confidently, the second's
+    reading of the others. A line it re-reads gets the second engine's text and score. Counts what it did
+    (thread-safe)."""
 
-    def __init__(self, engine: Engine, below: float, precision: str):
+    def __init__(self, engine: Engine, below: float, precision: str, path: object = None):
         self.engine = engine
         self.below = below
         self.precision = precision
+        self.path = path
         self.lines = 0  # lines read
         self.reread = 0  # of which re-read
+        self.nan_lines = 0  # re-read lines whose output held NaN here (RecPredictor counts them)
         self._lock = threading.Lock()
 
-    def count(self, lines: int, reread: int) -> None:
+    def low(self, results: list[tuple]) -> list[int]:
+        """The results to read again (score below ``below``), counted with the lines they came from."""
+        low = [i for i, res in enumerate(results) if res[1] < self.below]
         with self._lock:
-            self.lines += lines
-            self.reread += reread
+            self.lines += len(results)
+            self.reread += len(low)
+        return low
 
     def reset(self) -> None:
         with self._lock:
@@ -137,7 +143,8 @@ class RecPredictor:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._softmax: bool | None = None  # whether the engine gives logits: decided on its first output
-        self.nan_lines = 0  # lines whose output held NaN (read as '' at score 0)
+        self._count_lock = threading.Lock()
+        self.nan_lines = 0  # lines whose output held NaN (read as '' at score 0); a recheck counts its own
 
     def width_of(self, image: np.ndarray) -> int:
         if self.static_width:
@@ -174,8 +181,7 @@ class RecPredictor:
         out, t2 = self._read(self.engine, batch, own, word_box)
         reread_s = 0.0
         if self.recheck is not None:
-            low = [i for i, res in enumerate(out) if res[1] < self.recheck.below]
-            self.recheck.count(len(out), len(low))
+            low = self.recheck.low(out)
             t3 = time.perf_counter()
             start = 0  # the same tensors, so a re-read line reads exactly as it would alone at that precision; in
             for size in batch_sizes(len(low), len(out)):  # power-of-two batches, shapes the engine has prepared
@@ -197,13 +203,13 @@ class RecPredictor:
         if own is None:
             probs = self._probabilities(engine.infer(batch))
             t2 = time.perf_counter()
-            return self._no_nan(ctc_greedy_decode(probs, self.classes, word_box=word_box)), t2
+            return self._no_nan(ctc_greedy_decode(probs, self.classes, word_box=word_box), engine), t2
         probs = engine.infer(batch, valid_widths=own)  # type: ignore[call-arg]
         steps = engine.steps  # type: ignore[attr-defined]
         probs = self._probabilities(probs, steps(own[0]))
         t2 = time.perf_counter()
         return self._no_nan([ctc_greedy_decode(probs[i:i + 1, :steps(w)], self.classes, word_box=word_box)[0]
-                             for i, w in enumerate(own)]), t2
+                             for i, w in enumerate(own)], engine), t2
 
     def _probabilities(self, probs: np.ndarray, steps: int | None = None) -> np.ndarray:
         """The engine's output as probabilities. A model exported without its final Softmax gives logits (or
@@ -212,25 +218,32 @@ class RecPredictor:
         scores become probabilities, as PaddleX's models give them."""
         if self._softmax is None:
             first = probs[0, :steps] if steps else probs[0]
-            first = first[np.isfinite(first).all(axis=-1)]
+            first = first[np.isfinite(first).all(axis=-1)]  # NaN steps decide nothing: the next output does
             if first.size:  # bf16 and f16 sums stray from 1 by far less than 0.05; logits' by far more
-                self._softmax = bool(first.min() < -1e-3 or np.abs(first.sum(axis=-1) - 1).max() > 0.05)
-                if self._softmax:
-                    log.warning("the model's output is not probabilities (no final Softmax?): edgerec takes a "
-                                "softmax over the classes, so scores are probabilities (texts are the same)")
+                logits = bool(first.min() < -1e-3 or np.abs(first.sum(axis=-1) - 1).max() > 0.05)
+                with self._count_lock:  # parallel batches: one decides, and it is said once
+                    if self._softmax is None:
+                        self._softmax = logits
+                        if logits:
+                            log.warning("the model's output is not probabilities (no final Softmax?): edgerec "
+                                        "takes a softmax over the classes, so scores are probabilities (texts are "
+                                        "the same)")
         if self._softmax:
             probs = np.exp(probs - probs.max(axis=-1, keepdims=True))
             probs /= probs.sum(axis=-1, keepdims=True)
         return probs
 
-    def _no_nan(self, results: list[tuple]) -> list[tuple]:
-        """A line whose output held NaN (decoded as '' at score NaN) reads '' at score 0, is counted
-        (``nan_lines``) and said: a recheck reads it again; a model that gives NaN on its blank warm-up line is
-        refused at load (create_model)."""
+    def _no_nan(self, results: list[tuple], engine: Engine) -> list[tuple]:
+        """A line whose output held NaN (decoded as '' at score NaN) reads '' at score 0, is counted per engine
+        (``nan_lines``) and said; a recheck with recheck_below > 0 reads it again. create_model refuses a model
+        that gives NaN for its blank warm-up line."""
         bad = [i for i, res in enumerate(results) if math.isnan(res[1])]
         if bad:
-            with self._pool_lock:
-                self.nan_lines += len(bad)
+            with self._count_lock:
+                if engine is self.engine:
+                    self.nan_lines += len(bad)
+                else:  # the recheck's
+                    self.recheck.nan_lines += len(bad)  # type: ignore[union-attr]
             log.warning("the model's output held NaN for %d line(s) of a batch of %d: read as '' (score 0)",
                         len(bad), len(results))
             for i in bad:
@@ -246,11 +259,8 @@ class RecPredictor:
             if self.long_lines == "split" and not self.static_width and needs_split(*img.shape[:2],
                                                                                     self.input_height, self.max_width):
                 out[i] = self._read_long(img, self.engine)
-                if out[i] is not None and self.recheck is not None:
-                    low = out[i][1] < self.recheck.below  # type: ignore[index]
-                    self.recheck.count(1, int(low))
-                    if low:
-                        out[i] = self._read_long(img, self.recheck.engine)
+                if out[i] is not None and self.recheck is not None and self.recheck.low([out[i]]):
+                    out[i] = self._read_long(img, self.recheck.engine)
                 if out[i] is not None:
                     continue  # None: too long even for windows, squash it
             groups[self.width_of(img)].append(i)
@@ -290,4 +300,5 @@ class RecPredictor:
         for pad_w, ks in window_batches(windows):
             for k, row in zip(ks, self.infer([windows[k].crop(image) for k in ks], pad_w, engine)):
                 rows[k] = row
-        return read_windows(image, windows, rows, self.classes, self.input_height)
+        res = read_windows(image, windows, rows, self.classes, self.input_height)
+        return None if res is None else self._no_nan([res], engine)[0]
