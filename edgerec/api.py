@@ -14,16 +14,9 @@ from edgerec.compat import fallback_device, map_engine, map_engine_config, word_
 from edgerec.engines import registry
 from edgerec.engines.base import Engine, EngineKind, parse_device
 from edgerec.errors import EdgeRecError, InputError, ModelError, reason
-from edgerec.hpip import (
-    HPIP_WIDTH_BUCKET,
-    hpip_bucket_for,
-    hpip_choice,
-    hpip_takes_buckets,
-    int8_report,
-    other_arithmetic,
-)
+from edgerec.hpip import HPIP_WIDTH_BUCKET, hpip_bucket_for, hpip_choice, hpip_takes_buckets, warn_int8_check
 from edgerec.io.inputs import LoadedItem, iter_inputs, to_bgr
-from edgerec.recheck import check_recheck, open_recheck, recheck_note, refuse_unfit
+from edgerec.recheck import check_recheck, recheck_for, refuse_unfit
 from edgerec.results import TextRecResult
 from edgerec.runtime.predictor import RECHECK_BELOW, RecPredictor, bucket_shapes, check_batch_size
 from edgerec.runtime.preprocess import MIN_W, check_input_shape, check_min_width, check_width_bucket
@@ -362,14 +355,9 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         raise ModelError(f"input_shape {list(input_shape)}: the height must be the model's input height, "
                          f"{info.input_height}")
     run_precision = "bf16" if precision == "bf16" else info.precision
-    again, unused = None, ""
-    if recheck and hpip_chooses and recheck_note(run_precision, recheck):  # use_hpip's choice may not fit it
-        unused = f"recheck {recheck} not used: use_hpip chose {run_precision}"
-    elif recheck:
-        if not checked:
-            refuse_unfit(kind, spec, run_precision, recheck)
-        again = open_recheck(kind, spec, options, info, recheck, recheck_below, model_name=model_name,
-                             model_dir=model_dir, source=source, progress=progress)
+    again, unused = recheck_for(kind, spec, options, info, run_precision, recheck, recheck_below, checked=checked,
+                                hpip_chooses=hpip_chooses, model_name=model_name, model_dir=model_dir, source=source,
+                                progress=progress) if recheck else (None, "")
     predictor = RecPredictor(eng, info.classes, input_height=info.input_height, min_width=min_width,
                              width_bucket=width_bucket, static_width=static[1] if static else None, recheck=again)
     if warmup and not probed:  # a probed engine has run a line already
@@ -385,15 +373,8 @@ def create_model(model_name: str | None = None, model_dir: str | Path | None = N
         log.warning("%s: the model has %s more classes than its dict holds, so the dict was padded with ' ' at "
                     "its end; if entries are missing elsewhere, its texts are wrong (give the model's own dict)",
                     resolved.path, info.extra["charset_padded"])
-    report = int8_report(resolved.path) if run_precision == "int8" and not hpip_chooses else {}
-    if report.get("unreadable"):  # asked for by name: it runs, but the user should know nothing vouches for it
-        log.warning("%s int8: %s; its accuracy check is unknown", info.model_name, report["unreadable"])
-    elif report.get("forced"):
-        log.info("%s int8: the model in %s was installed with --force past its accuracy bound", info.model_name,
-                 resolved.path.parent)
-    elif report and (other := other_arithmetic(report, spec)):
-        # asked for by name: it runs, but the user should know its accuracy check was for another arithmetic
-        log.warning("%s int8: the model in %s %s", info.model_name, resolved.path.parent, other)
+    if run_precision == "int8" and not hpip_chooses:  # asked for by name: it runs, with what vouches for it said
+        warn_int8_check(resolved.path, info.model_name, spec, log)
     summary = f"{info.model_name} {run_precision}: {eng.describe()}" + (
         f", widths padded to {min_width} + k x {width_bucket}" if width_bucket else "") + (
         f"; {again.describe()}" if again else f"; {unused}" if unused else "") + (

@@ -3,6 +3,7 @@ holds on this CPU (its quantization report says where and how it was checked), a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from edgerec.engines.base import DeviceSpec, EngineKind
@@ -122,6 +123,19 @@ def int8_report(int8_xml) -> dict:
     if bad:
         return {"unreadable": f"{path} is not a quantization report ({', '.join(bad)} malformed)"}
     return report
+
+
+def warn_int8_check(int8_xml: Path, model_name: str, spec: DeviceSpec, log: logging.Logger) -> None:
+    """An int8 asked for by name runs whatever its report says; say (on ``log``) when nothing vouches for it, when
+    it was installed past its bound, or when its check was for another int8 arithmetic than this CPU's."""
+    report = int8_report(int8_xml)
+    if report.get("unreadable"):
+        log.warning("%s int8: %s; its accuracy check is unknown", model_name, report["unreadable"])
+    elif report.get("forced"):
+        log.info("%s int8: the model in %s was installed with --force past its accuracy bound", model_name,
+                 Path(int8_xml).parent)
+    elif report and (other := other_arithmetic(report, spec)):
+        log.warning("%s int8: the model in %s %s", model_name, Path(int8_xml).parent, other)
 
 
 def other_arithmetic(report: dict, spec: DeviceSpec) -> str:

@@ -54,6 +54,19 @@ def refuse_unfit(kind: EngineKind, spec: DeviceSpec, precision: str, recheck: st
     kind.check_precision(recheck, spec, what="recheck")
 
 
+def recheck_for(kind: EngineKind, spec: DeviceSpec, options: EngineOptions, info: ModelInfo, run_precision: str,
+                recheck: str, below: float, *, checked: bool, hpip_chooses: bool, model_name: str | None,
+                model_dir: str | Path | None, source: str | None, progress: bool) -> tuple[Recheck | None, str]:
+    """create_model's recheck once the precision that runs is known: (the Recheck, '') or, where use_hpip chose a
+    precision it cannot recheck, (None, why). ``checked``: refuse_unfit already ran on what the caller named."""
+    if hpip_chooses and recheck_note(run_precision, recheck):
+        return None, f"recheck {recheck} not used: use_hpip chose {run_precision}"
+    if not checked:
+        refuse_unfit(kind, spec, run_precision, recheck)
+    return open_recheck(kind, spec, options, info, recheck, below, model_name=model_name, model_dir=model_dir,
+                        source=source, progress=progress), ""
+
+
 def open_recheck(kind: EngineKind, spec: DeviceSpec, options: EngineOptions, info: ModelInfo, recheck: str,
                  below: float, *, model_name: str | None, model_dir: str | Path | None, source: str | None,
                  progress: bool) -> Recheck:

@@ -111,10 +111,19 @@ def test_word_boxes_and_a_static_input_shape_come_from_the_reading_that_counts(h
 def test_parallel_batches_count_every_line_once(home_with_int8, lines):
     from edgerec import create_model
 
+    int8 = create_model(V4, precision="int8", progress=False).recognize_batch(lines, batch_size=2)
     model = create_model(V4, precision="int8", recheck="fp32", hint="THROUGHPUT", progress=False)
-    model.recognize_batch(lines, batch_size=2)
-    counts = model.recheck_counts
-    assert counts["lines"] == len(lines) and 0 <= counts["read_again"] <= len(lines)
+    got = model.recognize_batch(lines, batch_size=2)
+    assert model.predictor.parallel >= 1
+    # scores of one line differ in the last bits between builds: count the lines clearly on either side
+    clear = [abs(s - 0.9) > SCORE_TOL for _, s in int8]
+    assert model.recheck_counts["lines"] == len(lines)
+    assert sum(s < 0.9 for (_, s), c in zip(int8, clear) if c) <= model.recheck_counts["read_again"] \
+        <= sum(s < 0.9 + SCORE_TOL for _, s in int8)
+    fp32 = create_model(V4, precision="fp32", progress=False).recognize_batch(lines, batch_size=2)
+    for g, i, f, c in zip(got, int8, fp32, clear):
+        if c:
+            assert g[0] == (f if i[1] < 0.9 else i)[0]
 
 
 @pytest.mark.parametrize("below", [math.nan, -0.1, 1.5, True, "0.9", None])
